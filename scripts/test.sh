@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# The whole test suite: the command the README gives and .ci/run calls.
+#
+#   1. installs missing Debian packages (scripts/packages.txt)
+#   2. go vet, gofmt check, staticcheck (pinned)
+#   3. go test -race on the pure packages, go test on the kernel ones
+#   4. every fuzz target for FUZZTIME (default 10s)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+STATICCHECK_VERSION=v0.8.2
+FUZZTIME=${FUZZTIME:-10s}
+export GOFLAGS=${GOFLAGS:-}
+
+scripts/deps.sh
+
+echo "== go vet"
+go vet ./...
+
+echo "== gofmt"
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [[ -n "${unformatted}" ]]; then
+  echo "gofmt would change:" >&2
+  echo "${unformatted}" >&2
+  exit 1
+fi
+
+echo "== staticcheck ${STATICCHECK_VERSION}"
+toolbin="$(go env GOPATH)/calyx-tools/staticcheck-${STATICCHECK_VERSION}"
+if [[ ! -x "${toolbin}/staticcheck" ]]; then
+  GOBIN="${toolbin}" go install "honnef.co/go/tools/cmd/staticcheck@${STATICCHECK_VERSION}"
+fi
+"${toolbin}/staticcheck" ./...
+
+# Packages that touch the kernel run without -race (they spend their time in
+# syscalls and namespaces); the pure ones run with it.
+kernel_re='/(backend/(nftables|iptables|ebpf)|cni|internal/lab|internal/netns)(/|$)'
+pure=$(go list ./... | grep -Ev "${kernel_re}" || true)
+kernel=$(go list ./... | grep -E "${kernel_re}" || true)
+
+echo "== go test -race (pure packages)"
+# shellcheck disable=SC2086
+go test -race -count=1 ${pure}
+if [[ -n "${kernel}" ]]; then
+  echo "== go test (kernel packages)"
+  # shellcheck disable=SC2086
+  go test -count=1 -p 1 ${kernel}
+fi
+
+echo "== fuzz (${FUZZTIME} each)"
+for pkg in $(go list ./...); do
+  dir=$(go list -f '{{.Dir}}' "${pkg}")
+  for fuzz in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "${dir}"/*_test.go 2>/dev/null | sed 's/^func //' | sort -u); do
+    echo "-- ${pkg} ${fuzz}"
+    go test -run='^$' -fuzz="^${fuzz}\$" -fuzztime="${FUZZTIME}" "${pkg}"
+  done
+done
+echo "== all tests passed"
