@@ -1,0 +1,98 @@
+package reach
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"net/netip"
+	"testing"
+
+	"github.com/calyxnet/calyx/backend/model"
+	"github.com/calyxnet/calyx/compile"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// db only accepts TCP 5432 from web and, having no profile, sends nothing;
+// the other pods are not endpoints of the node, so nothing judges them.
+func ruleset() *compile.Ruleset {
+	return &compile.Ruleset{
+		Sets: map[compile.SetID]*compile.IPSet{
+			"s:web": {ID: "s:web", Kind: compile.SetNets, Nets: []netip.Prefix{netip.MustParsePrefix("10.0.0.1/32")}},
+		},
+		Policies: map[compile.PolicyID]*compile.Policy{
+			"in:db": {ID: "in:db", Direction: compile.Ingress, Rules: []compile.Rule{{Action: compile.ActionAllow,
+				Match: compile.Match{Protocol: 6, Src: compile.PeerMatch{Sets: []compile.SetID{"s:web"}}, Dst: compile.PeerMatch{Ports: []compile.PortRange{{5432, 5432}}}}}}},
+		},
+		Endpoints: map[string]*compile.Endpoint{
+			"shop/db": {Key: "shop/db", Addrs: []netip.Addr{netip.MustParseAddr("10.0.0.2")},
+				Ingress: compile.DirectionPolicy{Tiers: []compile.TierPolicies{{Tier: "default", Policies: []compile.PolicyID{"in:db"}, EndAction: compile.ActionDeny}}}},
+		},
+	}
+}
+
+func pods() []Pod {
+	return []Pod{
+		{Namespace: "shop", Name: "web", Addrs: []netip.Addr{netip.MustParseAddr("10.0.0.1")}, Ports: []Port{{Name: "http", Protocol: 6, Port: 80}}},
+		{Namespace: "shop", Name: "db", Addrs: []netip.Addr{netip.MustParseAddr("10.0.0.2")}, Ports: []Port{{Name: "pg", Protocol: 6, Port: 5432}, {Protocol: 17, Port: 53}}},
+		{Namespace: "other", Name: "v6only", Addrs: []netip.Addr{netip.MustParseAddr("fd00::9")}},
+	}
+}
+
+func TestParseProbe(t *testing.T) {
+	for in, want := range map[string]Probe{"80/TCP": {80, 6}, "53/udp": {53, 17}, "8080": {8080, 6}, "9/SCTP": {9, 132}} {
+		got, err := ParseProbe(in)
+		require.NoError(t, err, in)
+		assert.Equal(t, want, got, in)
+	}
+	for _, bad := range []string{"0/TCP", "70000", "80/ICMP", "x/TCP", ""} {
+		_, err := ParseProbe(bad)
+		assert.Error(t, err, bad)
+	}
+}
+
+func TestDeclaredProbes(t *testing.T) {
+	assert.Equal(t, []Probe{{80, 6}, {5432, 6}, {53, 17}}, DeclaredProbes(pods()))
+}
+
+func TestModelMatrix(t *testing.T) {
+	ctx := context.Background()
+	m, err := Run(ctx, ModelProber{Index: model.NewIndex(ruleset())}, pods(), []Probe{{5432, 6}, {53, 17}}, 2)
+	require.NoError(t, err)
+
+	var table bytes.Buffer
+	require.NoError(t, m.WriteTable(&table))
+	assert.Equal(t, "5432/TCP\n"+
+		"-\tother/v6only\tshop/db\tshop/web\n"+
+		"other/v6only\t.\tX\tX\n"+
+		"shop/db\tX\t.\tX\n"+
+		"shop/web\tX\t.\t.\n"+
+		"\n53/UDP\n"+
+		"-\tother/v6only\tshop/db\tshop/web\n"+
+		"other/v6only\t.\tX\tX\n"+
+		"shop/db\tX\t.\tX\n"+
+		"shop/web\tX\tX\t.\n", table.String())
+
+	var js bytes.Buffer
+	require.NoError(t, m.WriteJSON(&js))
+	var out struct {
+		Results []Result `json:"results"`
+	}
+	require.NoError(t, json.Unmarshal(js.Bytes(), &out))
+	require.Len(t, out.Results, 18)
+	assert.Equal(t, Result{From: "other/v6only", To: "other/v6only", Port: 5432, Protocol: "TCP", Allowed: true}, out.Results[0])
+	assert.Equal(t, Result{From: "shop/web", To: "shop/db", Port: 53, Protocol: "UDP", Allowed: false}, out.Results[16])
+	assert.Contains(t, js.String(), `{"results":[{"from":"other/v6only","to":"other/v6only","port":5432,"protocol":"TCP","allowed":true},`)
+}
+
+type failingProber struct{}
+
+func (failingProber) Probe(context.Context, *Pod, *Pod, Probe) (bool, error) {
+	return false, errors.New("boom")
+}
+
+func TestRunError(t *testing.T) {
+	_, err := Run(context.Background(), failingProber{}, pods(), []Probe{{80, 6}}, 0)
+	assert.EqualError(t, err, "boom")
+}
