@@ -147,7 +147,9 @@ func addrOffset(base, a netip.Addr) uint64 {
 	return be64(y[8:]) - be64(x[8:])
 }
 
-func be32(b []byte) uint32 { return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3]) }
+func be32(b []byte) uint32 {
+	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+}
 func be64(b []byte) uint64 { return uint64(be32(b[:4]))<<32 | uint64(be32(b[4:])) }
 func put64(b []byte, v uint64) {
 	for i := range 8 {
