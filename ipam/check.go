@@ -373,6 +373,7 @@ func (a *Allocator) repairAllocWithoutHandle(ctx context.Context, p Problem) (bo
 			return err
 		}
 		if h != nil && slices.Contains(h.Addrs, p.Addr) {
+			fixed = true
 			return nil
 		}
 		if h == nil {
@@ -419,10 +420,12 @@ func (a *Allocator) repairHandleAddr(ctx context.Context, p Problem) (bool, erro
 			}
 			out = append(out, x)
 		}
+		// Either this run removes a listing, or the handle is already
+		// right (the other handle of a duplicate gets its own fix).
+		fixed = true
 		if len(out) == len(h.Addrs) {
 			return nil
 		}
-		fixed = true
 		if len(out) == 0 {
 			t.del(handleKey(p.Handle))
 			return nil
