@@ -25,8 +25,8 @@ type Port struct {
 // SinglePort returns the Port for one port number.
 func SinglePort(p int) Port { return Port{Min: p, Max: p} }
 
-// PortRange returns the Port for the range min:max.
-func PortRange(minPort, maxPort int) Port { return Port{Min: minPort, Max: maxPort} }
+// PortFromRange returns the Port for the range min:max.
+func PortFromRange(minPort, maxPort int) Port { return Port{Min: minPort, Max: maxPort} }
 
 // NamedPort returns the Port for a named port.
 func NamedPort(name string) Port { return Port{Name: name} }
@@ -82,7 +82,7 @@ func ParsePort(s string) Port {
 		a, err1 := strconv.Atoi(lo)
 		b, err2 := strconv.Atoi(hi)
 		if err1 == nil && err2 == nil {
-			return PortRange(a, b)
+			return PortFromRange(a, b)
 		}
 	}
 	return NamedPort(s)
