@@ -53,106 +53,6 @@ func setContains(set []string, v string) bool {
 	return i < len(set) && set[i] == v
 }
 
-// evalMap evaluates n on a plain map. It duplicates evalLabels so that the
-// common case (a Set) pays for direct map lookups instead of an interface
-// call per leaf.
-func evalMap(n *node, m map[string]string) bool {
-	switch n.op {
-	case opAll, opGlobal:
-		return true
-	case opHas:
-		_, ok := m[n.key]
-		return ok
-	case opEq:
-		v, ok := m[n.key]
-		return ok && v == n.value
-	case opNe:
-		v, ok := m[n.key]
-		return !ok || v != n.value
-	case opIn:
-		v, ok := m[n.key]
-		return ok && setContains(n.set, v)
-	case opNotIn:
-		v, ok := m[n.key]
-		return !ok || !setContains(n.set, v)
-	case opContains:
-		v, ok := m[n.key]
-		return ok && strings.Contains(v, n.value)
-	case opStartsWith:
-		v, ok := m[n.key]
-		return ok && strings.HasPrefix(v, n.value)
-	case opEndsWith:
-		v, ok := m[n.key]
-		return ok && strings.HasSuffix(v, n.value)
-	case opNot:
-		return !evalMap(n.args[0], m)
-	case opAnd:
-		for _, a := range n.args {
-			if !evalMap(a, m) {
-				return false
-			}
-		}
-		return true
-	case opOr:
-		for _, a := range n.args {
-			if evalMap(a, m) {
-				return true
-			}
-		}
-		return false
-	}
-	return false
-}
-
-// evalLabels evaluates n on any Labels implementation.
-func evalLabels(n *node, l Labels) bool {
-	switch n.op {
-	case opAll, opGlobal:
-		return true
-	case opHas:
-		_, ok := l.Get(n.key)
-		return ok
-	case opEq:
-		v, ok := l.Get(n.key)
-		return ok && v == n.value
-	case opNe:
-		v, ok := l.Get(n.key)
-		return !ok || v != n.value
-	case opIn:
-		v, ok := l.Get(n.key)
-		return ok && setContains(n.set, v)
-	case opNotIn:
-		v, ok := l.Get(n.key)
-		return !ok || !setContains(n.set, v)
-	case opContains:
-		v, ok := l.Get(n.key)
-		return ok && strings.Contains(v, n.value)
-	case opStartsWith:
-		v, ok := l.Get(n.key)
-		return ok && strings.HasPrefix(v, n.value)
-	case opEndsWith:
-		v, ok := l.Get(n.key)
-		return ok && strings.HasSuffix(v, n.value)
-	case opNot:
-		return !evalLabels(n.args[0], l)
-	case opAnd:
-		for _, a := range n.args {
-			if !evalLabels(a, l) {
-				return false
-			}
-		}
-		return true
-	case opOr:
-		for _, a := range n.args {
-			if evalLabels(a, l) {
-				return true
-			}
-		}
-		return false
-	}
-	return false
-}
-
 // leafOps maps the comparison operators to their canonical spelling.
 var leafOps = [...]string{
 	opEq:         " == ",
@@ -237,9 +137,9 @@ func negate(n *node) *node {
 	return &node{op: opNot, args: []*node{n}}
 }
 
-// group builds an opAnd or opOr node from operands, splicing in the
+// groupOf builds an opAnd or opOr node from operands, splicing in the
 // operands of any operand of the same kind so groups stay flat.
-func group(kind op, operands []*node) *node {
+func groupOf(kind op, operands []*node) *node {
 	if len(operands) == 1 {
 		return operands[0]
 	}

@@ -431,9 +431,9 @@ func removeFiled[T comparable](m map[string]map[string]*ptrSet[T], k, v string, 
 // inherited.
 func matchesItem(e *selEntry, it *itemEntry) bool {
 	if len(it.parents) == 0 {
-		return evalMap(e.sel.root, it.labels)
+		return e.sel.prog.evalMap(it.labels)
 	}
-	return evalLabels(e.sel.root, it)
+	return e.sel.prog.evalLabels(it)
 }
 
 // recomputeItem queues the changes of it's matches: it is checked against

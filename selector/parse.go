@@ -121,7 +121,7 @@ func (p *parser) orExpr(depth int) (*node, error) {
 		}
 		operands = append(operands, n)
 	}
-	return group(opOr, operands), nil
+	return groupOf(opOr, operands), nil
 }
 
 func (p *parser) andExpr(depth int) (*node, error) {
@@ -140,7 +140,7 @@ func (p *parser) andExpr(depth int) (*node, error) {
 		}
 		operands = append(operands, n)
 	}
-	return group(opAnd, operands), nil
+	return groupOf(opAnd, operands), nil
 }
 
 func (p *parser) unary(depth int) (*node, error) {

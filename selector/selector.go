@@ -29,6 +29,7 @@ func (s Set) Get(key string) (string, bool) {
 // concurrent use. A nil *Selector behaves as [All].
 type Selector struct {
 	root *node
+	prog *group // evaluation form of root
 	str  string // canonical form, computed once
 
 	idOnce sync.Once
@@ -36,14 +37,17 @@ type Selector struct {
 }
 
 func newSelector(root *node) *Selector {
-	return &Selector{root: root, str: canonical(root)}
+	return &Selector{root: root, prog: compile(root), str: canonical(root)}
 }
 
-var allNode = &node{op: opAll}
+var (
+	allNode = &node{op: opAll}
+	allProg = &group{and: true}
+)
 
 // All returns the selector that matches every label set: all().
 func All() *Selector {
-	return &Selector{root: allNode, str: "all()"}
+	return &Selector{root: allNode, prog: allProg, str: "all()"}
 }
 
 // MustParse is like [Parse] but panics on a syntax error. It is meant for
@@ -65,11 +69,11 @@ func (s *Selector) Matches(labels Labels) bool {
 	}
 	switch l := labels.(type) {
 	case Set:
-		return evalMap(s.root, l)
+		return s.prog.evalMap(l)
 	case nil:
-		return evalMap(s.root, nil)
+		return s.prog.evalMap(nil)
 	default:
-		return evalLabels(s.root, l)
+		return s.prog.evalLabels(l)
 	}
 }
 
@@ -142,7 +146,7 @@ func And(sels ...*Selector) *Selector {
 	case 1:
 		return only
 	}
-	return newSelector(group(opAnd, operands))
+	return newSelector(groupOf(opAnd, operands))
 }
 
 // WithKeyPrefix returns a copy of the selector with prefix in front of
