@@ -1,0 +1,69 @@
+//go:build linux
+
+package lab_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/calyxnet/calyx/compile"
+	"github.com/calyxnet/calyx/internal/lab"
+	"github.com/calyxnet/calyx/internal/lab/labtest"
+	"github.com/calyxnet/calyx/internal/netns"
+)
+
+var (
+	tcp80  = lab.Port{Protocol: 6, Port: 80}
+	tcp443 = lab.Port{Protocol: 6, Port: 443}
+	udp53  = lab.Port{Protocol: 17, Port: 53}
+	udp99  = lab.Port{Protocol: 17, Port: 99}
+)
+
+func TestNinePodsAllReachableWithoutPolicy(t *testing.T) {
+	spec := lab.Spec{Pods: labtest.Pods(9, tcp80, tcp443, udp53, udp99), External: labtest.ExternalAddrs,
+		ExternalPorts: []lab.Port{tcp80, udp53}}
+	l := labtest.New(t, spec, lab.Options{})
+	start := time.Now()
+	m, err := l.Observe(context.Background())
+	require.NoError(t, err)
+	took := time.Since(start)
+	// 10 parties × 10 parties × 2 families, 4 ports per pod, 2 external.
+	require.Equal(t, 2*(10*9*4+10*2), len(m.Probes))
+	want := lab.Expected(&compile.Ruleset{}, m.Probes)
+	require.Empty(t, m.Diff(want), "\n%s", m)
+	require.Less(t, took, 10*time.Second, "a full matrix must take seconds")
+	t.Logf("%d probes in %v", len(m.Probes), took)
+}
+
+func TestDifferentSourcePortsEachRound(t *testing.T) {
+	spec := lab.Spec{Pods: labtest.Pods(2, tcp80)}
+	a, b := spec.Probes(20000), spec.Probes(20100)
+	require.Equal(t, len(a), len(b))
+	require.NotEqual(t, a[0].SrcPort, b[0].SrcPort)
+}
+
+func TestCloseLeavesNothing(t *testing.T) {
+	l := labtest.New(t, lab.Spec{Pods: labtest.Pods(2, tcp80), External: labtest.ExternalAddrs}, lab.Options{})
+	names, err := netns.List(l.ID())
+	require.NoError(t, err)
+	require.Len(t, names, 4, "node, two pods, external")
+	require.NoError(t, l.Close())
+	names, err = netns.List(l.ID())
+	require.NoError(t, err)
+	require.Empty(t, names)
+}
+
+func TestSpecValidation(t *testing.T) {
+	pods := labtest.Pods(2, tcp80)
+	pods[1].IPs = pods[0].IPs
+	pods[1].Ports = []lab.Port{{Protocol: 1, Port: 3}}
+	err := (&lab.Spec{Pods: pods}).Validate()
+	require.ErrorIs(t, err, lab.ErrInvalidSpec)
+	for _, want := range []string{"already belongs", "TCP or UDP"} {
+		require.True(t, strings.Contains(err.Error(), want), "%v lacks %q", err, want)
+	}
+}
