@@ -56,7 +56,7 @@ func (o *Origin) At(field string) Position {
 		return Position{}
 	}
 	p := o.Position
-	if n := lookupNode(o.node, field); n != nil {
+	if n := lookupNode(o.node, field); n != nil && n.Line > 0 {
 		p.Line = n.Line
 	}
 	return p
@@ -169,7 +169,13 @@ func (d *decoder) decodeDocument(doc *yaml.Node, index int) {
 	budget := maxNodes
 	v, err := toValue(root, &budget, 0)
 	if err != nil {
-		d.errs = append(d.errs, &ValidationError{Position: withLine(pos, err), Message: err.Error()})
+		e := &ValidationError{Position: withLine(pos, err), Message: err.Error()}
+		// Name the object if its kind and name can be read as written.
+		apiVersion, kind := scalarAt(root, "apiVersion"), scalarAt(root, "kind")
+		if k, ok := kindFor(apiVersion, kind); ok {
+			e.Kind, e.Namespace, e.Name = k, scalarAt(root, "metadata.namespace"), scalarAt(root, "metadata.name")
+		}
+		d.errs = append(d.errs, e)
 		return
 	}
 	if v == nil {
@@ -181,6 +187,34 @@ func (d *decoder) decodeDocument(doc *yaml.Node, index int) {
 		return
 	}
 	d.decodeValue(m, root, pos, "", "", "")
+}
+
+// scalarAt returns the scalar at path below n, or "".
+func scalarAt(n *yaml.Node, path string) string {
+	if n == nil {
+		return ""
+	}
+	segs := splitPath(path)
+	for _, seg := range segs {
+		n = resolveAlias(n)
+		if n == nil || n.Kind != yaml.MappingNode {
+			return ""
+		}
+		var next *yaml.Node
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Value == seg.key {
+				next = n.Content[i+1]
+			}
+		}
+		if next == nil {
+			return ""
+		}
+		n = next
+	}
+	if n = resolveAlias(n); n.Kind != yaml.ScalarNode {
+		return ""
+	}
+	return n.Value
 }
 
 // withLine takes the line from a nodeError, if err is one.
@@ -257,6 +291,7 @@ func (d *decoder) decodeValue(m map[string]any, node *yaml.Node, pos Position, p
 		return
 	}
 	d.defaultNamespace(obj, k, origin, report)
+	ns = obj.GetNamespace()
 	for _, fe := range validateObject(obj) {
 		report(fe.Field, fe.Message)
 	}
@@ -542,7 +577,8 @@ func scalarValue(n *yaml.Node) (any, error) {
 }
 
 // lookupNode finds the node at a field path (a.b[2].c, map keys as [key])
-// below a mapping node; nil when it is not there.
+// below a mapping node; when the path is not all there (a missing field),
+// the deepest node on it that is.
 func lookupNode(n *yaml.Node, path string) *yaml.Node {
 	n = resolveAlias(n)
 	if n == nil || path == "" {
@@ -555,13 +591,13 @@ func lookupNode(n *yaml.Node, path string) *yaml.Node {
 		}
 		if seg.index >= 0 {
 			if n.Kind != yaml.SequenceNode || seg.index >= len(n.Content) {
-				return nil
+				return n
 			}
 			n = n.Content[seg.index]
 			continue
 		}
 		if n.Kind != yaml.MappingNode {
-			return nil
+			return n
 		}
 		var found *yaml.Node
 		for i := 0; i+1 < len(n.Content); i += 2 {
@@ -575,7 +611,7 @@ func lookupNode(n *yaml.Node, path string) *yaml.Node {
 			}
 		}
 		if found == nil {
-			return nil
+			return n
 		}
 		n = found
 	}

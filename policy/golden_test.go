@@ -12,7 +12,6 @@ import (
 	"testing"
 
 	"github.com/calyxnet/calyx/policy"
-	"github.com/calyxnet/calyx/selector"
 	"github.com/stretchr/testify/require"
 )
 
@@ -272,8 +271,3 @@ func TestRoundTrip(t *testing.T) {
 	}
 }
 
-// selectorMatches is a helper for semantic tests.
-func selectorMatches(t *testing.T, s *selector.Selector, l selector.Set) bool {
-	t.Helper()
-	return s.Matches(l)
-}
