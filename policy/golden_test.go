@@ -270,4 +270,3 @@ func TestRoundTrip(t *testing.T) {
 		})
 	}
 }
-
