@@ -48,6 +48,11 @@ type Allocator struct {
 
 	gcMu     sync.Mutex
 	suspects map[string]suspect
+
+	// nodeLocks serialise this process's assignments per node on stores
+	// without their own write lock, so goroutines of one agent do not
+	// fight each other's compare-and-swap on the same block.
+	nodeLocks sync.Map // node name → *sync.Mutex
 }
 
 type suspect struct {
@@ -104,7 +109,7 @@ func (a *Allocator) run(ctx context.Context, fn func(t *txn) error) error {
 	return update(ctx, a.s, a.rp, func(r Reader) ([]Op, error) {
 		t := newTxn(r, a.cfg.Now().UnixNano())
 		if err := fn(t); err != nil {
-			return nil, err
+			return nil, &validateError{err: err, reads: t.reads()}
 		}
 		return t.ops()
 	})
@@ -159,6 +164,11 @@ func (a *Allocator) AutoAssign(ctx context.Context, req AssignRequest) (AssignRe
 	}
 	if req.Use == "" {
 		req.Use = UseWorkload
+	}
+	if _, ok := a.s.(Updater); !ok {
+		mu, _ := a.nodeLocks.LoadOrStore(req.Node, &sync.Mutex{})
+		mu.(*sync.Mutex).Lock()
+		defer mu.(*sync.Mutex).Unlock()
 	}
 	var res AssignResult
 	err := a.run(ctx, func(t *txn) error {

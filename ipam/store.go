@@ -70,6 +70,16 @@ type Updater interface {
 	Update(ctx context.Context, fn UpdateFunc) error
 }
 
+// Snapshotter is implemented by stores that can serve every read of one
+// update from a single revision (etcd). A decision that writes nothing,
+// such as "exhausted", is then true of one moment of the store. For other
+// stores the update loop validates the revisions it read instead.
+type Snapshotter interface {
+	// Snapshot returns a reader whose reads all come from the revision of
+	// its first read.
+	Snapshot(ctx context.Context) Reader
+}
+
 // Reader reads one consistent-enough view of a store during an update.
 type Reader interface {
 	Get(keys ...string) ([]KV, error)
@@ -144,6 +154,10 @@ func update(ctx context.Context, s Store, rp retryPolicy, fn UpdateFunc) error {
 		var err error
 		for attempt := 0; attempt <= rp.max; attempt++ {
 			err = u.Update(ctx, fn)
+			var ve *validateError
+			if errors.As(err, &ve) {
+				err = ve.err // the view was consistent: the error stands
+			}
 			if !errors.Is(err, ErrConflict) {
 				return err
 			}
@@ -153,10 +167,42 @@ func update(ctx context.Context, s Store, rp retryPolicy, fn UpdateFunc) error {
 		}
 		return fmt.Errorf("%w: %w", ErrTooManyRetries, err)
 	}
+	snap, _ := s.(Snapshotter)
 	var err error
 	for attempt := 0; attempt <= rp.max; attempt++ {
+		var r Reader = storeReader{ctx, s}
+		if snap != nil {
+			r = snap.Snapshot(ctx)
+		}
 		var ops []Op
-		ops, err = fn(storeReader{ctx, s})
+		ops, err = fn(r)
+		var ve *validateError
+		if errors.As(err, &ve) {
+			if errors.Is(ve.err, ErrConflict) {
+				// A read hit a compacted revision: start over.
+				err = ve.err
+				if werr := backoff(ctx, rp, attempt); werr != nil {
+					return werr
+				}
+				continue
+			}
+			if snap != nil || len(ve.reads) == 0 {
+				return ve.err
+			}
+			// The reads came from several moments: the error stands only
+			// if none of them changed since.
+			_, err = s.Commit(ctx, ve.reads...)
+			if err == nil {
+				return ve.err
+			}
+			if !errors.Is(err, ErrConflict) {
+				return err
+			}
+			if werr := backoff(ctx, rp, attempt); werr != nil {
+				return werr
+			}
+			continue
+		}
 		if err != nil {
 			return err
 		}
@@ -189,6 +235,16 @@ func backoff(ctx context.Context, rp retryPolicy, attempt int) error {
 		return nil
 	}
 }
+
+// validateError carries an update function's error with the reads it was
+// based on, so the update loop can confirm the reads were current.
+type validateError struct {
+	err   error
+	reads []Op
+}
+
+func (e *validateError) Error() string { return e.err.Error() }
+func (e *validateError) Unwrap() error { return e.err }
 
 // checkOps validates ops against current revisions given by rev; it is
 // shared by the stores that evaluate conditions themselves.

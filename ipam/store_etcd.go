@@ -2,10 +2,12 @@ package ipam
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -47,19 +49,59 @@ func DialEtcd(ctx context.Context, endpoints []string, prefix string) (*EtcdStor
 	return s, nil
 }
 
+// Snapshot implements [Snapshotter].
+func (s *EtcdStore) Snapshot(ctx context.Context) Reader {
+	return &etcdSnapshot{s: s, ctx: ctx}
+}
+
+// etcdSnapshot pins every read to the revision of its first read.
+type etcdSnapshot struct {
+	s   *EtcdStore
+	ctx context.Context
+	rev int64
+}
+
+func (r *etcdSnapshot) opts() []clientv3.OpOption {
+	if r.rev == 0 {
+		return nil
+	}
+	return []clientv3.OpOption{clientv3.WithRev(r.rev)}
+}
+
+func (r *etcdSnapshot) Get(keys ...string) ([]KV, error) {
+	kvs, rev, err := r.s.get(r.ctx, r.opts(), keys...)
+	if r.rev == 0 {
+		r.rev = rev
+	}
+	return kvs, err
+}
+
+func (r *etcdSnapshot) List(prefix string) ([]KV, error) {
+	kvs, rev, err := r.s.list(r.ctx, r.opts(), prefix)
+	if r.rev == 0 {
+		r.rev = rev
+	}
+	return kvs, err
+}
+
 // Get implements [Store]; all keys are read in one transaction, so they
 // come from one revision.
 func (s *EtcdStore) Get(ctx context.Context, keys ...string) ([]KV, error) {
+	kvs, _, err := s.get(ctx, nil, keys...)
+	return kvs, err
+}
+
+func (s *EtcdStore) get(ctx context.Context, opts []clientv3.OpOption, keys ...string) ([]KV, int64, error) {
 	if len(keys) == 0 {
-		return nil, nil
+		return nil, 0, nil
 	}
 	ops := make([]clientv3.Op, len(keys))
 	for i, k := range keys {
-		ops[i] = clientv3.OpGet(s.prefix + k)
+		ops[i] = clientv3.OpGet(s.prefix+k, opts...)
 	}
 	resp, err := s.c.Txn(ctx).Then(ops...).Commit()
 	if err != nil {
-		return nil, fmt.Errorf("ipam: etcd get: %w", err)
+		return nil, 0, etcdReadErr("get", err)
 	}
 	out := make([]KV, len(keys))
 	for i, r := range resp.Responses {
@@ -69,20 +111,35 @@ func (s *EtcdStore) Get(ctx context.Context, keys ...string) ([]KV, error) {
 			out[i].Revision = rr.Kvs[0].ModRevision
 		}
 	}
-	return out, nil
+	return out, resp.Header.Revision, nil
+}
+
+// etcdReadErr turns a read of a compacted revision into a conflict, so
+// the update starts over from the present.
+func etcdReadErr(what string, err error) error {
+	if errors.Is(err, rpctypes.ErrCompacted) {
+		return &ConflictError{Got: -1}
+	}
+	return fmt.Errorf("ipam: etcd %s: %w", what, err)
 }
 
 // List implements [Store].
 func (s *EtcdStore) List(ctx context.Context, prefix string) ([]KV, error) {
-	resp, err := s.c.Get(ctx, s.prefix+prefix, clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend))
+	kvs, _, err := s.list(ctx, nil, prefix)
+	return kvs, err
+}
+
+func (s *EtcdStore) list(ctx context.Context, opts []clientv3.OpOption, prefix string) ([]KV, int64, error) {
+	opts = append([]clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend)}, opts...)
+	resp, err := s.c.Get(ctx, s.prefix+prefix, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("ipam: etcd list %q: %w", prefix, err)
+		return nil, 0, etcdReadErr("list", err)
 	}
 	out := make([]KV, 0, len(resp.Kvs))
 	for _, kv := range resp.Kvs {
 		out = append(out, KV{Key: strings.TrimPrefix(string(kv.Key), s.prefix), Value: kv.Value, Revision: kv.ModRevision})
 	}
-	return out, nil
+	return out, resp.Header.Revision, nil
 }
 
 // Commit implements [Store].

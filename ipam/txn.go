@@ -213,6 +213,19 @@ func (t *txn) listBlocks() ([]netip.Prefix, error) {
 	return t.blocks, nil
 }
 
+// reads returns a check op for every key this run read, to confirm that
+// a decision taken on them still holds.
+func (t *txn) reads() []Op {
+	ops := make([]Op, 0, len(t.ents))
+	for k, e := range t.ents {
+		if !e.dirty || e.rev != 0 {
+			ops = append(ops, Op{Kind: OpCheck, Key: k, Revision: e.rev})
+		}
+	}
+	slices.SortFunc(ops, func(a, b Op) int { return strings.Compare(a.Key, b.Key) })
+	return ops
+}
+
 // ops turns this run's changes into compare-and-swap ops, sorted by key.
 func (t *txn) ops() ([]Op, error) {
 	var ops []Op
