@@ -53,11 +53,21 @@ func (s StoreSpec) String() string {
 	return s.Kind + ":" + s.Path
 }
 
-// Open opens the store the spec names.
+// Open opens the store the spec names, creating a missing bbolt file.
 func (s StoreSpec) Open(ctx context.Context) (Store, error) {
+	return s.open(ctx, false)
+}
+
+// OpenExisting is Open for tools that only inspect or repair: a missing
+// bbolt file is an error matching fs.ErrNotExist, not a new empty store.
+func (s StoreSpec) OpenExisting(ctx context.Context) (Store, error) {
+	return s.open(ctx, true)
+}
+
+func (s StoreSpec) open(ctx context.Context, mustExist bool) (Store, error) {
 	switch s.Kind {
 	case "bolt":
-		return OpenBolt(ctx, s.Path, nil)
+		return OpenBolt(ctx, s.Path, &BoltOptions{MustExist: mustExist})
 	case "etcd":
 		return DialEtcd(ctx, s.Endpoints, "")
 	}

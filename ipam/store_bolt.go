@@ -32,6 +32,9 @@ type BoltOptions struct {
 	KeepOpen bool
 	// Mode is the permission of a created file (default 0600).
 	Mode os.FileMode
+	// MustExist refuses to create a missing file (the error matches
+	// fs.ErrNotExist): for tools that only inspect.
+	MustExist bool
 }
 
 // BoltStore is the embedded, durable [Store]: one bbolt file, every commit
@@ -78,6 +81,11 @@ func OpenBolt(ctx context.Context, path string, opts *BoltOptions) (*BoltStore, 
 	}
 	if s.opts.Mode == 0 {
 		s.opts.Mode = 0o600
+	}
+	if s.opts.MustExist {
+		if _, err := os.Stat(path); err != nil {
+			return nil, fmt.Errorf("ipam: %w", err)
+		}
 	}
 	db, err := s.acquire(ctx)
 	if err != nil {

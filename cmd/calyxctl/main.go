@@ -72,5 +72,6 @@ Exit codes:
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	// Subcommands are added here, one constructor per file.
+	root.AddCommand(newIPAMCmd(stdout))
 	return root
 }
