@@ -1,0 +1,70 @@
+//go:build linux
+
+package nftables
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/calyxnet/calyx/backend"
+	"github.com/calyxnet/calyx/compile"
+	"github.com/calyxnet/calyx/internal/lab"
+	"github.com/calyxnet/calyx/internal/lab/labtest"
+	"github.com/calyxnet/calyx/internal/testgen"
+)
+
+var (
+	tcp80  = lab.Port{Protocol: 6, Port: 80}
+	tcp443 = lab.Port{Protocol: 6, Port: 443}
+	udp53  = lab.Port{Protocol: 17, Port: 53}
+	udp99  = lab.Port{Protocol: 17, Port: 99}
+)
+
+// rig is a lab with the backend programming its node.
+type rig struct {
+	lab *lab.Lab
+	b   *Backend
+}
+
+func newRig(t *testing.T, spec lab.Spec) *rig {
+	t.Helper()
+	l := labtest.New(t, spec, lab.Options{ProbeTimeout: 400e6})
+	b, err := New(context.Background(), backend.Options{NetNS: l.NodeNS().Path(), Name: l.ID()})
+	if err != nil {
+		t.Fatalf("open backend: %v", err)
+	}
+	t.Cleanup(func() { _ = b.Close(context.Background()) })
+	return &rig{lab: l, b: b}
+}
+
+// ir returns a builder holding one endpoint per lab pod, with no policy.
+func (r *rig) ir() *testgen.IR {
+	b := testgen.NewIR()
+	spec := r.lab.Spec()
+	for i := range spec.Pods {
+		p := &spec.Pods[i]
+		b.Endpoint(p.Key(), p.Interface(), p.IPs...)
+	}
+	return b
+}
+
+// conform applies rs and checks that the observed matrix is the model's.
+func (r *rig) conform(t *testing.T, rs *compile.Ruleset) *lab.Matrix {
+	t.Helper()
+	ctx := context.Background()
+	if err := r.b.Apply(ctx, rs); err != nil {
+		t.Fatalf("apply: %v", err)
+	}
+	got, err := r.lab.Observe(ctx)
+	if err != nil {
+		t.Fatalf("observe: %v", err)
+	}
+	want := lab.Expected(rs, got.Probes)
+	if diff := got.Diff(want); len(diff) > 0 {
+		dump, _ := r.b.Dump(ctx)
+		t.Fatalf("nftables disagrees with the model on %d probes:\n%s\nruleset:\n%s\ntable:\n%s",
+			len(diff), strings.Join(diff, "\n"), rs, dump)
+	}
+	return got
+}

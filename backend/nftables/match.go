@@ -1,0 +1,398 @@
+//go:build linux
+
+package nftables
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
+	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
+
+	"github.com/calyxnet/calyx/compile"
+)
+
+// term is one conjunct of a rule: expressions and their nft text.
+type term struct {
+	exprs []expr.Any
+	text  string
+	// anon is the anonymous set read by the last expression (a Lookup).
+	anon *anonSet
+}
+
+const (
+	reg1     = 1 // NFT_REG_1: 16 bytes
+	reg32_00 = 8 // NFT_REG32_00: first 32-bit register, aliasing NFT_REG_1
+)
+
+func protoText(p uint8) string {
+	switch p {
+	case 1:
+		return "icmp"
+	case 6:
+		return "tcp"
+	case 17:
+		return "udp"
+	case 58:
+		return "ipv6-icmp"
+	case 132:
+		return "sctp"
+	case 136:
+		return "udplite"
+	}
+	return strconv.Itoa(int(p))
+}
+
+func hasPorts(p uint8) bool { return p == 6 || p == 17 || p == 132 || p == 136 }
+
+func cmpOp(neg bool) (expr.CmpOp, string) {
+	if neg {
+		return expr.CmpOpNeq, "!= "
+	}
+	return expr.CmpOpEq, ""
+}
+
+func nfprotoTerm(fam uint8) term {
+	v, name := byte(unix.NFPROTO_IPV4), "ipv4"
+	if fam == 6 {
+		v, name = unix.NFPROTO_IPV6, "ipv6"
+	}
+	return term{exprs: []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: reg1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{v}},
+	}, text: "meta nfproto " + name}
+}
+
+func l4protoTerm(p uint8, neg bool) term {
+	op, t := cmpOp(neg)
+	return term{exprs: []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg1},
+		&expr.Cmp{Op: op, Register: reg1, Data: []byte{p}},
+	}, text: "meta l4proto " + t + protoText(p)}
+}
+
+func portProtosTerm() term {
+	return term{exprs: []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg1},
+		&expr.Lookup{SourceRegister: reg1, SetName: setPortProtos},
+	}, text: "meta l4proto @" + setPortProtos}
+}
+
+func icmpFieldTerm(offset uint32, v uint8, neg bool) term {
+	op, t := cmpOp(neg)
+	return term{exprs: []expr.Any{
+		&expr.Payload{OperationType: expr.PayloadLoad, DestRegister: reg1, Base: expr.PayloadBaseTransportHeader, Offset: offset, Len: 1},
+		&expr.Cmp{Op: op, Register: reg1, Data: []byte{v}},
+	}, text: fmt.Sprintf("@th,%d,8 %s%d", offset*8, t, v)}
+}
+
+// addrPayload loads the source or destination address of family fam.
+func addrPayload(fam uint8, side string, reg uint32) (*expr.Payload, string) {
+	p := &expr.Payload{OperationType: expr.PayloadLoad, DestRegister: reg, Base: expr.PayloadBaseNetworkHeader}
+	ip := "ip"
+	switch {
+	case fam == 4 && side == "src":
+		p.Offset, p.Len = 12, 4
+	case fam == 4:
+		p.Offset, p.Len = 16, 4
+	case side == "src":
+		p.Offset, p.Len, ip = 8, 16, "ip6"
+	default:
+		p.Offset, p.Len, ip = 24, 16, "ip6"
+	}
+	if fam == 6 {
+		ip = "ip6"
+	}
+	return p, ip + " " + map[string]string{"src": "saddr", "dst": "daddr"}[side]
+}
+
+func portPayload(side string, reg uint32) (*expr.Payload, string) {
+	off, name := uint32(2), "th dport"
+	if side == "src" {
+		off, name = 0, "th sport"
+	}
+	return &expr.Payload{OperationType: expr.PayloadLoad, DestRegister: reg, Base: expr.PayloadBaseTransportHeader, Offset: off, Len: 2}, name
+}
+
+func addrSetTerm(fam uint8, side, set string, neg bool) term {
+	p, t := addrPayload(fam, side, reg1)
+	_, nt := cmpOp(neg)
+	return term{exprs: []expr.Any{p, &expr.Lookup{SourceRegister: reg1, SetName: set, Invert: neg}}, text: t + " " + nt + "@" + set}
+}
+
+func namedPortTerm(fam uint8, side, set string, neg bool) term {
+	p, t := addrPayload(fam, side, reg32_00)
+	protoReg := uint32(reg32_00 + 1)
+	if fam == 6 {
+		protoReg = reg32_00 + 4
+	}
+	pp, pt := portPayload(side, protoReg+1)
+	_, nt := cmpOp(neg)
+	return term{exprs: []expr.Any{
+		p,
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: protoReg},
+		pp,
+		&expr.Lookup{SourceRegister: reg32_00, SetName: set, Invert: neg},
+	}, text: fmt.Sprintf("%s . meta l4proto . %s %s@%s", t, pt, nt, set)}
+}
+
+// concatLookupTerm matches address . l4proto . dport against an anonymous
+// concatenated interval set.
+func concatLookupTerm(fam uint8, side string, as *anonSet, elems []string) term {
+	p, t := addrPayload(fam, side, reg32_00)
+	protoReg := uint32(reg32_00 + 1)
+	if fam == 6 {
+		protoReg = reg32_00 + 4
+	}
+	pp, _ := portPayload("dst", protoReg+1)
+	return term{exprs: []expr.Any{
+		p,
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: protoReg},
+		pp,
+		&expr.Lookup{SourceRegister: reg32_00},
+	}, text: fmt.Sprintf("%s . meta l4proto . th dport { %s }", t, strings.Join(elems, ", ")), anon: as}
+}
+
+// portRangesTerm matches the port against ranges: a comparison for one
+// port, a range for one range, an anonymous interval set for more.
+func portRangesTerm(side string, ranges []compile.PortRange, neg bool) term {
+	p, pt := portPayload(side, reg1)
+	op, nt := cmpOp(neg)
+	if len(ranges) == 1 {
+		rg := ranges[0]
+		if rg.Min == rg.Max {
+			return term{exprs: []expr.Any{p, &expr.Cmp{Op: op, Register: reg1, Data: binaryutil.BigEndian.PutUint16(rg.Min)}},
+				text: fmt.Sprintf("%s %s%d", pt, nt, rg.Min)}
+		}
+		return term{exprs: []expr.Any{p, &expr.Range{Op: op, Register: reg1,
+			FromData: binaryutil.BigEndian.PutUint16(rg.Min), ToData: binaryutil.BigEndian.PutUint16(rg.Max)}},
+			text: fmt.Sprintf("%s %s%d-%d", pt, nt, rg.Min, rg.Max)}
+	}
+	merged := mergePorts(ranges)
+	as := &anonSet{keyType: nftables.TypeInetService, interval: true}
+	var texts []string
+	for _, rg := range merged {
+		as.elems = append(as.elems, nftables.SetElement{Key: binaryutil.BigEndian.PutUint16(rg.Min)})
+		if rg.Max < 65535 {
+			as.elems = append(as.elems, nftables.SetElement{Key: binaryutil.BigEndian.PutUint16(rg.Max + 1), IntervalEnd: true})
+		}
+		texts = append(texts, rg.String())
+	}
+	return term{exprs: []expr.Any{p, &expr.Lookup{SourceRegister: reg1, Invert: neg}},
+		text: fmt.Sprintf("%s %s{ %s }", pt, nt, strings.Join(texts, ", ")), anon: as}
+}
+
+func mergePorts(in []compile.PortRange) []compile.PortRange {
+	rs := make([]compile.PortRange, 0, len(in))
+	for _, r := range in {
+		if r.Min > r.Max {
+			r.Min, r.Max = r.Max, r.Min
+		}
+		rs = append(rs, r)
+	}
+	sortPorts(rs)
+	var out []compile.PortRange
+	for _, r := range rs {
+		if n := len(out); n > 0 && (out[n-1].Max == 65535 || int(r.Min) <= int(out[n-1].Max)+1) {
+			out[n-1].Max = max(out[n-1].Max, r.Max)
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+func sortPorts(rs []compile.PortRange) {
+	for i := 1; i < len(rs); i++ {
+		for j := i; j > 0 && rs[j].Min < rs[j-1].Min; j-- {
+			rs[j], rs[j-1] = rs[j-1], rs[j]
+		}
+	}
+}
+
+func usesAddr(m *compile.Match) bool {
+	for _, pm := range []*compile.PeerMatch{&m.Src, &m.Dst} {
+		if len(pm.Sets)+len(pm.NotSets)+len(pm.NamedPorts)+len(pm.NotNamedPorts) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// cross returns every concatenation of one alternative from each group.
+func cross(groups ...[][]term) [][]term {
+	out := [][]term{nil}
+	for _, g := range groups {
+		var next [][]term
+		for _, prefix := range out {
+			for _, alt := range g {
+				c := make([]term, 0, len(prefix)+len(alt))
+				c = append(c, prefix...)
+				c = append(c, alt...)
+				next = append(next, c)
+			}
+		}
+		out = next
+	}
+	return out
+}
+
+// alternatives expands a Match into a disjunction of conjunctions of
+// terms, each renderable as one nft rule. No alternatives means the match
+// can never be true.
+func (r *renderer) alternatives(m *compile.Match) [][]term {
+	var fams []uint8
+	switch {
+	case m.IPVersion != 0:
+		fams = []uint8{m.IPVersion}
+	case usesAddr(m):
+		fams = []uint8{4, 6}
+	default:
+		fams = []uint8{0}
+	}
+	var out [][]term
+	for _, fam := range fams {
+		var base []term
+		if fam != 0 {
+			base = append(base, nfprotoTerm(fam))
+		}
+		if m.Protocol != 0 {
+			base = append(base, l4protoTerm(m.Protocol, false))
+		}
+		if m.NotProtocol != 0 {
+			base = append(base, l4protoTerm(m.NotProtocol, true))
+		}
+		icmp := r.icmpAlts(m, fam)
+		if len(icmp) == 0 {
+			continue
+		}
+		src := r.peerAlts(&m.Src, "src", fam, m.Protocol)
+		dst := r.peerAlts(&m.Dst, "dst", fam, m.Protocol)
+		out = append(out, cross([][]term{base}, icmp, src, dst)...)
+	}
+	return out
+}
+
+func icmpProtos(m *compile.Match, fam uint8) []uint8 {
+	var out []uint8
+	for _, p := range []uint8{1, 58} {
+		if (fam == 4 && p == 58) || (fam == 6 && p == 1) {
+			continue
+		}
+		if m.Protocol != 0 && m.Protocol != p {
+			continue
+		}
+		if m.NotProtocol == p {
+			continue
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+func (r *renderer) icmpAlts(m *compile.Match, fam uint8) [][]term {
+	pos := [][]term{nil}
+	if m.ICMP != nil {
+		pos = nil
+		for _, p := range icmpProtos(m, fam) {
+			var t []term
+			if m.Protocol == 0 {
+				t = append(t, l4protoTerm(p, false))
+			}
+			t = append(t, icmpFieldTerm(0, m.ICMP.Type, false))
+			if m.ICMP.Code != nil {
+				t = append(t, icmpFieldTerm(1, *m.ICMP.Code, false))
+			}
+			pos = append(pos, t)
+		}
+	}
+	if m.NotICMP == nil {
+		return pos
+	}
+	// not (icmp ∧ type ∧ code), as exclusive alternatives.
+	neg := [][]term{{l4protoTerm(1, true), l4protoTerm(58, true)}}
+	for _, p := range []uint8{1, 58} {
+		neg = append(neg, []term{l4protoTerm(p, false), icmpFieldTerm(0, m.NotICMP.Type, true)})
+		if m.NotICMP.Code != nil {
+			neg = append(neg, []term{l4protoTerm(p, false), icmpFieldTerm(0, m.NotICMP.Type, false), icmpFieldTerm(1, *m.NotICMP.Code, true)})
+		}
+	}
+	return cross(pos, neg)
+}
+
+func (r *renderer) peerAlts(pm *compile.PeerMatch, side string, fam uint8, proto uint8) [][]term {
+	var conj []term
+	for _, id := range pm.Sets {
+		conj = append(conj, addrSetTerm(fam, side, setName(id, fam), false))
+	}
+	for _, id := range pm.NotSets {
+		conj = append(conj, addrSetTerm(fam, side, setName(id, fam), true))
+	}
+	needProto := func() []term {
+		if hasPorts(proto) {
+			return nil
+		}
+		return []term{portProtosTerm()}
+	}
+	alts := [][]term{conj}
+	if len(pm.Ports) > 0 || len(pm.NamedPorts) > 0 {
+		var or [][]term
+		if len(pm.Ports) > 0 {
+			or = append(or, append(needProto(), portRangesTerm(side, pm.Ports, false)))
+		}
+		for _, id := range pm.NamedPorts {
+			or = append(or, []term{namedPortTerm(fam, side, namedPortSetName(id, fam), false)})
+		}
+		alts = cross(alts, or)
+	}
+	if len(pm.NotPorts) > 0 || len(pm.NotNamedPorts) > 0 {
+		and := needProto()
+		if len(pm.NotPorts) > 0 {
+			and = append(and, portRangesTerm(side, pm.NotPorts, true))
+		}
+		for _, id := range pm.NotNamedPorts {
+			and = append(and, namedPortTerm(fam, side, namedPortSetName(id, fam), true))
+		}
+		alts = cross(alts, [][]term{and})
+	}
+	return alts
+}
+
+// exprSig is a fingerprint of expressions that survives a round trip
+// through the kernel: what Reconcile compares.
+func exprSig(exprs []expr.Any, anon map[int]*anonSet) string {
+	var b strings.Builder
+	for i, e := range exprs {
+		switch e := e.(type) {
+		case *expr.Meta:
+			fmt.Fprintf(&b, "meta:%d:%d", e.Key, e.Register)
+		case *expr.Cmp:
+			fmt.Fprintf(&b, "cmp:%d:%d:%x", e.Op, e.Register, e.Data)
+		case *expr.Payload:
+			fmt.Fprintf(&b, "pl:%d:%d:%d:%d", e.Base, e.Offset, e.Len, e.DestRegister)
+		case *expr.Lookup:
+			name := e.SetName
+			if _, isAnon := anon[i]; isAnon || strings.HasPrefix(name, "__set") {
+				name = "anon"
+			}
+			fmt.Fprintf(&b, "lk:%d:%s:%v", e.SourceRegister, name, e.Invert)
+		case *expr.Range:
+			fmt.Fprintf(&b, "rg:%d:%d:%x:%x", e.Op, e.Register, e.FromData, e.ToData)
+		case *expr.Bitwise:
+			fmt.Fprintf(&b, "bw:%d:%d:%x:%x", e.SourceRegister, e.DestRegister, e.Mask, e.Xor)
+		case *expr.Ct:
+			fmt.Fprintf(&b, "ct:%d:%d", e.Key, e.Register)
+		case *expr.Verdict:
+			fmt.Fprintf(&b, "v:%d:%s", e.Kind, e.Chain)
+		case *expr.Log:
+			fmt.Fprintf(&b, "log:%d:%s", e.Group, e.Data)
+		default:
+			fmt.Fprintf(&b, "%T", e)
+		}
+		b.WriteByte(';')
+	}
+	return b.String()
+}

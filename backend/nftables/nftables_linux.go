@@ -1,0 +1,485 @@
+//go:build linux
+
+package nftables
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"github.com/google/nftables/userdata"
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/calyxnet/calyx/backend"
+	"github.com/calyxnet/calyx/compile"
+	"github.com/calyxnet/calyx/internal/netns"
+)
+
+// Name is the registry name of this backend.
+const Name = "nftables"
+
+// elemChunk bounds the elements of one netlink message: a nested netlink
+// attribute cannot exceed 64 KiB.
+const elemChunk = 512
+
+// sockBuf sizes the netlink socket buffers: a batch is sent in one
+// sendmsg and every message is acknowledged.
+const sockBuf = 256 << 20
+
+// Backend is the nftables dataplane. It is safe for concurrent use; calls
+// are serialised.
+type Backend struct {
+	mu     sync.Mutex
+	opts   backend.Options
+	log    *slog.Logger
+	table  *nftables.Table
+	ns     *netns.NS
+	cur    *desired // what the kernel holds; nil: unknown, read it
+	closed bool
+
+	// beforeFlush lets tests add to a batch (to make the kernel reject it).
+	beforeFlush func(c *nftables.Conn)
+}
+
+var _ backend.Backend = (*Backend)(nil)
+
+// Open is a backend.Factory.
+func Open(ctx context.Context, opts backend.Options) (backend.Backend, error) {
+	return New(ctx, opts)
+}
+
+// New opens the backend. Nothing is changed until Apply.
+func New(ctx context.Context, opts backend.Options) (*Backend, error) {
+	b := &Backend{opts: opts, log: opts.Logger}
+	if b.log == nil {
+		b.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	b.table = &nftables.Table{Name: TableName(opts.Name), Family: nftables.TableFamilyINet}
+	if opts.NetNS != "" {
+		ns, err := netns.Open(opts.NetNS)
+		if err != nil {
+			return nil, fmt.Errorf("nftables: %w", err)
+		}
+		b.ns = ns
+	}
+	c, err := b.conn()
+	if err != nil {
+		_ = b.closeNS()
+		return nil, err
+	}
+	defer c.CloseLasting()
+	if _, err := c.ListTablesOfFamily(nftables.TableFamilyINet); err != nil {
+		_ = b.closeNS()
+		return nil, fmt.Errorf("%w: nftables: %w", backend.ErrNotSupported, err)
+	}
+	return b, nil
+}
+
+// TableName returns the table a backend with Options.Name name owns.
+func TableName(name string) string {
+	if name == "" {
+		return "calyx"
+	}
+	return "calyx-" + name
+}
+
+// Name returns "nftables".
+func (b *Backend) Name() string { return Name }
+
+// Table returns the name of the table the backend owns.
+func (b *Backend) Table() string { return b.table.Name }
+
+func (b *Backend) conn() (*nftables.Conn, error) {
+	opts := []nftables.ConnOption{nftables.AsLasting(), nftables.WithSockOptions(sizeBuffers)}
+	if b.ns != nil {
+		opts = append(opts, nftables.WithNetNSFd(b.ns.Fd()))
+	}
+	c, err := nftables.New(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("nftables: netlink: %w", err)
+	}
+	return c, nil
+}
+
+func sizeBuffers(c *netlink.Conn) error {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	return rc.Control(func(fd uintptr) {
+		for _, o := range [][2]int{{unix.SO_SNDBUFFORCE, unix.SO_SNDBUF}, {unix.SO_RCVBUFFORCE, unix.SO_RCVBUF}} {
+			if unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, o[0], sockBuf) != nil {
+				_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, o[1], sockBuf)
+			}
+		}
+	})
+}
+
+func (b *Backend) closeNS() error {
+	if b.ns == nil {
+		return nil
+	}
+	err := b.ns.Close()
+	b.ns = nil
+	return err
+}
+
+// Apply makes the table enforce rs in one netlink batch holding only what
+// changed since the last Apply.
+func (b *Backend) Apply(ctx context.Context, rs *compile.Ruleset) error {
+	d, err := render(rs)
+	if err != nil {
+		return err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return backend.ErrClosed
+	}
+	c, err := b.conn()
+	if err != nil {
+		return err
+	}
+	defer c.CloseLasting()
+	cur := b.cur
+	if cur == nil {
+		if cur, err = b.read(c); err != nil {
+			return err
+		}
+	}
+	st := b.plan(c, cur, d)
+	if err := b.flush(c); err != nil {
+		// The kernel either rejected the whole batch (previous state
+		// intact) or we lost track; read it back next time.
+		b.cur = nil
+		return err
+	}
+	b.cur = d
+	b.log.Debug("nftables apply", "table", b.table.Name, "messages", st.messages, "chains", len(d.chains), "sets", len(d.sets))
+	return nil
+}
+
+// Stats counts what one Apply or Reconcile sent.
+type Stats struct {
+	ChainsAdded, ChainsRewritten, ChainsDeleted int
+	SetsAdded, SetsRewritten, SetsDeleted       int
+	ElementsAdded, ElementsDeleted              int
+	messages                                    int
+}
+
+func (b *Backend) flush(c *nftables.Conn) error {
+	if b.beforeFlush != nil {
+		b.beforeFlush(c)
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("%w: %w", ErrKernelRejected, err)
+	}
+	return nil
+}
+
+func (b *Backend) nftChain(name string, h *hook) *nftables.Chain {
+	ch := &nftables.Chain{Name: name, Table: b.table}
+	if h != nil {
+		num, prio := h.num, h.prio
+		pol := nftables.ChainPolicyAccept
+		ch.Hooknum, ch.Priority, ch.Type, ch.Policy = &num, &prio, nftables.ChainTypeFilter, &pol
+	}
+	return ch
+}
+
+func (b *Backend) nftSet(s *nset) *nftables.Set {
+	ns := &nftables.Set{Table: b.table, Name: s.name, KeyType: s.keyType, Interval: s.interval,
+		Concatenation: s.concat, IsMap: s.isMap, Comment: s.comment}
+	if s.isMap {
+		ns.DataType = nftables.TypeVerdict
+	}
+	return ns
+}
+
+func chunks(els []nftables.SetElement, fn func([]nftables.SetElement) error) error {
+	for len(els) > 0 {
+		n := min(len(els), elemChunk)
+		// Never split an interval between two messages.
+		if n < len(els) && els[n].IntervalEnd {
+			n++
+		}
+		if err := fn(els[:n]); err != nil {
+			return err
+		}
+		els = els[n:]
+	}
+	return nil
+}
+
+func flatten(groups [][]nftables.SetElement) []nftables.SetElement {
+	var out []nftables.SetElement
+	for _, g := range groups {
+		out = append(out, g...)
+	}
+	return out
+}
+
+// plan queues on c the messages that turn cur into d.
+func (b *Backend) plan(c *nftables.Conn, cur, d *desired) Stats {
+	var st Stats
+	c.AddTable(b.table)
+	addElems := func(s *nftables.Set, els []nftables.SetElement) {
+		_ = chunks(els, func(ch []nftables.SetElement) error { st.messages++; return c.SetAddElements(s, ch) })
+		st.ElementsAdded += len(els)
+	}
+	delElems := func(s *nftables.Set, els []nftables.SetElement) {
+		_ = chunks(els, func(ch []nftables.SetElement) error { st.messages++; return c.SetDeleteElements(s, ch) })
+		st.ElementsDeleted += len(els)
+	}
+	// Sets and maps: create what is missing, fix elements of plain sets
+	// now; map elements point at chains and wait until the chains exist.
+	var mapFixes []func()
+	for _, name := range sortedKeys(d.sets) {
+		ds := d.sets[name]
+		ks := b.nftSet(ds)
+		cs, ok := cur.sets[name]
+		var fix func()
+		switch {
+		case !ok:
+			_ = c.AddSet(ks, nil)
+			st.SetsAdded++
+			fix = func() { addElems(ks, ds.elems) }
+		case !cs.sameType(ds) || cur.observed && !cs.sameElements(ds):
+			st.SetsRewritten++
+			fix = func() { c.FlushSet(ks); addElems(ks, ds.elems) }
+		default:
+			added, removed := diffGroups(cs, ds)
+			if len(added)+len(removed) == 0 {
+				continue
+			}
+			fix = func() { delElems(ks, flatten(removed)); addElems(ks, flatten(added)) }
+		}
+		if ds.isMap {
+			mapFixes = append(mapFixes, fix)
+		} else {
+			fix()
+		}
+	}
+	// Chains: create every missing chain before any rule jumps to it.
+	for _, name := range d.order {
+		dc := d.chains[name]
+		cc, ok := cur.chains[name]
+		if !ok || (dc.base != nil && !sameBase(cc, dc)) {
+			c.AddChain(b.nftChain(name, dc.base))
+			st.messages++
+		}
+	}
+	for _, name := range d.order {
+		dc := d.chains[name]
+		cc, ok := cur.chains[name]
+		switch {
+		case !ok:
+			st.ChainsAdded++
+		case sameRules(cc, dc):
+			continue
+		default:
+			c.FlushChain(b.nftChain(name, nil))
+			st.ChainsRewritten++
+		}
+		for _, ru := range dc.rules {
+			st.messages += b.addRule(c, name, ru)
+		}
+	}
+	for _, fix := range mapFixes {
+		fix()
+	}
+	// Deletions: chains that jump first, then what they jumped to; then
+	// sets no rule reads any more.
+	var dead []string
+	for name := range cur.chains {
+		if _, ok := d.chains[name]; !ok {
+			dead = append(dead, name)
+		}
+	}
+	slices.Sort(dead)
+	slices.SortStableFunc(dead, func(a, b string) int { return chainLevel(b) - chainLevel(a) })
+	for _, name := range dead {
+		c.DelChain(b.nftChain(name, nil))
+		st.ChainsDeleted++
+	}
+	for _, name := range sortedKeys(cur.sets) {
+		if _, ok := d.sets[name]; !ok {
+			c.DelSet(&nftables.Set{Table: b.table, Name: name})
+			st.SetsDeleted++
+		}
+	}
+	st.messages += st.ChainsDeleted + st.SetsDeleted + st.SetsAdded + st.ChainsRewritten
+	return st
+}
+
+// addRule queues one rule and the anonymous sets it reads.
+func (b *Backend) addRule(c *nftables.Conn, chain string, ru *nrule) int {
+	msgs := 1
+	exprs := ru.exprs
+	if len(ru.anon) > 0 {
+		exprs = slices.Clone(ru.exprs)
+		for idx, as := range ru.anon {
+			s := &nftables.Set{Table: b.table, Anonymous: true, Constant: true, Interval: as.interval,
+				Concatenation: as.concat, KeyType: as.keyType, Size: uint32(len(as.elems))}
+			first := as.elems
+			if len(first) > elemChunk {
+				first = first[:elemChunk]
+				if first[len(first)-1].IntervalEnd == false && len(as.elems) > elemChunk && as.elems[elemChunk].IntervalEnd {
+					first = as.elems[:elemChunk+1]
+				}
+			}
+			_ = c.AddSet(s, first)
+			msgs += 2
+			_ = chunks(as.elems[len(first):], func(ch []nftables.SetElement) error { msgs++; return c.SetAddElements(s, ch) })
+			lk := ru.exprs[idx].(*expr.Lookup)
+			exprs[idx] = &expr.Lookup{SourceRegister: lk.SourceRegister, Invert: lk.Invert, SetName: s.Name, SetID: s.ID}
+		}
+	}
+	c.AddRule(&nftables.Rule{
+		Table:    b.table,
+		Chain:    &nftables.Chain{Name: chain, Table: b.table},
+		Exprs:    exprs,
+		UserData: userdata.AppendString(nil, userdata.TypeComment, ru.comment),
+	})
+	return msgs
+}
+
+// Check renders rs and applies it, from scratch, in a throw-away network
+// namespace: the kernel validates every message, nothing real changes.
+func (b *Backend) Check(ctx context.Context, rs *compile.Ruleset) error {
+	if _, err := render(rs); err != nil {
+		return err
+	}
+	var rnd [4]byte
+	_, _ = io.ReadFull(randReader{}, rnd[:])
+	ns, err := netns.Create(fmt.Sprintf("calyx-check-%x", rnd))
+	if err != nil {
+		return fmt.Errorf("nftables: check: %w", err)
+	}
+	defer ns.Delete()
+	tmp, err := New(ctx, backend.Options{NetNS: ns.Path(), Name: b.opts.Name, Logger: b.opts.Logger})
+	if err != nil {
+		return err
+	}
+	defer tmp.Close(ctx)
+	return tmp.Apply(ctx, rs)
+}
+
+// Dump returns the table as `nft -f` syntax: what the backend last
+// applied (Reconcile keeps the kernel equal to it).
+func (b *Backend) Dump(ctx context.Context) ([]byte, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return nil, backend.ErrClosed
+	}
+	if b.cur == nil || b.cur.observed {
+		return []byte(fmt.Sprintf("table inet %s {\n}\n", b.table.Name)), nil
+	}
+	return []byte(b.cur.text(b.table.Name)), nil
+}
+
+// Close deletes the table and nothing else. Closing twice is a no-op.
+func (b *Backend) Close(ctx context.Context) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return nil
+	}
+	b.closed = true
+	defer b.closeNS()
+	c, err := b.conn()
+	if err != nil {
+		return err
+	}
+	defer c.CloseLasting()
+	c.DelTable(b.table)
+	if err := c.Flush(); err != nil && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("nftables: delete table %s: %w", b.table.Name, err)
+	}
+	return nil
+}
+
+// Drift says what Reconcile found changed from outside and repaired.
+type Drift struct {
+	Stats
+	// TableMissing is set when the whole table was gone.
+	TableMissing bool
+}
+
+// Empty reports whether nothing had drifted.
+func (d *Drift) Empty() bool {
+	s := d.Stats
+	return !d.TableMissing && s.ChainsAdded+s.ChainsRewritten+s.ChainsDeleted+s.SetsAdded+s.SetsRewritten+s.SetsDeleted+s.ElementsAdded+s.ElementsDeleted == 0
+}
+
+// String lists the repairs.
+func (d *Drift) String() string {
+	var parts []string
+	add := func(n int, what string) {
+		if n > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", n, what))
+		}
+	}
+	if d.TableMissing {
+		parts = append(parts, "table recreated")
+	}
+	add(d.ChainsAdded, "chains re-added")
+	add(d.ChainsRewritten, "chains rewritten")
+	add(d.ChainsDeleted, "foreign chains deleted")
+	add(d.SetsAdded, "sets re-added")
+	add(d.SetsRewritten, "sets rewritten")
+	add(d.SetsDeleted, "foreign sets deleted")
+	add(d.ElementsAdded, "elements added")
+	add(d.ElementsDeleted, "elements deleted")
+	if len(parts) == 0 {
+		return "no drift"
+	}
+	return strings.Join(parts, ", ")
+}
+
+// Reconcile reads the table back from the kernel and repairs, in one
+// batch, whatever differs from what the backend last applied: rules
+// deleted, replaced or appended, chains or sets added or removed, set
+// elements changed. Before the first Apply it does nothing.
+func (b *Backend) Reconcile(ctx context.Context) (*Drift, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return nil, backend.ErrClosed
+	}
+	if b.cur == nil {
+		return &Drift{}, nil
+	}
+	c, err := b.conn()
+	if err != nil {
+		return nil, err
+	}
+	defer c.CloseLasting()
+	actual, err := b.read(c)
+	if err != nil {
+		return nil, err
+	}
+	dr := &Drift{TableMissing: !actual.tableExists}
+	dr.Stats = b.plan(c, actual, b.cur)
+	if dr.Empty() {
+		return dr, nil
+	}
+	if err := b.flush(c); err != nil {
+		return nil, err
+	}
+	b.log.Info("nftables drift repaired", "table", b.table.Name, "drift", dr.String())
+	return dr, nil
+}
+
+type randReader struct{}
+
+func (randReader) Read(p []byte) (int, error) { return unix.Getrandom(p, 0) }

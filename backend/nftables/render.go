@@ -1,0 +1,769 @@
+//go:build linux
+
+package nftables
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
+	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
+
+	"github.com/calyxnet/calyx/compile"
+)
+
+// Names of the fixed objects of the table.
+const (
+	chainFwdEgress  = "forward-egress"
+	chainFwdIngress = "forward-ingress"
+	chainInput      = "input"
+	chainInputHost  = "input-host"
+	chainOutput     = "output"
+	mapEgress       = "egress"
+	mapIngress      = "ingress"
+	setPortProtos   = "l4-ports"
+	// logGroup is the nflog group Log rules send to.
+	logGroup = 1
+)
+
+// hook describes a base chain.
+type hook struct {
+	num      nftables.ChainHook
+	prio     nftables.ChainPriority
+	hookName string
+	prioText string
+}
+
+// nchain is one chain of the desired (or observed) table.
+type nchain struct {
+	name  string
+	base  *hook
+	rules []*nrule
+	// baseOK is set on an observed base chain whose type and policy are
+	// what Calyx sets (filter, accept).
+	baseOK bool
+}
+
+// nrule is one rule: its expressions, the anonymous sets they use, its
+// nft text and its comment.
+type nrule struct {
+	exprs []expr.Any
+	// anon maps an index of exprs (a Lookup) to the anonymous set it
+	// reads; the Lookup is completed when the set is created.
+	anon    map[int]*anonSet
+	text    string
+	comment string
+	// sig is what Reconcile compares with what the kernel returns.
+	sig string
+}
+
+// anonSet is an anonymous constant set bound to one rule.
+type anonSet struct {
+	keyType  nftables.SetDatatype
+	interval bool
+	concat   bool
+	elems    []nftables.SetElement
+}
+
+// nset is one named set or verdict map.
+type nset struct {
+	name     string
+	keyType  nftables.SetDatatype
+	interval bool
+	concat   bool
+	isMap    bool
+	comment  string
+	// constant sets never change (l4-ports).
+	elems []nftables.SetElement
+	// elemText prints each element as nft syntax, parallel to elems, one
+	// entry per logical element (an interval is one entry).
+	elemText []string
+	// keys are fingerprints of the logical elements, parallel to elemText,
+	// and groups maps each to its kernel elements (an interval is a start
+	// and an end element).
+	keys   []string
+	groups [][]nftables.SetElement
+}
+
+// desired is a whole table.
+type desired struct {
+	chains map[string]*nchain
+	sets   map[string]*nset
+	// order is the chain names in a stable order for dumping: base chains
+	// first, then sorted.
+	order []string
+	// observed marks a table read back from the kernel; tableExists says
+	// whether the kernel had it at all.
+	observed, tableExists bool
+}
+
+var (
+	hookFwdEgress  = &hook{*nftables.ChainHookForward, *nftables.ChainPriorityFilter, "forward", "filter"}
+	hookFwdIngress = &hook{*nftables.ChainHookForward, *nftables.ChainPriorityFilter + 1, "forward", "filter + 1"}
+	hookInput      = &hook{*nftables.ChainHookInput, *nftables.ChainPriorityFilter, "input", "filter"}
+	hookInputHost  = &hook{*nftables.ChainHookInput, *nftables.ChainPriorityFilter + 1, "input", "filter + 1"}
+	hookOutput     = &hook{*nftables.ChainHookOutput, *nftables.ChainPriorityFilter, "output", "filter"}
+)
+
+var baseChains = []string{chainFwdEgress, chainFwdIngress, chainInput, chainInputHost, chainOutput}
+
+func shortHash(parts ...string) string {
+	h := sha256.New()
+	for _, p := range parts {
+		h.Write([]byte(p))
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil)[:6])
+}
+
+// renderer turns one Ruleset into a desired table.
+type renderer struct {
+	rs  *compile.Ruleset
+	out *desired
+	// policyChains caches rendered policies: id → pieces of a tier chain.
+	policyPieces map[compile.PolicyID][]*nrule
+	profiles     map[compile.PolicyID]string
+}
+
+// render builds the desired table for rs. It fails if rs refers to a set
+// or policy it does not hold.
+func render(rs *compile.Ruleset) (*desired, error) {
+	if err := validate(rs); err != nil {
+		return nil, err
+	}
+	r := &renderer{
+		rs:           rs,
+		out:          &desired{chains: map[string]*nchain{}, sets: map[string]*nset{}},
+		policyPieces: map[compile.PolicyID][]*nrule{},
+		profiles:     map[compile.PolicyID]string{},
+	}
+	r.addPortProtos()
+	for _, id := range sortedKeys(rs.Sets) {
+		r.addSet(rs.Sets[id])
+	}
+	egress := &nset{name: mapEgress, keyType: nftables.TypeIFName, isMap: true, comment: "pod egress by host-side interface"}
+	ingress := &nset{name: mapIngress, keyType: nftables.TypeIFName, isMap: true, comment: "pod ingress by host-side interface"}
+	for _, key := range sortedKeys(rs.Endpoints) {
+		ep := rs.Endpoints[key]
+		if ep.Kind != compile.WorkloadEndpoint || ep.Interface == "" {
+			continue
+		}
+		addVerdictElem(egress, ep.Interface, r.endpointChain(&ep.Egress, key, compile.Egress))
+		addVerdictElem(ingress, ep.Interface, r.endpointChain(&ep.Ingress, key, compile.Ingress))
+	}
+	r.out.sets[egress.name] = egress
+	r.out.sets[ingress.name] = ingress
+	r.addBaseChains()
+	r.out.order = append(r.out.order, baseChains...)
+	var rest []string
+	for name := range r.out.chains {
+		if !slices.Contains(baseChains, name) {
+			rest = append(rest, name)
+		}
+	}
+	slices.Sort(rest)
+	r.out.order = append(r.out.order, rest...)
+	for _, c := range r.out.chains {
+		for _, ru := range c.rules {
+			ru.sig = exprSig(ru.exprs, ru.anon) + "|" + ru.comment
+		}
+	}
+	return r.out, nil
+}
+
+func validate(rs *compile.Ruleset) error {
+	var problems []string
+	checkSets := func(where string, ids []compile.SetID) {
+		for _, id := range ids {
+			if _, ok := rs.Sets[id]; !ok {
+				problems = append(problems, fmt.Sprintf("%s: unknown set %s", where, id))
+			}
+		}
+	}
+	for _, id := range sortedKeys(rs.Policies) {
+		p := rs.Policies[id]
+		for i := range p.Rules {
+			m := &p.Rules[i].Match
+			where := fmt.Sprintf("policy %s rule %d", id, i)
+			for _, pm := range []*compile.PeerMatch{&m.Src, &m.Dst} {
+				checkSets(where, pm.Sets)
+				checkSets(where, pm.NotSets)
+				checkSets(where, pm.NamedPorts)
+				checkSets(where, pm.NotNamedPorts)
+			}
+		}
+	}
+	for _, key := range sortedKeys(rs.Endpoints) {
+		ep := rs.Endpoints[key]
+		for _, d := range []*compile.DirectionPolicy{&ep.Ingress, &ep.Egress} {
+			for _, t := range d.Tiers {
+				for _, id := range t.Policies {
+					if _, ok := rs.Policies[id]; !ok {
+						problems = append(problems, fmt.Sprintf("endpoint %s: unknown policy %s", key, id))
+					}
+				}
+			}
+			for _, id := range d.Profiles {
+				if _, ok := rs.Policies[id]; !ok {
+					problems = append(problems, fmt.Sprintf("endpoint %s: unknown profile %s", key, id))
+				}
+			}
+		}
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("%w: %s", ErrInvalidRuleset, strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+func sortedKeys[K ~string, V any](m map[K]V) []K {
+	keys := make([]K, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// ---- sets ----
+
+func setName(id compile.SetID, fam uint8) string {
+	return "s-" + shortHash(string(id)) + "-" + strconv.Itoa(int(fam))
+}
+
+func namedPortSetName(id compile.SetID, fam uint8) string {
+	return "np-" + shortHash(string(id)) + "-" + strconv.Itoa(int(fam))
+}
+
+var (
+	typeNP4 = nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetProto, nftables.TypeInetService)
+	typeNP6 = nftables.MustConcatSetType(nftables.TypeIP6Addr, nftables.TypeInetProto, nftables.TypeInetService)
+)
+
+func (r *renderer) addPortProtos() {
+	s := &nset{name: setPortProtos, keyType: nftables.TypeInetProto, comment: "protocols with ports"}
+	for _, p := range []uint8{6, 17, 132, 136} {
+		addElem(s, protoText(p), []nftables.SetElement{{Key: []byte{p}}})
+	}
+	r.out.sets[s.name] = s
+}
+
+func addElem(s *nset, text string, group []nftables.SetElement) {
+	key := elemKey(group)
+	s.keys = append(s.keys, key)
+	s.elemText = append(s.elemText, text)
+	s.groups = append(s.groups, group)
+	s.elems = append(s.elems, group...)
+}
+
+func elemKey(group []nftables.SetElement) string {
+	var b strings.Builder
+	for _, e := range group {
+		b.WriteString(hex.EncodeToString(e.Key))
+		if len(e.KeyEnd) > 0 {
+			b.WriteString("-" + hex.EncodeToString(e.KeyEnd))
+		}
+		if e.IntervalEnd {
+			b.WriteString("/end")
+		}
+		if e.VerdictData != nil {
+			fmt.Fprintf(&b, ">%d:%s", e.VerdictData.Kind, e.VerdictData.Chain)
+		}
+		b.WriteByte(' ')
+	}
+	return b.String()
+}
+
+func addVerdictElem(s *nset, ifname, chain string) {
+	addElem(s, strconv.Quote(ifname)+" : goto "+chain,
+		[]nftables.SetElement{{Key: ifnameKey(ifname), VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: chain}}})
+}
+
+func ifnameKey(name string) []byte {
+	b := make([]byte, 16)
+	copy(b, name)
+	return b
+}
+
+func (r *renderer) addSet(s *compile.IPSet) {
+	comment := truncate(string(s.ID), 120)
+	switch s.Kind {
+	case compile.SetNamedPorts:
+		for _, fam := range []uint8{4, 6} {
+			ns := &nset{name: namedPortSetName(s.ID, fam), keyType: typeNP4, concat: true, comment: comment}
+			if fam == 6 {
+				ns.keyType = typeNP6
+			}
+			for _, m := range s.Ports {
+				a := m.Addr.Unmap()
+				if family(a) != fam {
+					continue
+				}
+				key := concatKey(a.AsSlice(), []byte{m.Protocol}, binaryutil.BigEndian.PutUint16(m.Port))
+				addElem(ns, fmt.Sprintf("%s . %s . %d", a, protoText(m.Protocol), m.Port), []nftables.SetElement{{Key: key}})
+			}
+			r.out.sets[ns.name] = ns
+		}
+	default: // nets and domains
+		for _, fam := range []uint8{4, 6} {
+			ns := &nset{name: setName(s.ID, fam), keyType: nftables.TypeIPAddr, interval: true, comment: comment}
+			if fam == 6 {
+				ns.keyType = nftables.TypeIP6Addr
+			}
+			var pfx []netip.Prefix
+			for _, n := range s.Nets {
+				n = netip.PrefixFrom(n.Addr().Unmap(), n.Bits()-unmapBits(n)).Masked()
+				if family(n.Addr()) == fam {
+					pfx = append(pfx, n)
+				}
+			}
+			for _, iv := range mergeIntervals(pfx) {
+				addElem(ns, iv.text(), iv.elements())
+			}
+			r.out.sets[ns.name] = ns
+		}
+	}
+}
+
+func unmapBits(p netip.Prefix) int {
+	if p.Addr().Is4In6() {
+		return 96
+	}
+	return 0
+}
+
+func family(a netip.Addr) uint8 {
+	if a.Unmap().Is4() {
+		return 4
+	}
+	return 6
+}
+
+// concatKey pads each field to a multiple of 4 bytes, as the kernel lays
+// concatenations out in 32-bit registers.
+func concatKey(fields ...[]byte) []byte {
+	var out []byte
+	for _, f := range fields {
+		out = append(out, f...)
+		for len(out)%4 != 0 {
+			out = append(out, 0)
+		}
+	}
+	return out
+}
+
+// interval is an inclusive address range.
+type interval struct{ first, last netip.Addr }
+
+func (iv interval) text() string {
+	if iv.first == iv.last {
+		return iv.first.String()
+	}
+	if p, ok := prefixOf(iv); ok {
+		return p.String()
+	}
+	return iv.first.String() + "-" + iv.last.String()
+}
+
+func prefixOf(iv interval) (netip.Prefix, bool) {
+	for bits := 0; bits <= iv.first.BitLen(); bits++ {
+		p := netip.PrefixFrom(iv.first, bits).Masked()
+		if p.Addr() == iv.first && lastAddr(p) == iv.last {
+			return p, true
+		}
+	}
+	return netip.Prefix{}, false
+}
+
+// elements are the kernel elements of an interval set: the start, and the
+// address after the end flagged as an interval end (none when the range
+// runs to the top of the address space).
+func (iv interval) elements() []nftables.SetElement {
+	els := []nftables.SetElement{{Key: iv.first.AsSlice()}}
+	if next := iv.last.Next(); next.IsValid() {
+		els = append(els, nftables.SetElement{Key: next.AsSlice(), IntervalEnd: true})
+	}
+	return els
+}
+
+func lastAddr(p netip.Prefix) netip.Addr {
+	b := p.Masked().Addr().AsSlice()
+	bits := p.Bits()
+	for i := range b {
+		for j := 0; j < 8; j++ {
+			if i*8+j >= bits {
+				b[i] |= 0x80 >> j
+			}
+		}
+	}
+	a, _ := netip.AddrFromSlice(b)
+	return a
+}
+
+// mergeIntervals turns prefixes into sorted, disjoint, non-adjacent ranges:
+// interval sets reject overlapping elements.
+func mergeIntervals(pfx []netip.Prefix) []interval {
+	ivs := make([]interval, 0, len(pfx))
+	for _, p := range pfx {
+		ivs = append(ivs, interval{p.Masked().Addr(), lastAddr(p)})
+	}
+	slices.SortFunc(ivs, func(a, b interval) int { return a.first.Compare(b.first) })
+	var out []interval
+	for _, iv := range ivs {
+		if n := len(out); n > 0 {
+			prev := &out[n-1]
+			if next := prev.last.Next(); !next.IsValid() || iv.first.Compare(next) <= 0 {
+				if iv.last.Compare(prev.last) > 0 {
+					prev.last = iv.last
+				}
+				continue
+			}
+		}
+		out = append(out, iv)
+	}
+	return out
+}
+
+// ---- chains ----
+
+func (r *renderer) addChain(c *nchain) {
+	r.out.chains[c.name] = c
+}
+
+// contentChain names a chain by the hash of its rules and adds it.
+func (r *renderer) contentChain(prefix string, rules []*nrule) string {
+	parts := make([]string, 0, len(rules))
+	for _, ru := range rules {
+		parts = append(parts, ru.text+" # "+ru.comment)
+	}
+	name := prefix + shortHash(parts...)
+	if _, ok := r.out.chains[name]; !ok {
+		r.addChain(&nchain{name: name, rules: rules})
+	}
+	return name
+}
+
+func (r *renderer) endpointChain(d *compile.DirectionPolicy, key string, dir compile.Direction) string {
+	var rules []*nrule
+	for _, t := range d.Tiers {
+		tier := r.tierChain(&t, dir)
+		rules = append(rules, newRule(nil, "jump "+tier, &expr.Verdict{Kind: expr.VerdictJump, Chain: tier}, "tier "+t.Tier))
+	}
+	for _, pid := range d.Profiles {
+		prof := r.profileChain(pid)
+		rules = append(rules, newRule(nil, "jump "+prof, &expr.Verdict{Kind: expr.VerdictJump, Chain: prof}, "profile "+r.rs.Policies[pid].Name))
+	}
+	rules = append(rules, newRule(nil, "drop", &expr.Verdict{Kind: expr.VerdictDrop}, "no tier or profile allowed"))
+	return r.contentChain("ep-", rules)
+}
+
+func (r *renderer) tierChain(t *compile.TierPolicies, dir compile.Direction) string {
+	var rules []*nrule
+	for _, pid := range t.Policies {
+		rules = append(rules, r.policyPiecesFor(pid)...)
+	}
+	if t.EndAction != compile.ActionPass {
+		rules = append(rules, newRule(nil, "drop", &expr.Verdict{Kind: expr.VerdictDrop}, "end of tier "+t.Tier))
+	}
+	return r.contentChain("tier-", rules)
+}
+
+// policyPiecesFor renders a tier policy once: its segment chains, and the
+// rules a tier chain holds for it (jumps to segments, inline Pass rules).
+func (r *renderer) policyPiecesFor(pid compile.PolicyID) []*nrule {
+	if p, ok := r.policyPieces[pid]; ok {
+		return p
+	}
+	pol := r.rs.Policies[pid]
+	base := "pol-" + shortHash(string(pid))
+	var pieces []*nrule
+	var seg []*nrule
+	segN := 0
+	flush := func(last bool) {
+		name := base
+		if segN > 0 || !last {
+			name = base + "-s" + strconv.Itoa(segN)
+		}
+		segN++
+		if len(seg) == 0 {
+			return
+		}
+		r.addChain(&nchain{name: name, rules: seg})
+		pieces = append(pieces, newRule(nil, "jump "+name, &expr.Verdict{Kind: expr.VerdictJump, Chain: name}, "policy "+pol.Name))
+		seg = nil
+	}
+	rules := pol.Rules
+	for i := 0; i < len(rules); i++ {
+		ru := &rules[i]
+		if ru.Action == compile.ActionPass {
+			flush(false)
+			pieces = append(pieces, r.renderRule(pol, i, ru, &expr.Verdict{Kind: expr.VerdictReturn}, "return")...)
+			continue
+		}
+		if j, merged := r.mergeRun(pol, i); merged != nil {
+			seg = append(seg, merged...)
+			i = j
+			continue
+		}
+		seg = append(seg, r.renderAction(pol, i, ru)...)
+	}
+	flush(true)
+	r.policyPieces[pid] = pieces
+	return pieces
+}
+
+func (r *renderer) profileChain(pid compile.PolicyID) string {
+	if name, ok := r.profiles[pid]; ok {
+		return name
+	}
+	pol := r.rs.Policies[pid]
+	name := "prof-" + shortHash(string(pid))
+	var rules []*nrule
+	for i := range pol.Rules {
+		ru := &pol.Rules[i]
+		if ru.Action == compile.ActionPass {
+			// A profile has no next tier: Pass decides nothing.
+			continue
+		}
+		rules = append(rules, r.renderAction(pol, i, ru)...)
+	}
+	r.addChain(&nchain{name: name, rules: rules})
+	r.profiles[pid] = name
+	return name
+}
+
+func (r *renderer) renderAction(pol *compile.Policy, i int, ru *compile.Rule) []*nrule {
+	switch ru.Action {
+	case compile.ActionAllow:
+		return r.renderRule(pol, i, ru, &expr.Verdict{Kind: expr.VerdictAccept}, "accept")
+	case compile.ActionDeny:
+		return r.renderRule(pol, i, ru, &expr.Verdict{Kind: expr.VerdictDrop}, "drop")
+	case compile.ActionLog:
+		prefix := r.logPrefix(pol, i, ru)
+		lg := &expr.Log{Key: 1<<unix.NFTA_LOG_GROUP | 1<<unix.NFTA_LOG_PREFIX, Group: logGroup, Data: []byte(prefix)}
+		return r.renderRule(pol, i, ru, lg, fmt.Sprintf("log prefix %s group %d", strconv.Quote(prefix), logGroup))
+	}
+	return nil
+}
+
+// logPrefix names the policy and rule, within the kernel's 127 bytes.
+func (r *renderer) logPrefix(pol *compile.Policy, i int, ru *compile.Rule) string {
+	name := pol.Name
+	if pol.Tier != "" {
+		name = pol.Tier + "/" + name
+	}
+	idx := ru.Origin.Index
+	if idx < 0 {
+		idx = i
+	}
+	return truncate(r.rs.Settings.LogPrefix+name+" r"+strconv.Itoa(idx)+" ", 127)
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}
+
+func ruleComment(pol *compile.Policy, i int, ru *compile.Rule) string {
+	o := ru.Origin
+	if o.Policy == "" {
+		o = compile.Origin{Tier: pol.Tier, Policy: pol.Name, Index: i}
+	}
+	return truncate(o.String(), 120)
+}
+
+// renderRule renders one IR rule as one nft rule per alternative of its
+// match, each ending in the verdict (or log) v.
+func (r *renderer) renderRule(pol *compile.Policy, i int, ru *compile.Rule, v expr.Any, vtext string) []*nrule {
+	alts := r.alternatives(&ru.Match)
+	comment := ruleComment(pol, i, ru)
+	out := make([]*nrule, 0, len(alts))
+	for _, terms := range alts {
+		out = append(out, newRule(terms, vtext, v, comment))
+	}
+	return out
+}
+
+func newRule(terms []term, vtext string, v expr.Any, comment string) *nrule {
+	ru := &nrule{comment: comment}
+	var texts []string
+	for _, t := range terms {
+		if t.anon != nil {
+			if ru.anon == nil {
+				ru.anon = map[int]*anonSet{}
+			}
+			ru.anon[len(ru.exprs)+len(t.exprs)-1] = t.anon
+		}
+		ru.exprs = append(ru.exprs, t.exprs...)
+		texts = append(texts, t.text)
+	}
+	ru.exprs = append(ru.exprs, v)
+	texts = append(texts, vtext)
+	ru.text = strings.Join(texts, " ")
+	return ru
+}
+
+// mergeRun finds a run of two or more rules starting at i that all Allow
+// (or all Deny) with the same shape — a protocol, one literal set on one
+// side, destination port ranges, nothing else — and renders it as one
+// lookup in an anonymous concatenated interval set per family. It returns
+// the index of the last rule of the run.
+func (r *renderer) mergeRun(pol *compile.Policy, i int) (int, []*nrule) {
+	first := &pol.Rules[i]
+	side, ok := r.mergeShape(first)
+	if !ok || (first.Action != compile.ActionAllow && first.Action != compile.ActionDeny) {
+		return i, nil
+	}
+	j := i
+	for j+1 < len(pol.Rules) {
+		next := &pol.Rules[j+1]
+		s, ok := r.mergeShape(next)
+		if !ok || s != side || next.Action != first.Action {
+			break
+		}
+		j++
+	}
+	if j-i+1 < mergeMinRun || !r.runDisjoint(pol, i, j, side) {
+		return i, nil
+	}
+	vk, vtext := expr.VerdictAccept, "accept"
+	if first.Action == compile.ActionDeny {
+		vk, vtext = expr.VerdictDrop, "drop"
+	}
+	var out []*nrule
+	comment := truncate(fmt.Sprintf("%s rules %d-%d", ruleComment(pol, i, first), i, j), 120)
+	for _, fam := range []uint8{4, 6} {
+		as := &anonSet{interval: true, concat: true, keyType: typeNP4}
+		if fam == 6 {
+			as.keyType = typeNP6
+		}
+		var texts []string
+		for k := i; k <= j; k++ {
+			ru := &pol.Rules[k]
+			pm := &ru.Match.Dst
+			if side == "src" {
+				pm = &ru.Match.Src
+			}
+			var pfx []netip.Prefix
+			for _, n := range r.rs.Sets[pm.Sets[0]].Nets {
+				n = netip.PrefixFrom(n.Addr().Unmap(), n.Bits()-unmapBits(n)).Masked()
+				if family(n.Addr()) == fam {
+					pfx = append(pfx, n)
+				}
+			}
+			ports := ru.Match.Dst.Ports
+			if len(ports) == 0 {
+				ports = []compile.PortRange{{Min: 0, Max: 65535}}
+			}
+			for _, iv := range mergeIntervals(pfx) {
+				for _, pr := range ports {
+					as.elems = append(as.elems, nftables.SetElement{
+						Key:    concatKey(iv.first.AsSlice(), []byte{ru.Match.Protocol}, binaryutil.BigEndian.PutUint16(pr.Min)),
+						KeyEnd: concatKey(iv.last.AsSlice(), []byte{ru.Match.Protocol}, binaryutil.BigEndian.PutUint16(pr.Max)),
+					})
+					texts = append(texts, fmt.Sprintf("%s . %s . %s", iv.text(), protoText(ru.Match.Protocol), pr.String()))
+				}
+			}
+		}
+		if len(as.elems) == 0 {
+			continue
+		}
+		as.elems = dedupeElems(as.elems)
+		terms := []term{nfprotoTerm(fam)}
+		terms = append(terms, concatLookupTerm(fam, side, as, texts))
+		out = append(out, newRule(terms, vtext, &expr.Verdict{Kind: vk}, comment))
+	}
+	return j, out
+}
+
+// runDisjoint reports whether the nets of rules i..j are pairwise
+// disjoint per family, and each rule's ports are disjoint: the kernel
+// rejects overlapping elements of a concatenated interval set.
+func (r *renderer) runDisjoint(pol *compile.Policy, i, j int, side string) bool {
+	var ivs []interval
+	for k := i; k <= j; k++ {
+		m := &pol.Rules[k].Match
+		pm := &m.Dst
+		if side == "src" {
+			pm = &m.Src
+		}
+		var pfx []netip.Prefix
+		for _, n := range r.rs.Sets[pm.Sets[0]].Nets {
+			pfx = append(pfx, netip.PrefixFrom(n.Addr().Unmap(), n.Bits()-unmapBits(n)).Masked())
+		}
+		ivs = append(ivs, mergeIntervals(pfx)...)
+		ports := slices.Clone(m.Dst.Ports)
+		slices.SortFunc(ports, func(a, b compile.PortRange) int { return int(a.Min) - int(b.Min) })
+		for x := 1; x < len(ports); x++ {
+			if ports[x].Min <= ports[x-1].Max {
+				return false
+			}
+		}
+	}
+	slices.SortFunc(ivs, func(a, b interval) int { return a.first.Compare(b.first) })
+	for x := 1; x < len(ivs); x++ {
+		if ivs[x].first.Is4() == ivs[x-1].first.Is4() && ivs[x].first.Compare(ivs[x-1].last) <= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// mergeMinRun is the shortest run of same-shaped rules worth a set lookup.
+const mergeMinRun = 4
+
+func dedupeElems(els []nftables.SetElement) []nftables.SetElement {
+	seen := map[string]bool{}
+	out := els[:0]
+	for _, e := range els {
+		k := string(e.Key) + "|" + string(e.KeyEnd)
+		if !seen[k] {
+			seen[k] = true
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// mergeShape reports whether a rule can join a merged run, and on which
+// side its literal set is. Overlapping elements of a run would be rejected
+// by the kernel, so rules whose ranges overlap are kept apart by
+// checkOverlap at render time.
+func (r *renderer) mergeShape(ru *compile.Rule) (string, bool) {
+	m := &ru.Match
+	if m.Protocol != 6 && m.Protocol != 17 && m.Protocol != 132 && m.Protocol != 136 {
+		return "", false
+	}
+	if m.NotProtocol != 0 || m.IPVersion != 0 || m.ICMP != nil || m.NotICMP != nil {
+		return "", false
+	}
+	if len(m.Dst.NamedPorts) > 0 || len(m.Dst.NotPorts) > 0 || len(m.Dst.NotNamedPorts) > 0 || len(m.Dst.NotSets) > 0 {
+		return "", false
+	}
+	if len(m.Src.NamedPorts) > 0 || len(m.Src.NotPorts) > 0 || len(m.Src.NotNamedPorts) > 0 || len(m.Src.NotSets) > 0 || len(m.Src.Ports) > 0 {
+		return "", false
+	}
+	literal := func(ids []compile.SetID) bool {
+		if len(ids) != 1 {
+			return false
+		}
+		s := r.rs.Sets[ids[0]]
+		return s.Literal && s.Kind == compile.SetNets
+	}
+	switch {
+	case len(m.Src.Sets) == 0 && literal(m.Dst.Sets):
+		return "dst", true
+	case len(m.Dst.Sets) == 0 && literal(m.Src.Sets):
+		return "src", true
+	}
+	return "", false
+}
