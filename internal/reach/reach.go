@@ -21,6 +21,8 @@ import (
 
 	"github.com/calyxnet/calyx/backend/model"
 	"github.com/calyxnet/calyx/compile"
+	"github.com/calyxnet/calyx/policy"
+	corev1 "k8s.io/api/core/v1"
 )
 
 // Pod is one pod of a reachability run.
@@ -269,4 +271,43 @@ func FirstPacket(from, to *Pod, probe Probe) (model.Packet, bool) {
 		}
 	}
 	return model.Packet{}, false
+}
+
+// PodsFromSet returns the pods (workload endpoints) of a policy set, with
+// their addresses and every port their containers declare, named or not.
+func PodsFromSet(set *policy.Set) []Pod {
+	var pods []Pod
+	for _, ep := range set.Endpoints() {
+		if ep.Kind != policy.KindPod {
+			continue
+		}
+		p := Pod{Namespace: ep.Namespace, Name: ep.Name}
+		for _, a := range ep.IPs {
+			p.Addrs = append(p.Addrs, a.Unmap())
+		}
+		slices.SortFunc(p.Addrs, netip.Addr.Compare)
+		obj, ok := set.Get(policy.ObjectKey{Kind: policy.KindPod, Namespace: ep.Namespace, Name: ep.Name})
+		if pod, isPod := obj.(*corev1.Pod); ok && isPod {
+			for _, c := range pod.Spec.Containers {
+				for _, cp := range c.Ports {
+					if cp.ContainerPort < 1 || cp.ContainerPort > 65535 {
+						continue
+					}
+					p.Ports = append(p.Ports, Port{Name: cp.Name, Protocol: protocolNumber(cp.Protocol), Port: uint16(cp.ContainerPort)})
+				}
+			}
+		}
+		pods = append(pods, p)
+	}
+	return pods
+}
+
+func protocolNumber(p corev1.Protocol) uint8 {
+	switch p {
+	case corev1.ProtocolUDP:
+		return 17
+	case corev1.ProtocolSCTP:
+		return 132
+	}
+	return 6
 }
