@@ -38,7 +38,7 @@ type Compiler struct {
 	sets      map[SetID]*setState
 	policies  map[policy.ObjectKey]*policyState
 	polByID   map[string]*policyState // polIdx selector ID → state
-	compiled  map[PolicyID]*Policy      // IR policies of enforced policies
+	compiled  map[PolicyID]*Policy    // IR policies of enforced policies
 	endpoints map[string]*endpointState
 	profiles  map[PolicyID]*profileState
 	parents   map[string]struct{}
