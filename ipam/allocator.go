@@ -2,13 +2,14 @@ package ipam
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/calyxnet/calyx/selector"
 )
 
 // Config holds the allocator's optional settings; the zero value works.
@@ -28,9 +29,8 @@ type Config struct {
 	// RetryBackoff is the base of the jittered exponential backoff between
 	// retries (default 1ms).
 	RetryBackoff time.Duration
-	// MatchNode evaluates a pool's node selector against node labels.
-	// The default understands only "" and "all()"; wire selector.Parse in
-	// here for the whole Calico language.
+	// MatchNode evaluates a pool's node selector against node labels
+	// (default: the Calico selector language of package selector).
 	MatchNode func(selector string, labels map[string]string) (bool, error)
 	// Now is the clock (default time.Now).
 	Now func() time.Time
@@ -60,15 +60,12 @@ type suspect struct {
 	created int64 // the handle's creation time, to tell a reused ID apart
 }
 
-// ErrSelectorUnsupported is returned by the default node matcher for any
-// selector other than "" and "all()".
-var ErrSelectorUnsupported = errors.New("ipam: node selector needs Config.MatchNode")
-
-func defaultMatchNode(sel string, _ map[string]string) (bool, error) {
-	if sel == "" || sel == "all()" {
-		return true, nil
+func defaultMatchNode(expr string, labels map[string]string) (bool, error) {
+	sel, err := selector.Parse(expr)
+	if err != nil {
+		return false, fmt.Errorf("%w: node selector %q: %w", ErrInvalid, expr, err)
 	}
-	return false, fmt.Errorf("%w: %q", ErrSelectorUnsupported, sel)
+	return sel.Matches(selector.Set(labels)), nil
 }
 
 // New returns an allocator over s.

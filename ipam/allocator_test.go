@@ -169,9 +169,19 @@ func TestPoolSelection(t *testing.T) {
 			want:  "10.0.0.0/24",
 		},
 		{
-			name:    "unsupported selector without a matcher",
-			pools:   []Pool{{Name: "a", CIDR: netip.MustParsePrefix("10.0.0.0/24"), NodeSelector: `zone == "a"`}},
-			wantErr: ErrSelectorUnsupported,
+			name: "node selector",
+			pools: []Pool{
+				{Name: "a", CIDR: netip.MustParsePrefix("10.0.0.0/24"), NodeSelector: `zone == "east"`},
+				{Name: "b", CIDR: netip.MustParsePrefix("10.0.1.0/24"), NodeSelector: `zone in {"west", "south"} && !has(edge)`},
+			},
+			req:  AssignRequest{NodeLabels: map[string]string{"zone": "west"}},
+			want: "10.0.1.0/24",
+		},
+		{
+			name:    "node selector matches no pool",
+			pools:   []Pool{{Name: "a", CIDR: netip.MustParsePrefix("10.0.0.0/24"), NodeSelector: `zone == "east"`}},
+			req:     AssignRequest{NodeLabels: map[string]string{"zone": "west"}},
+			wantErr: ErrNoPool,
 		},
 		{
 			name:  "all() selector",
@@ -200,15 +210,19 @@ func TestPoolSelection(t *testing.T) {
 
 func TestNodeSelectorMatcher(t *testing.T) {
 	ctx := context.Background()
+	// A custom matcher replaces the selector language, e.g. to cache.
+	var asked []string
 	match := func(sel string, labels map[string]string) (bool, error) {
-		return sel == "" || labels["zone"] == sel, nil
+		asked = append(asked, sel)
+		return sel == fmt.Sprintf("zone == %q", labels["zone"]), nil
 	}
 	a := New(NewMemoryStore(), Config{MatchNode: match})
-	require.NoError(t, a.UpsertPool(ctx, Pool{Name: "a", CIDR: netip.MustParsePrefix("10.0.0.0/24"), NodeSelector: "east"}))
-	require.NoError(t, a.UpsertPool(ctx, Pool{Name: "b", CIDR: netip.MustParsePrefix("10.0.1.0/24"), NodeSelector: "west"}))
+	require.NoError(t, a.UpsertPool(ctx, Pool{Name: "a", CIDR: netip.MustParsePrefix("10.0.0.0/24"), NodeSelector: `zone == "east"`}))
+	require.NoError(t, a.UpsertPool(ctx, Pool{Name: "b", CIDR: netip.MustParsePrefix("10.0.1.0/24"), NodeSelector: `zone == "west"`}))
 	res, err := a.AutoAssign(ctx, AssignRequest{Handle: "h", Node: "n", IPv4: 1, NodeLabels: map[string]string{"zone": "west"}})
 	require.NoError(t, err)
 	require.Equal(t, netip.MustParseAddr("10.0.1.0"), res.IPv4[0])
+	require.Equal(t, []string{`zone == "east"`, `zone == "west"`}, asked)
 }
 
 func TestPoolValidation(t *testing.T) {
@@ -228,6 +242,7 @@ func TestPoolValidation(t *testing.T) {
 		{"cidr change", Pool{Name: "p", CIDR: netip.MustParsePrefix("10.9.0.0/16")}},
 		{"block size change", Pool{Name: "p", CIDR: netip.MustParsePrefix("10.0.0.0/16"), BlockSize: 24}},
 		{"unknown use", Pool{Name: "x", CIDR: netip.MustParsePrefix("10.1.0.0/16"), AllowedUses: []Use{"Other"}}},
+		{"bad node selector", Pool{Name: "x", CIDR: netip.MustParsePrefix("10.1.0.0/16"), NodeSelector: "zone =="}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -5,6 +5,9 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+
+	"github.com/calyxnet/calyx/policy"
+	"github.com/calyxnet/calyx/selector"
 )
 
 // Use is what a pool's addresses may be used for (Calico's allowedUses).
@@ -68,6 +71,9 @@ func (p Pool) normalize() (Pool, error) {
 		} else if p.BlockSize < p.CIDR.Bits() {
 			errs = append(errs, fmt.Sprintf("blockSize %d: larger than the pool %s", p.BlockSize, p.CIDR))
 		}
+	}
+	if _, err := selector.Parse(p.NodeSelector); err != nil {
+		errs = append(errs, fmt.Sprintf("nodeSelector: %v", err))
 	}
 	for _, u := range p.AllowedUses {
 		if u != UseWorkload && u != UseTunnel && u != UseLoadBalancer {
@@ -159,3 +165,24 @@ func put64(b []byte, v uint64) {
 
 // blockSize returns the number of addresses of a block prefix.
 func blockLen(p netip.Prefix) int { return 1 << (p.Addr().BitLen() - p.Bits()) }
+
+// PoolFromIPPool converts a Calico IPPool resource into a Pool, with the
+// same defaults and validation as [Allocator.UpsertPool].
+func PoolFromIPPool(r *policy.IPPool) (Pool, error) {
+	cidr, err := netip.ParsePrefix(r.Spec.CIDR)
+	if err != nil {
+		return Pool{}, fmt.Errorf("%w: IPPool %s: spec.cidr: %w", ErrInvalid, r.Name, err)
+	}
+	p := Pool{
+		Name:         r.Name,
+		CIDR:         cidr,
+		BlockSize:    r.Spec.BlockSize,
+		NodeSelector: r.Spec.NodeSelector,
+		Disabled:     r.Spec.Disabled,
+		Manual:       r.Spec.AssignmentMode == "Manual",
+	}
+	for _, u := range r.Spec.AllowedUses {
+		p.AllowedUses = append(p.AllowedUses, Use(u))
+	}
+	return p.normalize()
+}
