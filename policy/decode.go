@@ -290,6 +290,7 @@ func (d *decoder) decodeValue(m map[string]any, node *yaml.Node, pos Position, p
 		}
 		return
 	}
+	dropEmptyLists(reflect.ValueOf(obj).Elem())
 	d.defaultNamespace(obj, k, origin, report)
 	ns = obj.GetNamespace()
 	for _, fe := range validateObject(obj) {
@@ -835,4 +836,35 @@ func quoteHint(v any) string {
 		return " (quote it to make it a string)"
 	}
 	return ""
+}
+
+// dropEmptyLists sets empty lists to nil, so "egress: []" and no egress
+// decode to the same object, as the Kubernetes API server stores them
+// (every such list is omitempty). A list behind a pointer is left alone:
+// there an empty list means something (FelixConfiguration's
+// failsafeInboundHostPorts: [] means no fail-safe ports, not the
+// default ones).
+func dropEmptyLists(v reflect.Value) {
+	switch v.Kind() {
+	case reflect.Struct:
+		for i := 0; i < v.NumField(); i++ {
+			f := v.Field(i)
+			if !v.Type().Field(i).IsExported() {
+				continue
+			}
+			if f.Kind() == reflect.Slice && f.Len() == 0 && !f.IsNil() && f.CanSet() {
+				f.Set(reflect.Zero(f.Type()))
+				continue
+			}
+			dropEmptyLists(f)
+		}
+	case reflect.Slice:
+		for i := 0; i < v.Len(); i++ {
+			dropEmptyLists(v.Index(i))
+		}
+	case reflect.Pointer:
+		if !v.IsNil() && v.Elem().Kind() == reflect.Struct {
+			dropEmptyLists(v.Elem())
+		}
+	}
 }

@@ -63,7 +63,7 @@ func TestValidationErrors(t *testing.T) {
 		{"bool for string", npHead + "  selector: true #<\n", `NetworkPolicy "shop/allow-payment"`, "spec.selector", "quote it"},
 		{"port out of range", npHead + "  egress:\n  - action: Allow\n    protocol: TCP\n    destination:\n      ports: [80,\n        70000] #<\n", `NetworkPolicy "shop/allow-payment"`, "spec.egress[0].destination.ports[1]", "port 70000 out of range 1-65535"},
 		{"port range reversed", npHead + "  ingress:\n  - action: Allow\n    protocol: UDP\n    destination:\n      ports: [\"90:80\"] #<\n", `NetworkPolicy "shop/allow-payment"`, "spec.ingress[0].destination.ports[0]", "first port after its last"},
-		{"ports without protocol", npHead + "  egress:\n  - action: Allow\n    destination:\n      ports: [8080] #<\n", `NetworkPolicy "shop/allow-payment"`, "spec.egress[0].destination.ports", "add `protocol: TCP`"},
+		{"ports without protocol", npHead + "  egress:\n  - action: Allow\n    destination:\n      ports: [8080] #<\n", `NetworkPolicy "shop/allow-payment"`, "spec.egress[0].destination.ports", "numeric ports need a protocol on the rule: add `protocol: TCP`"},
 		{"ports with ICMP", npHead + "  egress:\n  - action: Allow\n    protocol: ICMP\n    source:\n      notPorts: [1] #<\n", `NetworkPolicy "shop/allow-payment"`, "spec.egress[0].source.notPorts", "need protocol TCP, UDP or SCTP"},
 		{"bad named port", npHead + "  egress:\n  - action: Allow\n    protocol: TCP\n    destination:\n      ports: [\"Not_A_Name\"] #<\n", `NetworkPolicy "shop/allow-payment"`, "spec.egress[0].destination.ports[0]", "invalid port"},
 		{"unknown protocol", npHead + "  egress:\n  - action: Allow\n    protocol: tcp #<\n", `NetworkPolicy "shop/allow-payment"`, "spec.egress[0].protocol", "did you mean TCP?"},
@@ -79,7 +79,7 @@ func TestValidationErrors(t *testing.T) {
 		{"ipVersion vs nets", npHead + "  ingress:\n  - action: Deny\n    ipVersion: 4\n    source:\n      notNets: [\"fd00::/8\"] #<\n", `NetworkPolicy "shop/allow-payment"`, "spec.ingress[0].source.notNets[0]", "not an IPv4 net"},
 		{"bad selector", npHead + "  selector: app == #<\n", `NetworkPolicy "shop/allow-payment"`, "spec.selector", "invalid selector"},
 		{"global in selector", npHead + "  egress:\n  - action: Allow\n    destination:\n      selector: global() #<\n", `NetworkPolicy "shop/allow-payment"`, "spec.egress[0].destination.selector", "global() can only be used"},
-		{"bad name", "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  name: Bad_Name #<\n", `GlobalNetworkPolicy "Bad_Name"`, "metadata.name", "invalid name"},
+		{"bad name", "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  name: Bad_Name #<\n", `GlobalNetworkPolicy "Bad_Name"`, "metadata.name", "invalid policy name"},
 		{"bad namespace", "apiVersion: projectcalico.org/v3\nkind: NetworkSet\nmetadata:\n  name: n\n  namespace: a.b #<\n", `NetworkSet "a.b/n"`, "metadata.namespace", "invalid namespace"},
 		{"bad label", "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: n\n  labels:\n    team: \"has space\" #<\n", `Namespace "n"`, "metadata.labels[team]", "invalid label value"},
 		{"unknown type", gnpHead + "  types: [Ingress,\n    Sideways] #<\n", `GlobalNetworkPolicy "g"`, "spec.types[1]", `unknown policy type "Sideways"`},
@@ -112,6 +112,15 @@ func TestValidationErrors(t *testing.T) {
 		{"felix action", "apiVersion: projectcalico.org/v3\nkind: FelixConfiguration\nmetadata:\n  name: default\nspec:\n  defaultEndpointToHostAction: Allow #<\n", `FelixConfiguration "default"`, "spec.defaultEndpointToHostAction", "want Drop, Accept, Return"},
 		{"felix failsafe", "apiVersion: projectcalico.org/v3\nkind: FelixConfiguration\nmetadata:\n  name: default\nspec:\n  failsafeInboundHostPorts:\n  - protocol: ICMP #<\n    port: 1\n", `FelixConfiguration "default"`, "spec.failsafeInboundHostPorts[0].protocol", "want TCP, UDP or SCTP"},
 		{"pod IP", "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nstatus:\n  podIP: nope #<\n", `Pod "default/p"`, "status.podIP", "invalid IP address"},
+		{"policy name dots", "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  name: a.b.c #<\n", `GlobalNetworkPolicy "a.b.c"`, "metadata.name", `optionally prefixed by "<tier>."`},
+		{"mixed IP versions", npHead + "  ingress:\n  - action: Deny\n    source:\n      nets: [10.0.0.0/8]\n    destination:\n      nets: [\"fd00::/8\"] #<\n", `NetworkPolicy "shop/allow-payment"`, "spec.ingress[0].destination.nets", "cannot mix IPv4 and IPv6"},
+		{"catch-all notNets", npHead + "  ingress:\n  - action: Deny\n    source:\n      notNets: [0.0.0.0/0] #<\n", `NetworkPolicy "shop/allow-payment"`, "spec.ingress[0].source.notNets[0]", "can never match"},
+		{"services in ingress destination", npHead + "  ingress:\n  - action: Allow\n    destination:\n      services: {name: s} #<\n", `NetworkPolicy "shop/allow-payment"`, "spec.ingress[0].destination.services", "not allowed in an ingress rule's destination"},
+		{"global services namespace", gnpHead + "  egress:\n  - action: Allow\n    destination:\n      services: #<\n        name: s\n", `GlobalNetworkPolicy "g"`, "spec.egress[0].destination.services.namespace", "must name the service's namespace"},
+		{"http on egress", gnpHead + "  egress:\n  - action: Allow\n    http: #<\n      methods: [GET]\n", `GlobalNetworkPolicy "g"`, "spec.egress[0].http", "not allowed in egress rules"},
+		{"global() combined", npHead + "  ingress:\n  - action: Allow\n    source:\n      namespaceSelector: global() || a == 'b' #<\n", `NetworkPolicy "shop/allow-payment"`, "spec.ingress[0].source.namespaceSelector", "global() cannot be combined"},
+		{"staged delete with fields", "apiVersion: projectcalico.org/v3\nkind: StagedNetworkPolicy\nmetadata:\n  name: s\n  namespace: shop\nspec: #<\n  stagedAction: Delete\n  selector: all()\n", `StagedNetworkPolicy "shop/s"`, "spec", "give no spec fields but tier"},
+		{"network set namespace label", "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkSet\nmetadata:\n  name: s\n  labels:\n    projectcalico.org/namespace: x #<\n", `GlobalNetworkSet "s"`, "metadata.labels[projectcalico.org/namespace]", "set by Calyx"},
 		{"list item", "apiVersion: v1\nkind: List\nitems:\n- apiVersion: projectcalico.org/v3\n  kind: GlobalNetworkPolicy\n  metadata: {name: g}\n  spec:\n    orderr: 1 #<\n", `GlobalNetworkPolicy "g"`, "items[0].spec.orderr", `unknown field "orderr"`},
 	}
 	for _, tc := range cases {
@@ -220,4 +229,14 @@ func TestNoObjects(t *testing.T) {
 			require.Contains(t, res.Warnings[0].String(), "skipped")
 		}
 	}
+}
+
+// TestNamedPortsWithoutProtocol: named ports alone need no protocol (each
+// endpoint's port carries one), as Calico accepts.
+func TestNamedPortsWithoutProtocol(t *testing.T) {
+	doc := npHead + "  ingress:\n  - action: Allow\n    destination:\n      ports: [http, metrics]\n"
+	set := loadSet(t, doc)
+	r := onlyPolicy(t, set).Ingress[0]
+	require.Zero(t, r.Protocol)
+	require.Equal(t, []string{"http", "metrics"}, r.Destination.NamedPorts)
 }

@@ -45,7 +45,7 @@ spec:
 	// Output:
 	// NetworkPolicy shop/allow-payment [8080]
 	// pay.yaml:12: NetworkPolicy "shop/allow-payment": spec.egress[0].destination.ports[1]: port 70000 out of range 1-65535
-	// pay.yaml:12: NetworkPolicy "shop/allow-payment": spec.egress[0].destination.ports: ports need a protocol on the rule: add `protocol: TCP` (or UDP, SCTP)
+	// pay.yaml:12: NetworkPolicy "shop/allow-payment": spec.egress[0].destination.ports: numeric ports need a protocol on the rule: add `protocol: TCP` (or UDP, SCTP)
 }
 
 func ExampleSet() {

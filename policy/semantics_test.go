@@ -571,3 +571,19 @@ func TestFelixConfigOverlay(t *testing.T) {
 	require.Equal(t, "n1", cfg.LogPrefix)
 	require.Equal(t, "calyx", set.FelixConfig("n2").LogPrefix)
 }
+
+// TestEmptyListsAreAbsent: an empty list decodes like an absent one, except
+// where an empty list has its own meaning (behind a pointer).
+func TestEmptyListsAreAbsent(t *testing.T) {
+	withEmpty, err := policy.Decode(strings.NewReader(npHead+"  egress: []\n  ingress:\n  - action: Allow\n    source: {nets: []}\n"), "a.yaml")
+	require.NoError(t, err)
+	without, err := policy.Decode(strings.NewReader(npHead+"  ingress:\n  - action: Allow\n"), "b.yaml")
+	require.NoError(t, err)
+	require.Equal(t, without, withEmpty)
+
+	objs, err := policy.Decode(strings.NewReader("apiVersion: projectcalico.org/v3\nkind: FelixConfiguration\nmetadata: {name: default}\nspec: {failsafeInboundHostPorts: []}\n"), "f.yaml")
+	require.NoError(t, err)
+	ports := objs[0].(*policy.FelixConfiguration).Spec.FailsafeInboundHostPorts
+	require.NotNil(t, ports)
+	require.Empty(t, *ports)
+}

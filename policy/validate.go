@@ -3,6 +3,7 @@ package policy
 import (
 	"fmt"
 	"net/netip"
+	"reflect"
 	"sort"
 	"strings"
 
@@ -64,23 +65,40 @@ func validateObject(obj Object) fieldErrors {
 		validatePolicySpec(&errs, "spec", o.Spec.Tier, o.Spec.Selector, o.Spec.ServiceAccountSelector, "", o.Spec.Types, o.Spec.Ingress, o.Spec.Egress, true)
 	case *StagedNetworkPolicy:
 		validateStagedAction(&errs, o.Spec.StagedAction)
+		if o.Spec.StagedAction == StagedActionDelete {
+			rest := o.Spec.NetworkPolicySpec
+			rest.Tier = ""
+			if !reflect.DeepEqual(rest, NetworkPolicySpec{}) {
+				errs.add("spec", "with stagedAction Delete, give no spec fields but tier")
+			}
+		}
 		validatePolicySpec(&errs, "spec", o.Spec.Tier, o.Spec.Selector, o.Spec.ServiceAccountSelector, "", o.Spec.Types, o.Spec.Ingress, o.Spec.Egress, true)
 	case *GlobalNetworkPolicy:
 		validateGlobalSpec(&errs, &o.Spec)
 	case *StagedGlobalNetworkPolicy:
 		validateStagedAction(&errs, o.Spec.StagedAction)
+		if o.Spec.StagedAction == StagedActionDelete {
+			rest := o.Spec.GlobalNetworkPolicySpec
+			rest.Tier = ""
+			if !reflect.DeepEqual(rest, GlobalNetworkPolicySpec{}) {
+				errs.add("spec", "with stagedAction Delete, give no spec fields but tier")
+			}
+		}
 		validateGlobalSpec(&errs, &o.Spec.GlobalNetworkPolicySpec)
 	case *StagedKubernetesNetworkPolicy:
 		validateStagedAction(&errs, o.Spec.StagedAction)
+		if o.Spec.StagedAction == StagedActionDelete && !reflect.DeepEqual(o.Spec.NetworkPolicySpec, networkingv1.NetworkPolicySpec{}) {
+			errs.add("spec", "with stagedAction Delete, give no spec fields")
+		}
 		validateK8sSpec(&errs, "spec", &o.Spec.NetworkPolicySpec)
 	case *networkingv1.NetworkPolicy:
 		validateK8sSpec(&errs, "spec", &o.Spec)
 	case *Tier:
 		validateTier(&errs, o)
 	case *NetworkSet:
-		validateNetworkSet(&errs, &o.Spec)
+		validateNetworkSet(&errs, o.Labels, &o.Spec)
 	case *GlobalNetworkSet:
-		validateNetworkSet(&errs, &o.Spec)
+		validateNetworkSet(&errs, o.Labels, &o.Spec)
 	case *HostEndpoint:
 		validateHostEndpoint(&errs, &o.Spec)
 	case *Profile:
@@ -106,6 +124,14 @@ func validateMeta(errs *fieldErrors, obj Object, k Kind) {
 		for _, msg := range validation.IsDNS1123Label(name) {
 			errs.add("metadata.name", "invalid namespace name %q: %s", name, msg)
 		}
+	case k == KindNetworkPolicy || k == KindStagedNetworkPolicy:
+		if msg := policyNameProblem(name, true); msg != "" {
+			errs.add("metadata.name", "invalid policy name %q: %s", name, msg)
+		}
+	case k == KindGlobalNetworkPolicy || k == KindStagedGlobalNetworkPolicy:
+		if msg := policyNameProblem(name, false); msg != "" {
+			errs.add("metadata.name", "invalid policy name %q: %s", name, msg)
+		}
 	default:
 		for _, msg := range validation.IsDNS1123Subdomain(name) {
 			errs.add("metadata.name", "invalid name %q: %s", name, msg)
@@ -117,6 +143,30 @@ func validateMeta(errs *fieldErrors, obj Object, k Kind) {
 		}
 	}
 	validateLabels(errs, "metadata.labels", obj.GetLabels())
+}
+
+// policyNameProblem checks a Calico policy name as Calico does: a DNS-1123
+// label, optionally prefixed by a tier name and a dot ("security.allow");
+// namespaced policies may also be named knp.default.<subdomain> or
+// ossg.default.<subdomain>. "" when the name is fine.
+func policyNameProblem(name string, namespaced bool) string {
+	if namespaced {
+		for _, prefix := range []string{"knp.default.", "ossg.default."} {
+			if rest, ok := strings.CutPrefix(name, prefix); ok {
+				return strings.Join(validation.IsDNS1123Subdomain(rest), "; ")
+			}
+		}
+	}
+	parts := strings.Split(name, ".")
+	if len(parts) > 2 {
+		return "want a DNS-1123 label, optionally prefixed by \"<tier>.\""
+	}
+	for _, part := range parts {
+		if msgs := validation.IsDNS1123Label(part); len(msgs) > 0 {
+			return strings.Join(msgs, "; ")
+		}
+	}
+	return ""
 }
 
 func validateLabels(errs *fieldErrors, path string, labels map[string]string) {
@@ -184,8 +234,8 @@ func validatePolicySpec(errs *fieldErrors, path, tier, sel, saSel, nsSel string,
 			errs.add(fmt.Sprintf("%s.types[%d]", path, i), "unknown policy type %q (want Ingress or Egress)", t)
 		}
 	}
-	validateRules(errs, path+".ingress", ingress, true, namespaced)
-	validateRules(errs, path+".egress", egress, false, namespaced)
+	validateRules(errs, path+".ingress", ingress, true, !namespaced)
+	validateRules(errs, path+".egress", egress, false, !namespaced)
 }
 
 // validateSelector checks that s parses; global() is only meaningful in a
@@ -203,16 +253,19 @@ func validateSelector(errs *fieldErrors, path, s string, allowGlobal bool) {
 	}
 }
 
-func validateRules(errs *fieldErrors, path string, rules []Rule, ingress, namespaced bool) {
+func validateRules(errs *fieldErrors, path string, rules []Rule, ingress, global bool) {
 	for i := range rules {
-		validateRule(errs, fmt.Sprintf("%s[%d]", path, i), &rules[i], ingress)
+		validateRule(errs, fmt.Sprintf("%s[%d]", path, i), &rules[i], ingress, global)
 	}
 }
 
-// portProtocols are the protocols a rule with ports may name.
+// protocolHasPorts reports whether rules with ports may use the protocol:
+// TCP, UDP or SCTP, as Calico's Protocol.SupportsPorts.
 func protocolHasPorts(n uint8) bool { return n == 6 || n == 17 || n == 132 }
 
-func validateRule(errs *fieldErrors, path string, r *Rule, ingress bool) {
+// validateRule checks one rule of a policy or profile. global is true for
+// GlobalNetworkPolicy rules, whose services must name their namespace.
+func validateRule(errs *fieldErrors, path string, r *Rule, ingress, global bool) {
 	switch r.Action {
 	case Allow, Deny, Log, Pass:
 	case "":
@@ -249,13 +302,26 @@ func validateRule(errs *fieldErrors, path string, r *Rule, ingress bool) {
 	checkICMP(errs, path+".icmp", r.ICMP, r.Protocol != nil, isICMP)
 	checkICMP(errs, path+".notICMP", r.NotICMP, r.Protocol != nil, isICMP)
 
-	hasPorts := false
+	// A rule matches one IP version: its nets must agree with each other
+	// and with ipVersion.
+	var seen4, seen6 bool
 	for _, e := range []struct {
 		field string
 		er    *EntityRule
 	}{{"source", &r.Source}, {"destination", &r.Destination}} {
 		ep := path + "." + e.field
-		validateEntity(errs, ep, e.er, ipVersion, e.field == "destination", ingress)
+		validateEntity(errs, ep, e.er, e.field == "destination", ingress)
+		for _, nf := range []struct {
+			name    string
+			nets    []string
+			negated bool
+		}{{"nets", e.er.Nets, false}, {"notNets", e.er.NotNets, true}} {
+			v4, v6 := validateNets(errs, ep+"."+nf.name, nf.nets, ipVersion, nf.negated)
+			if v4 && seen6 || v6 && seen4 || v4 && v6 {
+				errs.add(ep+"."+nf.name, "a rule cannot mix IPv4 and IPv6 nets; write one rule per IP version")
+			}
+			seen4, seen6 = seen4 || v4, seen6 || v6
+		}
 		for _, pf := range []struct {
 			name  string
 			ports []Port
@@ -263,20 +329,42 @@ func validateRule(errs *fieldErrors, path string, r *Rule, ingress bool) {
 			if len(pf.ports) == 0 {
 				continue
 			}
-			hasPorts = true
 			switch {
 			case r.Protocol == nil:
-				errs.add(ep+"."+pf.name, "ports need a protocol on the rule: add `protocol: TCP` (or UDP, SCTP)")
+				// Named ports alone may go without protocol: each endpoint's
+				// port says which protocol it is.
+				if !allNamed(pf.ports) {
+					errs.add(ep+"."+pf.name, "numeric ports need a protocol on the rule: add `protocol: TCP` (or UDP, SCTP)")
+				}
 			case protoOK && !protocolHasPorts(proto):
 				errs.add(ep+"."+pf.name, "ports need protocol TCP, UDP or SCTP on the rule, not %s", r.Protocol)
 			}
 		}
 	}
-	_ = hasPorts
+	// Services: a source on ingress, a destination on egress.
+	if ingress && r.Destination.Services != nil {
+		errs.add(path+".destination.services", "services are not allowed in an ingress rule's destination")
+	}
+	if !ingress && r.Source.Services != nil {
+		errs.add(path+".source.services", "services are not allowed in an egress rule's source")
+	}
+	if global {
+		for _, e := range []struct {
+			field string
+			s     *ServiceMatch
+		}{{"source", r.Source.Services}, {"destination", r.Destination.Services}} {
+			if e.s != nil && e.s.Namespace == "" {
+				errs.add(path+"."+e.field+".services.namespace", "a global policy must name the service's namespace")
+			}
+		}
+	}
 	if r.HTTP != nil {
 		hp := path + ".http"
 		if r.Action != Allow {
 			errs.add(hp, "an http match is only valid on Allow rules")
+		}
+		if !ingress {
+			errs.add(hp, "an http match is not allowed in egress rules")
 		}
 		if r.Protocol != nil && !(protoOK && proto == 6) {
 			errs.add(hp, "an http match needs protocol TCP or no protocol")
@@ -287,6 +375,15 @@ func validateRule(errs *fieldErrors, path string, r *Rule, ingress bool) {
 			}
 		}
 	}
+}
+
+func allNamed(ports []Port) bool {
+	for _, p := range ports {
+		if p.Name == "" {
+			return false
+		}
+	}
+	return true
 }
 
 func checkProtocol(errs *fieldErrors, path string, p *Protocol) (uint8, bool) {
@@ -335,12 +432,13 @@ func checkICMP(errs *fieldErrors, path string, f *ICMPFields, hasProto, isICMP b
 	}
 }
 
-func validateEntity(errs *fieldErrors, path string, e *EntityRule, ipVersion int, dest, ingress bool) {
-	validateNets(errs, path+".nets", e.Nets, ipVersion)
-	validateNets(errs, path+".notNets", e.NotNets, ipVersion)
+func validateEntity(errs *fieldErrors, path string, e *EntityRule, dest, ingress bool) {
 	validateSelector(errs, path+".selector", e.Selector, false)
 	validateSelector(errs, path+".notSelector", e.NotSelector, false)
 	validateSelector(errs, path+".namespaceSelector", e.NamespaceSelector, true)
+	if ns := strings.TrimSpace(e.NamespaceSelector); ns != "global()" && containsOutsideQuotes(ns, "global(") {
+		errs.add(path+".namespaceSelector", "global() cannot be combined with other selectors")
+	}
 	validatePorts(errs, path+".ports", e.Ports)
 	validatePorts(errs, path+".notPorts", e.NotPorts)
 	if sa := e.ServiceAccounts; sa != nil {
@@ -414,17 +512,25 @@ func domainProblem(d string) string {
 	return ""
 }
 
-func validateNets(errs *fieldErrors, path string, nets []string, ipVersion int) {
+// validateNets checks CIDRs and reports which IP versions they hold.
+func validateNets(errs *fieldErrors, path string, nets []string, ipVersion int, negated bool) (v4, v6 bool) {
 	for i, n := range nets {
+		np := fmt.Sprintf("%s[%d]", path, i)
 		p, err := parseNet(n)
 		if err != nil {
-			errs.add(fmt.Sprintf("%s[%d]", path, i), "invalid CIDR %q", n)
+			errs.add(np, "invalid CIDR %q", n)
 			continue
 		}
-		if ipVersion == 4 && !p.Addr().Is4() || ipVersion == 6 && p.Addr().Is4() {
-			errs.add(fmt.Sprintf("%s[%d]", path, i), "%s is not an IPv%d net, but the rule has ipVersion %d", n, ipVersion, ipVersion)
+		is4 := p.Addr().Is4()
+		v4, v6 = v4 || is4, v6 || !is4
+		if ipVersion == 4 && !is4 || ipVersion == 6 && is4 {
+			errs.add(np, "%s is not an IPv%d net, but the rule has ipVersion %d", n, ipVersion, ipVersion)
+		}
+		if negated && p.Bits() == 0 {
+			errs.add(np, "%s in notNets excludes every address, so the rule can never match", n)
 		}
 	}
+	return v4, v6
 }
 
 // parseNet reads a CIDR or a single address (as Calico accepts) and masks
@@ -619,8 +725,11 @@ func validateTier(errs *fieldErrors, t *Tier) {
 	}
 }
 
-func validateNetworkSet(errs *fieldErrors, s *NetworkSetSpec) {
-	validateNets(errs, "spec.nets", s.Nets, 0)
+func validateNetworkSet(errs *fieldErrors, labels map[string]string, s *NetworkSetSpec) {
+	if _, ok := labels[LabelNamespace]; ok {
+		errs.add("metadata.labels["+LabelNamespace+"]", "%s is set by Calyx from the namespace; remove it", LabelNamespace)
+	}
+	validateNets(errs, "spec.nets", s.Nets, 0, false)
 	validateDomains(errs, "spec.allowedEgressDomains", s.AllowedEgressDomains)
 }
 
