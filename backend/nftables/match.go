@@ -368,23 +368,23 @@ func exprSig(exprs []expr.Any, anon map[int]*anonSet) string {
 	for i, e := range exprs {
 		switch e := e.(type) {
 		case *expr.Meta:
-			fmt.Fprintf(&b, "meta:%d:%d", e.Key, e.Register)
+			fmt.Fprintf(&b, "meta:%d:%d", e.Key, canonReg(e.Register))
 		case *expr.Cmp:
-			fmt.Fprintf(&b, "cmp:%d:%d:%x", e.Op, e.Register, e.Data)
+			fmt.Fprintf(&b, "cmp:%d:%d:%x", e.Op, canonReg(e.Register), e.Data)
 		case *expr.Payload:
-			fmt.Fprintf(&b, "pl:%d:%d:%d:%d", e.Base, e.Offset, e.Len, e.DestRegister)
+			fmt.Fprintf(&b, "pl:%d:%d:%d:%d", e.Base, e.Offset, e.Len, canonReg(e.DestRegister))
 		case *expr.Lookup:
 			name := e.SetName
 			if _, isAnon := anon[i]; isAnon || strings.HasPrefix(name, "__set") {
 				name = "anon"
 			}
-			fmt.Fprintf(&b, "lk:%d:%s:%v", e.SourceRegister, name, e.Invert)
+			fmt.Fprintf(&b, "lk:%d:%s:%v", canonReg(e.SourceRegister), name, e.Invert)
 		case *expr.Range:
-			fmt.Fprintf(&b, "rg:%d:%d:%x:%x", e.Op, e.Register, e.FromData, e.ToData)
+			fmt.Fprintf(&b, "rg:%d:%d:%x:%x", e.Op, canonReg(e.Register), e.FromData, e.ToData)
 		case *expr.Bitwise:
-			fmt.Fprintf(&b, "bw:%d:%d:%x:%x", e.SourceRegister, e.DestRegister, e.Mask, e.Xor)
+			fmt.Fprintf(&b, "bw:%d:%d:%x:%x", canonReg(e.SourceRegister), canonReg(e.DestRegister), e.Mask, e.Xor)
 		case *expr.Ct:
-			fmt.Fprintf(&b, "ct:%d:%d", e.Key, e.Register)
+			fmt.Fprintf(&b, "ct:%d:%d", e.Key, canonReg(e.Register))
 		case *expr.Verdict:
 			fmt.Fprintf(&b, "v:%d:%s", e.Kind, e.Chain)
 		case *expr.Log:
@@ -395,4 +395,13 @@ func exprSig(exprs []expr.Any, anon map[int]*anonSet) string {
 		b.WriteByte(';')
 	}
 	return b.String()
+}
+
+// canonReg spells a register the way the kernel reports it back: a 32-bit
+// register that starts a 128-bit one is named by the 128-bit register.
+func canonReg(r uint32) uint32 {
+	if r >= reg32_00 && (r-reg32_00)%4 == 0 {
+		return (r-reg32_00)/4 + 1
+	}
+	return r
 }

@@ -172,7 +172,9 @@ type Stats struct {
 	ChainsAdded, ChainsRewritten, ChainsDeleted int
 	SetsAdded, SetsRewritten, SetsDeleted       int
 	ElementsAdded, ElementsDeleted              int
-	messages                                    int
+	// Changed names every chain and set touched ("~chain pol-…").
+	Changed  []string
+	messages int
 }
 
 func (b *Backend) flush(c *nftables.Conn) error {
@@ -254,7 +256,10 @@ func (b *Backend) plan(c *nftables.Conn, cur, d *desired) Stats {
 			fix = func() { addElems(ks, ds.elems) }
 		case !cs.sameType(ds) || cur.observed && !cs.sameElements(ds):
 			st.SetsRewritten++
+			st.Changed = append(st.Changed, "~set "+name)
 			fix = func() { c.FlushSet(ks); addElems(ks, ds.elems) }
+		case cur.observed:
+			continue
 		default:
 			added, removed := diffGroups(cs, ds)
 			if len(added)+len(removed) == 0 {
@@ -288,6 +293,7 @@ func (b *Backend) plan(c *nftables.Conn, cur, d *desired) Stats {
 		default:
 			c.FlushChain(b.nftChain(name, nil))
 			st.ChainsRewritten++
+			st.Changed = append(st.Changed, "~chain "+name)
 		}
 		for _, ru := range dc.rules {
 			st.messages += b.addRule(c, name, ru)

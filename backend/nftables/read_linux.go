@@ -3,12 +3,15 @@
 package nftables
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
 	"github.com/google/nftables/userdata"
+	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -79,8 +82,39 @@ func (b *Backend) read(c *nftables.Conn) (*desired, error) {
 		if err != nil {
 			return nil, err
 		}
+		if s.IsMap {
+			for i := range els {
+				if els[i].VerdictData, err = decodeVerdict(els[i].Val); err != nil {
+					return nil, fmt.Errorf("nftables: map %s: %w", s.Name, err)
+				}
+				els[i].Val = nil
+			}
+			// The library reports a map's data type in KeyType; Calyx's
+			// maps are all keyed by interface name.
+			s.KeyType = nftables.TypeIFName
+		}
 		d.sets[s.Name] = &nset{name: s.Name, keyType: s.KeyType, interval: s.Interval, concat: s.Concatenation,
 			isMap: s.IsMap, elems: els}
 	}
 	return d, nil
+}
+
+// decodeVerdict parses the verdict of a map element (NFTA_DATA_VERDICT's
+// attributes), which google/nftables leaves raw when reading.
+func decodeVerdict(b []byte) (*expr.Verdict, error) {
+	ad, err := netlink.NewAttributeDecoder(b)
+	if err != nil {
+		return nil, err
+	}
+	ad.ByteOrder = binary.BigEndian
+	v := &expr.Verdict{}
+	for ad.Next() {
+		switch ad.Type() {
+		case unix.NFTA_VERDICT_CODE:
+			v.Kind = expr.VerdictKind(int32(ad.Uint32()))
+		case unix.NFTA_VERDICT_CHAIN:
+			v.Chain = ad.String()
+		}
+	}
+	return v, ad.Err()
 }
