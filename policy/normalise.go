@@ -443,9 +443,17 @@ func copyLabels(m map[string]string) map[string]string {
 // projectcalico.org/namespace, projectcalico.org/orchestrator and
 // projectcalico.org/serviceaccount. Inherited labels come from the parents
 // (EndpointParents).
+//
+// A pod's own labels that start with pcns. or pcsa. are dropped, as Calico
+// drops them: otherwise a pod could pretend to be in another namespace.
 func EndpointOwnLabels(ep *Endpoint) map[string]string {
 	out := copyLabels(ep.Labels)
 	if ep.Kind == KindPod {
+		for k := range out {
+			if strings.HasPrefix(k, NamespaceLabelPrefix) || strings.HasPrefix(k, ServiceAccountLabelPrefix) {
+				delete(out, k)
+			}
+		}
 		out[LabelNamespace] = ep.Namespace
 		out[LabelOrchestrator] = OrchestratorK8s
 		if ep.ServiceAccount != "" {

@@ -483,6 +483,13 @@ func TestPodEndpoints(t *testing.T) {
 	}, policy.EndpointOwnLabels(ep))
 	require.Equal(t, []string{"kns.shop", "ksa.shop.sa"}, policy.EndpointParents(ep))
 
+	spoof := pod.DeepCopy()
+	spoof.Labels = map[string]string{"pcns.team": "x", "pcsa.role": "admin", policy.LabelNamespace: "other", "app": "x"}
+	spoofed, _ := policy.NormalizePod(spoof)
+	require.Equal(t, map[string]string{
+		"app": "x", policy.LabelNamespace: "shop", policy.LabelOrchestrator: "k8s", policy.LabelServiceAccount: "sa",
+	}, policy.EndpointOwnLabels(spoofed), "a pod cannot claim another namespace's labels")
+
 	pod.Status.PodIPs = nil
 	ep, _ = policy.NormalizePod(pod)
 	require.Equal(t, []netip.Addr{netip.MustParseAddr("10.0.0.1")}, ep.IPs, "podIP fallback")
