@@ -83,7 +83,9 @@ func NewSet() *Set {
 
 // Upsert validates obj and adds it, or replaces the object with its key.
 // An invalid object leaves the Set unchanged and returns ValidationErrors.
-// A namespaced object without namespace is put in "default".
+// A namespaced object without namespace is put in "default" (a copy is
+// stored; obj itself is not changed). The Set keeps obj: do not modify it
+// afterwards.
 func (s *Set) Upsert(obj Object) (Change, error) { return s.UpsertAt(obj, nil) }
 
 // UpsertAt is Upsert for an object decoded at origin (from
@@ -94,6 +96,11 @@ func (s *Set) UpsertAt(obj Object, origin *Origin) (Change, error) {
 		return Change{}, fmt.Errorf("policy: unsupported object type %T", obj)
 	}
 	if k.Namespaced() && obj.GetNamespace() == "" {
+		// Default the namespace on a shallow copy: the caller's object is
+		// not ours to change.
+		cp := reflect.New(reflect.TypeOf(obj).Elem())
+		cp.Elem().Set(reflect.ValueOf(obj).Elem())
+		obj = cp.Interface().(Object)
 		obj.SetNamespace("default")
 	}
 	if err := Validate(obj, origin); err != nil {
