@@ -185,8 +185,10 @@ type Match struct {
 	// Ports: the port is in one of these ranges or named ports (when both
 	// are empty, any port).
 	Ports []PortRange
-	// NamedPorts are port names, resolved per destination endpoint (with
-	// the rule's protocol) by the compiler.
+	// NamedPorts are port names, resolved per destination endpoint by the
+	// compiler: the endpoint's ports of that name and the rule's protocol
+	// (of any protocol when the rule has none, which Calico allows for
+	// named ports).
 	NamedPorts []string
 	// NotPorts and NotNamedPorts: the port is in none of these.
 	NotPorts      []PortRange

@@ -17,6 +17,11 @@ func NormalizePolicy(obj Object, origin *Origin) (*Policy, error) {
 	if err := Validate(obj, origin); err != nil {
 		return nil, err
 	}
+	return normalizeValidPolicy(obj, origin)
+}
+
+// normalizeValidPolicy is NormalizePolicy for an object already validated.
+func normalizeValidPolicy(obj Object, origin *Origin) (*Policy, error) {
 	var p *Policy
 	switch o := obj.(type) {
 	case *NetworkPolicy:

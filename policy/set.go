@@ -109,7 +109,7 @@ func (s *Set) UpsertAt(obj Object, origin *Origin) (Change, error) {
 	key := KeyOf(obj)
 	var pol *Policy
 	if isPolicyKind(k) {
-		p, err := NormalizePolicy(obj, origin)
+		p, err := normalizeValidPolicy(obj, origin)
 		if err != nil {
 			return Change{}, err
 		}
