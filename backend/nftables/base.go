@@ -76,7 +76,7 @@ func (r *renderer) addBaseChains() {
 			dispatchRule(side, vmap, what),
 			newRule([]term{workloadIfaceTerm(side, false)}, "drop", verdictDrop, "unknown workload interface: fail closed"),
 		)
-		r.addChain(&nchain{name: name, base: h, rules: rules})
+		r.addChain(&nchain{name: name, base: h, rules: rules, baseOK: true})
 	}
 	stage(chainFwdEgress, hookFwdEgress, "in", mapEgress, "pod egress", false)
 	stage(chainFwdIngress, hookFwdIngress, "out", mapIngress, "pod ingress", false)
@@ -88,7 +88,7 @@ func (r *renderer) addBaseChains() {
 		hostRules = append(hostRules, conntrackRules()...)
 		hostRules = append(hostRules, newRule([]term{workloadIfaceTerm("in", false)}, "drop", verdictDrop, "endpoint to host: deny"))
 	}
-	r.addChain(&nchain{name: chainInputHost, base: hookInputHost, rules: hostRules})
+	r.addChain(&nchain{name: chainInputHost, base: hookInputHost, rules: hostRules, baseOK: true})
 }
 
 // ndpTerm matches ICMPv6 router and neighbour solicitations and

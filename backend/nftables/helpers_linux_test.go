@@ -4,6 +4,7 @@ package nftables
 
 import (
 	"context"
+	"net/netip"
 	"strings"
 	"testing"
 
@@ -68,3 +69,7 @@ func (r *rig) conform(t *testing.T, rs *compile.Ruleset) *lab.Matrix {
 	}
 	return got
 }
+
+type netipPrefixT = netip.Prefix
+
+func mustPrefix(s string) netip.Prefix { return netip.MustParsePrefix(s) }

@@ -44,6 +44,7 @@ type Backend struct {
 	ns     *netns.NS
 	cur    *desired // what the kernel holds; nil: unknown, read it
 	closed bool
+	last   Stats
 
 	// beforeFlush lets tests add to a batch (to make the kernel reject it).
 	beforeFlush func(c *nftables.Conn)
@@ -163,9 +164,21 @@ func (b *Backend) Apply(ctx context.Context, rs *compile.Ruleset) error {
 		return err
 	}
 	b.cur = d
+	b.last = st
 	b.log.Debug("nftables apply", "table", b.table.Name, "messages", st.messages, "chains", len(d.chains), "sets", len(d.sets))
 	return nil
 }
+
+// LastApply returns what the last successful Apply sent.
+func (b *Backend) LastApply() Stats {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.last
+}
+
+// Messages returns how many netlink messages the batch held (besides the
+// table and batch markers).
+func (s *Stats) Messages() int { return s.messages }
 
 // Stats counts what one Apply or Reconcile sent.
 type Stats struct {
@@ -277,9 +290,16 @@ func (b *Backend) plan(c *nftables.Conn, cur, d *desired) Stats {
 	for _, name := range d.order {
 		dc := d.chains[name]
 		cc, ok := cur.chains[name]
-		if !ok || (dc.base != nil && !sameBase(cc, dc)) {
+		switch {
+		case !ok:
 			c.AddChain(b.nftChain(name, dc.base))
 			st.messages++
+		case dc.base != nil && !sameBase(cc, dc):
+			// Re-adding a base chain resets its hook, type and policy.
+			c.AddChain(b.nftChain(name, dc.base))
+			st.messages++
+			st.ChainsRewritten++
+			st.Changed = append(st.Changed, "~base "+name)
 		}
 	}
 	for _, name := range d.order {
