@@ -120,9 +120,9 @@ func validateMeta(errs *fieldErrors, obj Object, k Kind) {
 	switch {
 	case name == "":
 		errs.add("metadata.name", "missing name")
-	case k == KindNamespace:
+	case k == KindNamespace || k == KindTier:
 		for _, msg := range validation.IsDNS1123Label(name) {
-			errs.add("metadata.name", "invalid namespace name %q: %s", name, msg)
+			errs.add("metadata.name", "invalid %s name %q: %s", strings.ToLower(string(k)), name, msg)
 		}
 	case k == KindNetworkPolicy || k == KindStagedNetworkPolicy:
 		if msg := policyNameProblem(name, true); msg != "" {
@@ -656,8 +656,8 @@ func validateK8sPeers(errs *fieldErrors, path string, peers []networkingv1.Netwo
 					errs.add(ep, "invalid CIDR %q", ex)
 					continue
 				}
-				if cidr.IsValid() && (!cidr.Contains(e.Addr()) || e.Bits() < cidr.Bits() || e.Addr().Is4() != cidr.Addr().Is4()) {
-					errs.add(ep, "%s is not inside the ipBlock cidr %s", ex, p.IPBlock.CIDR)
+				if cidr.IsValid() && (!cidr.Masked().Contains(e.Addr()) || e.Bits() <= cidr.Bits() || e.Addr().Is4() != cidr.Addr().Is4()) {
+					errs.add(ep, "%s is not strictly inside the ipBlock cidr %s", ex, p.IPBlock.CIDR)
 				}
 			}
 			continue
@@ -720,9 +720,6 @@ func validateTier(errs *fieldErrors, t *Tier) {
 			errs.add("spec.defaultAction", "the default tier's default action must be Deny")
 		}
 	}
-	for _, msg := range validation.IsDNS1123Label(t.Name) {
-		errs.add("metadata.name", "invalid tier name %q: %s", t.Name, msg)
-	}
 }
 
 func validateNetworkSet(errs *fieldErrors, labels map[string]string, s *NetworkSetSpec) {
@@ -739,6 +736,9 @@ func validateHostEndpoint(errs *fieldErrors, s *HostEndpointSpec) {
 	}
 	if s.InterfaceName == "" && len(s.ExpectedIPs) == 0 {
 		errs.add("spec", "give interfaceName or expectedIPs (or both)")
+	}
+	if s.InterfaceName != "" && s.InterfaceName != "*" && !isInterfaceName(s.InterfaceName) {
+		errs.add("spec.interfaceName", "invalid interface name %q: want up to 15 of a-z, A-Z, 0-9, '_', '.', '-', or \"*\" for all", s.InterfaceName)
 	}
 	for i, ip := range s.ExpectedIPs {
 		if _, err := netip.ParseAddr(ip); err != nil {
@@ -759,10 +759,29 @@ func validateHostEndpoint(errs *fieldErrors, s *HostEndpointSpec) {
 	}
 }
 
+func isInterfaceName(s string) bool {
+	if len(s) > 15 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
 func validateIPPool(errs *fieldErrors, s *IPPoolSpec) {
+	linkLocal4 := netip.PrefixFrom(netip.AddrFrom4([4]byte{169, 254}), 16)
+	linkLocal6 := netip.PrefixFrom(netip.AddrFrom16([16]byte{0xfe, 0x80}), 10)
 	p, err := netip.ParsePrefix(s.CIDR)
-	if err != nil {
+	switch {
+	case err != nil:
 		errs.add("spec.cidr", "invalid CIDR %q", s.CIDR)
+	case p.Masked() != p:
+		errs.add("spec.cidr", "CIDR %s is not strictly masked: write %s", s.CIDR, p.Masked())
+	case p.Overlaps(linkLocal4) || p.Overlaps(linkLocal6):
+		errs.add("spec.cidr", "CIDR %s overlaps the link-local range", s.CIDR)
 	}
 	if s.BlockSize != 0 && err == nil {
 		lo, hi := 20, 32
