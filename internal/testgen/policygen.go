@@ -196,10 +196,12 @@ func (g *clusterGen) selector(label string) string {
 	return s
 }
 
-func (g *clusterGen) nsSelector(label string) string {
-	return rapid.SampledFrom([]string{
-		"team == 'x'", "team != 'x'", "has(team)", "all()", "projectcalico.org/name == 'ns0'", "global()",
-	}).Draw(g.t, label)
+func (g *clusterGen) nsSelector(label string, inRule bool) string {
+	choices := []string{"team == 'x'", "team != 'x'", "has(team)", "all()", "projectcalico.org/name == 'ns0'"}
+	if inRule {
+		choices = append(choices, "global()")
+	}
+	return rapid.SampledFrom(choices).Draw(g.t, label)
 }
 
 func (g *clusterGen) order(label string) string {
@@ -229,7 +231,7 @@ func (g *clusterGen) CalicoPolicy(i int, global bool) string {
 	b.WriteString(g.order("policy order"))
 	fmt.Fprintf(&b, "  selector: %q\n", g.selector("policy selector"))
 	if global && rapid.Bool().Draw(g.t, "policy nsSelector") {
-		fmt.Fprintf(&b, "  namespaceSelector: %q\n", g.nsSelector("policy namespaceSelector"))
+		fmt.Fprintf(&b, "  namespaceSelector: %q\n", g.nsSelector("policy namespaceSelector", false))
 	}
 	types := rapid.SampledFrom([]string{"", "[Ingress]", "[Egress]", "[Ingress, Egress]"}).Draw(g.t, "types")
 	if types != "" {
@@ -251,18 +253,24 @@ func (g *clusterGen) CalicoPolicy(i int, global bool) string {
 func (g *clusterGen) calicoRule(global bool) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "  - action: %s\n", rapid.SampledFrom([]string{"Allow", "Allow", "Deny", "Pass", "Log"}).Draw(g.t, "action"))
-	proto := rapid.SampledFrom([]string{"", "", "TCP", "UDP", "ICMP", "6", "17"}).Draw(g.t, "protocol")
+	// An explicit ipVersion goes only with nets and ICMP of that version.
+	ipv := ""
+	if rapid.IntRange(0, 5).Draw(g.t, "ipVersion?") == 0 {
+		ipv = g.pick("ipVersion", []string{"4", "6"})
+		fmt.Fprintf(&b, "    ipVersion: %s\n", ipv)
+	}
+	icmpName := "ICMP"
+	if ipv == "6" {
+		icmpName = "ICMPv6"
+	}
+	proto := rapid.SampledFrom([]string{"", "", "TCP", "UDP", icmpName, "6", "17"}).Draw(g.t, "protocol")
 	hasPorts := proto == "TCP" || proto == "UDP" || proto == "6" || proto == "17"
 	if proto != "" {
-		if strings.Trim(proto, "0123456789") == "" {
-			fmt.Fprintf(&b, "    protocol: %s\n", proto)
-		} else {
-			fmt.Fprintf(&b, "    protocol: %s\n", proto)
-		}
+		fmt.Fprintf(&b, "    protocol: %s\n", proto)
 	} else if rapid.IntRange(0, 4).Draw(g.t, "notProtocol?") == 0 {
-		fmt.Fprintf(&b, "    notProtocol: %s\n", g.pick("notProtocol", []string{"TCP", "UDP", "ICMP"}))
+		fmt.Fprintf(&b, "    notProtocol: %s\n", g.pick("notProtocol", []string{"TCP", "UDP", icmpName}))
 	}
-	if proto == "ICMP" && rapid.Bool().Draw(g.t, "icmp fields") {
+	if strings.HasPrefix(proto, "ICMP") && rapid.Bool().Draw(g.t, "icmp fields") {
 		field := g.pick("icmp field", []string{"icmp", "notICMP"})
 		if rapid.Bool().Draw(g.t, "icmp code") {
 			fmt.Fprintf(&b, "    %s: {type: %d, code: 0}\n", field, rapid.SampledFrom([]int{0, 3, 8}).Draw(g.t, "icmp type"))
@@ -270,15 +278,14 @@ func (g *clusterGen) calicoRule(global bool) string {
 			fmt.Fprintf(&b, "    %s: {type: %d}\n", field, rapid.SampledFrom([]int{0, 3, 8}).Draw(g.t, "icmp type"))
 		}
 	}
-	// An explicit ipVersion goes only with nets of that version: keep
-	// them apart.
-	ipv := ""
-	if rapid.IntRange(0, 5).Draw(g.t, "ipVersion?") == 0 {
-		ipv = g.pick("ipVersion", []string{"4", "6"})
-		fmt.Fprintf(&b, "    ipVersion: %s\n", ipv)
+	// Calico refuses a rule whose nets mix IP versions: pick the version
+	// of this rule's nets once.
+	netVer := ipv
+	if netVer == "" {
+		netVer = g.pick("nets version", []string{"4", "4", "6"})
 	}
 	for _, side := range []string{"source", "destination"} {
-		entity := g.entity(side, hasPorts, ipv, global)
+		entity := g.entity(side, hasPorts, netVer, global)
 		if entity != "" {
 			fmt.Fprintf(&b, "    %s:\n%s", side, entity)
 		}
@@ -295,6 +302,9 @@ func (g *clusterGen) entity(side string, hasPorts bool, ipv string, global bool)
 		var choices []string
 		for _, n := range ruleNets {
 			is6 := strings.Contains(n, ":")
+			if field == "notNets" && n == "0.0.0.0/0" {
+				continue // refused: the rule could never match
+			}
 			if ipv == "" || (ipv == "6") == is6 {
 				choices = append(choices, n)
 			}
@@ -311,7 +321,7 @@ func (g *clusterGen) entity(side string, hasPorts bool, ipv string, global bool)
 		fmt.Fprintf(&b, "      notSelector: %q\n", g.selector(side+" notSelector"))
 	}
 	if rapid.IntRange(0, 4).Draw(g.t, side+" namespaceSelector?") == 0 {
-		fmt.Fprintf(&b, "      namespaceSelector: %q\n", g.nsSelector(side+" namespaceSelector"))
+		fmt.Fprintf(&b, "      namespaceSelector: %q\n", g.nsSelector(side+" namespaceSelector", true))
 	}
 	if rapid.IntRange(0, 6).Draw(g.t, side+" serviceAccounts?") == 0 {
 		b.WriteString("      serviceAccounts:\n        names: [sa1]\n")
