@@ -655,8 +655,6 @@ func splitPath(path string) []pathSeg {
 	return out
 }
 
-var jsonUnmarshaler = reflect.TypeOf((*json.Unmarshaler)(nil)).Elem()
-
 // checkValue checks v against the Go type t the way a strict JSON decoder
 // would, but reports every unknown field and type mismatch with its path.
 func (d *decoder) checkValue(t reflect.Type, v any, path string, report func(field, msg string)) {
@@ -666,7 +664,7 @@ func (d *decoder) checkValue(t reflect.Type, v any, path string, report func(fie
 	if v == nil {
 		return
 	}
-	if reflect.PointerTo(t).Implements(jsonUnmarshaler) {
+	if reflect.PointerTo(t).Implements(reflect.TypeFor[json.Unmarshaler]()) {
 		b, err := json.Marshal(v)
 		if err == nil {
 			err = reflect.New(t).Interface().(json.Unmarshaler).UnmarshalJSON(b)

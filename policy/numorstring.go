@@ -121,17 +121,35 @@ func ProtocolFromName(name string) Protocol { return Protocol{Name: name} }
 // ProtocolFromNumber returns the Protocol for an IP protocol number.
 func ProtocolFromNumber(n int) Protocol { return Protocol{Num: n} }
 
-// protocolNumbers maps Calico's protocol names to IANA numbers.
-var protocolNumbers = map[string]uint8{
-	"TCP": 6, "UDP": 17, "ICMP": 1, "ICMPv6": 58, "SCTP": 132, "UDPLite": 136,
+// protocolNames are the protocol names Calico accepts, in its spelling.
+func protocolNames() []string {
+	return []string{"TCP", "UDP", "ICMP", "ICMPv6", "SCTP", "UDPLite"}
+}
+
+// protocolNumber maps a protocol name Calico accepts to its IANA number.
+func protocolNumber(name string) (uint8, bool) {
+	switch name {
+	case "TCP":
+		return 6, true
+	case "UDP":
+		return 17, true
+	case "ICMP":
+		return 1, true
+	case "ICMPv6":
+		return 58, true
+	case "SCTP":
+		return 132, true
+	case "UDPLite":
+		return 136, true
+	}
+	return 0, false
 }
 
 // Number returns the IANA protocol number, and false when the name is not
 // one Calico knows or the number is outside 1-255.
 func (p Protocol) Number() (uint8, bool) {
 	if p.Name != "" {
-		n, ok := protocolNumbers[p.Name]
-		return n, ok
+		return protocolNumber(p.Name)
 	}
 	if p.Num < 1 || p.Num > 255 {
 		return 0, false

@@ -396,7 +396,7 @@ func checkProtocol(errs *fieldErrors, path string, p *Protocol) (uint8, bool) {
 	}
 	if p.Name != "" {
 		hint := ""
-		for name := range protocolNumbers {
+		for _, name := range protocolNames() {
 			if strings.EqualFold(name, p.Name) {
 				hint = fmt.Sprintf(" (did you mean %s?)", name)
 			}
