@@ -73,5 +73,9 @@ Exit codes:
 	root.SetErr(stderr)
 	// Subcommands are added here, one constructor per file.
 	root.AddCommand(newIPAMCmd(stdout))
+	root.AddCommand(newReachCmd(stdin, stdout, stderr))
+	root.AddCommand(newTraceCmd(stdin, stdout, stderr))
+	root.AddCommand(newValidateCmd(stdin, stdout, stderr))
+	root.AddCommand(newLintCmd(stdin, stdout, stderr))
 	return root
 }

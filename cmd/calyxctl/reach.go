@@ -1,0 +1,298 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/calyxnet/calyx/backend/model"
+	"github.com/calyxnet/calyx/compile"
+	"github.com/calyxnet/calyx/internal/reach"
+	"github.com/calyxnet/calyx/policy"
+	"github.com/calyxnet/calyx/selector"
+)
+
+// dataplane is one way `reach` can answer probes: the model says what the
+// policy means; lab-backed dataplanes (nftables, iptables, eBPF) apply the
+// Ruleset in network namespaces and probe for real. Adding one is adding an
+// entry to dataplanes.
+type dataplane struct {
+	name  string
+	about string
+	// open returns a prober for rs over pods, and a function releasing
+	// whatever it set up.
+	open func(ctx context.Context, rs *compile.Ruleset, pods []reach.Pod) (reach.Prober, func() error, error)
+}
+
+// dataplanes lists the dataplanes reach supports, the default first.
+func dataplanes() []dataplane {
+	return []dataplane{{
+		name:  model.Name,
+		about: "the reference interpreter: what the policy means",
+		open: func(_ context.Context, rs *compile.Ruleset, _ []reach.Pod) (reach.Prober, func() error, error) {
+			return reach.ModelProber{Index: model.NewIndex(rs)}, func() error { return nil }, nil
+		},
+	}}
+}
+
+func dataplaneNames() []string {
+	var names []string
+	for _, d := range dataplanes() {
+		names = append(names, d.name)
+	}
+	return names
+}
+
+func findDataplane(name string) (dataplane, error) {
+	for _, d := range dataplanes() {
+		if d.name == name {
+			return d, nil
+		}
+	}
+	return dataplane{}, fmt.Errorf("unknown dataplane %q: supported: %s", name, strings.Join(dataplaneNames(), ", "))
+}
+
+// newReachCmd wires `calyxctl reach`.
+func newReachCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
+	var (
+		files, probeFlags []string
+		from, to, output  string
+		dpName            string
+	)
+	var dpHelp strings.Builder
+	for _, d := range dataplanes() {
+		fmt.Fprintf(&dpHelp, "\n  %-10s %s", d.name, d.about)
+	}
+	cmd := &cobra.Command{
+		Use:   "reach -f PATH... [--probe PORT/PROTO]... [--from SELECTOR] [--to SELECTOR] [-o table|json]",
+		Short: "Print which pods can open connections to which, for every probe",
+		Long: `reach reads namespaces, pods and policies (every kind calyxctl reads: Calico
+and Kubernetes policies, tiers, network sets …), compiles them, and prints,
+for every probe (port and protocol), whether a new connection from each pod
+to each other pod is allowed. Pods are named namespace/name and sorted.
+
+Without --probe, every distinct port/protocol the destination pods declare
+is probed. --from and --to keep the sources and destinations whose labels
+(their own, the implicit projectcalico.org/* ones and the pcns./pcsa.
+labels of their namespace and service account) match a Calico selector.
+
+-o table prints the Kubernetes netpol truth-table layout: one block per
+probe, "." allowed, "X" denied, rows are sources, columns destinations.
+-o json prints {"results":[{"from","to","port","protocol","allowed"}, …]}
+in probe order, then source, then destination.
+
+Dataplanes (--dataplane):` + dpHelp.String() + `
+
+Exit codes: 0 success, 1 invalid input, 2 bad flags or unreadable input.`,
+		Example: `  calyxctl reach -f examples/ecommerce
+  calyxctl reach -f examples/ecommerce --probe 8080/TCP --from "app == 'frontend'" -o json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if output != "table" && output != "json" {
+				return exitError{code: exitUsage, err: fmt.Errorf("-o %q: want table or json", output)}
+			}
+			dp, err := findDataplane(dpName)
+			if err != nil {
+				return exitError{code: exitUsage, err: err}
+			}
+			var probes []reach.Probe
+			for _, f := range probeFlags {
+				p, err := reach.ParseProbe(f)
+				if err != nil {
+					return exitError{code: exitUsage, err: fmt.Errorf("--probe: %w", err)}
+				}
+				if !slices.Contains(probes, p) {
+					probes = append(probes, p)
+				}
+			}
+			fromSel, err := parseSelectorFlag("--from", from)
+			if err != nil {
+				return err
+			}
+			toSel, err := parseSelectorFlag("--to", to)
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			if ctx == nil {
+				ctx = context.Background()
+			}
+			in, err := loadInput(ctx, files, stdin, stderr, true)
+			if err != nil {
+				return err
+			}
+			rs, err := compile.New(in.set, "").Compile()
+			if err != nil {
+				return exitError{code: exitFindings, err: err}
+			}
+			all := reach.PodsFromSet(in.set)
+			if len(all) == 0 {
+				return exitError{code: exitUsage, err: fmt.Errorf("no pods in the input: reach needs Pod objects (with their IPs) to probe between")}
+			}
+			srcs := filterPods(in.set, all, fromSel)
+			dsts := filterPods(in.set, all, toSel)
+			if len(srcs) == 0 || len(dsts) == 0 {
+				return exitError{code: exitUsage, err: fmt.Errorf("no pod matches %s", describeEmpty(srcs, from, to))}
+			}
+			if len(probes) == 0 {
+				probes = reach.DeclaredProbes(dsts)
+			}
+			if len(probes) == 0 {
+				return exitError{code: exitUsage, err: fmt.Errorf("the pods declare no container ports: pass --probe PORT/PROTO")}
+			}
+			prober, closeDP, err := dp.open(ctx, rs, unionPods(srcs, dsts))
+			if err != nil {
+				return fmt.Errorf("dataplane %s: %w", dp.name, err)
+			}
+			defer closeDP()
+			m, err := reach.Run(ctx, prober, unionPods(srcs, dsts), probes, 0)
+			if err != nil {
+				return fmt.Errorf("dataplane %s: %w", dp.name, err)
+			}
+			view := newMatrixView(m, srcs, dsts)
+			if output == "json" {
+				return view.writeJSON(stdout)
+			}
+			return view.writeTable(stdout)
+		},
+	}
+	addFileFlag(cmd, &files)
+	cmd.Flags().StringSliceVar(&probeFlags, "probe", nil, "port/protocol to probe, e.g. 80/TCP or 53/UDP (repeatable; default: every port the pods declare)")
+	cmd.Flags().StringVar(&from, "from", "", "Calico selector over the source pods' labels (default: all pods)")
+	cmd.Flags().StringVar(&to, "to", "", "Calico selector over the destination pods' labels (default: all pods)")
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
+	cmd.Flags().StringVar(&dpName, "dataplane", dataplanes()[0].name, "what answers the probes: "+strings.Join(dataplaneNames(), ", "))
+	return cmd
+}
+
+func parseSelectorFlag(flag, expr string) (*selector.Selector, error) {
+	if expr == "" {
+		return nil, nil
+	}
+	s, err := selector.Parse(expr)
+	if err != nil {
+		return nil, exitError{code: exitUsage, err: fmt.Errorf("%s: %w", flag, err)}
+	}
+	return s, nil
+}
+
+func describeEmpty(srcs []reach.Pod, from, to string) string {
+	if len(srcs) == 0 {
+		return fmt.Sprintf("--from %q", from)
+	}
+	return fmt.Sprintf("--to %q", to)
+}
+
+// filterPods keeps the pods whose flattened labels match sel (all when sel
+// is nil).
+func filterPods(set *policy.Set, pods []reach.Pod, sel *selector.Selector) []reach.Pod {
+	if sel == nil {
+		return pods
+	}
+	eps := map[string]*policy.Endpoint{}
+	for _, ep := range set.Endpoints() {
+		eps[ep.Key()] = ep
+	}
+	var out []reach.Pod
+	for _, p := range pods {
+		if ep := eps[p.ID()]; ep != nil && sel.Matches(set.EndpointLabels(ep)) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// unionPods returns the pods of a and b, each once.
+func unionPods(a, b []reach.Pod) []reach.Pod {
+	seen := map[string]bool{}
+	var out []reach.Pod
+	for _, list := range [][]reach.Pod{a, b} {
+		for _, p := range list {
+			if !seen[p.ID()] {
+				seen[p.ID()] = true
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}
+
+// matrixView is the part of a matrix to print: the chosen sources (rows)
+// and destinations (columns), both sorted by pod name.
+type matrixView struct {
+	m          *reach.Matrix
+	rows, cols []int // indexes into m.Pods
+}
+
+func newMatrixView(m *reach.Matrix, srcs, dsts []reach.Pod) *matrixView {
+	want := func(list []reach.Pod) map[string]bool {
+		out := map[string]bool{}
+		for _, p := range list {
+			out[p.ID()] = true
+		}
+		return out
+	}
+	isSrc, isDst := want(srcs), want(dsts)
+	v := &matrixView{m: m}
+	for i := range m.Pods {
+		id := m.Pods[i].ID()
+		if isSrc[id] {
+			v.rows = append(v.rows, i)
+		}
+		if isDst[id] {
+			v.cols = append(v.cols, i)
+		}
+	}
+	return v
+}
+
+// writeTable prints the netpol truth-table layout, as reach.Matrix's
+// WriteTable does for the full square.
+func (v *matrixView) writeTable(w io.Writer) error {
+	var b strings.Builder
+	for pi, pr := range v.m.Probes {
+		if pi > 0 {
+			b.WriteByte('\n')
+		}
+		b.WriteString(pr.String())
+		b.WriteString("\n-")
+		for _, c := range v.cols {
+			b.WriteString("\t" + v.m.Pods[c].ID())
+		}
+		b.WriteByte('\n')
+		for _, r := range v.rows {
+			b.WriteString(v.m.Pods[r].ID())
+			for _, c := range v.cols {
+				if v.m.Allowed[pi][r][c] {
+					b.WriteString("\t.")
+				} else {
+					b.WriteString("\tX")
+				}
+			}
+			b.WriteByte('\n')
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// writeJSON prints {"results":[…]} in probe, source, destination order.
+func (v *matrixView) writeJSON(w io.Writer) error {
+	results := make([]reach.Result, 0, len(v.m.Probes)*len(v.rows)*len(v.cols))
+	for pi, pr := range v.m.Probes {
+		for _, r := range v.rows {
+			for _, c := range v.cols {
+				results = append(results, reach.Result{From: v.m.Pods[r].ID(), To: v.m.Pods[c].ID(), Port: int(pr.Port),
+					Protocol: compile.ProtocolName(pr.Protocol), Allowed: v.m.Allowed[pi][r][c]})
+			}
+		}
+	}
+	return json.NewEncoder(w).Encode(struct {
+		Results []reach.Result `json:"results"`
+	}{results})
+}

@@ -1,0 +1,220 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/netip"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/calyxnet/calyx/backend/model"
+	"github.com/calyxnet/calyx/compile"
+	"github.com/calyxnet/calyx/internal/reach"
+)
+
+// newTraceCmd wires `calyxctl trace`.
+func newTraceCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
+	var (
+		files          []string
+		from, to, port string
+	)
+	cmd := &cobra.Command{
+		Use:   "trace -f PATH... --from NS/POD --to NS/POD|IP --port PORT/PROTO",
+		Short: "Explain, step by step, why a connection is allowed or denied",
+		Long: `trace builds the first packet of a connection and walks it through the
+policy as the reference model does: the source's egress, then the
+destination's ingress; in each, every tier, policy and rule consulted, the
+rule that decided, or the implicit end-of-tier deny, or the profiles when no
+policy applies. It ends with the verdict and what decided it.
+
+--from and --to name pods as namespace/name; either may instead be an IP
+address outside the input (the other side must then be a pod). The source
+port is 40000.
+
+Exit codes: 0 when the trace is printed (allowed or denied), 1 invalid
+input, 2 bad flags, unknown pods or unreadable input.`,
+		Example: `  calyxctl trace -f examples/ecommerce --from shop/frontend --to shop/api-gateway --port 8080/TCP
+  calyxctl trace -f examples/ecommerce --from shop/database --to 203.0.113.7 --port 443/TCP`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if from == "" || to == "" || port == "" {
+				return exitError{code: exitUsage, err: fmt.Errorf("trace needs --from, --to and --port")}
+			}
+			probe, err := reach.ParseProbe(port)
+			if err != nil {
+				return exitError{code: exitUsage, err: fmt.Errorf("--port: %w", err)}
+			}
+			ctx := cmd.Context()
+			if ctx == nil {
+				ctx = context.Background()
+			}
+			in, err := loadInput(ctx, files, stdin, stderr, true)
+			if err != nil {
+				return err
+			}
+			rs, err := compile.New(in.set, "").Compile()
+			if err != nil {
+				return exitError{code: exitFindings, err: err}
+			}
+			pods := map[string]*reach.Pod{}
+			for _, p := range reach.PodsFromSet(in.set) {
+				pods[p.ID()] = &p
+			}
+			src, err := traceEnd("--from", from, pods)
+			if err != nil {
+				return err
+			}
+			dst, err := traceEnd("--to", to, pods)
+			if err != nil {
+				return err
+			}
+			if src.pod == nil && dst.pod == nil {
+				return exitError{code: exitUsage, err: fmt.Errorf("--from or --to must name a pod (namespace/name)")}
+			}
+			pkt, err := tracePacket(src, dst, probe)
+			if err != nil {
+				return exitError{code: exitUsage, err: err}
+			}
+			v := model.NewIndex(rs).Verdict(pkt)
+			_, err = io.WriteString(stdout, explain(&v, src, dst))
+			return err
+		},
+	}
+	addFileFlag(cmd, &files)
+	cmd.Flags().StringVar(&from, "from", "", "source: a pod as namespace/name, or an IP address")
+	cmd.Flags().StringVar(&to, "to", "", "destination: a pod as namespace/name, or an IP address")
+	cmd.Flags().StringVar(&port, "port", "", "destination port and protocol, e.g. 8080/TCP")
+	return cmd
+}
+
+// traceEndpoint is one end of a traced connection: a pod or an address.
+type traceEndpoint struct {
+	name string
+	pod  *reach.Pod
+	addr netip.Addr
+}
+
+func traceEnd(flag, v string, pods map[string]*reach.Pod) (traceEndpoint, error) {
+	if a, err := netip.ParseAddr(v); err == nil {
+		return traceEndpoint{name: a.Unmap().String(), addr: a.Unmap()}, nil
+	}
+	if !strings.Contains(v, "/") {
+		return traceEndpoint{}, exitError{code: exitUsage, err: fmt.Errorf("%s %q: want namespace/name or an IP address", flag, v)}
+	}
+	p, ok := pods[v]
+	if !ok {
+		return traceEndpoint{}, exitError{code: exitUsage, err: fmt.Errorf("%s %q: no such pod in the input", flag, v)}
+	}
+	if len(p.Addrs) == 0 {
+		return traceEndpoint{}, exitError{code: exitUsage, err: fmt.Errorf("%s %q: the pod has no IP address (status.podIPs)", flag, v)}
+	}
+	return traceEndpoint{name: v, pod: p}, nil
+}
+
+// tracePacket builds the first packet: the destination's first address,
+// the source's first address of the same family.
+func tracePacket(src, dst traceEndpoint, probe reach.Probe) (model.Packet, error) {
+	dstAddr := dst.addr
+	if dst.pod != nil {
+		dstAddr = dst.pod.Addrs[0]
+		if !src.addr.IsValid() {
+			pkt, ok := reach.FirstPacket(src.pod, dst.pod, probe)
+			if !ok {
+				return model.Packet{}, fmt.Errorf("%s has no address of the family of %s (%s)", src.name, dst.name, dstAddr)
+			}
+			return pkt, nil
+		}
+	}
+	srcAddr := src.addr
+	if src.pod != nil {
+		srcAddr = netip.Addr{}
+		for _, a := range src.pod.Addrs {
+			if a.Is4() == dstAddr.Is4() {
+				srcAddr = a
+				break
+			}
+		}
+	}
+	if !srcAddr.IsValid() || srcAddr.Is4() != dstAddr.Is4() {
+		return model.Packet{}, fmt.Errorf("%s and %s have no addresses of one family", src.name, dst.name)
+	}
+	return model.Packet{Src: srcAddr, Dst: dstAddr, Protocol: probe.Protocol, SrcPort: 40000, DstPort: probe.Port}, nil
+}
+
+// explain prints the trace grouped by direction, then the verdict.
+func explain(v *model.Verdict, src, dst traceEndpoint) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s → %s %s/%s\n", src.name, dst.name, portOf(v.Packet), compile.ProtocolName(v.Packet.Protocol))
+	fmt.Fprintf(&b, "packet: %s\n", v.Packet)
+
+	type section struct {
+		dir      compile.Direction
+		endpoint string
+	}
+	var cur *section
+	tier := ""
+	seen := map[compile.Direction]bool{}
+	for _, s := range v.Steps {
+		if s.Direction == 0 {
+			fmt.Fprintf(&b, "\n%s\n", s)
+			continue
+		}
+		if cur == nil || cur.dir != s.Direction || cur.endpoint != s.Endpoint {
+			cur = &section{dir: s.Direction, endpoint: s.Endpoint}
+			seen[s.Direction] = true
+			tier = ""
+			fmt.Fprintf(&b, "\n%s of %s:\n", s.Direction, s.Endpoint)
+		}
+		switch s.Kind {
+		case model.StepRule:
+			if s.Tier != tier {
+				tier = s.Tier
+				fmt.Fprintf(&b, "  tier %s:\n", tier)
+			}
+			fmt.Fprintf(&b, "    %s\n", stepLine(s))
+		case model.StepEndOfTier:
+			fmt.Fprintf(&b, "    %s\n", stepLine(s))
+		case model.StepProfileRule:
+			if tier != "\x00profiles" {
+				tier = "\x00profiles"
+				b.WriteString("  profiles:\n")
+			}
+			fmt.Fprintf(&b, "    %s\n", stepLine(s))
+		default:
+			fmt.Fprintf(&b, "  %s\n", stepLine(s))
+		}
+	}
+	selfOrOutside := len(v.Steps) > 0 && v.Steps[0].Direction == 0
+	if !selfOrOutside {
+		if !seen[compile.Egress] {
+			fmt.Fprintf(&b, "\negress of %s: not judged (%s is not an endpoint of the input)\n", src.name, src.name)
+		}
+		if !seen[compile.Ingress] {
+			if dst.pod != nil && !v.Allowed {
+				fmt.Fprintf(&b, "\ningress of %s: not judged (egress already denied)\n", dst.name)
+			} else if dst.pod == nil {
+				fmt.Fprintf(&b, "\ningress of %s: not judged (%s is not an endpoint of the input)\n", dst.name, dst.name)
+			}
+		}
+	}
+	verdict := "DENIED"
+	if v.Allowed {
+		verdict = "ALLOWED"
+	}
+	fmt.Fprintf(&b, "\nverdict: %s\n", verdict)
+	if d, ok := v.Decider(); ok {
+		fmt.Fprintf(&b, "decided by: %s\n", d)
+	}
+	return b.String()
+}
+
+// stepLine is a step without the endpoint and direction its section
+// header already gives.
+func stepLine(s model.Step) string {
+	line := s.String()
+	return strings.TrimPrefix(line, s.Endpoint+" "+s.Direction.String()+": ")
+}
+
+func portOf(p model.Packet) string { return fmt.Sprint(p.DstPort) }
