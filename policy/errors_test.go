@@ -3,6 +3,8 @@ package policy_test
 import (
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -243,4 +245,15 @@ func TestNamedPortsWithoutProtocol(t *testing.T) {
 	r := onlyPolicy(t, set).Ingress[0]
 	require.Zero(t, r.Protocol)
 	require.Equal(t, []string{"http", "metrics"}, r.Destination.NamedPorts)
+}
+
+// TestSeedWithoutProtocol: the field guide printed allow-payment-access
+// without protocol; that must be refused with an error that says what to
+// add, at the line of the ports.
+func TestSeedWithoutProtocol(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("testdata", "seed-policies.yaml"))
+	require.NoError(t, err)
+	asPrinted := strings.Replace(string(b), "    protocol: TCP\n", "", 1)
+	_, err = policy.Decode(strings.NewReader(asPrinted), "seed-policies.yaml")
+	require.EqualError(t, err, "seed-policies.yaml:20: NetworkPolicy \"default/allow-payment-access\": spec.egress[0].destination.ports: numeric ports need a protocol on the rule: add `protocol: TCP` (or UDP, SCTP)")
 }
