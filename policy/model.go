@@ -274,3 +274,19 @@ type TierInfo struct {
 	// Implicit is true for the default tier when no Tier object defines it.
 	Implicit bool
 }
+
+// ProfileInfo is a normalised profile: rules applied to an endpoint in a
+// direction when no policy applies to it there, and labels it lends.
+type ProfileInfo struct {
+	// Name is the profile's ID: a Profile's name, kns.<namespace> for a
+	// namespace or ksa.<namespace>.<name> for a service account.
+	Name string
+	// Ingress and Egress are the profile's rules, in order.
+	Ingress, Egress []RuleInfo
+	// Labels are the labels the profile lends its endpoints (see
+	// Set.ParentLabels).
+	Labels map[string]string
+	// Implicit is true for the namespace and service account profiles,
+	// which no Profile object defines.
+	Implicit bool
+}

@@ -594,3 +594,39 @@ func TestEmptyListsAreAbsent(t *testing.T) {
 	require.NotNil(t, ports)
 	require.Empty(t, *ports)
 }
+
+// TestProfiles: a pod's profiles are its namespace's (allow all) and its
+// service account's (labels only); a host endpoint's are Profile objects.
+func TestProfiles(t *testing.T) {
+	set := loadSet(t, world, `apiVersion: projectcalico.org/v3
+kind: Profile
+metadata: {name: host-defaults}
+spec:
+  labelsToApply: {managed: calyx}
+  ingress: [{action: Deny, protocol: TCP, destination: {ports: [22]}}]`)
+	var pod, host *policy.Endpoint
+	for _, ep := range set.Endpoints() {
+		switch ep.Key() {
+		case "shop/shop-api":
+			pod = ep
+		case "n1-eth0":
+			host = ep
+		}
+	}
+	require.Equal(t, []string{"kns.shop", "ksa.shop.api"}, policy.EndpointParents(pod))
+	ns := set.Profile("kns.shop")
+	require.Equal(t, []policy.RuleInfo{{Action: policy.Allow}}, ns.Ingress)
+	require.Equal(t, []policy.RuleInfo{{Action: policy.Allow}}, ns.Egress)
+	require.Equal(t, map[string]string{"pcns.team": "x", "pcns.projectcalico.org/name": "shop"}, ns.Labels)
+	sa := set.Profile("ksa.shop.api")
+	require.Empty(t, sa.Ingress)
+	require.Equal(t, map[string]string{"pcsa.role": "web", "pcsa.projectcalico.org/name": "api"}, sa.Labels)
+
+	require.Empty(t, policy.EndpointParents(host))
+	prof := set.Profile("host-defaults")
+	require.False(t, prof.Implicit)
+	require.Len(t, prof.Ingress, 1)
+	require.Equal(t, "spec.ingress[0]", prof.Ingress[0].Field)
+	require.Equal(t, []policy.PortRange{{Min: 22, Max: 22}}, prof.Ingress[0].Destination.Ports)
+	require.Nil(t, set.Profile("missing"))
+}

@@ -450,6 +450,42 @@ func (s *Set) ParentLabels(id string) map[string]string {
 	return nil
 }
 
+// Profile returns the normalised profile with the given ID, as listed by
+// EndpointParents: a namespace's (kns.<ns>: allow everything both ways, as
+// Calico's namespace profiles do), a service account's (ksa.<ns>.<sa>: no
+// rules, labels only) or a Profile object's. nil when a Profile object of
+// that name does not exist.
+func (s *Set) Profile(id string) *ProfileInfo {
+	if _, ok := cutPrefix(id, NamespaceParentPrefix); ok {
+		return &ProfileInfo{
+			Name:     id,
+			Ingress:  []RuleInfo{{Action: Allow}},
+			Egress:   []RuleInfo{{Action: Allow}},
+			Labels:   s.ParentLabels(id),
+			Implicit: true,
+		}
+	}
+	if _, ok := cutPrefix(id, ServiceAccountParentPrefix); ok {
+		return &ProfileInfo{Name: id, Labels: s.ParentLabels(id), Implicit: true}
+	}
+	key := ObjectKey{Kind: KindProfile, Name: id}
+	o, ok := s.objects[key]
+	if !ok {
+		return nil
+	}
+	prof := o.(*Profile)
+	origin := s.origins[key]
+	base := joinPath(originPrefix(origin), "spec")
+	out := &ProfileInfo{Name: id, Labels: copyLabels(prof.Spec.LabelsToApply)}
+	for i := range prof.Spec.Ingress {
+		out.Ingress = append(out.Ingress, normalizeRule(&prof.Spec.Ingress[i], "", fmt.Sprintf("%s.ingress[%d]", base, i), origin))
+	}
+	for i := range prof.Spec.Egress {
+		out.Egress = append(out.Egress, normalizeRule(&prof.Spec.Egress[i], "", fmt.Sprintf("%s.egress[%d]", base, i), origin))
+	}
+	return out
+}
+
 func cutPrefix(s, prefix string) (string, bool) {
 	if len(s) >= len(prefix) && s[:len(prefix)] == prefix {
 		return s[len(prefix):], true
