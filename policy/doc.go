@@ -72,6 +72,9 @@
 //   - Endpoints: workloads from Pods (host-networked and finished pods
 //     excluded) and host endpoints; NetworkSets; Namespaces,
 //     ServiceAccounts, Profiles, IPPools, FelixConfig.
+//   - Profile: the rules that decide for an endpoint in a direction no
+//     policy applies to, by the IDs EndpointParents lists (a namespace's
+//     profile allows everything, as in Calico).
 //
 // A Policy carries one effective *selector.Selector saying which endpoints
 // it applies to, its directions (Types, inferred as Calico does when
