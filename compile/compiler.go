@@ -112,26 +112,13 @@ func (c *Compiler) Node() string { return c.node }
 // first Compile).
 func (c *Compiler) Ruleset() *Ruleset { return c.cur }
 
-// Compile compiles every object of the set from scratch.
+// Compile compiles every object of the set from scratch. It feeds every
+// object through the same path as Update, so a full compile and any
+// sequence of updates agree by construction (and by property test).
 func (c *Compiler) Compile() (*Ruleset, error) {
 	c.reset()
-	for _, ns := range c.set.Namespaces() {
-		c.parentChanged(policy.NamespaceParentID(ns.Name))
-	}
-	for _, sa := range c.set.ServiceAccounts() {
-		c.parentChanged(policy.ServiceAccountParentID(sa.Namespace, sa.Name))
-	}
-	for _, p := range c.set.Profiles() {
-		c.parentChanged(p.Name)
-	}
-	for _, ns := range c.set.NetworkSets() {
-		c.upsertNetworkSet(ns)
-	}
-	for _, ep := range c.set.Endpoints() {
-		c.upsertEndpoint(ep)
-	}
-	for _, p := range c.set.Policies() {
-		if err := c.upsertPolicy(policy.ObjectKey{Kind: p.Kind, Namespace: p.Namespace, Name: p.Name}, p); err != nil {
+	for _, obj := range c.set.Objects() {
+		if err := c.apply(policy.Change{Key: policy.KeyOf(obj), Op: policy.OpAdded, New: obj}); err != nil {
 			return nil, err
 		}
 	}
@@ -182,10 +169,10 @@ func (c *Compiler) Update(changes ...policy.Change) (*Ruleset, *Delta, error) {
 }
 
 func (c *Compiler) apply(ch policy.Change) error {
-	if ch.Op == policy.OpNone {
+	k := ch.Key
+	if ch.Op == policy.OpNone && !c.originMoved(k) {
 		return nil
 	}
-	k := ch.Key
 	deleted := ch.Op == policy.OpDeleted
 	switch k.Kind {
 	case policy.KindNamespace:
@@ -237,6 +224,20 @@ func (c *Compiler) apply(ch policy.Change) error {
 	// Staged kinds never change what is enforced; other kinds (IPPool,
 	// Service …) do not concern the Ruleset.
 	return nil
+}
+
+// originMoved reports whether an unchanged policy object was re-read from
+// another place: its rules' origins (part of the IR) must follow.
+func (c *Compiler) originMoved(k policy.ObjectKey) bool {
+	ps, ok := c.policies[k]
+	if !ok {
+		return false
+	}
+	var now policy.Position
+	if o := c.set.Origin(k); o != nil {
+		now = o.Position
+	}
+	return ps.pol.Position != now
 }
 
 // itemID names an endpoint or network set in the set index.

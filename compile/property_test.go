@@ -1,11 +1,13 @@
 package compile_test
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/calyxnet/calyx/backend/model"
 	"github.com/calyxnet/calyx/compile"
 	"github.com/calyxnet/calyx/internal/testgen"
+	"github.com/calyxnet/calyx/policy"
 	"pgregory.net/rapid"
 )
 
@@ -29,6 +31,59 @@ func TestModelAgreesWithOracle(t *testing.T) {
 				v := idx.Verdict(p)
 				t.Fatalf("packet %d: model says %v, oracle says %v\n%s\nruleset:\n%s\nyaml:\n%s", i, got, want, v.String(), rs, cluster.YAML())
 			}
+		}
+	})
+}
+
+// TestIncrementalEqualsFull: after any random sequence of upserts and
+// deletes, the Ruleset the Compiler maintains incrementally is identical
+// to a full compile of the same set, and the delta it reports is exactly
+// the difference between the previous and the new Ruleset.
+func TestIncrementalEqualsFull(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		node := rapid.SampledFrom([]string{"", "node1"}).Draw(t, "node")
+		a := testgen.Cluster(5, 5).Draw(t, "cluster a")
+		b := testgen.Cluster(5, 5).Draw(t, "cluster b")
+		set := testgen.LoadSet(t, a)
+		c := compile.New(set, node)
+		prev, err := c.Compile()
+		if err != nil {
+			t.Fatalf("compile: %v", err)
+		}
+		pool := append(append([]string(nil), a.Docs...), b.Docs...)
+		steps := rapid.IntRange(1, 12).Draw(t, "steps")
+		for step := range steps {
+			var ch policy.Change
+			objs := set.Objects()
+			if len(objs) > 0 && rapid.IntRange(0, 3).Draw(t, "delete?") == 0 {
+				victim := rapid.SampledFrom(objs).Draw(t, "victim")
+				ch = set.Delete(policy.KeyOf(victim))
+			} else {
+				doc := rapid.SampledFrom(pool).Draw(t, "doc")
+				res, err := policy.DecodeWithOptions(strings.NewReader(doc), "step.yaml", policy.DecodeOptions{})
+				if err != nil || len(res.Objects) != 1 {
+					t.Fatalf("decode %q: %v", doc, err)
+				}
+				ch, err = set.UpsertAt(res.Objects[0], res.Origins[0])
+				if err != nil {
+					t.Fatalf("upsert: %v", err)
+				}
+			}
+			got, delta, err := c.Update(ch)
+			if err != nil {
+				t.Fatalf("update: %v", err)
+			}
+			want, err := compile.New(set, node).Compile()
+			if err != nil {
+				t.Fatalf("full compile: %v", err)
+			}
+			if got.String() != want.String() {
+				t.Fatalf("step %d (%s %s): incremental differs from full compile\nincremental:\n%s\nfull:\n%s", step, ch.Op, ch.Key, got, want)
+			}
+			if d := compile.Diff(prev, got); d.String() != delta.String() {
+				t.Fatalf("step %d: reported delta\n%s\ndiffers from the real one\n%s", step, delta, d)
+			}
+			prev = got
 		}
 	})
 }
