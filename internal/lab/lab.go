@@ -314,3 +314,31 @@ func (m *Matrix) String() string {
 	}
 	return b.String()
 }
+
+// PodsFromRuleset returns one pod per workload endpoint of rs ("namespace/
+// name" keys), with the endpoint's addresses and the given ports, sorted by
+// key: the lab for a Ruleset when nothing better says what pods serve.
+func PodsFromRuleset(rs *compile.Ruleset, ports []Port) ([]Pod, error) {
+	var pods []Pod
+	keys := make([]string, 0, len(rs.Endpoints))
+	for k := range rs.Endpoints {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		ep := rs.Endpoints[k]
+		if ep.Kind != compile.WorkloadEndpoint {
+			continue
+		}
+		ns, name, ok := strings.Cut(ep.Key, "/")
+		if !ok {
+			return nil, fmt.Errorf("%w: endpoint key %q is not namespace/name", ErrInvalidSpec, ep.Key)
+		}
+		p := Pod{Namespace: ns, Name: name, IPs: slices.Clone(ep.Addrs), Ports: slices.Clone(ports)}
+		if ep.Interface != "" && ep.Interface != p.Interface() {
+			return nil, fmt.Errorf("%w: endpoint %s has interface %s, the lab derives %s", ErrInvalidSpec, ep.Key, ep.Interface, p.Interface())
+		}
+		pods = append(pods, p)
+	}
+	return pods, nil
+}

@@ -4,6 +4,8 @@ package lab
 
 import (
 	"context"
+	"github.com/calyxnet/calyx/backend"
+	"github.com/calyxnet/calyx/compile"
 
 	"github.com/calyxnet/calyx/internal/netns"
 )
@@ -40,3 +42,8 @@ func (l *Lab) Observe(context.Context) (*Matrix, error) { return nil, ErrNotSupp
 
 // Run fails.
 func (l *Lab) Run(context.Context, []Probe) (*Matrix, error) { return nil, ErrNotSupported }
+
+// Reach fails: network namespaces are Linux only.
+func Reach(context.Context, Spec, *compile.Ruleset, backend.Factory, Options) (*Matrix, error) {
+	return nil, ErrNotSupported
+}
