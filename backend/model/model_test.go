@@ -127,9 +127,9 @@ func TestMatchFields(t *testing.T) {
 	rs.Policies["in:default/shop/api-log"].Rules = []compile.Rule{
 		{Action: compile.ActionDeny, Match: compile.Match{Protocol: 1, ICMP: &compile.ICMPMatch{Type: 8, Code: &code}}},
 		{Action: compile.ActionAllow, Match: compile.Match{Protocol: 1}},
-		{Action: compile.ActionAllow, Match: compile.Match{IPVersion: 4, Protocol: 17, Dst: compile.PeerMatch{Ports: []compile.PortRange{{53, 53}, {8000, 8100}}}}},
-		{Action: compile.ActionAllow, Match: compile.Match{NotProtocol: 17, Src: compile.PeerMatch{NotSets: []compile.SetID{"s:web"}}, Dst: compile.PeerMatch{NotPorts: []compile.PortRange{{1, 1023}}}}},
-		{Action: compile.ActionAllow, Match: compile.Match{Protocol: 132, Src: compile.PeerMatch{Ports: []compile.PortRange{{7, 7}}}}},
+		{Action: compile.ActionAllow, Match: compile.Match{IPVersion: 4, Protocol: 17, Dst: compile.PeerMatch{Ports: []compile.PortRange{{Min: 53, Max: 53}, {Min: 8000, Max: 8100}}}}},
+		{Action: compile.ActionAllow, Match: compile.Match{NotProtocol: 17, Src: compile.PeerMatch{NotSets: []compile.SetID{"s:web"}}, Dst: compile.PeerMatch{NotPorts: []compile.PortRange{{Min: 1, Max: 1023}}}}},
+		{Action: compile.ActionAllow, Match: compile.Match{Protocol: 132, Src: compile.PeerMatch{Ports: []compile.PortRange{{Min: 7, Max: 7}}}}},
 	}
 	idx := NewIndex(rs)
 	for _, tc := range []struct {

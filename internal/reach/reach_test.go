@@ -23,7 +23,7 @@ func ruleset() *compile.Ruleset {
 		},
 		Policies: map[compile.PolicyID]*compile.Policy{
 			"in:db": {ID: "in:db", Direction: compile.Ingress, Rules: []compile.Rule{{Action: compile.ActionAllow,
-				Match: compile.Match{Protocol: 6, Src: compile.PeerMatch{Sets: []compile.SetID{"s:web"}}, Dst: compile.PeerMatch{Ports: []compile.PortRange{{5432, 5432}}}}}}},
+				Match: compile.Match{Protocol: 6, Src: compile.PeerMatch{Sets: []compile.SetID{"s:web"}}, Dst: compile.PeerMatch{Ports: []compile.PortRange{{Min: 5432, Max: 5432}}}}}}},
 		},
 		Endpoints: map[string]*compile.Endpoint{
 			"shop/db": {Key: "shop/db", Addrs: []netip.Addr{netip.MustParseAddr("10.0.0.2")},
