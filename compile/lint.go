@@ -282,19 +282,27 @@ func (l *linter) add(sev Severity, code string, p *policy.Policy, pos policy.Pos
 
 // objectName names a policy as its author wrote it.
 func objectName(p *policy.Policy) string {
+	k := objectKey(p)
+	name := k.Name
+	if k.Namespace != "" {
+		name = k.Namespace + "/" + name
+	}
+	return string(k.Kind) + " " + name
+}
+
+// objectKey returns the key of the object a policy was normalised from
+// (converted Kubernetes policies carry Calico's knp.default. prefix).
+func objectKey(p *policy.Policy) policy.ObjectKey {
 	name := p.Name
-	if p.Kind == policy.KindK8sNetworkPolicy || p.Kind == policy.KindStagedKubernetesNetworkPolicy {
+	if isK8s(p) {
 		name = strings.TrimPrefix(name, policy.K8sPolicyNamePrefix)
 	}
-	if p.Namespace != "" {
-		name = p.Namespace + "/" + name
-	}
-	return string(p.Kind) + " " + name
+	return policy.ObjectKey{Kind: p.Kind, Namespace: p.Namespace, Name: name}
 }
 
 // origin returns the policy's decode origin (nil when not decoded).
 func (l *linter) origin(p *policy.Policy) *policy.Origin {
-	return l.set.Origin(policy.ObjectKey{Kind: p.Kind, Namespace: p.Namespace, Name: p.Name})
+	return l.set.Origin(objectKey(p))
 }
 
 // fieldPos returns the position of the first of fields that the source
@@ -844,7 +852,7 @@ func rangeInside(r policy.PortRange, merged []PortRange) bool {
 // lintStaged compiles the set with the staged policy enforced and reports
 // the connections whose verdict changes.
 func (l *linter) lintStaged(p *policy.Policy) {
-	key := policy.ObjectKey{Kind: p.Kind, Namespace: p.Namespace, Name: p.Name}
+	key := objectKey(p)
 	obj, ok := l.set.Get(key)
 	if !ok {
 		return

@@ -149,22 +149,25 @@ func explain(v *model.Verdict, src, dst traceEndpoint) string {
 	fmt.Fprintf(&b, "%s → %s %s/%s\n", src.name, dst.name, portOf(v.Packet), compile.ProtocolName(v.Packet.Protocol))
 	fmt.Fprintf(&b, "packet: %s\n", v.Packet)
 
-	type section struct {
-		dir      compile.Direction
-		endpoint string
+	judged := map[compile.Direction]bool{}
+	for _, st := range v.Steps {
+		judged[st.Direction] = true
 	}
-	var cur *section
-	tier := ""
-	seen := map[compile.Direction]bool{}
+	// A pod to itself, or two addresses outside the input: one step says
+	// it all; otherwise say which side had no policy to judge it.
+	whole := len(v.Steps) > 0 && v.Steps[0].Direction == 0
+	if !whole && !judged[compile.Egress] {
+		fmt.Fprintf(&b, "\negress of %s: not judged (%s is not an endpoint of the input)\n", src.name, src.name)
+	}
+	var dir compile.Direction
+	endpoint, tier := "", ""
 	for _, s := range v.Steps {
 		if s.Direction == 0 {
 			fmt.Fprintf(&b, "\n%s\n", s)
 			continue
 		}
-		if cur == nil || cur.dir != s.Direction || cur.endpoint != s.Endpoint {
-			cur = &section{dir: s.Direction, endpoint: s.Endpoint}
-			seen[s.Direction] = true
-			tier = ""
+		if dir != s.Direction || endpoint != s.Endpoint {
+			dir, endpoint, tier = s.Direction, s.Endpoint, ""
 			fmt.Fprintf(&b, "\n%s of %s:\n", s.Direction, s.Endpoint)
 		}
 		switch s.Kind {
@@ -186,17 +189,11 @@ func explain(v *model.Verdict, src, dst traceEndpoint) string {
 			fmt.Fprintf(&b, "  %s\n", stepLine(s))
 		}
 	}
-	selfOrOutside := len(v.Steps) > 0 && v.Steps[0].Direction == 0
-	if !selfOrOutside {
-		if !seen[compile.Egress] {
-			fmt.Fprintf(&b, "\negress of %s: not judged (%s is not an endpoint of the input)\n", src.name, src.name)
-		}
-		if !seen[compile.Ingress] {
-			if dst.pod != nil && !v.Allowed {
-				fmt.Fprintf(&b, "\ningress of %s: not judged (egress already denied)\n", dst.name)
-			} else if dst.pod == nil {
-				fmt.Fprintf(&b, "\ningress of %s: not judged (%s is not an endpoint of the input)\n", dst.name, dst.name)
-			}
+	if !whole && !judged[compile.Ingress] {
+		if dst.pod == nil {
+			fmt.Fprintf(&b, "\ningress of %s: not judged (%s is not an endpoint of the input)\n", dst.name, dst.name)
+		} else if !v.Allowed {
+			fmt.Fprintf(&b, "\ningress of %s: not judged (egress already denied)\n", dst.name)
 		}
 	}
 	verdict := "DENIED"

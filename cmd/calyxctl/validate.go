@@ -33,7 +33,7 @@ problems, 2 when it cannot be read.`,
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(stdout, "valid: %s in %s\n", plural(len(in.res.Objects), "object"), plural(in.sources(), "source"))
+			fmt.Fprintf(stdout, "valid: %s in %s\n", plural(len(in.res.Objects), "object"), plural(in.sources(), "file"))
 			return nil
 		},
 	}
@@ -43,7 +43,7 @@ problems, 2 when it cannot be read.`,
 
 // addFileFlag adds the kubectl-style -f/--filename flag.
 func addFileFlag(cmd *cobra.Command, files *[]string) {
-	cmd.Flags().StringSliceVarP(files, "filename", "f", nil,
+	cmd.Flags().StringArrayVarP(files, "filename", "f", nil,
 		`files or directories of policy YAML/JSON (repeatable; "-" reads stdin)`)
 }
 

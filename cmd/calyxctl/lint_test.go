@@ -1,0 +1,104 @@
+package main
+
+import (
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestLintSeedPolicies(t *testing.T) {
+	seed := filepath.Join("..", "..", "policy", "testdata", "seed-policies.yaml")
+	code, stdout, stderr := runCLI(t, "", "lint", "-f", seed)
+	require.Equal(t, exitOK, code, "warnings only: exit 0\n%s", stderr)
+	lines := strings.Split(strings.TrimSuffix(stdout, "\n"), "\n")
+	require.Len(t, lines, 3, stdout)
+	assert.True(t, strings.HasPrefix(lines[0], seed+`:50: warning: GlobalNetworkPolicy deny-mining-pools: spec.egress: the policy has only Deny rules for egress: it makes tier "default" apply`), lines[0])
+	assert.True(t, strings.HasSuffix(lines[0], "[implicit-end-of-tier-deny]"), lines[0])
+	assert.True(t, strings.HasPrefix(lines[1], seed+":53: info: GlobalNetworkPolicy deny-mining-pools: spec.egress[0].destination.domains: "), lines[1])
+	assert.Equal(t, "0 errors, 1 warning, 1 info", lines[2])
+}
+
+func TestLintExitCodes(t *testing.T) {
+	unknownTier := `apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: audit}
+spec:
+  tier: security
+  selector: all()
+  ingress: [{action: Allow}]
+`
+	tests := []struct {
+		name   string
+		args   []string
+		code   int
+		stdout []string
+		stderr string
+	}{
+		{"an error finding", []string{"-f", writeFile(t, "tier.yaml", unknownTier)}, exitFindings,
+			[]string{`tier.yaml:5: error: GlobalNetworkPolicy audit: spec.tier: tier "security" does not exist`, "1 error, 0 warnings, 0 info"}, "calyxctl: lint: 1 error"},
+		{"a clean scenario", []string{"-f", filepath.Join("..", "..", "examples", "ecommerce")}, exitOK,
+			[]string{"0 errors, 0 warnings, 0 info\n"}, ""},
+		{"invalid input", []string{"-f", writeFile(t, "bad.yaml", portWithoutProtocol)}, exitFindings, nil, "bad.yaml:13: error:"},
+		{"bad output", []string{"-f", writeFile(t, "tier.yaml", unknownTier), "-o", "yaml"}, exitUsage, nil, `-o "yaml": want text or json`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, stdout, stderr := runCLI(t, "", append([]string{"lint"}, tt.args...)...)
+			assert.Equal(t, tt.code, code, stderr)
+			for _, want := range tt.stdout {
+				assert.Contains(t, stdout, want)
+			}
+			if tt.stderr == "" {
+				assert.Empty(t, stderr)
+			} else {
+				assert.Contains(t, stderr, tt.stderr)
+			}
+		})
+	}
+}
+
+// TestLintStagedWithPods: the command wires the model in, so a staged
+// version of a policy that would cut traffic is reported with the
+// connections it changes.
+func TestLintStagedWithPods(t *testing.T) {
+	staged := `apiVersion: projectcalico.org/v3
+kind: StagedNetworkPolicy
+metadata: {name: y, namespace: a}
+spec:
+  selector: app == 'y'
+  types: [Ingress]
+`
+	code, stdout, stderr := runCLI(t, "", "lint", "-f", smallCluster(t), "-f", writeFile(t, "staged.yaml", staged), "-o", "json")
+	require.Equal(t, exitOK, code, stderr)
+	var out struct {
+		Findings []struct {
+			Severity string `json:"severity"`
+			Code     string `json:"code"`
+			Message  string `json:"message"`
+			Position struct {
+				Source string
+				Line   int
+			} `json:"position"`
+			Field  string `json:"field"`
+			Object string `json:"object"`
+		} `json:"findings"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(stdout), &out), stdout)
+	require.Len(t, out.Findings, 1, stdout)
+	f := out.Findings[0]
+	assert.Equal(t, "warning", f.Severity)
+	assert.Equal(t, "staged-changes-verdicts", f.Code)
+	assert.Equal(t, "StagedNetworkPolicy a/y", f.Object)
+	assert.Equal(t, 1, f.Position.Line)
+	assert.Contains(t, f.Message, "enforcing it would change the verdict of 1 connection (a/x → a/y 80/TCP allowed→denied)")
+}
+
+func TestLintJSONEmpty(t *testing.T) {
+	code, stdout, stderr := runCLI(t, "", "lint", "-f", filepath.Join("..", "..", "examples", "tiers"), "-o", "json")
+	require.Equal(t, exitOK, code, stderr)
+	assert.Equal(t, "{\"findings\":[]}\n", stdout)
+}

@@ -1,0 +1,542 @@
+package compile_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/calyxnet/calyx/backend/model"
+	"github.com/calyxnet/calyx/compile"
+	"github.com/calyxnet/calyx/policy"
+)
+
+// podYAML is a pod with one address and declared ports ("80/TCP/http").
+func podYAML(ns, name, ip, labels string, ports ...string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "apiVersion: v1\nkind: Pod\nmetadata:\n  name: %s\n  namespace: %s\n  labels: {%s}\nspec:\n  containers:\n  - name: c\n    image: x\n", name, ns, labels)
+	if len(ports) > 0 {
+		b.WriteString("    ports:\n")
+		for _, p := range ports {
+			f := strings.Split(p, "/")
+			fmt.Fprintf(&b, "    - {containerPort: %s, protocol: %s", f[0], f[1])
+			if len(f) > 2 {
+				fmt.Fprintf(&b, ", name: %s", f[2])
+			}
+			b.WriteString("}\n")
+		}
+	}
+	fmt.Fprintf(&b, "status:\n  podIP: %s\n  podIPs: [{ip: %s}]\n", ip, ip)
+	return b.String()
+}
+
+// pods is a small cluster used by most cases: three pods in "app".
+var pods = []string{
+	podYAML("app", "web", "10.0.0.1", "app: web", "80/TCP/http"),
+	podYAML("app", "api", "10.0.0.2", "app: api", "8080/TCP/http"),
+	podYAML("app", "db", "10.0.0.3", "app: db", "5432/TCP"),
+}
+
+func modelJudge(rs *compile.Ruleset) func(compile.Flow) bool {
+	idx := model.NewIndex(rs)
+	return func(f compile.Flow) bool {
+		return idx.Allowed(model.Packet{Src: f.Src, Dst: f.Dst, Protocol: f.Protocol, SrcPort: 40000, DstPort: f.DstPort})
+	}
+}
+
+// lintDocs decodes the documents (as test.yaml), compiles them for the
+// virtual node and lints them with the model as judge.
+func lintDocs(t *testing.T, docs ...string) []compile.Finding {
+	t.Helper()
+	set := decodeSet(t, docs...)
+	rs, err := compile.New(set, "").Compile()
+	require.NoError(t, err)
+	return compile.Lint(set, rs, compile.LintOptions{Judge: modelJudge})
+}
+
+func decodeSet(t *testing.T, docs ...string) *policy.Set {
+	t.Helper()
+	res, err := policy.DecodeWithOptions(strings.NewReader(strings.Join(docs, "\n---\n")), "test.yaml", policy.DecodeOptions{})
+	require.NoError(t, err)
+	set := policy.NewSet()
+	_, err = set.UpsertResult(res)
+	require.NoError(t, err)
+	return set
+}
+
+// summary lists findings as "severity code object field".
+func summary(fs []compile.Finding) []string {
+	out := []string{}
+	for _, f := range fs {
+		out = append(out, strings.TrimSpace(fmt.Sprintf("%s %s %s %s", f.Severity, f.Code, f.Object, f.Field)))
+	}
+	return out
+}
+
+// gnp is a GlobalNetworkPolicy named p over all() with the given ingress
+// rules (YAML list items, indented by two spaces).
+func gnp(ingress string) string {
+	return "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  name: p\nspec:\n  selector: all()\n  types: [Ingress]\n  ingress:\n" + ingress
+}
+
+// egressGNP is gnp for egress rules.
+func egressGNP(egress string) string {
+	return "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  name: p\nspec:\n  selector: all()\n  types: [Egress]\n  egress:\n" + egress
+}
+
+func TestLintShadowedRules(t *testing.T) {
+	const obj = "GlobalNetworkPolicy p"
+	tests := []struct {
+		name  string
+		rules string
+		want  []string
+	}{
+		{"allow all TCP shadows a TCP deny", `
+  - {action: Allow, protocol: TCP}
+  - {action: Deny, protocol: TCP, destination: {ports: [80]}}`,
+			[]string{"warning shadowed-rule " + obj + " spec.ingress[1]"}},
+		{"port range covers a port: redundant", `
+  - {action: Allow, protocol: TCP, destination: {ports: ["80:90"]}}
+  - {action: Allow, protocol: TCP, destination: {ports: [85]}}`,
+			[]string{"info redundant-rule " + obj + " spec.ingress[1]"}},
+		{"merged ranges cover a range", `
+  - {action: Allow, protocol: TCP, destination: {ports: ["80:85", "86:90"]}}
+  - {action: Allow, protocol: TCP, destination: {ports: ["82:88"]}}`,
+			[]string{"info redundant-rule " + obj + " spec.ingress[1]"}},
+		{"narrower earlier rule does not shadow", `
+  - {action: Allow, protocol: TCP, destination: {ports: [80]}}
+  - {action: Deny, protocol: TCP}`, nil},
+		{"different selectors are not compared", `
+  - {action: Allow, source: {selector: app == 'web'}}
+  - {action: Deny, source: {selector: app == 'web' && tier == 'x'}}`, nil},
+		{"equal selectors are", `
+  - {action: Allow, source: {selector: app == 'web'}}
+  - {action: Deny, protocol: UDP, source: {selector: app == 'web'}}`,
+			[]string{"warning shadowed-rule " + obj + " spec.ingress[1]"}},
+		{"contained nets", `
+  - {action: Deny, source: {nets: [10.0.0.0/8]}}
+  - {action: Allow, source: {nets: [10.1.0.0/16, 10.2.0.0/16]}}`,
+			[]string{"warning shadowed-rule " + obj + " spec.ingress[1]"}},
+		{"nets not all contained", `
+  - {action: Deny, source: {nets: [10.0.0.0/8]}}
+  - {action: Allow, source: {nets: [10.1.0.0/16, 192.168.0.0/16]}}`, nil},
+		{"a Log rule never shadows", `
+  - {action: Log}
+  - {action: Allow}`, nil},
+		{"Pass is final", `
+  - {action: Pass}
+  - {action: Log, protocol: TCP}`,
+			[]string{"warning shadowed-rule " + obj + " spec.ingress[1]"}},
+		{"notNets disjoint from the later nets", `
+  - {action: Allow, source: {notNets: [10.1.0.0/16]}}
+  - {action: Deny, source: {nets: [192.168.0.0/16]}}`,
+			[]string{"warning shadowed-rule " + obj + " spec.ingress[1]"}},
+		{"notNets overlapping the later nets", `
+  - {action: Allow, source: {notNets: [10.1.0.0/16]}}
+  - {action: Deny, source: {nets: [10.0.0.0/8]}}`, nil},
+		{"ipVersion 4 does not cover IPv6 nets", `
+  - {action: Allow, ipVersion: 4}
+  - {action: Deny, source: {nets: ["fd00::/64"]}}`, nil},
+		{"no ipVersion covers ipVersion 6", `
+  - {action: Allow, protocol: TCP}
+  - {action: Allow, ipVersion: 6, protocol: TCP}`,
+			[]string{"info redundant-rule " + obj + " spec.ingress[1]"}},
+		{"IPv4 notNets make a rule IPv4-only", `
+  - {action: Allow, source: {notNets: [10.0.0.0/8]}}
+  - {action: Deny, ipVersion: 6}`, nil},
+		{"different protocols", `
+  - {action: Allow, protocol: TCP}
+  - {action: Deny, protocol: UDP}`, nil},
+		{"notProtocol excludes something else", `
+  - {action: Allow, notProtocol: UDP}
+  - {action: Deny, protocol: TCP}`,
+			[]string{"warning shadowed-rule " + obj + " spec.ingress[1]"}},
+		{"notProtocol excludes the later protocol", `
+  - {action: Allow, notProtocol: TCP}
+  - {action: Deny, protocol: TCP}`, nil},
+		{"named port with the same protocol", `
+  - {action: Allow, protocol: TCP, destination: {ports: [http, 443]}}
+  - {action: Allow, protocol: TCP, destination: {ports: [http]}}`,
+			[]string{"info redundant-rule " + obj + " spec.ingress[1]"}},
+		{"named port vs number", `
+  - {action: Allow, protocol: TCP, destination: {ports: [http]}}
+  - {action: Deny, protocol: TCP, destination: {ports: [80]}}`, nil},
+		{"notPorts disjoint from the later ports", `
+  - {action: Deny, protocol: TCP, destination: {notPorts: [22]}}
+  - {action: Allow, protocol: TCP, destination: {ports: [80, 443]}}`,
+			[]string{"warning shadowed-rule " + obj + " spec.ingress[1]"}},
+		{"notPorts the later rule does not exclude", `
+  - {action: Deny, protocol: TCP, destination: {notPorts: [22]}}
+  - {action: Allow, protocol: TCP}`, nil},
+		{"notPorts the later rule excludes too", `
+  - {action: Deny, protocol: TCP, destination: {notPorts: [22]}}
+  - {action: Allow, protocol: TCP, destination: {notPorts: ["20:23"]}}`,
+			[]string{"warning shadowed-rule " + obj + " spec.ingress[1]"}},
+		{"ICMP type covers type and code", `
+  - {action: Allow, protocol: ICMP, icmp: {type: 8}}
+  - {action: Deny, protocol: ICMP, icmp: {type: 8, code: 0}}`,
+			[]string{"warning shadowed-rule " + obj + " spec.ingress[1]"}},
+		{"domains subset", "", nil},
+		{"only the first shadowing rule is reported", `
+  - {action: Allow}
+  - {action: Deny}
+  - {action: Deny, protocol: TCP}`,
+			[]string{"warning shadowed-rule " + obj + " spec.ingress[1]", "warning shadowed-rule " + obj + " spec.ingress[2]"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			doc := gnp(tt.rules)
+			if tt.rules == "" {
+				// Domains are egress only.
+				doc = egressGNP(`
+  - {action: Deny, destination: {domains: ["*.a.com", "b.com"]}}
+  - {action: Deny, protocol: TCP, destination: {domains: [b.com]}}`)
+				tt.want = []string{"info redundant-rule " + obj + " spec.egress[1]"}
+			}
+			got := lintDocs(t, append(slices.Clone(pods), doc)...)
+			var kept []compile.Finding
+			for _, f := range got {
+				if f.Code == compile.CodeShadowedRule || f.Code == compile.CodeRedundantRule {
+					kept = append(kept, f)
+				}
+			}
+			want := tt.want
+			if want == nil {
+				want = []string{}
+			}
+			assert.Equal(t, want, summary(kept), "all findings: %v", got)
+		})
+	}
+}
+
+func TestLintFindings(t *testing.T) {
+	tests := []struct {
+		name string
+		docs []string
+		want []string
+	}{
+		{
+			name: "a policy in a tier that does not exist",
+			docs: []string{pods[0], `apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: p}
+spec:
+  tier: security
+  selector: all()
+  ingress: [{action: Allow}]`},
+			want: []string{"error unknown-tier GlobalNetworkPolicy p spec.tier"},
+		},
+		{
+			name: "a policy that selects nothing and a rule selector that matches nothing",
+			docs: []string{pods[0], `apiVersion: projectcalico.org/v3
+kind: NetworkPolicy
+metadata: {name: p, namespace: app}
+spec:
+  selector: app == 'nothing'
+  ingress:
+  - action: Allow
+    source: {selector: app == 'ghost'}
+  - action: Allow
+    source: {selector: app == 'web'}`},
+			want: []string{
+				"warning policy-selects-nothing NetworkPolicy app/p spec.selector",
+				"warning selector-matches-nothing NetworkPolicy app/p spec.ingress[0].source",
+			},
+		},
+		{
+			name: "a selector matching a network set only is fine",
+			docs: []string{pods[0], `apiVersion: projectcalico.org/v3
+kind: GlobalNetworkSet
+metadata: {name: partners, labels: {role: partner}}
+spec: {nets: [198.51.100.0/24]}`, `apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: p}
+spec:
+  selector: all()
+  ingress:
+  - action: Allow
+    source: {selector: role == 'partner'}`},
+			want: []string{},
+		},
+		{
+			name: "overlapping nets and a rule that never matches",
+			docs: []string{pods[0], gnp(`
+  - action: Allow
+    source: {nets: [10.0.0.0/8, 10.1.0.0/16, 10.0.0.0/8]}
+  - action: Allow
+    source: {nets: [10.1.0.0/16], notNets: [10.0.0.0/8]}`)},
+			want: []string{
+				"info overlapping-nets GlobalNetworkPolicy p spec.ingress[0].source.nets[1]",
+				"info overlapping-nets GlobalNetworkPolicy p spec.ingress[0].source.nets[2]",
+				"warning rule-never-matches GlobalNetworkPolicy p spec.ingress[1]",
+			},
+		},
+		{
+			name: "http, services and domains",
+			docs: []string{pods[0], strings.Replace(gnp(`
+  - action: Allow
+    http: {methods: [GET]}`), "name: p", "name: h", 1), egressGNP(`
+  - action: Allow
+    destination:
+      services: {name: kube-dns, namespace: kube-system}
+  - action: Allow
+    destination:
+      domains: [api.example.com]`)},
+			want: []string{
+				"warning http-not-enforced GlobalNetworkPolicy h spec.ingress[0].http",
+				"warning services-not-enforced GlobalNetworkPolicy p spec.egress[0].destination.services",
+				"info domains-need-dns GlobalNetworkPolicy p spec.egress[1].destination.domains",
+			},
+		},
+		{
+			name: "Kubernetes ipBlock excepts that overlap",
+			docs: []string{pods[0], `apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: k, namespace: app}
+spec:
+  podSelector: {}
+  ingress:
+  - from:
+    - ipBlock: {cidr: 10.0.0.0/8, except: [10.1.0.0/16, 10.1.2.0/24]}`},
+			want: []string{"info overlapping-nets KubernetesNetworkPolicy app/k spec.ingress[0].from[0].ipBlock.except[1]"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := lintDocs(t, tt.docs...)
+			assert.Equal(t, tt.want, summary(got), "findings: %v", got)
+		})
+	}
+}
+
+func TestLintImplicitDeny(t *testing.T) {
+	denyOnly := `apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: deny-ssh}
+spec:
+  selector: all()
+  types: [Ingress]
+  ingress:
+  - {action: Log}
+  - {action: Deny, protocol: TCP, destination: {ports: [22]}}`
+	allowWeb := `apiVersion: projectcalico.org/v3
+kind: NetworkPolicy
+metadata: {name: web, namespace: app}
+spec:
+  selector: app == 'web'
+  ingress: [{action: Allow, protocol: TCP, destination: {ports: [80]}}]`
+	passTier := `apiVersion: projectcalico.org/v3
+kind: Tier
+metadata: {name: watch}
+spec: {order: 10, defaultAction: Pass}`
+
+	tests := []struct {
+		name    string
+		docs    []string
+		want    []string
+		message string
+	}{
+		{"alone it denies everything else for every pod", append(slices.Clone(pods), denyOnly),
+			[]string{"warning implicit-end-of-tier-deny GlobalNetworkPolicy deny-ssh spec.ingress"},
+			"3 endpoints (app/api, app/db, app/web)"},
+		{"only the pods no deliberate policy covers are listed", append(slices.Clone(pods), denyOnly, allowWeb),
+			[]string{"warning implicit-end-of-tier-deny GlobalNetworkPolicy deny-ssh spec.ingress"},
+			"2 endpoints (app/api, app/db)"},
+		{"without endpoints it is judged on its rules", []string{denyOnly},
+			[]string{"warning implicit-end-of-tier-deny GlobalNetworkPolicy deny-ssh spec.ingress"},
+			"every endpoint it selects"},
+		{"a tier that ends in Pass", append(slices.Clone(pods), passTier, strings.Replace(denyOnly, "spec:\n", "spec:\n  tier: watch\n", 1)),
+			[]string{}, ""},
+		{"an unconditional Deny is deliberate", append(slices.Clone(pods), gnp("  - {action: Log}\n  - {action: Deny}\n")),
+			[]string{}, ""},
+		{"no rules at all is the deny-all idiom", append(slices.Clone(pods), strings.Replace(gnp(""), "ingress:\n", "ingress: []\n", 1)),
+			[]string{}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := lintDocs(t, tt.docs...)
+			var kept []compile.Finding
+			for _, f := range got {
+				if f.Code == compile.CodeImplicitDeny {
+					kept = append(kept, f)
+				}
+			}
+			assert.Equal(t, tt.want, summary(kept), "findings: %v", got)
+			if tt.message != "" && len(kept) == 1 {
+				assert.Contains(t, kept[0].Message, tt.message)
+			}
+		})
+	}
+}
+
+// TestLintSeedPolicies: the field guide's deny-mining-pools is the
+// canonical surprise, and the lint points at its line.
+func TestLintSeedPolicies(t *testing.T) {
+	// The policy package keeps the seed as its test data.
+	res, err := policy.LoadPathsWithOptions(context.Background(), policy.DecodeOptions{}, "../policy/testdata/seed-policies.yaml")
+	require.NoError(t, err)
+	set := policy.NewSet()
+	_, err = set.UpsertResult(res)
+	require.NoError(t, err)
+	rs, err := compile.New(set, "").Compile()
+	require.NoError(t, err)
+	got := compile.Lint(set, rs, compile.LintOptions{})
+	require.Equal(t, []string{
+		"warning implicit-end-of-tier-deny GlobalNetworkPolicy deny-mining-pools spec.egress",
+		"info domains-need-dns GlobalNetworkPolicy deny-mining-pools spec.egress[0].destination.domains",
+	}, summary(got))
+	assert.Equal(t, 50, got[0].Position.Line, "the finding points at the egress field")
+	assert.Contains(t, got[0].Message, `tier "default"`)
+}
+
+func TestLintStaged(t *testing.T) {
+	allowAPI := `apiVersion: projectcalico.org/v3
+kind: NetworkPolicy
+metadata: {name: api, namespace: app}
+spec:
+  selector: app == 'api'
+  ingress: [{action: Allow, protocol: TCP, source: {selector: app == 'web'}, destination: {ports: [8080]}}]`
+	stagedSame := strings.NewReplacer("kind: NetworkPolicy", "kind: StagedNetworkPolicy").Replace(allowAPI)
+	stagedWider := strings.NewReplacer("kind: NetworkPolicy", "kind: StagedNetworkPolicy",
+		"source: {selector: app == 'web'}, ", "").Replace(allowAPI)
+	stagedDelete := "apiVersion: projectcalico.org/v3\nkind: StagedNetworkPolicy\nmetadata: {name: api, namespace: app}\nspec:\n  stagedAction: Delete\n"
+	stagedDeleteMissing := strings.Replace(stagedDelete, "name: api,", "name: nope,", 1)
+	stagedK8s := `apiVersion: projectcalico.org/v3
+kind: StagedKubernetesNetworkPolicy
+metadata: {name: isolate-db, namespace: app}
+spec:
+  podSelector: {matchLabels: {app: db}}
+  policyTypes: [Ingress]`
+
+	tests := []struct {
+		name    string
+		docs    []string
+		want    []string
+		message string
+	}{
+		{"the same policy staged changes nothing", append(slices.Clone(pods), allowAPI, stagedSame), []string{}, ""},
+		{"a wider staged policy lets the database in", append(slices.Clone(pods), allowAPI, stagedWider),
+			[]string{"warning staged-changes-verdicts StagedNetworkPolicy app/api"},
+			"enforcing it would change the verdict of 1 connection (app/db → app/api 8080/TCP denied→allowed)"},
+		{"a staged delete opens the api to everyone", append(slices.Clone(pods), allowAPI, stagedDelete),
+			[]string{"warning staged-changes-verdicts StagedNetworkPolicy app/api"},
+			"deleting NetworkPolicy app/api would change the verdict of 5 connections (app/db → app/api 80/TCP denied→allowed,"},
+		{"a staged delete of nothing", append(slices.Clone(pods), stagedDeleteMissing),
+			[]string{"warning staged-delete-missing StagedNetworkPolicy app/nope spec.stagedAction"}, ""},
+		{"a staged Kubernetes policy isolating the database", append(slices.Clone(pods), stagedK8s),
+			[]string{"warning staged-changes-verdicts StagedKubernetesNetworkPolicy app/isolate-db"},
+			"6 connections (app/api → app/db 80/TCP allowed→denied, app/web → app/db 80/TCP allowed→denied, app/api → app/db 5432/TCP allowed→denied, app/web → app/db 5432/TCP allowed→denied, app/api → app/db 8080/TCP allowed→denied, and 1 more)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := lintDocs(t, tt.docs...)
+			var kept []compile.Finding
+			for _, f := range got {
+				if strings.HasPrefix(f.Code, "staged-") {
+					kept = append(kept, f)
+				}
+			}
+			assert.Equal(t, tt.want, summary(kept), "findings: %v", got)
+			if tt.message != "" && len(kept) == 1 {
+				assert.Contains(t, kept[0].Message, tt.message)
+			}
+		})
+	}
+}
+
+// TestLintStagedNeverChangesEnforcement: the staged check works on a copy;
+// the Ruleset and Set it was given still enforce what they did.
+func TestLintStagedNeverChangesEnforcement(t *testing.T) {
+	staged := "apiVersion: projectcalico.org/v3\nkind: StagedGlobalNetworkPolicy\nmetadata: {name: deny-all}\nspec:\n  selector: all()\n  types: [Ingress, Egress]\n"
+	set := decodeSet(t, append(slices.Clone(pods), staged)...)
+	rs, err := compile.New(set, "").Compile()
+	require.NoError(t, err)
+	before := rs.String()
+	got := compile.Lint(set, rs, compile.LintOptions{Judge: modelJudge})
+	require.Equal(t, []string{"warning staged-changes-verdicts StagedGlobalNetworkPolicy deny-all"}, summary(got))
+	assert.Equal(t, before, rs.String())
+	again, err := compile.New(set, "").Compile()
+	require.NoError(t, err)
+	assert.Equal(t, before, again.String())
+	assert.Len(t, set.Policies(), 0)
+}
+
+func TestLintExamplesAreClean(t *testing.T) {
+	for _, dir := range []string{"ecommerce", "default-deny", "pci", "tiers"} {
+		t.Run(dir, func(t *testing.T) {
+			res, err := policy.LoadPathsWithOptions(context.Background(), policy.DecodeOptions{}, "../examples/"+dir)
+			require.NoError(t, err)
+			set := policy.NewSet()
+			_, err = set.UpsertResult(res)
+			require.NoError(t, err)
+			rs, err := compile.New(set, "").Compile()
+			require.NoError(t, err)
+			assert.Empty(t, compile.Lint(set, rs, compile.LintOptions{Judge: modelJudge}))
+		})
+	}
+}
+
+func TestLintPositionsAndOrder(t *testing.T) {
+	docs := append(slices.Clone(pods), gnp(`
+  - action: Allow
+  - action: Deny
+    source: {nets: [10.0.0.0/8, 10.1.0.0/16]}`))
+	got := lintDocs(t, docs...)
+	require.Equal(t, []string{
+		"warning shadowed-rule GlobalNetworkPolicy p spec.ingress[1]",
+		"info overlapping-nets GlobalNetworkPolicy p spec.ingress[1].source.nets[1]",
+	}, summary(got))
+	// Each pod is followed by a blank line and "---"; the policy starts
+	// after them.
+	base := 0
+	for _, p := range pods {
+		base += strings.Count(p, "\n") + 2
+	}
+	assert.Equal(t, "test.yaml", got[0].Position.Source)
+	assert.Equal(t, base+11, got[0].Position.Line, "the shadowed rule's line")
+	assert.Equal(t, base+12, got[1].Position.Line, "the net's own line")
+	assert.Equal(t, fmt.Sprintf("test.yaml:%d: warning: GlobalNetworkPolicy p: spec.ingress[1]: this Deny rule never takes effect: the earlier Allow rule spec.ingress[0] matches every packet it matches [shadowed-rule]", base+11),
+		got[0].String())
+	// Same input, same output.
+	assert.Equal(t, got, lintDocs(t, docs...))
+}
+
+func ExampleLint() {
+	res, err := policy.DecodeWithOptions(strings.NewReader(`
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata:
+  name: deny-mining-pools
+spec:
+  selector: all()
+  types: [Egress]
+  egress:
+  - action: Deny
+    protocol: TCP
+  - action: Deny
+    protocol: TCP
+    destination:
+      ports: [3333]
+`), "mining.yaml", policy.DecodeOptions{})
+	if err != nil {
+		panic(err)
+	}
+	set := policy.NewSet()
+	if _, err := set.UpsertResult(res); err != nil {
+		panic(err)
+	}
+	rs, err := compile.New(set, "").Compile()
+	if err != nil {
+		panic(err)
+	}
+	for _, f := range compile.Lint(set, rs, compile.LintOptions{}) {
+		fmt.Println(f.Position, f.Severity, f.Code, f.Field)
+	}
+	// Output:
+	// mining.yaml:9 warning implicit-end-of-tier-deny spec.egress
+	// mining.yaml:12 info redundant-rule spec.egress[1]
+}
