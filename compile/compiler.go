@@ -68,11 +68,16 @@ type item struct {
 	sets  map[SetID]struct{}
 }
 
+// setState is one set in use: its definition, how many rules use it, and
+// its members, counted (an address can come from several items) and kept
+// sorted so publishing a change costs a copy, not a sort.
 type setState struct {
-	def  IPSet // definition only; members live below
-	refs int
-	nets map[netip.Prefix]int
-	port map[PortMember]int
+	def      IPSet // definition only; members live below
+	refs     int
+	nets     map[netip.Prefix]int
+	port     map[PortMember]int
+	netList  []netip.Prefix
+	portList []PortMember
 }
 
 type policyState struct {
@@ -117,9 +122,18 @@ func (c *Compiler) Ruleset() *Ruleset { return c.cur }
 // sequence of updates agree by construction (and by property test).
 func (c *Compiler) Compile() (*Ruleset, error) {
 	c.reset()
-	for _, obj := range c.set.Objects() {
-		if err := c.apply(policy.Change{Key: policy.KeyOf(obj), Op: policy.OpAdded, New: obj}); err != nil {
-			return nil, err
+	// Labelled things first, selectors after: a selector added to a full
+	// index is filed under its rarest requirement, and examines only the
+	// items that meet it.
+	objs := c.set.Objects()
+	for _, policies := range []bool{false, true} {
+		for _, obj := range objs {
+			if isPolicyKind(policy.KindOf(obj)) != policies {
+				continue
+			}
+			if err := c.apply(policy.Change{Key: policy.KeyOf(obj), Op: policy.OpAdded, New: obj}); err != nil {
+				return nil, err
+			}
 		}
 	}
 	c.dirty.settings = true
@@ -240,6 +254,15 @@ func (c *Compiler) originMoved(k policy.ObjectKey) bool {
 	return ps.pol.Position != now
 }
 
+func isPolicyKind(k policy.Kind) bool {
+	switch k {
+	case policy.KindNetworkPolicy, policy.KindGlobalNetworkPolicy, policy.KindK8sNetworkPolicy,
+		policy.KindStagedNetworkPolicy, policy.KindStagedGlobalNetworkPolicy, policy.KindStagedKubernetesNetworkPolicy:
+		return true
+	}
+	return false
+}
+
 // itemID names an endpoint or network set in the set index.
 func itemID(k policy.ObjectKey) string {
 	if k.Namespace == "" {
@@ -293,15 +316,18 @@ func (c *Compiler) upsertItem(id string, nets []netip.Prefix, ports []policy.End
 		it = &item{id: id, sets: map[SetID]struct{}{}}
 		c.items[id] = it
 	}
-	// Replace this item's contributions to the sets it already matches;
-	// the index then reports only the matches that start or stop.
-	for sid := range it.sets {
-		c.sets[sid].remove(it)
-		c.dirty.sets[sid] = struct{}{}
-	}
-	it.nets, it.ports = nets, ports
-	for sid := range it.sets {
-		c.sets[sid].add(it)
+	// Replace this item's contributions to the sets it already matches
+	// (only when its addresses or ports changed: a label change leaves
+	// them alone); the index then reports the matches that start or stop.
+	if !slices.Equal(it.nets, nets) || !slices.Equal(it.ports, ports) {
+		for sid := range it.sets {
+			c.sets[sid].remove(it)
+			c.dirty.sets[sid] = struct{}{}
+		}
+		it.nets, it.ports = nets, ports
+		for sid := range it.sets {
+			c.sets[sid].add(it)
+		}
 	}
 	c.setIdx.UpdateLabels(id, labels, parents...)
 }
@@ -406,10 +432,37 @@ func (c *Compiler) onPolicyUnmatch(selID, epKey string) {
 }
 
 func (s *setState) add(it *item) {
+	s.each(it, func(n netip.Prefix) {
+		if s.nets[n]++; s.nets[n] == 1 {
+			s.netList = insertSorted(s.netList, n, comparePrefix)
+		}
+	}, func(m PortMember) {
+		if s.port[m]++; s.port[m] == 1 {
+			s.portList = insertSorted(s.portList, m, comparePortMember)
+		}
+	})
+}
+
+func (s *setState) remove(it *item) {
+	s.each(it, func(n netip.Prefix) {
+		if s.nets[n]--; s.nets[n] <= 0 {
+			delete(s.nets, n)
+			s.netList = deleteSorted(s.netList, n, comparePrefix)
+		}
+	}, func(m PortMember) {
+		if s.port[m]--; s.port[m] <= 0 {
+			delete(s.port, m)
+			s.portList = deleteSorted(s.portList, m, comparePortMember)
+		}
+	})
+}
+
+// each calls net or port for every member the item contributes.
+func (s *setState) each(it *item, net func(netip.Prefix), port func(PortMember)) {
 	switch s.def.Kind {
 	case SetNets:
 		for _, n := range it.nets {
-			s.nets[n]++
+			net(n)
 		}
 	case SetNamedPorts:
 		for _, p := range it.ports {
@@ -418,53 +471,37 @@ func (s *setState) add(it *item) {
 			}
 			for _, n := range it.nets {
 				if n.IsSingleIP() {
-					s.port[PortMember{Addr: n.Addr(), Protocol: p.Protocol, Port: p.Port}]++
+					port(PortMember{Addr: n.Addr(), Protocol: p.Protocol, Port: p.Port})
 				}
 			}
 		}
 	}
 }
 
-func (s *setState) remove(it *item) {
-	switch s.def.Kind {
-	case SetNets:
-		for _, n := range it.nets {
-			if s.nets[n]--; s.nets[n] <= 0 {
-				delete(s.nets, n)
-			}
-		}
-	case SetNamedPorts:
-		for _, p := range it.ports {
-			if p.Name != s.def.PortName || p.Protocol != s.def.Protocol {
-				continue
-			}
-			for _, n := range it.nets {
-				if !n.IsSingleIP() {
-					continue
-				}
-				m := PortMember{Addr: n.Addr(), Protocol: p.Protocol, Port: p.Port}
-				if s.port[m]--; s.port[m] <= 0 {
-					delete(s.port, m)
-				}
-			}
-		}
+func insertSorted[T any](list []T, v T, cmp func(T, T) int) []T {
+	i, found := slices.BinarySearchFunc(list, v, cmp)
+	if found {
+		return list
 	}
+	return slices.Insert(list, i, v)
 }
 
-// snapshot returns the set with its members, sorted.
+func deleteSorted[T any](list []T, v T, cmp func(T, T) int) []T {
+	i, found := slices.BinarySearchFunc(list, v, cmp)
+	if !found {
+		return list
+	}
+	return slices.Delete(list, i, i+1)
+}
+
+// snapshot returns the set with a copy of its members.
 func (s *setState) snapshot() *IPSet {
 	out := s.def
 	if s.def.Literal {
 		return &out
 	}
-	out.Nets = nil
-	out.Ports = nil
-	if len(s.nets) > 0 {
-		out.Nets = slices.SortedFunc(maps.Keys(s.nets), comparePrefix)
-	}
-	if len(s.port) > 0 {
-		out.Ports = slices.SortedFunc(maps.Keys(s.port), comparePortMember)
-	}
+	out.Nets = slices.Clone(s.netList)
+	out.Ports = slices.Clone(s.portList)
 	return &out
 }
 
