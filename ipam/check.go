@@ -381,7 +381,7 @@ func (a *Allocator) repairAllocWithoutHandle(ctx context.Context, p Problem) (bo
 		}
 		h.Addrs = append(h.Addrs, p.Addr)
 		// The block must not change under the repair.
-		t.touch(blockKey(p.Block))
+		t.check(blockKey(p.Block))
 		t.put(handleKey(p.Handle), h)
 		fixed = true
 		return nil
@@ -405,7 +405,7 @@ func (a *Allocator) repairHandleAddr(ctx context.Context, p Problem) (bool, erro
 		if b != nil {
 			o, _ := b.ordinal(p.Addr)
 			holder = b.Handles[o]
-			t.touch(blockKey(b.CIDR))
+			t.check(blockKey(b.CIDR))
 		}
 		// Keep one listing if this handle really holds the address.
 		keep := holder == p.Handle
@@ -445,6 +445,11 @@ func (a *Allocator) rebuildNode(ctx context.Context, node string) error {
 			return err
 		}
 		nr := &nodeRecord{Blocks: map[netip.Prefix]bool{}}
+		// Every change of a listed block's affinity or fullness also
+		// rewrites the node record, so its compare-and-swap covers them;
+		// checking the blocks too closes the gap for unlisted ones, as far
+		// as etcd's limit on compares in one transaction allows.
+		checkBlocks := len(blocks) <= 100
 		for _, p := range blocks {
 			b, err := t.block(p)
 			if err != nil {
@@ -452,8 +457,9 @@ func (a *Allocator) rebuildNode(ctx context.Context, node string) error {
 			}
 			if b != nil && b.Affinity == node {
 				nr.Blocks[p] = b.full()
-				// Changing a block's affinity or fullness must fail this.
-				t.touch(blockKey(p))
+				if checkBlocks {
+					t.check(blockKey(p))
+				}
 			}
 		}
 		old, err := t.node(node)

@@ -19,6 +19,8 @@ func rawPut(t *testing.T, s Store, key string, v any) {
 	var raw []byte
 	if b, ok := v.([]byte); ok {
 		raw = b
+	} else if b, ok := v.(*blockRecord); ok {
+		raw = b.encode()
 	} else {
 		raw, err = json.Marshal(v)
 		require.NoError(t, err)

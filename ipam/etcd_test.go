@@ -43,11 +43,19 @@ func freePort(t testing.TB) int {
 
 // startEtcd runs a real single-member etcd on free loopback ports with a
 // temporary data directory, and returns its client URL. The server is
-// killed by t.Cleanup.
+// killed by t.Cleanup. Tests keep the data in memory (/dev/shm) when they
+// can: they test the protocol, not the disk, and a slow shared disk makes
+// etcd time requests out. Benchmarks keep it on disk, fsync included.
 func startEtcd(t testing.TB) string {
 	t.Helper()
 	bin := requireBinary(t, "etcd")
 	dir := t.TempDir()
+	if _, bench := t.(*testing.B); !bench {
+		if shm, err := os.MkdirTemp("/dev/shm", "calyx-etcd-"); err == nil {
+			dir = shm
+			t.Cleanup(func() { os.RemoveAll(shm) })
+		}
+	}
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
 		cport, pport := freePort(t), freePort(t)

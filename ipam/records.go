@@ -1,9 +1,12 @@
 package ipam
 
 import (
+	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"strconv"
 	"strings"
 )
 
@@ -49,14 +52,14 @@ func poolKey(n string) string   { return poolPrefix + n }
 
 // blockRecord is a block as stored.
 type blockRecord struct {
-	CIDR     netip.Prefix `json:"cidr"`
-	Pool     string       `json:"pool"`
-	Affinity string       `json:"affinity,omitempty"`
+	CIDR     netip.Prefix
+	Pool     string
+	Affinity string
 	// Handles holds, per ordinal, the handle holding the address or "".
-	Handles []string `json:"handles"`
+	Handles []string
 	// Freed holds, per ordinal, when the address was last released (Unix
 	// nanoseconds, 0: never).
-	Freed []int64 `json:"freed"`
+	Freed []int64
 }
 
 func newBlock(cidr netip.Prefix, pool, node string) *blockRecord {
@@ -64,20 +67,92 @@ func newBlock(cidr netip.Prefix, pool, node string) *blockRecord {
 	return &blockRecord{CIDR: cidr, Pool: pool, Affinity: node, Handles: make([]string, n), Freed: make([]int64, n)}
 }
 
-func decodeBlock(b []byte) (*blockRecord, error) {
+// blockMagic starts every encoded block. Blocks are the records written
+// on every assignment, so they use a compact binary form (JSON was most of
+// an assignment's CPU time); `calyxctl ipam show` is the human view.
+const blockMagic = "CXB1"
+
+// encode writes: magic, then length-prefixed CIDR, pool and affinity,
+// the slot count, and per slot a length-prefixed handle and a varint
+// release time.
+func (b *blockRecord) encode() []byte {
+	out := make([]byte, 0, 64+len(b.Handles)*12)
+	out = append(out, blockMagic...)
+	str := func(s string) {
+		out = binary.AppendUvarint(out, uint64(len(s)))
+		out = append(out, s...)
+	}
+	str(b.CIDR.String())
+	str(b.Pool)
+	str(b.Affinity)
+	out = binary.AppendUvarint(out, uint64(len(b.Handles)))
+	for i, h := range b.Handles {
+		str(h)
+		out = binary.AppendVarint(out, b.Freed[i])
+	}
+	return out
+}
+
+func decodeBlock(raw []byte) (*blockRecord, error) {
+	bad := func(what string) (*blockRecord, error) {
+		return nil, fmt.Errorf("%w: block record: %s", ErrInvalid, what)
+	}
+	rest, ok := bytes.CutPrefix(raw, []byte(blockMagic))
+	if !ok {
+		return bad("no magic")
+	}
+	uv := func() (uint64, bool) {
+		v, n := binary.Uvarint(rest)
+		if n <= 0 {
+			return 0, false
+		}
+		rest = rest[n:]
+		return v, true
+	}
+	str := func() (string, bool) {
+		n, ok := uv()
+		if !ok || n > uint64(len(rest)) {
+			return "", false
+		}
+		s := string(rest[:n])
+		rest = rest[n:]
+		return s, true
+	}
 	var r blockRecord
-	if err := json.Unmarshal(b, &r); err != nil {
-		return nil, fmt.Errorf("%w: block: %w", ErrInvalid, err)
+	cidr, ok1 := str()
+	pool, ok2 := str()
+	aff, ok3 := str()
+	if !ok1 || !ok2 || !ok3 {
+		return bad("truncated header")
 	}
-	if !r.CIDR.IsValid() || r.CIDR != r.CIDR.Masked() {
-		return nil, fmt.Errorf("%w: block cidr %v", ErrInvalid, r.CIDR)
+	p, err := netip.ParsePrefix(cidr)
+	if err != nil || p != p.Masked() {
+		return bad("cidr " + strconv.Quote(cidr))
 	}
-	host := r.CIDR.Addr().BitLen() - r.CIDR.Bits()
+	host := p.Addr().BitLen() - p.Bits()
 	if host > 12 {
-		return nil, fmt.Errorf("%w: block %v too large", ErrInvalid, r.CIDR)
+		return bad("block " + cidr + " too large")
 	}
-	if n := 1 << host; len(r.Handles) != n || len(r.Freed) != n {
-		return nil, fmt.Errorf("%w: block %v has %d/%d slots, want %d", ErrInvalid, r.CIDR, len(r.Handles), len(r.Freed), n)
+	n, ok := uv()
+	if !ok || n != 1<<host {
+		return bad(fmt.Sprintf("block %s: slot count %d", cidr, n))
+	}
+	r.CIDR, r.Pool, r.Affinity = p, pool, aff
+	r.Handles, r.Freed = make([]string, n), make([]int64, n)
+	for i := range r.Handles {
+		h, ok := str()
+		if !ok {
+			return bad("truncated slots")
+		}
+		f, m := binary.Varint(rest)
+		if m <= 0 {
+			return bad("truncated slots")
+		}
+		rest = rest[m:]
+		r.Handles[i], r.Freed[i] = h, f
+	}
+	if len(rest) != 0 {
+		return bad("trailing bytes")
 	}
 	return &r, nil
 }
@@ -167,12 +242,22 @@ func decodeHandle(b []byte) (*handleRecord, error) {
 	return &r, nil
 }
 
+// decodePool decodes a stored pool. Pools are validated in full when
+// written; reading checks only what the allocator's arithmetic relies on,
+// since every assignment reads the pools.
 func decodePool(b []byte) (Pool, error) {
 	var p Pool
 	if err := json.Unmarshal(b, &p); err != nil {
 		return p, fmt.Errorf("%w: pool: %w", ErrInvalid, err)
 	}
-	return p.normalize()
+	lo, hi := 20, 32
+	if p.CIDR.Addr().Is6() {
+		lo, hi = 116, 128
+	}
+	if !p.CIDR.IsValid() || p.CIDR != p.CIDR.Masked() || p.BlockSize < max(lo, p.CIDR.Bits()) || p.BlockSize > hi {
+		return p, fmt.Errorf("%w: pool %s: cidr %v, blockSize %d", ErrInvalid, p.Name, p.CIDR, p.BlockSize)
+	}
+	return p, nil
 }
 
 func validName(what, s string) error {

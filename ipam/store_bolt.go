@@ -67,7 +67,8 @@ type boltCall struct {
 	ops  []Op
 	rev  int64
 	err  error
-	done chan struct{}
+	done chan struct{} // closed once the call's batch committed or failed
+	lead chan struct{} // closed when the call must lead the next commits
 }
 
 // OpenBolt opens (creating if needed) the bbolt file at path.
@@ -204,33 +205,57 @@ func (s *BoltStore) Update(ctx context.Context, fn UpdateFunc) error {
 }
 
 // run queues c for the next group commit. The first caller to find no
-// commit running becomes the leader and commits batches until the queue is
-// empty; the others wait for their batch.
+// commit running becomes the leader: it commits batches of queued calls
+// until its own call is done (and a few batches more), then hands the lead
+// to the oldest waiting call, so no caller commits for others for long.
 func (s *BoltStore) run(ctx context.Context, c *boltCall) error {
 	db, err := s.acquire(ctx)
 	if err != nil {
 		return err
 	}
 	defer s.release()
+	c.lead = make(chan struct{})
 	s.gmu.Lock()
 	s.pending = append(s.pending, c)
 	if s.running {
 		s.gmu.Unlock()
-		<-c.done
-		return c.err
+		select {
+		case <-c.done:
+			return c.err
+		case <-c.lead:
+		}
+		s.gmu.Lock()
+	} else {
+		s.running = true
 	}
-	s.running = true
-	for len(s.pending) > 0 {
+	// After its own call is done the leader keeps going for a few more
+	// batches (handing over costs a wake-up), then hands over.
+	const extra = 4
+	for after := 0; ; {
 		batch := s.pending
 		s.pending = nil
 		s.gmu.Unlock()
-		s.commitBatch(db, batch)
+		if len(batch) > 0 {
+			s.commitBatch(db, batch)
+		}
 		s.gmu.Lock()
+		select {
+		case <-c.done:
+			after++
+		default:
+			continue
+		}
+		if len(s.pending) == 0 {
+			s.running = false
+			s.gmu.Unlock()
+			return c.err
+		}
+		if after > extra {
+			close(s.pending[0].lead)
+			s.gmu.Unlock()
+			return c.err
+		}
 	}
-	s.running = false
-	s.gmu.Unlock()
-	<-c.done
-	return c.err
 }
 
 // commitBatch runs every call in one write transaction. A call whose own

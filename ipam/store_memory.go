@@ -15,6 +15,7 @@ type MemoryStore struct {
 	mu     sync.Mutex
 	rev    int64
 	data   map[string]KV
+	keys   []string // sorted, so List costs what it returns
 	closed bool
 }
 
@@ -55,12 +56,10 @@ func (m *MemoryStore) List(ctx context.Context, prefix string) ([]KV, error) {
 		return nil, ErrClosed
 	}
 	var out []KV
-	for k, kv := range m.data {
-		if strings.HasPrefix(k, prefix) {
-			out = append(out, kv)
-		}
+	i, _ := slices.BinarySearch(m.keys, prefix)
+	for ; i < len(m.keys) && strings.HasPrefix(m.keys[i], prefix); i++ {
+		out = append(out, m.data[m.keys[i]])
 	}
-	slices.SortFunc(out, func(a, b KV) int { return strings.Compare(a.Key, b.Key) })
 	return out, nil
 }
 
@@ -81,8 +80,16 @@ func (m *MemoryStore) Commit(ctx context.Context, ops ...Op) (int64, error) {
 	for _, op := range ops {
 		switch op.Kind {
 		case OpPut:
+			if _, ok := m.data[op.Key]; !ok {
+				i, _ := slices.BinarySearch(m.keys, op.Key)
+				m.keys = slices.Insert(m.keys, i, op.Key)
+			}
 			m.data[op.Key] = KV{Key: op.Key, Value: slices.Clone(op.Value), Revision: m.rev}
 		case OpDelete:
+			if _, ok := m.data[op.Key]; ok {
+				i, _ := slices.BinarySearch(m.keys, op.Key)
+				m.keys = slices.Delete(m.keys, i, i+1)
+			}
 			delete(m.data, op.Key)
 		}
 	}

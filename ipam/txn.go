@@ -30,6 +30,7 @@ type entry struct {
 	dirty  bool
 	del    bool
 	touch  bool // rewrite unchanged, to bump the revision
+	check  bool // commit only if unchanged
 	loaded bool
 }
 
@@ -160,6 +161,13 @@ func (t *txn) touch(key string) {
 	}
 }
 
+// check makes the commit conditional on key being unchanged since read.
+func (t *txn) check(key string) {
+	if e, ok := t.ents[key]; ok {
+		e.check = true
+	}
+}
+
 // loadPools reads every pool once per run.
 func (t *txn) loadPools() ([]Pool, error) {
 	if t.pools != nil {
@@ -213,6 +221,13 @@ func (t *txn) listBlocks() ([]netip.Prefix, error) {
 	return t.blocks, nil
 }
 
+func encodeRecord(v any) ([]byte, error) {
+	if b, ok := v.(*blockRecord); ok {
+		return b.encode(), nil
+	}
+	return json.Marshal(v)
+}
+
 // reads returns a check op for every key this run read, to confirm that
 // a decision taken on them still holds.
 func (t *txn) reads() []Op {
@@ -236,13 +251,15 @@ func (t *txn) ops() ([]Op, error) {
 				ops = append(ops, Op{Kind: OpDelete, Key: k, Revision: e.rev})
 			}
 		case e.dirty:
-			raw, err := json.Marshal(e.val)
+			raw, err := encodeRecord(e.val)
 			if err != nil {
 				return nil, fmt.Errorf("ipam: encode %s: %w", k, err)
 			}
 			ops = append(ops, Op{Kind: OpPut, Key: k, Revision: e.rev, Value: raw})
 		case e.touch:
 			ops = append(ops, Op{Kind: OpPut, Key: k, Revision: e.rev, Value: e.raw})
+		case e.check:
+			ops = append(ops, Op{Kind: OpCheck, Key: k, Revision: e.rev})
 		}
 	}
 	slices.SortFunc(ops, func(a, b Op) int { return strings.Compare(a.Key, b.Key) })
