@@ -45,8 +45,9 @@ type Compiler struct {
 	tierRank  map[string]int
 	tiers     map[string]*policy.TierInfo
 
-	cur   *Ruleset
-	dirty dirtySet
+	cur        *Ruleset
+	dirty      dirtySet
+	noOptimize bool
 }
 
 type dirtySet struct {
@@ -106,8 +107,12 @@ type profileState struct {
 // node that holds every endpoint of the cluster (simulation, reach). The
 // Compiler reads set but never modifies it; after changing set, pass the
 // changes it reported to Update.
-func New(set *policy.Set, node string) *Compiler {
-	return &Compiler{set: set, node: node}
+func New(set *policy.Set, node string, opts ...Option) *Compiler {
+	c := &Compiler{set: set, node: node}
+	for _, o := range opts {
+		o(c)
+	}
+	return c
 }
 
 // Node returns the node the Compiler compiles for.

@@ -87,6 +87,9 @@ func (c *Compiler) compilePolicy(ps *policyState) error {
 				out.Rules = append(out.Rules, rule)
 			}
 		}
+		if !c.noOptimize {
+			out.Rules = dropShadowed(out.Rules)
+		}
 		ps.ids[di] = out.ID
 		ps.compact[di] = out
 	}
