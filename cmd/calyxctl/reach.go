@@ -1,11 +1,13 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -281,18 +283,42 @@ func (v *matrixView) writeTable(w io.Writer) error {
 	return err
 }
 
-// writeJSON prints {"results":[…]} in probe, source, destination order.
+// writeJSON prints {"results":[…]} in probe, source, destination order,
+// byte for byte as reach.Matrix's WriteJSON (whose reach.Result fields it
+// spells in order), but streamed: a million pairs are neither held as
+// values nor encoded by reflection one by one.
 func (v *matrixView) writeJSON(w io.Writer) error {
-	results := make([]reach.Result, 0, len(v.m.Probes)*len(v.rows)*len(v.cols))
+	quoted := make([]string, len(v.m.Pods))
+	for i := range v.m.Pods {
+		b, err := json.Marshal(v.m.Pods[i].ID())
+		if err != nil {
+			return err
+		}
+		quoted[i] = string(b)
+	}
+	bw := bufio.NewWriter(w)
+	bw.WriteString(`{"results":[`)
+	sep := ""
 	for pi, pr := range v.m.Probes {
+		proto, err := json.Marshal(compile.ProtocolName(pr.Protocol))
+		if err != nil {
+			return err
+		}
+		tail := `,"port":` + strconv.Itoa(int(pr.Port)) + `,"protocol":` + string(proto) + `,"allowed":`
 		for _, r := range v.rows {
 			for _, c := range v.cols {
-				results = append(results, reach.Result{From: v.m.Pods[r].ID(), To: v.m.Pods[c].ID(), Port: int(pr.Port),
-					Protocol: compile.ProtocolName(pr.Protocol), Allowed: v.m.Allowed[pi][r][c]})
+				bw.WriteString(sep)
+				bw.WriteString(`{"from":`)
+				bw.WriteString(quoted[r])
+				bw.WriteString(`,"to":`)
+				bw.WriteString(quoted[c])
+				bw.WriteString(tail)
+				bw.WriteString(strconv.FormatBool(v.m.Allowed[pi][r][c]))
+				bw.WriteByte('}')
+				sep = ","
 			}
 		}
 	}
-	return json.NewEncoder(w).Encode(struct {
-		Results []reach.Result `json:"results"`
-	}{results})
+	bw.WriteString("]}\n")
+	return bw.Flush()
 }
