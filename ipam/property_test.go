@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -54,6 +55,29 @@ func prefixAddrs(p netip.Prefix) []netip.Addr {
 // that the allocator agrees with the model, that no address is ever held
 // twice, and that Check is clean.
 func TestPropertyAllocatorMatchesModel(t *testing.T) {
+	// The memory store goes through the optimistic compare-and-swap loop,
+	// bbolt through its locked update with group commit.
+	stores := []struct {
+		name string
+		open func() Store
+	}{
+		{"memory", func() Store { return NewMemoryStore() }},
+		{"bolt", func() Store {
+			s, err := OpenBolt(context.Background(), filepath.Join(t.TempDir(), "ipam.db"), &BoltOptions{KeepOpen: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.noSync = true // logic, not durability: TestCrashSafety covers that
+			t.Cleanup(func() { s.Close() })
+			return s
+		}},
+	}
+	for _, st := range stores {
+		t.Run(st.name, func(t *testing.T) { propertyAllocator(t, st.open) })
+	}
+}
+
+func propertyAllocator(t *testing.T, open func() Store) {
 	const cool = 10 * time.Second
 	const grace = 30 * time.Second
 	pool4 := netip.MustParsePrefix("10.0.0.0/28")
@@ -64,7 +88,7 @@ func TestPropertyAllocatorMatchesModel(t *testing.T) {
 	rapid.Check(t, func(rt *rapid.T) {
 		ctx := context.Background()
 		clk := newFakeClock()
-		a := New(NewMemoryStore(), Config{Now: clk.Now, Cooldown: cool, GCGrace: grace})
+		a := New(open(), Config{Now: clk.Now, Cooldown: cool, GCGrace: grace})
 		for _, p := range []Pool{{Name: "v4", CIDR: pool4, BlockSize: 30}, {Name: "v6", CIDR: pool6, BlockSize: 126}} {
 			if err := a.UpsertPool(ctx, p); err != nil {
 				rt.Fatal(err)

@@ -60,6 +60,10 @@ type BoltStore struct {
 	gmu     sync.Mutex // guards pending, running
 	pending []*boltCall
 	running bool
+
+	// noSync skips fsync; only tests that exercise logic, not
+	// durability, set it.
+	noSync bool
 }
 
 type boltCall struct {
@@ -127,6 +131,7 @@ func (s *BoltStore) acquire(ctx context.Context) (*bolt.DB, error) {
 		if err != nil {
 			return nil, fmt.Errorf("ipam: open %s: %w", s.path, err)
 		}
+		db.NoSync, db.NoGrowSync = s.noSync, s.noSync
 		s.db = db
 	}
 	s.refs++
