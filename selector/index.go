@@ -18,12 +18,13 @@ import (
 // all its items.
 //
 // The index does not evaluate every selector on every change: each selector
-// is filed under the most selective requirement it places on labels (a key
-// restricted to a few values, as in app == "x" or tier in {…}, else a key
-// that must be present, as in has(k)), and an item is only checked against
-// the selectors filed under its own labels plus the few selectors that
-// require nothing usable (such as env != "prod"). Likewise, a new selector
-// only examines the items (and the items of parents) that carry its
+// is filed under one requirement it places on labels (a key restricted to
+// a few values, as in app == "x" or tier in {…}, else a key that must be
+// present, as in has(k); among several, the one whose buckets hold the
+// fewest selectors at the time), and an item is only checked against the
+// selectors filed under its own labels plus the few selectors that require
+// nothing usable (such as env != "prod"). Likewise, a new selector only
+// examines the items (and the items of parents) that carry its
 // requirement.
 //
 // Callbacks are called synchronously, after the index has been updated,
@@ -58,6 +59,7 @@ type Index struct {
 type selEntry struct {
 	id      string
 	sel     *Selector
+	keys    []string // label keys the selector reads, sorted
 	plan    indexPlan
 	matches ptrSet[*itemEntry]
 	hit     uint64 // epoch in which it last matched the item being checked
@@ -65,25 +67,40 @@ type selEntry struct {
 
 type itemEntry struct {
 	id      string
-	labels  map[string]string
+	labels  map[string]string // own labels
+	eff     map[string]string // effective labels; labels itself when nothing is inherited
 	parents []*parentEntry
 	matches ptrSet[*selEntry]
 	seen    uint64 // epoch in which it was last examined for a selector
 	hit     uint64 // epoch in which it last matched the selector being checked
 }
 
-// Get returns the effective value of key: the item's own, else that of the
-// first parent holding it.
-func (it *itemEntry) Get(key string) (string, bool) {
-	if v, ok := it.labels[key]; ok {
-		return v, true
-	}
+// refreshEffective recomputes it.eff: its own labels, then for each key it
+// lacks, the value of the first parent holding the key. Materialising the
+// merge costs a map per item with parents, but makes every evaluation one
+// map lookup per leaf.
+func (it *itemEntry) refreshEffective() {
+	inherits := false
 	for _, p := range it.parents {
-		if v, ok := p.labels[key]; ok {
-			return v, true
+		if len(p.labels) > 0 {
+			inherits = true
+			break
 		}
 	}
-	return "", false
+	if !inherits {
+		it.eff = it.labels
+		return
+	}
+	eff := make(map[string]string, len(it.labels)+len(it.parents[0].labels))
+	maps.Copy(eff, it.labels)
+	for _, p := range it.parents {
+		for k, v := range p.labels {
+			if _, ok := eff[k]; !ok {
+				eff[k] = v
+			}
+		}
+	}
+	it.eff = eff
 }
 
 type parentEntry struct {
@@ -138,7 +155,22 @@ func (ix *Index) UpdateSelector(id string, s *Selector) {
 		ix.selectors[id] = e
 	}
 	e.sel = s
-	e.plan = planIndex(s.root)
+	e.keys = keysOf(s.root, nil)
+	slices.Sort(e.keys)
+	e.keys = slices.Compact(e.keys)
+	e.plan = choosePlan(s.root,
+		func(k, v string) int {
+			if set := ix.selByValue[k][v]; set != nil {
+				return set.len()
+			}
+			return 0
+		},
+		func(k string) int {
+			if set := ix.selByKey[k]; set != nil {
+				return set.len()
+			}
+			return 0
+		})
 	ix.fileSelector(e)
 	ix.recomputeSelector(e)
 	ix.flush()
@@ -166,27 +198,37 @@ func (ix *Index) DeleteSelector(id string) {
 // called for it, it has no labels.
 func (ix *Index) UpdateLabels(id string, labels map[string]string, parents ...string) {
 	ix.checkNotNotifying()
+	// changed lists the own labels that changed, so that only the
+	// selectors reading them are evaluated again; nil means all.
+	changed := []string{}
 	it := ix.items[id]
 	if it == nil {
 		it = &itemEntry{id: id}
 		ix.items[id] = it
+		changed = nil
 	} else if maps.Equal(it.labels, labels) && sameParents(it.parents, parents) {
 		return
 	}
-
 	for k, v := range it.labels {
 		if nv, ok := labels[k]; !ok || nv != v {
 			removeFiled(ix.itemByValue, k, v, it)
+			if changed != nil {
+				changed = append(changed, k)
+			}
 		}
 	}
 	for k, v := range labels {
 		if ov, ok := it.labels[k]; !ok || ov != v {
 			addFiled(ix.itemByValue, k, v, it)
+			if !ok && changed != nil {
+				changed = append(changed, k)
+			}
 		}
 	}
 	it.labels = maps.Clone(labels)
 
 	if !sameParents(it.parents, parents) {
+		changed = nil
 		old := it.parents
 		it.parents = make([]*parentEntry, 0, len(parents))
 		for _, pid := range parents {
@@ -207,7 +249,8 @@ func (ix *Index) UpdateLabels(id string, labels map[string]string, parents ...st
 		}
 	}
 
-	ix.recomputeItem(it)
+	it.refreshEffective()
+	ix.recomputeItem(it, changed)
 	ix.flush()
 }
 
@@ -274,7 +317,8 @@ func (ix *Index) UpdateParentLabels(parentID string, labels map[string]string) {
 	p.labels = maps.Clone(labels)
 	for it := range p.children.all() {
 		if inheritsAny(it, p, changed) {
-			ix.recomputeItem(it)
+			it.refreshEffective()
+			ix.recomputeItem(it, changed)
 		}
 	}
 	ix.collectParent(p)
@@ -427,22 +471,26 @@ func removeFiled[T comparable](m map[string]map[string]*ptrSet[T], k, v string, 
 	}
 }
 
-// matchesItem evaluates e on it, on the plain map when nothing is
-// inherited.
+// matchesItem evaluates e on the effective labels of it.
 func matchesItem(e *selEntry, it *itemEntry) bool {
-	if len(it.parents) == 0 {
-		return e.sel.prog.evalMap(it.labels)
-	}
-	return e.sel.prog.evalLabels(it)
+	return e.sel.prog.evalMap(it.eff)
 }
 
 // recomputeItem queues the changes of it's matches: it is checked against
 // the selectors filed under its effective labels and the unrestricted ones;
 // a selector it matched that is not among those cannot match any more.
-func (ix *Index) recomputeItem(it *itemEntry) {
+// Unless changed is nil, only the labels it lists changed: a selector that
+// reads none of them keeps its result without being evaluated.
+func (ix *Index) recomputeItem(it *itemEntry, changed []string) {
 	ix.epoch++
 	epoch := ix.epoch
 	check := func(e *selEntry) {
+		if changed != nil && !readsAny(e.keys, changed) {
+			if it.matches.has(e) {
+				e.hit = epoch
+			}
+			return
+		}
 		if matchesItem(e, it) {
 			e.hit = epoch
 			if !it.matches.has(e) {
@@ -462,22 +510,8 @@ func (ix *Index) recomputeItem(it *itemEntry) {
 			}
 		}
 	}
-	for k, v := range it.labels {
+	for k, v := range it.eff {
 		visit(k, v)
-	}
-	for i, p := range it.parents {
-	labels:
-		for k, v := range p.labels {
-			if _, own := it.labels[k]; own {
-				continue
-			}
-			for _, q := range it.parents[:i] {
-				if _, ok := q.labels[k]; ok {
-					continue labels
-				}
-			}
-			visit(k, v)
-		}
 	}
 	for e := range ix.selAny.all() {
 		check(e)
@@ -544,6 +578,27 @@ func (ix *Index) recomputeSelector(e *selEntry) {
 			ix.stopped = append(ix.stopped, match{e, it})
 		}
 	}
+}
+
+// readsAny reports whether any of changed is among keys (sorted).
+func readsAny(keys, changed []string) bool {
+	for _, k := range changed {
+		if _, found := slices.BinarySearch(keys, k); found {
+			return true
+		}
+	}
+	return false
+}
+
+// keysOf appends the label keys n reads.
+func keysOf(n *node, keys []string) []string {
+	if n.key != "" {
+		keys = append(keys, n.key)
+	}
+	for _, a := range n.args {
+		keys = keysOf(a, keys)
+	}
+	return keys
 }
 
 func compareMatches(a, b match) int {

@@ -195,6 +195,11 @@ func TestPlanIndex(t *testing.T) {
 		{`app == "a" || has(app)`, indexPlan{kind: indexByKey, key: "app"}},
 		{`app == "a" || tier == "b"`, indexPlan{kind: indexAny}},
 		{`has(a) && has(b)`, indexPlan{kind: indexByKey, key: "a"}},
+		{`pcns.team == "x" && tier == "y"`, indexPlan{kind: indexByValue, key: "tier", values: []string{"y"}}},
+		{`projectcalico.org/namespace == "x" && zone == "y"`, indexPlan{kind: indexByValue, key: "zone", values: []string{"y"}}},
+		{`pcns.team == "x" && tier in {"a", "b"}`, indexPlan{kind: indexByValue, key: "pcns.team", values: []string{"x"}}},
+		{`has(a) && b in {"x"}`, indexPlan{kind: indexByValue, key: "b", values: []string{"x"}}},
+		{`has(pcns.a) && has(z)`, indexPlan{kind: indexByKey, key: "z"}},
 		{`a starts with "x"`, indexPlan{kind: indexByKey, key: "a"}},
 		{`!(a != "x")`, indexPlan{kind: indexByValue, key: "a", values: []string{"x"}}},
 		{`!(a not in {"x"})`, indexPlan{kind: indexByValue, key: "a", values: []string{"x"}}},
@@ -268,6 +273,25 @@ func TestIndexParents(t *testing.T) {
 	ix.DeleteLabels("pod3")
 	assert.Equal(t, []event{{"stop", "team-x", "pod3"}}, *events)
 	assert.Nil(t, ix.SelectorsMatching("pod3"))
+}
+
+func TestIndexFilesUnderSmallestBucket(t *testing.T) {
+	ix := NewIndex(nil, nil)
+	for i := range 5 {
+		ix.UpdateSelector(fmt.Sprint("v", i), MustParse(fmt.Sprintf(`version == "v2" && ns == "n%d"`, i)))
+	}
+	// The first is filed under ns (ties go to the smallest key); the
+	// others too since their ns buckets are empty.
+	for i := range 5 {
+		assert.Equal(t, "ns", ix.selectors[fmt.Sprint("v", i)].plan.key)
+	}
+	for i := range 3 {
+		ix.UpdateSelector(fmt.Sprint("w", i), MustParse(`version == "v2" && ns == "n0"`+fmt.Sprintf(` && x == "%d"`, i)))
+	}
+	// ns=n0 holds v0; version=v2 and x=0 are empty, the tie goes to the
+	// smaller key. For w1, version=v2 holds w0 and x=1 is empty.
+	assert.Equal(t, "version", ix.selectors["w0"].plan.key)
+	assert.Equal(t, "x", ix.selectors["w1"].plan.key)
 }
 
 func TestIndexCallbackOrderAndNoops(t *testing.T) {

@@ -2,6 +2,7 @@ package selector
 
 import (
 	"slices"
+	"strings"
 )
 
 // restriction is what a selector requires of one label for it to match.
@@ -112,31 +113,66 @@ type indexPlan struct {
 	values []string
 }
 
-// planIndex picks the most selective requirement of n: a key restricted to
-// the fewest values, else a key that must be present, else none. Ties go
-// to the smallest key so the choice is deterministic.
+// planIndex picks the requirement of n to file it under, with no other
+// selector filed yet.
 func planIndex(n *node) indexPlan {
+	return choosePlan(n, func(string, string) int { return 0 }, func(string) int { return 0 })
+}
+
+// choosePlan picks the requirement of n to file it under. An item is
+// checked against every selector filed under one of its labels, so the
+// best requirement is the one whose buckets hold the fewest selectors
+// already (byValue and byKey report the current sizes): a key restricted
+// to values beats a key that must merely be present, which beats nothing.
+// Ties go to fewer values, then to a key not inherited from a namespace,
+// then to the smallest key, so the choice is deterministic.
+func choosePlan(n *node, byValue func(k, v string) int, byKey func(k string) int) indexPlan {
 	rs := restrictions(n)
-	keys := make([]string, 0, len(rs))
-	for k := range rs {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
 	best := indexPlan{kind: indexAny}
-	for _, k := range keys {
-		r := rs[k]
+	bestScore := 0
+	better := func(p indexPlan, score int) bool {
+		if p.kind != best.kind {
+			return p.kind < best.kind
+		}
+		if score != bestScore {
+			return score < bestScore
+		}
+		if len(p.values) != len(best.values) {
+			return len(p.values) < len(best.values)
+		}
+		if inherited(p.key) != inherited(best.key) {
+			return !inherited(p.key)
+		}
+		return p.key < best.key
+	}
+	for k, r := range rs {
+		var p indexPlan
+		score := 0
 		switch {
 		case r.values != nil && len(r.values) == 0:
 			return indexPlan{kind: indexNever}
 		case r.values != nil:
-			if best.kind != indexByValue || len(r.values) < len(best.values) {
-				best = indexPlan{kind: indexByValue, key: k, values: r.values}
+			p = indexPlan{kind: indexByValue, key: k, values: r.values}
+			for _, v := range r.values {
+				score += byValue(k, v)
 			}
 		case r.present:
-			if best.kind == indexAny {
-				best = indexPlan{kind: indexByKey, key: k}
-			}
+			p = indexPlan{kind: indexByKey, key: k}
+			score = byKey(k)
+		default:
+			continue
+		}
+		if better(p, score) {
+			best, bestScore = p, score
 		}
 	}
 	return best
+}
+
+// inherited reports whether key is one Calico gives every endpoint of a
+// namespace (the namespace's own labels under "pcns.", and the namespace
+// name): such a key is shared by many items, so filing a selector under it
+// selects little.
+func inherited(key string) bool {
+	return strings.HasPrefix(key, "pcns.") || key == "projectcalico.org/namespace"
 }
