@@ -184,8 +184,10 @@ type LintOptions struct {
 // The checks, each with its Code… constant:
 //   - a policy in a tier that does not exist (error);
 //   - a rule shadowed (different action) or made redundant (same action)
-//     by an earlier rule of the same policy and direction with a final
-//     action and a match that provably includes this rule's: the
+//     by an earlier rule with a final action and a match that provably
+//     includes this rule's: an earlier rule of the same policy and
+//     direction, or of an earlier policy of the same tier that applies to
+//     every endpoint of the input this rule's policy applies to. The match
 //     comparison is syntactic and conservative (selectors must be equal,
 //     nets contained, port ranges covered), so it never reports a rule that
 //     can take effect;
@@ -251,6 +253,10 @@ type linter struct {
 	selMatches map[string]bool
 	tiers      map[string]*policy.TierInfo
 	byID       map[PolicyID]*policy.Policy
+	// applied maps a compiled policy to the endpoints it applies to in rs;
+	// tierOrder lists each tier's enforced policies in evaluation order.
+	applied   map[PolicyID]map[string]struct{}
+	tierOrder map[string][]*policy.Policy
 }
 
 func (l *linter) prepare() {
@@ -265,9 +271,24 @@ func (l *linter) prepare() {
 		l.tiers[t.Name] = t
 	}
 	l.byID = map[PolicyID]*policy.Policy{}
+	l.tierOrder = map[string][]*policy.Policy{}
 	for _, p := range l.set.Policies() {
 		for _, d := range []Direction{Ingress, Egress} {
 			l.byID[policyID(d, p.Tier, displayName(p))] = p
+		}
+		l.tierOrder[p.Tier] = append(l.tierOrder[p.Tier], p)
+	}
+	l.applied = map[PolicyID]map[string]struct{}{}
+	for key, ep := range l.rs.Endpoints {
+		for _, dp := range []*DirectionPolicy{&ep.Ingress, &ep.Egress} {
+			for _, t := range dp.Tiers {
+				for _, id := range t.Policies {
+					if l.applied[id] == nil {
+						l.applied[id] = map[string]struct{}{}
+					}
+					l.applied[id][key] = struct{}{}
+				}
+			}
 		}
 	}
 }
@@ -453,6 +474,78 @@ func (l *linter) lintRule(p *policy.Policy, d policy.Direction, rules []policy.R
 			"this %s rule %s: the earlier %s rule %s matches every packet it matches", r.Action, what, e.Action, e.Field)
 		return
 	}
+	l.lintShadowedByPolicy(p, d, r, rulePos)
+}
+
+// lintShadowedByPolicy reports a rule that an earlier policy of the same
+// tier decides first for every endpoint the rule's policy applies to in the
+// input (the usual cause: an allow policy without order after a deny-all
+// that has one, or that sorts first by name).
+func (l *linter) lintShadowedByPolicy(q *policy.Policy, d policy.Direction, r *policy.RuleInfo, rulePos policy.Position) {
+	if q.Staged {
+		return
+	}
+	cd := irDirection(d)
+	eps := l.applied[policyID(cd, q.Tier, displayName(q))]
+	if len(eps) == 0 {
+		return
+	}
+	var someEP string
+	for k := range eps {
+		someEP = k
+		break
+	}
+	for _, p := range l.tierOrder[q.Tier] {
+		if p == q {
+			return
+		}
+		if !p.Applies(d) {
+			continue
+		}
+		peps := l.applied[policyID(cd, p.Tier, displayName(p))]
+		if _, ok := peps[someEP]; !ok || len(peps) < len(eps) {
+			continue
+		}
+		superset := true
+		for k := range eps {
+			if _, ok := peps[k]; !ok {
+				superset = false
+				break
+			}
+		}
+		if !superset {
+			continue
+		}
+		rules := p.Rules(d)
+		for i := range rules {
+			e := &rules[i]
+			if !finalAction(e.Action) || !covers(e, r) {
+				continue
+			}
+			code, sev, what := CodeShadowedRule, SeverityWarning, "never takes effect"
+			if e.Action == r.Action {
+				code, sev, what = CodeRedundantRule, SeverityInfo, "is redundant"
+			}
+			l.add(sev, code, q, rulePos, r.Field,
+				"this %s rule %s: %s comes earlier in tier %q, applies to every endpoint this policy does (%s), and its %s rule %s matches every packet this rule matches; give this policy a lower order if it should decide first",
+				r.Action, what, objectName(p), q.Tier, plural(len(eps), "endpoint"), e.Action, e.Field)
+			return
+		}
+	}
+}
+
+func irDirection(d policy.Direction) Direction {
+	if d == policy.Egress {
+		return Egress
+	}
+	return Ingress
+}
+
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
 
 // lintNets reports nets of one list that overlap an earlier one.

@@ -601,7 +601,8 @@ func genRule(t *rapid.T, label string) policy.Rule {
 }
 
 // TestLintShadowingIsSound: deleting a rule Lint calls shadowed,
-// redundant or never matching never changes a verdict, for any packet of a small but
+// redundant or never matching (within its policy or by an earlier policy
+// of the tier) never changes a verdict, for any packet of a small but
 // exhaustive space.
 func TestLintShadowingIsSound(t *testing.T) {
 	base := decodeSet(t, podYAML("app", "web", "10.0.0.1", "app: web", "80/TCP/http"),
@@ -628,37 +629,50 @@ func TestLintShadowingIsSound(t *testing.T) {
 		}
 		return out
 	}
-	withPolicy := func(rules []policy.Rule) *policy.Set {
+	// Two policies in the default tier: "a" (order 1) takes the first k
+	// rules, "b" (order 2) the rest, so a rule can be covered within its
+	// policy or by the earlier one.
+	type draw struct {
+		rules      []policy.Rule
+		k          int
+		selA, selB string
+	}
+	withPolicies := func(d draw) *policy.Set {
 		set := policy.NewSet()
 		for _, o := range base.Objects() {
 			_, err := set.Upsert(o)
 			require.NoError(t, err)
 		}
-		gnp := &policy.GlobalNetworkPolicy{Spec: policy.GlobalNetworkPolicySpec{
-			Selector: "all()", Types: []policy.PolicyType{policy.PolicyTypeIngress}, Ingress: rules}}
-		gnp.Name = "p"
-		_, err := set.Upsert(gnp)
-		require.NoError(t, err, "generated rules: %+v", rules)
+		for i, part := range [][]policy.Rule{d.rules[:d.k], d.rules[d.k:]} {
+			order := float64(i + 1)
+			gnp := &policy.GlobalNetworkPolicy{Spec: policy.GlobalNetworkPolicySpec{Order: &order,
+				Selector: []string{d.selA, d.selB}[i], Types: []policy.PolicyType{policy.PolicyTypeIngress}, Ingress: part}}
+			gnp.Name = []string{"a", "b"}[i]
+			_, err := set.Upsert(gnp)
+			require.NoError(t, err, "generated rules: %+v", part)
+		}
 		return set
 	}
 	found := 0
+	selectors := []string{"all()", "all()", "app == 'web'", "has(app)"}
 	rapid.Check(t, func(rt *rapid.T) {
-		n := rapid.IntRange(2, 4).Draw(rt, "rules")
-		rules := make([]policy.Rule, n)
-		for i := range rules {
-			rules[i] = genRule(rt, fmt.Sprintf("rule%d", i))
+		n := rapid.IntRange(2, 5).Draw(rt, "rules")
+		d := draw{rules: make([]policy.Rule, n), k: rapid.IntRange(1, n-1).Draw(rt, "k"),
+			selA: rapid.SampledFrom(selectors).Draw(rt, "selA"), selB: rapid.SampledFrom(selectors).Draw(rt, "selB")}
+		for i := range d.rules {
+			d.rules[i] = genRule(rt, fmt.Sprintf("rule%d", i))
 			// Often a later rule narrows an earlier one, so that covering
 			// is common enough to test.
 			if i > 0 && rapid.IntRange(0, 2).Draw(rt, fmt.Sprintf("rule%d.narrows", i)) == 0 {
-				action := rules[i].Action
-				rules[i] = rules[rapid.IntRange(0, i-1).Draw(rt, fmt.Sprintf("rule%d.of", i))]
-				rules[i].Action = action
-				if rules[i].Source.Selector == "" && rapid.Bool().Draw(rt, fmt.Sprintf("rule%d.selector", i)) {
-					rules[i].Source.Selector = "app == 'web'"
+				action := d.rules[i].Action
+				d.rules[i] = d.rules[rapid.IntRange(0, i-1).Draw(rt, fmt.Sprintf("rule%d.of", i))]
+				d.rules[i].Action = action
+				if d.rules[i].Source.Selector == "" && rapid.Bool().Draw(rt, fmt.Sprintf("rule%d.selector", i)) {
+					d.rules[i].Source.Selector = "app == 'web'"
 				}
 			}
 		}
-		set := withPolicy(rules)
+		set := withPolicies(d)
 		rs, err := compile.New(set, "").Compile()
 		require.NoError(rt, err)
 		want := verdicts(set)
@@ -670,11 +684,59 @@ func TestLintShadowingIsSound(t *testing.T) {
 			var j int
 			_, err := fmt.Sscanf(f.Field, "spec.ingress[%d]", &j)
 			require.NoError(rt, err)
-			without := slices.Delete(slices.Clone(rules), j, j+1)
-			if !assert.Equal(rt, want, verdicts(withPolicy(without)), "deleting %s changed a verdict: %s", f.Field, f.Message) {
+			if f.Object == "GlobalNetworkPolicy b" {
+				j += d.k
+			}
+			without := d
+			without.rules = slices.Delete(slices.Clone(d.rules), j, j+1)
+			if j < d.k {
+				without.k--
+			}
+			if !assert.Equal(rt, want, verdicts(withPolicies(without)), "deleting %s of %s changed a verdict: %s", f.Field, f.Object, f.Message) {
 				rt.FailNow()
 			}
 		}
 	})
 	assert.Positive(t, found, "the generator never produced a shadowed rule: the property is vacuous")
+}
+
+func TestLintShadowedByEarlierPolicy(t *testing.T) {
+	denyAll := func(order, sel string) string {
+		return "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: deny-all}\nspec:\n" + order +
+			"  selector: " + sel + "\n  types: [Ingress]\n  ingress: [{action: Deny}]\n"
+	}
+	allowWeb := func(order string) string {
+		return "apiVersion: projectcalico.org/v3\nkind: NetworkPolicy\nmetadata: {name: web, namespace: app}\nspec:\n" + order +
+			"  selector: app == 'web'\n  ingress: [{action: Allow, protocol: TCP, destination: {ports: [80]}}]\n"
+	}
+	tests := []struct {
+		name    string
+		docs    []string
+		want    []string
+		message string
+	}{
+		{"an allow without order after an ordered deny-all", append(slices.Clone(pods), denyAll("  order: 10\n", "all()"), allowWeb("")),
+			[]string{"warning shadowed-rule NetworkPolicy app/web spec.ingress[0]"},
+			`GlobalNetworkPolicy deny-all comes earlier in tier "default", applies to every endpoint this policy does (1 endpoint), and its Deny rule spec.ingress[0] matches every packet this rule matches`},
+		{"the allow ordered first", append(slices.Clone(pods), denyAll("  order: 10\n", "all()"), allowWeb("  order: 5\n")), []string{}, ""},
+		{"a deny-all that misses some of the endpoints", append(slices.Clone(pods), denyAll("  order: 10\n", "app == 'api'"), allowWeb("")), []string{}, ""},
+		{"policies of other tiers are not compared", append(slices.Clone(pods),
+			"apiVersion: projectcalico.org/v3\nkind: Tier\nmetadata: {name: sec}\nspec: {order: 10}\n",
+			strings.Replace(denyAll("  order: 10\n", "all()"), "spec:\n", "spec:\n  tier: sec\n", 1), allowWeb("")), []string{}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := lintDocs(t, tt.docs...)
+			var kept []compile.Finding
+			for _, f := range got {
+				if f.Code == compile.CodeShadowedRule || f.Code == compile.CodeRedundantRule {
+					kept = append(kept, f)
+				}
+			}
+			assert.Equal(t, tt.want, summary(kept), "findings: %v", got)
+			if tt.message != "" && len(kept) == 1 {
+				assert.Contains(t, kept[0].Message, tt.message)
+			}
+		})
+	}
 }

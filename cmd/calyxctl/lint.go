@@ -25,8 +25,9 @@ func newLintCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 each with its source position, severity and code:
 
   error    unknown-tier                 the policy's tier does not exist
-  warning  shadowed-rule                an earlier rule of the policy decides first, differently
-  info     redundant-rule               an earlier rule of the policy already does the same
+  warning  shadowed-rule                an earlier rule (of the policy, or of an earlier policy
+                                        of the tier for all its endpoints) decides first, differently
+  info     redundant-rule               such an earlier rule already does the same
   warning  rule-never-matches           the rule's own conditions exclude every packet
   warning  policy-selects-nothing       no endpoint of the input is selected
   warning  selector-matches-nothing     a rule selector picks no endpoint or network set
