@@ -523,12 +523,13 @@ func (l *linter) lintShadowedByPolicy(q *policy.Policy, d policy.Direction, r *p
 				continue
 			}
 			code, sev, what := CodeShadowedRule, SeverityWarning, "never takes effect"
+			advice := "; give this policy a lower order if it should decide first"
 			if e.Action == r.Action {
-				code, sev, what = CodeRedundantRule, SeverityInfo, "is redundant"
+				code, sev, what, advice = CodeRedundantRule, SeverityInfo, "is redundant", ""
 			}
 			l.add(sev, code, q, rulePos, r.Field,
-				"this %s rule %s: %s comes earlier in tier %q, applies to every endpoint this policy does (%s), and its %s rule %s matches every packet this rule matches; give this policy a lower order if it should decide first",
-				r.Action, what, objectName(p), q.Tier, plural(len(eps), "endpoint"), e.Action, e.Field)
+				"this %s rule %s: %s comes earlier in tier %q, applies to every endpoint this policy does (%s), and its %s rule %s matches every packet this rule matches%s",
+				r.Action, what, objectName(p), q.Tier, plural(len(eps), "endpoint"), e.Action, e.Field, advice)
 			return
 		}
 	}
