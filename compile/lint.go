@@ -588,10 +588,7 @@ func (l *linter) lintImplicitDeny(p *policy.Policy, d policy.Direction) {
 	if t, ok := l.tiers[p.Tier]; ok && t.DefaultAction == policy.Pass {
 		return
 	}
-	cd := Ingress
-	if d == policy.Egress {
-		cd = Egress
-	}
+	cd := irDirection(d)
 	id := policyID(cd, p.Tier, displayName(p))
 	field := "spec." + d.String()
 	kinds := "Deny"
