@@ -21,6 +21,8 @@ func rawPut(t *testing.T, s Store, key string, v any) {
 		raw = b
 	} else if b, ok := v.(*blockRecord); ok {
 		raw = b.encode()
+	} else if n, ok := v.(nodeRecord); ok {
+		raw = n.encode()
 	} else {
 		raw, err = json.Marshal(v)
 		require.NoError(t, err)

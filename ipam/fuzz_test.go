@@ -38,10 +38,14 @@ func FuzzDecodeRecords(f *testing.F) {
 	b6.Freed[3] = 1
 	f.Add(b6.encode())
 	f.Add([]byte("CXB1\x0a10.0.0.0/8\x00\x00\x00"))
-	f.Add([]byte(`{"blocks":{"10.0.0.0/26":true}}`))
+	f.Add((&nodeRecord{Blocks: map[netip.Prefix]bool{netip.MustParsePrefix("10.0.0.0/26"): true}}).encode())
 	f.Add([]byte(`{"node":"n","addrs":["10.0.0.1"]}`))
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		_, _ = decodeNode(raw)
+		if n, err := decodeNode(raw); err == nil {
+			if again, err := decodeNode(n.encode()); err != nil || !reflect.DeepEqual(again, n) {
+				t.Fatalf("node re-encode: %v", err)
+			}
+		}
 		_, _ = decodeHandle(raw)
 		_, _ = decodePool(raw)
 		b, err := decodeBlock(raw)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -212,18 +213,67 @@ func (b *blockRecord) cooled(now, cooldown int64) bool {
 // block is fully allocated, so that a nearly full pool costs no more reads
 // than an empty one.
 type nodeRecord struct {
-	Blocks map[netip.Prefix]bool `json:"blocks"`
+	Blocks map[netip.Prefix]bool
 }
 
-func decodeNode(b []byte) (*nodeRecord, error) {
-	var r nodeRecord
-	if err := json.Unmarshal(b, &r); err != nil {
-		return nil, fmt.Errorf("%w: node: %w", ErrInvalid, err)
+// nodeMagic starts every encoded node record; like blocks, node records
+// are read by every assignment, so they are binary: magic, count, then
+// per block a length-prefixed CIDR and a full byte.
+const nodeMagic = "CXN1"
+
+func (n *nodeRecord) encode() []byte {
+	ps := make([]netip.Prefix, 0, len(n.Blocks))
+	for p := range n.Blocks {
+		ps = append(ps, p)
 	}
-	if r.Blocks == nil {
-		r.Blocks = map[netip.Prefix]bool{}
+	slices.SortFunc(ps, netip.Prefix.Compare)
+	out := make([]byte, 0, 8+len(ps)*24)
+	out = append(out, nodeMagic...)
+	out = binary.AppendUvarint(out, uint64(len(ps)))
+	for _, p := range ps {
+		t := p.String()
+		out = binary.AppendUvarint(out, uint64(len(t)))
+		out = append(out, t...)
+		full := byte(0)
+		if n.Blocks[p] {
+			full = 1
+		}
+		out = append(out, full)
 	}
-	return &r, nil
+	return out
+}
+
+func decodeNode(raw []byte) (*nodeRecord, error) {
+	bad := func(what string) (*nodeRecord, error) {
+		return nil, fmt.Errorf("%w: node record: %s", ErrInvalid, what)
+	}
+	rest, ok := bytes.CutPrefix(raw, []byte(nodeMagic))
+	if !ok {
+		return bad("no magic")
+	}
+	n, m := binary.Uvarint(rest)
+	if m <= 0 || n > uint64(len(rest)) {
+		return bad("bad count")
+	}
+	rest = rest[m:]
+	r := &nodeRecord{Blocks: make(map[netip.Prefix]bool, n)}
+	for range n {
+		l, m := binary.Uvarint(rest)
+		if m <= 0 || l+1 > uint64(len(rest[m:])) {
+			return bad("truncated")
+		}
+		rest = rest[m:]
+		p, err := netip.ParsePrefix(string(rest[:l]))
+		if err != nil || p != p.Masked() || rest[l] > 1 {
+			return bad("block " + strconv.Quote(string(rest[:l])))
+		}
+		r.Blocks[p] = rest[l] == 1
+		rest = rest[l+1:]
+	}
+	if len(rest) != 0 || len(r.Blocks) != int(n) {
+		return bad("trailing bytes or repeated block")
+	}
+	return r, nil
 }
 
 // handleRecord lists the addresses a handle holds.

@@ -222,8 +222,11 @@ func (t *txn) listBlocks() ([]netip.Prefix, error) {
 }
 
 func encodeRecord(v any) ([]byte, error) {
-	if b, ok := v.(*blockRecord); ok {
-		return b.encode(), nil
+	switch r := v.(type) {
+	case *blockRecord:
+		return r.encode(), nil
+	case *nodeRecord:
+		return r.encode(), nil
 	}
 	return json.Marshal(v)
 }
