@@ -76,6 +76,10 @@ const (
 	// CodeStagedDeleteMissing: a staged Delete names a policy that does
 	// not exist (warning).
 	CodeStagedDeleteMissing = "staged-delete-missing"
+	// CodeNamedPortMatchesNothing: no endpoint the rule's side picks
+	// declares the named port with the rule's protocol, so the port
+	// condition matches nothing (warning).
+	CodeNamedPortMatchesNothing = "named-port-matches-nothing"
 	// CodeOverlappingNets: two nets of one list overlap (info).
 	CodeOverlappingNets = "overlapping-nets"
 	// CodeHTTPNotEnforced: the rule has an http match, which the L3/L4
@@ -193,7 +197,8 @@ type LintOptions struct {
 //     can take effect;
 //   - a rule whose own conditions exclude every packet;
 //   - a policy whose selector picks no endpoint, a rule selector that picks
-//     no endpoint and no network set;
+//     no endpoint and no network set, a named port no endpoint the rule
+//     picks declares;
 //   - a Log- or Deny-only policy (at least one rule, no Allow or Pass, no
 //     unconditional Deny) in a tier that ends in Deny: it makes the tier
 //     apply, so all other traffic of the endpoints it selects is denied at
@@ -246,7 +251,9 @@ type linter struct {
 	opts LintOptions
 	out  []Finding
 
-	// Flattened labels of every endpoint and network set, for selectors.
+	// Flattened labels of every endpoint (in set.Endpoints() order) and
+	// network set, for selectors.
+	eps       []*policy.Endpoint
 	epLabels  []selector.Set
 	netLabels []selector.Set
 	// selMatches caches, by canonical selector, whether it picks anything.
@@ -261,6 +268,7 @@ type linter struct {
 
 func (l *linter) prepare() {
 	for _, ep := range l.set.Endpoints() {
+		l.eps = append(l.eps, ep)
 		l.epLabels = append(l.epLabels, l.set.EndpointLabels(ep))
 	}
 	for _, ns := range l.set.NetworkSets() {
@@ -392,6 +400,29 @@ func (l *linter) picksAnything(sel *selector.Selector, nets bool) bool {
 	return found
 }
 
+// declaresPort reports whether an endpoint sel picks (any endpoint when
+// sel is nil) has the named port with protocol proto.
+func (l *linter) declaresPort(sel *selector.Selector, name string, proto uint8) bool {
+	key := fmt.Sprintf("p:%d:%s:%s", proto, name, sel)
+	if v, ok := l.selMatches[key]; ok {
+		return v
+	}
+	found := false
+	for i, ep := range l.eps {
+		for _, np := range ep.Ports {
+			if np.Name == name && np.Protocol == proto && (sel == nil || sel.Matches(l.epLabels[i])) {
+				found = true
+				break
+			}
+		}
+		if found {
+			break
+		}
+	}
+	l.selMatches[key] = found
+	return found
+}
+
 // lintSelector: a policy that selects no endpoint does nothing.
 func (l *linter) lintSelector(p *policy.Policy) {
 	if !l.hasEndpoints() || l.picksAnything(p.Selector, false) {
@@ -443,6 +474,15 @@ func (l *linter) lintRule(p *policy.Policy, d policy.Direction, rules []policy.R
 				l.fieldPos(p, rulePos, field+".selector", field+".namespaceSelector", field+".serviceAccounts", field), field,
 				"the %s selector %s matches no endpoint and no network set of the input: this %s rule matches nothing",
 				side.name, side.m.Selector, r.Action)
+		}
+		if l.hasEndpoints() {
+			for _, name := range side.m.NamedPorts {
+				if !l.declaresPort(side.m.Selector, name, r.Protocol) {
+					l.add(SeverityWarning, CodeNamedPortMatchesNothing, p, l.fieldPos(p, rulePos, field+".ports", field), field+".ports",
+						"no endpoint this rule's %s picks declares a %s port named %q: the port condition matches nothing",
+						side.name, ProtocolName(r.Protocol), name)
+				}
+			}
 		}
 		l.lintNets(p, r, rulePos, field, "nets", side.m.Nets)
 		l.lintNets(p, r, rulePos, field, "notNets", side.m.NotNets)

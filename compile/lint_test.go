@@ -250,6 +250,25 @@ spec:
 			},
 		},
 		{
+			name: "named ports no picked endpoint declares",
+			docs: append(slices.Clone(pods), gnp(`
+  - action: Allow
+    protocol: TCP
+    destination: {ports: [http]}
+  - action: Allow
+    protocol: TCP
+    source: {selector: app == 'db'}
+    destination: {selector: app == 'db', ports: [http, postgres]}
+  - action: Allow
+    protocol: UDP
+    destination: {ports: [http]}`)),
+			want: []string{
+				"warning named-port-matches-nothing GlobalNetworkPolicy p spec.ingress[1].destination.ports",
+				"warning named-port-matches-nothing GlobalNetworkPolicy p spec.ingress[1].destination.ports",
+				"warning named-port-matches-nothing GlobalNetworkPolicy p spec.ingress[2].destination.ports",
+			},
+		},
+		{
 			name: "a selector matching a network set only is fine",
 			docs: []string{pods[0], `apiVersion: projectcalico.org/v3
 kind: GlobalNetworkSet

@@ -31,6 +31,7 @@ each with its source position, severity and code:
   warning  rule-never-matches           the rule's own conditions exclude every packet
   warning  policy-selects-nothing       no endpoint of the input is selected
   warning  selector-matches-nothing     a rule selector picks no endpoint or network set
+  warning  named-port-matches-nothing   no endpoint the rule picks declares the named port
   warning  implicit-end-of-tier-deny    a Log- or Deny-only policy makes its tier apply,
                                         so everything else is denied at the end of the tier
   warning  staged-changes-verdicts      enforcing a staged policy changes pod-to-pod verdicts
