@@ -10,7 +10,6 @@ import (
 
 	"github.com/calyxnet/calyx/policy"
 	"github.com/calyxnet/calyx/selector"
-	corev1 "k8s.io/api/core/v1"
 )
 
 // Compiler turns the objects of a policy.Set into the Ruleset of one node,
@@ -200,6 +199,7 @@ func (c *Compiler) apply(ch policy.Change) error {
 		c.parentChanged(policy.ServiceAccountParentID(k.Namespace, k.Name))
 	case policy.KindProfile:
 		c.parentChanged(k.Name)
+		c.recompileProfile(k.Name)
 	case policy.KindTier:
 		c.loadTiers()
 		for key := range c.endpoints {
@@ -208,35 +208,24 @@ func (c *Compiler) apply(ch policy.Change) error {
 	case policy.KindFelixConfiguration:
 		c.dirty.settings = true
 	case policy.KindNetworkSet, policy.KindGlobalNetworkSet:
-		id := itemID(k)
-		if deleted {
-			c.deleteItem(id)
+		ns, ok := c.set.NetworkSet(k)
+		if deleted || !ok {
+			c.deleteItem(itemID(k))
 			return nil
 		}
-		c.upsertNetworkSet(policy.NormalizeNetworkSet(ch.New))
+		c.upsertNetworkSet(ns)
 	case policy.KindPod, policy.KindHostEndpoint:
-		var ep *policy.Endpoint
-		if !deleted {
-			switch o := ch.New.(type) {
-			case *policy.HostEndpoint:
-				ep = policy.NormalizeHostEndpoint(o)
-			case *corev1.Pod:
-				ep, _ = policy.NormalizePod(o)
-			}
-		}
-		if ep == nil {
+		ep, ok := c.set.Endpoint(k)
+		if deleted || !ok {
 			c.deleteEndpoint(k)
 			return nil
 		}
 		c.upsertEndpoint(ep)
 	case policy.KindNetworkPolicy, policy.KindGlobalNetworkPolicy, policy.KindK8sNetworkPolicy:
-		if deleted {
+		p, ok := c.set.Policy(k)
+		if deleted || !ok {
 			c.deletePolicy(k)
 			return nil
-		}
-		p, err := policy.NormalizePolicy(ch.New, c.set.Origin(k))
-		if err != nil {
-			return fmt.Errorf("compile: %s: %w", k, err)
 		}
 		return c.upsertPolicy(k, p)
 	}
@@ -248,6 +237,9 @@ func (c *Compiler) apply(ch policy.Change) error {
 // originMoved reports whether an unchanged policy object was re-read from
 // another place: its rules' origins (part of the IR) must follow.
 func (c *Compiler) originMoved(k policy.ObjectKey) bool {
+	if k.Kind == policy.KindProfile {
+		return true // cheap to recompile; its rules carry origins too
+	}
 	ps, ok := c.policies[k]
 	if !ok {
 		return false
@@ -733,10 +725,9 @@ func (c *Compiler) buildEndpoint(es *endpointState) *Endpoint {
 			t.Policies = append(t.Policies, ps.ids[d])
 		}
 	}
-	profiles := c.acquireProfiles(ep)
 	c.releaseProfiles(es.profiles)
-	es.profiles = profiles
-	for _, id := range profiles {
+	es.profiles = c.acquireProfiles(ep)
+	for _, id := range es.profiles {
 		if strings.HasPrefix(string(id), "in:") {
 			e.Ingress.Profiles = append(e.Ingress.Profiles, id)
 		} else {

@@ -309,10 +309,45 @@ func (c *Compiler) releaseProfiles(ids []PolicyID) {
 	}
 }
 
+// recompileProfile follows a change of the Profile object name: its
+// compiled rules are refreshed, and the endpoints that name it are rebuilt
+// (a Profile that appears or disappears changes their profile lists).
+func (c *Compiler) recompileProfile(name string) {
+	if name == DefaultAllowProfile {
+		return
+	}
+	var ids []PolicyID
+	for _, d := range []Direction{Ingress, Egress} {
+		id := policyID(d, "profile", name)
+		ids = append(ids, id)
+		ps, ok := c.profiles[id]
+		if !ok {
+			continue
+		}
+		for _, sid := range ps.sets {
+			c.releaseSet(sid)
+		}
+		c.dirty.policies[id] = struct{}{}
+		pol, refs := c.compileProfile(d, name, false)
+		if pol == nil {
+			delete(c.profiles, id)
+			continue
+		}
+		ps.pol, ps.sets = pol, refs
+	}
+	for key, es := range c.endpoints {
+		if es.ep.Kind == policy.KindHostEndpoint && slices.Contains(es.ep.Profiles, name) {
+			es.profiles = slices.DeleteFunc(es.profiles, func(id PolicyID) bool {
+				_, still := c.profiles[id]
+				return slices.Contains(ids, id) && !still
+			})
+			c.dirty.endpoints[key] = struct{}{}
+		}
+	}
+}
+
 // compileProfile compiles one direction of a profile: a namespace's
 // allow-all, the built-in default-allow, or a Profile object's rules.
-// Profile objects' rules are compiled once; a later change to a Profile
-// object takes effect on the next full Compile.
 func (c *Compiler) compileProfile(d Direction, name string, namespace bool) (*Policy, []SetID) {
 	id := policyID(d, "profile", name)
 	display := "profile:" + name
@@ -322,36 +357,27 @@ func (c *Compiler) compileProfile(d Direction, name string, namespace bool) (*Po
 	if namespace || name == DefaultAllowProfile {
 		return allowAll, nil
 	}
-	for _, p := range c.set.Profiles() {
-		if p.Name != name {
-			continue
-		}
-		// A Profile's rules are global rules: normalise them as those of a
-		// GlobalNetworkPolicy.
-		gnp := &policy.GlobalNetworkPolicy{Spec: policy.GlobalNetworkPolicySpec{
-			Selector: "all()", Ingress: p.Spec.Ingress, Egress: p.Spec.Egress,
-			Types: []policy.PolicyType{policy.PolicyTypeIngress, policy.PolicyTypeEgress},
-		}}
-		gnp.Name = "profile." + p.Name
-		np, err := policy.NormalizePolicy(gnp, c.set.Origin(policy.KeyOf(p)))
-		if err != nil {
-			return nil, nil
-		}
-		pd := policy.Ingress
-		if d == Egress {
-			pd = policy.Egress
-		}
-		out := &Policy{ID: id, Direction: d, Name: display}
-		var refs []SetID
-		for i := range np.Rules(pd) {
-			r := &np.Rules(pd)[i]
-			if rule, ok := c.compileRule(r, Origin{Policy: display, Kind: "Profile", Index: i, Path: r.Field}, &refs); ok {
-				out.Rules = append(out.Rules, rule)
-			}
-		}
-		return out, refs
+	prof := c.set.Profile(name)
+	if prof == nil {
+		return nil, nil
 	}
-	return nil, nil
+	rules := prof.Ingress
+	if d == Egress {
+		rules = prof.Egress
+	}
+	out := &Policy{ID: id, Direction: d, Name: display}
+	var refs []SetID
+	for i := range rules {
+		r := &rules[i]
+		o := Origin{Policy: display, Kind: "Profile", Index: i, Path: r.Field}
+		if r.Position.Source != "" {
+			o.Source = r.Position.String()
+		}
+		if rule, ok := c.compileRule(r, o, &refs); ok {
+			out.Rules = append(out.Rules, rule)
+		}
+	}
+	return out, refs
 }
 
 // settings reads the node's FelixConfiguration (Calico's defaults where

@@ -189,6 +189,26 @@ func (s *Set) Get(key ObjectKey) (Object, bool) {
 	return o, ok
 }
 
+// Policy returns the normalised form of the policy object with key (any
+// policy kind, staged ones included), as Policies lists it.
+func (s *Set) Policy(key ObjectKey) (*Policy, bool) {
+	p, ok := s.policies[key]
+	return p, ok
+}
+
+// Endpoint returns the normalised endpoint of the Pod or HostEndpoint with
+// key; false also for pods that make no endpoint (host-networked, finished).
+func (s *Set) Endpoint(key ObjectKey) (*Endpoint, bool) {
+	ep, ok := s.endpoints[key]
+	return ep, ok
+}
+
+// NetworkSet returns the normalised NetworkSet or GlobalNetworkSet with key.
+func (s *Set) NetworkSet(key ObjectKey) (*NetworkSetInfo, bool) {
+	ns, ok := s.netsets[key]
+	return ns, ok
+}
+
 // Origin returns where the object with key was decoded from (nil if it was
 // upserted without origin).
 func (s *Set) Origin(key ObjectKey) *Origin { return s.origins[key] }

@@ -70,6 +70,9 @@ func (o *Oracle) endpointAt(a netip.Addr) *policy.Endpoint {
 }
 
 func (o *Oracle) direction(ep *policy.Endpoint, d policy.Direction, p model.Packet) bool {
+	if ep.Kind == policy.KindHostEndpoint && failsafe(d, p) {
+		return true
+	}
 	var applying []*policy.Policy
 	for _, pol := range o.policies {
 		if pol.Applies(d) && pol.Selector.Matches(o.labels[ep]) {
@@ -112,12 +115,54 @@ func (o *Oracle) direction(ep *policy.Endpoint, d policy.Direction, p model.Pack
 		}
 	}
 	// Profiles: a pod's namespace profile allows everything; a host
-	// endpoint allows only with the default-allow profile.
+	// endpoint's profiles are walked in order, the first Allow or Deny
+	// deciding; the built-in default-allow profile allows everything.
 	if ep.Kind == policy.KindPod {
 		return true
 	}
-	for _, prof := range ep.Profiles {
-		if prof == "projectcalico-default-allow" {
+	for _, name := range ep.Profiles {
+		if name == "projectcalico-default-allow" {
+			return true
+		}
+		prof := o.set.Profile(name)
+		if prof == nil {
+			continue
+		}
+		rules := prof.Ingress
+		if d == policy.Egress {
+			rules = prof.Egress
+		}
+		for _, r := range rules {
+			if !o.ruleMatches(&r, p) {
+				continue
+			}
+			switch r.Action {
+			case policy.Allow:
+				return true
+			case policy.Deny:
+				return false
+			}
+		}
+	}
+	return false
+}
+
+// failsafe reports whether a host endpoint's packet uses one of Calico's
+// default fail-safe ports (inbound: SSH, DHCP, BGP, etcd, Typha, the
+// Kubernetes API; outbound: DNS, DHCP, BGP, etcd, Typha, the API).
+func failsafe(d policy.Direction, p model.Packet) bool {
+	type pp struct {
+		proto uint8
+		port  uint16
+	}
+	in := []pp{{6, 22}, {17, 68}, {6, 179}, {6, 2379}, {6, 2380}, {6, 5473}, {6, 6443}, {6, 6666}, {6, 6667}}
+	out := []pp{{17, 53}, {17, 67}, {6, 179}, {6, 2379}, {6, 2380}, {6, 5473}, {6, 6443}, {6, 6666}, {6, 6667}}
+	list := in
+	if d == policy.Egress {
+		list = out
+	}
+	for _, f := range list {
+		if f.proto == p.Protocol && f.port == p.DstPort {
 			return true
 		}
 	}

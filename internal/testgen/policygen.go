@@ -28,7 +28,7 @@ var (
 	ruleNets = []string{"10.0.0.0/16", "10.0.1.0/24", "10.0.2.5/32", "10.1.0.0/16", "fd00::/64", "fd00::1:0/112", "192.0.2.0/24", "0.0.0.0/0"}
 	// Addresses outside every pod, for packets to and from the outside.
 	externalAddrs = []string{"192.0.2.7", "10.1.2.3", "10.0.2.5", "fd00::99", "2001:db8::1"}
-	probePorts    = []uint16{53, 80, 85, 443, 5432, 8080, 9999}
+	probePorts    = []uint16{22, 53, 80, 85, 443, 5432, 8080, 9999}
 )
 
 // ClusterSpec is a generated cluster: the YAML and what it contains.
@@ -96,6 +96,9 @@ func (g *clusterGen) cluster(maxPods, maxPolicies int) *ClusterSpec {
 		g.spec.Docs = append(g.spec.Docs, fmt.Sprintf("apiVersion: projectcalico.org/v3\nkind: NetworkSet\nmetadata:\n  name: partners\n  namespace: %s\n  labels:\n    %s: %s\nspec:\n  nets: [%s]\n",
 			g.pick("ns ns", g.spec.Namespaces), g.pick("ns key", labelKeys), g.pick("ns value", labelValues), g.pick("ns net", []string{"192.0.2.0/25", "10.1.2.0/24"})))
 	}
+	if rapid.IntRange(0, 2).Draw(g.t, "host endpoint?") == 0 {
+		g.spec.Docs = append(g.spec.Docs, g.hostEndpoint()...)
+	}
 	npol := rapid.IntRange(0, maxPolicies).Draw(g.t, "policies")
 	for i := range npol {
 		switch rapid.IntRange(0, 2).Draw(g.t, "policy kind") {
@@ -108,6 +111,34 @@ func (g *clusterGen) cluster(maxPods, maxPolicies int) *ClusterSpec {
 		}
 	}
 	return &g.spec
+}
+
+// hostEndpoint returns a HostEndpoint on node1 with a random profile and,
+// sometimes, the Profile object it names.
+func (g *clusterGen) hostEndpoint() []string {
+	addr := netip.MustParseAddr("10.9.0.1")
+	g.spec.PodAddrs = append(g.spec.PodAddrs, addr)
+	profile := g.pick("hep profile", []string{"projectcalico-default-allow", "prof1", "missing"})
+	doc := fmt.Sprintf("apiVersion: projectcalico.org/v3\nkind: HostEndpoint\nmetadata:\n  name: node1-eth0\n  labels:\n    %s: %s\nspec:\n  node: node1\n  interfaceName: eth0\n  expectedIPs: [%s]\n  profiles: [%s]\n",
+		g.pick("hep key", labelKeys), g.pick("hep value", labelValues), addr, profile)
+	if profile == "prof1" && rapid.Bool().Draw(g.t, "profile object") {
+		var b strings.Builder
+		fmt.Fprintf(&b, "apiVersion: projectcalico.org/v3\nkind: Profile\nmetadata:\n  name: prof1\nspec:\n  labelsToApply:\n    %s: %s\n", g.pick("profile key", labelKeys), g.pick("profile value", labelValues))
+		for _, dir := range []string{"ingress", "egress"} {
+			if n := rapid.IntRange(0, 2).Draw(g.t, "profile "+dir); n > 0 {
+				fmt.Fprintf(&b, "  %s:\n", dir)
+				for range n {
+					// Profile rules are Allow or Deny.
+					r := g.calicoRule(true)
+					r = strings.Replace(r, "action: Pass", "action: Allow", 1)
+					r = strings.Replace(r, "action: Log", "action: Deny", 1)
+					b.WriteString(r)
+				}
+			}
+		}
+		return []string{doc, b.String()}
+	}
+	return []string{doc}
 }
 
 // Namespace returns a Namespace document with random labels.
