@@ -59,7 +59,7 @@ type Index struct {
 type selEntry struct {
 	id      string
 	sel     *Selector
-	keys    []string // label keys the selector reads, sorted
+	keys    []string // label keys the selector reads, without duplicates
 	plan    indexPlan
 	matches ptrSet[*itemEntry]
 	hit     uint64 // epoch in which it last matched the item being checked
@@ -580,11 +580,14 @@ func (ix *Index) recomputeSelector(e *selEntry) {
 	}
 }
 
-// readsAny reports whether any of changed is among keys (sorted).
+// readsAny reports whether any of changed is among keys. Both are short:
+// a linear scan of string equality (length first) beats a binary search.
 func readsAny(keys, changed []string) bool {
-	for _, k := range changed {
-		if _, found := slices.BinarySearch(keys, k); found {
-			return true
+	for _, c := range changed {
+		for _, k := range keys {
+			if k == c {
+				return true
+			}
 		}
 	}
 	return false
