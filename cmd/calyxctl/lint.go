@@ -47,7 +47,7 @@ endpoints.
 Exit codes: 0 no errors (warnings and info do not count), 1 lint errors or
 invalid input, 2 bad flags or unreadable input.`,
 		Example: `  calyxctl lint -f policies/ -f cluster/pods.yaml
-  calyxctl lint -f policies/ -o json`,
+  calyxctl lint -f policies/ -o json   # {"findings":[{"source","line","severity","code","object","field","message"}, …]}`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if output != "text" && output != "json" {
@@ -71,12 +71,7 @@ invalid input, 2 bad flags or unreadable input.`,
 				counts[f.Severity]++
 			}
 			if output == "json" {
-				if findings == nil {
-					findings = []compile.Finding{}
-				}
-				if err := json.NewEncoder(stdout).Encode(struct {
-					Findings []compile.Finding `json:"findings"`
-				}{findings}); err != nil {
+				if err := writeFindingsJSON(stdout, findings); err != nil {
 					return err
 				}
 			} else {
@@ -95,6 +90,29 @@ invalid input, 2 bad flags or unreadable input.`,
 	addFileFlag(cmd, &files)
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
 	return cmd
+}
+
+// jsonFinding is one finding in -o json: flat, lower-case keys.
+type jsonFinding struct {
+	Source   string `json:"source"`
+	Line     int    `json:"line"`
+	Severity string `json:"severity"`
+	Code     string `json:"code"`
+	Object   string `json:"object"`
+	Field    string `json:"field"`
+	Message  string `json:"message"`
+}
+
+// writeFindingsJSON prints {"findings":[…]}, in Lint's order.
+func writeFindingsJSON(w io.Writer, findings []compile.Finding) error {
+	out := make([]jsonFinding, 0, len(findings))
+	for _, f := range findings {
+		out = append(out, jsonFinding{Source: f.Position.Source, Line: f.Position.Line, Severity: f.Severity.String(),
+			Code: f.Code, Object: f.Object, Field: f.Field, Message: f.Message})
+	}
+	return json.NewEncoder(w).Encode(struct {
+		Findings []jsonFinding `json:"findings"`
+	}{out})
 }
 
 // modelJudge decides lint's staged-policy flows with the reference model.

@@ -75,26 +75,17 @@ spec:
 	code, stdout, stderr := runCLI(t, "", "lint", "-f", smallCluster(t), "-f", writeFile(t, "staged.yaml", staged), "-o", "json")
 	require.Equal(t, exitOK, code, stderr)
 	var out struct {
-		Findings []struct {
-			Severity string `json:"severity"`
-			Code     string `json:"code"`
-			Message  string `json:"message"`
-			Position struct {
-				Source string
-				Line   int
-			} `json:"position"`
-			Field  string `json:"field"`
-			Object string `json:"object"`
-		} `json:"findings"`
+		Findings []map[string]any `json:"findings"`
 	}
 	require.NoError(t, json.Unmarshal([]byte(stdout), &out), stdout)
 	require.Len(t, out.Findings, 1, stdout)
 	f := out.Findings[0]
-	assert.Equal(t, "warning", f.Severity)
-	assert.Equal(t, "staged-changes-verdicts", f.Code)
-	assert.Equal(t, "StagedNetworkPolicy a/y", f.Object)
-	assert.Equal(t, 1, f.Position.Line)
-	assert.Contains(t, f.Message, "enforcing it would change the verdict of 1 connection (a/x → a/y 80/TCP allowed→denied)")
+	msg, _ := f["message"].(string)
+	assert.Contains(t, msg, "enforcing it would change the verdict of 1 connection (a/x → a/y 80/TCP allowed→denied)")
+	delete(f, "message")
+	assert.Equal(t, map[string]any{"source": f["source"], "line": 1.0, "severity": "warning",
+		"code": "staged-changes-verdicts", "object": "StagedNetworkPolicy a/y", "field": ""}, f)
+	assert.True(t, strings.HasSuffix(f["source"].(string), "staged.yaml"), f["source"])
 }
 
 func TestLintJSONEmpty(t *testing.T) {
