@@ -99,20 +99,20 @@ const (
 // Finding is one thing Lint has to say about the input.
 type Finding struct {
 	// Severity is Info, Warning or Error.
-	Severity Severity `json:"severity"`
+	Severity Severity
 	// Code is one of the Code… constants.
-	Code string `json:"code"`
+	Code string
 	// Message says what is wrong and what to do about it.
-	Message string `json:"message"`
+	Message string
 	// Position is where the finding points: the field's line when known,
 	// else the rule's or the object's.
-	Position policy.Position `json:"position"`
+	Position policy.Position
 	// Field is the field path in the source object, such as
 	// spec.egress[0].destination.nets[1]; empty for the object as a whole.
-	Field string `json:"field,omitempty"`
+	Field string
 	// Object names the object: kind, then namespace/name (for converted
 	// Kubernetes policies, the name as written).
-	Object string `json:"object"`
+	Object string
 }
 
 // String formats the finding as
