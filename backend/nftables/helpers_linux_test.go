@@ -62,6 +62,9 @@ func (r *rig) conform(t *testing.T, rs *compile.Ruleset) *lab.Matrix {
 		t.Fatalf("observe: %v", err)
 	}
 	want := lab.Expected(rs, got.Probes)
+	if got, err = r.lab.Recheck(ctx, got, want); err != nil {
+		t.Fatalf("recheck: %v", err)
+	}
 	if diff := got.Diff(want); len(diff) > 0 {
 		dump, _ := r.b.Dump(ctx)
 		t.Fatalf("nftables disagrees with the model on %d probes:\n%s\nruleset:\n%s\ntable:\n%s",

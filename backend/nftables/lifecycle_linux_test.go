@@ -71,6 +71,8 @@ func TestKernelRejectionKeepsPreviousRuleset(t *testing.T) {
 	require.Equal(t, dumpBefore, nft(t, r.lab.NodeNS().Name(), "list", "table", "inet", r.b.Table()), "the kernel must hold the old table, whole")
 	after, err := r.lab.Observe(ctx)
 	require.NoError(t, err)
+	after, err = r.lab.Recheck(ctx, after, lab.Expected(rs, after.Probes))
+	require.NoError(t, err)
 	require.Empty(t, after.Diff(lab.Expected(rs, after.Probes)))
 	require.Equal(t, before.Allowed, after.Allowed)
 
@@ -182,6 +184,8 @@ func TestReconcileRepairsDrift(t *testing.T) {
 			require.NoError(t, err)
 			require.True(t, again.Empty(), "second reconcile found %s", again)
 			got, err := r.lab.Observe(ctx)
+			require.NoError(t, err)
+			got, err = r.lab.Recheck(ctx, got, lab.Expected(rs, got.Probes))
 			require.NoError(t, err)
 			require.Empty(t, got.Diff(lab.Expected(rs, got.Probes)))
 		})

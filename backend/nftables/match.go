@@ -4,6 +4,8 @@ package nftables
 
 import (
 	"fmt"
+	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 
@@ -325,10 +327,30 @@ func (r *renderer) icmpAlts(m *compile.Match, fam uint8) [][]term {
 
 func (r *renderer) peerAlts(pm *compile.PeerMatch, side string, fam uint8, proto uint8) [][]term {
 	var conj []term
+	var inlineAlts [][][]term
 	for _, id := range pm.Sets {
+		if pfx, ok := r.inlineNets(id, fam); ok {
+			// Any one of the nets: alternatives.
+			var alts [][]term
+			for _, p := range pfx {
+				alts = append(alts, prefixTerms(fam, side, p, false))
+			}
+			inlineAlts = append(inlineAlts, alts)
+			continue
+		}
 		conj = append(conj, addrSetTerm(fam, side, setName(id, fam), false))
 	}
 	for _, id := range pm.NotSets {
+		if pfx, ok := r.inlineNets(id, fam); ok {
+			// None of the nets: a conjunction of negations.
+			for _, p := range pfx {
+				if p.Bits() == 0 {
+					return nil
+				}
+				conj = append(conj, prefixTerms(fam, side, p, true)...)
+			}
+			continue
+		}
 		conj = append(conj, addrSetTerm(fam, side, setName(id, fam), true))
 	}
 	needProto := func() []term {
@@ -338,6 +360,9 @@ func (r *renderer) peerAlts(pm *compile.PeerMatch, side string, fam uint8, proto
 		return []term{portProtosTerm()}
 	}
 	alts := [][]term{conj}
+	for _, or := range inlineAlts {
+		alts = cross(alts, or)
+	}
 	if len(pm.Ports) > 0 || len(pm.NamedPorts) > 0 {
 		var or [][]term
 		if len(pm.Ports) > 0 {
@@ -404,4 +429,48 @@ func canonReg(r uint32) uint32 {
 		return (r-reg32_00)/4 + 1
 	}
 	return r
+}
+
+// inlineLimit is the most nets a literal set may hold to be matched inline
+// instead of through a named set: the kernel looks sets up by name in a
+// list, so thousands of tiny literal sets would make every batch slow.
+const inlineLimit = 4
+
+// inlineNets returns the nets of family fam of a literal set small enough
+// to match inline.
+func (r *renderer) inlineNets(id compile.SetID, fam uint8) ([]netip.Prefix, bool) {
+	s := r.rs.Sets[id]
+	if !s.Literal || s.Kind != compile.SetNets || len(s.Nets) > inlineLimit {
+		return nil, false
+	}
+	var out []netip.Prefix
+	for _, n := range s.Nets {
+		n = netip.PrefixFrom(n.Addr().Unmap(), n.Bits()-unmapBits(n)).Masked()
+		if family(n.Addr()) == fam {
+			out = append(out, n)
+		}
+	}
+	return out, true
+}
+
+// prefixTerms matches (or excludes) one net: the address, masked, compared.
+// A /0 matches everything: no term.
+func prefixTerms(fam uint8, side string, p netip.Prefix, neg bool) []term {
+	if p.Bits() == 0 && !neg {
+		return nil
+	}
+	pl, t := addrPayload(fam, side, reg1)
+	op, nt := cmpOp(neg)
+	exprs := []expr.Any{pl}
+	if p.Bits() < p.Addr().BitLen() {
+		mask := net.CIDRMask(p.Bits(), p.Addr().BitLen())
+		exprs = append(exprs, &expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: uint32(len(mask)),
+			Mask: []byte(mask), Xor: make([]byte, len(mask))})
+	}
+	exprs = append(exprs, &expr.Cmp{Op: op, Register: reg1, Data: p.Addr().AsSlice()})
+	text := p.String()
+	if p.IsSingleIP() {
+		text = p.Addr().String()
+	}
+	return []term{{exprs: exprs, text: t + " " + nt + text}}
 }

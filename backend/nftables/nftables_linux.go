@@ -43,6 +43,7 @@ type Backend struct {
 	table  *nftables.Table
 	ns     *netns.NS
 	cur    *desired // what the kernel holds; nil: unknown, read it
+	cache  *renderCache
 	closed bool
 	last   Stats
 
@@ -136,12 +137,15 @@ func (b *Backend) closeNS() error {
 // Apply makes the table enforce rs in one netlink batch holding only what
 // changed since the last Apply.
 func (b *Backend) Apply(ctx context.Context, rs *compile.Ruleset) error {
-	d, err := render(rs)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.cache == nil {
+		b.cache = newRenderCache()
+	}
+	d, err := renderCached(rs, b.cache)
 	if err != nil {
 		return err
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
 	if b.closed {
 		return backend.ErrClosed
 	}
@@ -178,7 +182,7 @@ func (b *Backend) LastApply() Stats {
 
 // Messages returns how many netlink messages the batch held (besides the
 // table and batch markers).
-func (s *Stats) Messages() int { return s.messages }
+func (s Stats) Messages() int { return s.messages }
 
 // Stats counts what one Apply or Reconcile sent.
 type Stats struct {

@@ -64,6 +64,9 @@ func TestModelEqualsKernel(t *testing.T) {
 			rt.Fatalf("observe: %v", err)
 		}
 		want := lab.Expected(rs, got.Probes)
+		if got, err = r.lab.Recheck(ctx, got, want); err != nil {
+			rt.Fatalf("recheck: %v", err)
+		}
 		if diff := got.Diff(want); len(diff) > 0 {
 			dump, _ := r.b.Dump(ctx)
 			rt.Fatalf("nftables disagrees with the model on %d probes:\n%s\nruleset:\n%s\ntable:\n%s",

@@ -130,20 +130,64 @@ type renderer struct {
 	// policyChains caches rendered policies: id → pieces of a tier chain.
 	policyPieces map[compile.PolicyID][]*nrule
 	profiles     map[compile.PolicyID]string
+	cache        *renderCache // what this render produced
+	oldCache     *renderCache // what the last one did
+	fps          map[compile.PolicyID]string
+}
+
+// renderCache keeps what earlier renders produced, keyed by content, so
+// rendering a Ruleset that differs a little from the last one costs little:
+// a new pod on a node with 10,000 policies must not re-render them all.
+type renderCache struct {
+	policies map[string]*cachedPolicy // by fingerprint
+	chains   map[string]*cachedChain  // tier, endpoint and profile chains by key
+	ptrs     map[ptrKey]string        // fingerprints of policies seen before
+}
+
+type cachedPolicy struct {
+	pieces []*nrule
+	chains []*nchain
+}
+
+type cachedChain struct {
+	name  string
+	chain *nchain
+}
+
+func newRenderCache() *renderCache {
+	return &renderCache{policies: map[string]*cachedPolicy{}, chains: map[string]*cachedChain{}, ptrs: map[ptrKey]string{}}
 }
 
 // render builds the desired table for rs. It fails if rs refers to a set
 // or policy it does not hold.
 func render(rs *compile.Ruleset) (*desired, error) {
+	return renderCached(rs, nil)
+}
+
+// renderCached renders rs reusing (and refilling) cache; a nil cache
+// renders everything afresh. Entries rs no longer uses are dropped.
+func renderCached(rs *compile.Ruleset, cache *renderCache) (*desired, error) {
 	if err := validate(rs); err != nil {
 		return nil, err
+	}
+	old := cache
+	if old == nil {
+		old = newRenderCache()
 	}
 	r := &renderer{
 		rs:           rs,
 		out:          &desired{chains: map[string]*nchain{}, sets: map[string]*nset{}},
 		policyPieces: map[compile.PolicyID][]*nrule{},
 		profiles:     map[compile.PolicyID]string{},
+		fps:          map[compile.PolicyID]string{},
+		cache:        newRenderCache(),
 	}
+	defer func() {
+		if cache != nil {
+			*cache = *r.cache
+		}
+	}()
+	r.oldCache = old
 	r.addPortProtos()
 	for _, id := range sortedKeys(rs.Sets) {
 		r.addSet(rs.Sets[id])
@@ -172,7 +216,9 @@ func render(rs *compile.Ruleset) (*desired, error) {
 	r.out.order = append(r.out.order, rest...)
 	for _, c := range r.out.chains {
 		for _, ru := range c.rules {
-			ru.sig = exprSig(ru.exprs, ru.anon) + "|" + ru.comment
+			if ru.sig == "" {
+				ru.sig = exprSig(ru.exprs, ru.anon) + "|" + ru.comment
+			}
 		}
 	}
 	return r.out, nil
@@ -312,6 +358,9 @@ func (r *renderer) addSet(s *compile.IPSet) {
 			r.out.sets[ns.name] = ns
 		}
 	default: // nets and domains
+		if s.Literal && s.Kind == compile.SetNets && len(s.Nets) <= inlineLimit {
+			return // matched inline
+		}
 		for _, fam := range []uint8{4, 6} {
 			ns := &nset{name: setName(s.ID, fam), keyType: nftables.TypeIPAddr, interval: true, comment: comment}
 			if fam == 6 {
@@ -451,28 +500,117 @@ func (r *renderer) contentChain(prefix string, rules []*nrule) string {
 }
 
 func (r *renderer) endpointChain(d *compile.DirectionPolicy, key string, dir compile.Direction) string {
+	var ck strings.Builder
+	ck.WriteString("ep")
+	tierNames := make([]string, 0, len(d.Tiers))
+	for i := range d.Tiers {
+		name, tk := r.tierChain(&d.Tiers[i], dir)
+		tierNames = append(tierNames, name)
+		ck.WriteString("|" + tk)
+	}
+	for _, pid := range d.Profiles {
+		ck.WriteString("|p:" + r.fingerprint(pid))
+	}
+	k := ck.String()
+	if c, ok := r.lookupChain(k); ok {
+		for _, pid := range d.Profiles {
+			r.profileChain(pid)
+		}
+		return c
+	}
 	var rules []*nrule
-	for _, t := range d.Tiers {
-		tier := r.tierChain(&t, dir)
-		rules = append(rules, newRule(nil, "jump "+tier, &expr.Verdict{Kind: expr.VerdictJump, Chain: tier}, "tier "+t.Tier))
+	for i, t := range d.Tiers {
+		rules = append(rules, newRule(nil, "jump "+tierNames[i], &expr.Verdict{Kind: expr.VerdictJump, Chain: tierNames[i]}, "tier "+t.Tier))
 	}
 	for _, pid := range d.Profiles {
 		prof := r.profileChain(pid)
 		rules = append(rules, newRule(nil, "jump "+prof, &expr.Verdict{Kind: expr.VerdictJump, Chain: prof}, "profile "+r.rs.Policies[pid].Name))
 	}
 	rules = append(rules, newRule(nil, "drop", &expr.Verdict{Kind: expr.VerdictDrop}, "no tier or profile allowed"))
-	return r.contentChain("ep-", rules)
+	name := r.contentChain("ep-", rules)
+	r.storeChain(k, name)
+	return name
 }
 
-func (r *renderer) tierChain(t *compile.TierPolicies, dir compile.Direction) string {
+// lookupChain finds a chain made by an earlier render under cache key k
+// and adds it.
+func (r *renderer) lookupChain(k string) (string, bool) {
+	if c, ok := r.cache.chains[k]; ok {
+		return c.name, true
+	}
+	c, ok := r.oldCache.chains[k]
+	if !ok {
+		return "", false
+	}
+	if _, have := r.out.chains[c.name]; !have {
+		r.addChain(c.chain)
+	}
+	r.cache.chains[k] = c
+	return c.name, true
+}
+
+func (r *renderer) storeChain(k, name string) {
+	r.cache.chains[k] = &cachedChain{name: name, chain: r.out.chains[name]}
+}
+
+// tierChain returns the tier chain's name and its cache key.
+func (r *renderer) tierChain(t *compile.TierPolicies, dir compile.Direction) (string, string) {
+	var ck strings.Builder
+	ck.WriteString("tier|" + t.Tier + "|" + t.EndAction.String())
+	for _, pid := range t.Policies {
+		ck.WriteString("|" + r.fingerprint(pid))
+	}
+	k := shortHash(ck.String())
 	var rules []*nrule
 	for _, pid := range t.Policies {
 		rules = append(rules, r.policyPiecesFor(pid)...)
 	}
+	if name, ok := r.lookupChain(k); ok {
+		return name, k
+	}
 	if t.EndAction != compile.ActionPass {
 		rules = append(rules, newRule(nil, "drop", &expr.Verdict{Kind: expr.VerdictDrop}, "end of tier "+t.Tier))
 	}
-	return r.contentChain("tier-", rules)
+	name := r.contentChain("tier-", rules)
+	r.storeChain(k, name)
+	return name, k
+}
+
+// fingerprint identifies a policy's rendering: its rules, the literal sets
+// they inline and the log prefix. A Policy value seen before (same
+// pointer) is taken as unchanged: Rulesets are read-only, and the compiler
+// shares unchanged parts between one Ruleset and the next.
+func (r *renderer) fingerprint(pid compile.PolicyID) string {
+	if fp, ok := r.fps[pid]; ok {
+		return fp
+	}
+	pol := r.rs.Policies[pid]
+	key := ptrKey{pol, r.rs.Settings.LogPrefix}
+	fp, ok := r.oldCache.ptrs[key]
+	if !ok {
+		var b strings.Builder
+		b.WriteString(r.rs.Settings.LogPrefix)
+		b.WriteString(pol.String())
+		for i := range pol.Rules {
+			m := &pol.Rules[i].Match
+			for _, ids := range [][]compile.SetID{m.Src.Sets, m.Src.NotSets, m.Dst.Sets, m.Dst.NotSets} {
+				for _, id := range ids {
+					if s := r.rs.Sets[id]; s.Literal {
+						b.WriteString(s.String())
+					}
+				}
+			}
+		}
+		fp = string(pid) + "@" + shortHash(b.String())
+	}
+	r.cache.ptrs[key] = fp
+	r.fps[pid] = fp
+	return fp
+}
+
+type ptrKey struct {
+	pol    *compile.Policy
+	prefix string
 }
 
 // policyPiecesFor renders a tier policy once: its segment chains, and the
@@ -481,6 +619,16 @@ func (r *renderer) policyPiecesFor(pid compile.PolicyID) []*nrule {
 	if p, ok := r.policyPieces[pid]; ok {
 		return p
 	}
+	fp := r.fingerprint(pid)
+	if c, ok := r.oldCache.policies[fp]; ok {
+		for _, ch := range c.chains {
+			r.addChain(ch)
+		}
+		r.cache.policies[fp] = c
+		r.policyPieces[pid] = c.pieces
+		return c.pieces
+	}
+	var made []*nchain
 	pol := r.rs.Policies[pid]
 	base := "pol-" + shortHash(string(pid))
 	var pieces []*nrule
@@ -495,7 +643,9 @@ func (r *renderer) policyPiecesFor(pid compile.PolicyID) []*nrule {
 		if len(seg) == 0 {
 			return
 		}
-		r.addChain(&nchain{name: name, rules: seg})
+		ch := &nchain{name: name, rules: seg}
+		r.addChain(ch)
+		made = append(made, ch)
 		pieces = append(pieces, newRule(nil, "jump "+name, &expr.Verdict{Kind: expr.VerdictJump, Chain: name}, "policy "+pol.Name))
 		seg = nil
 	}
@@ -516,11 +666,17 @@ func (r *renderer) policyPiecesFor(pid compile.PolicyID) []*nrule {
 	}
 	flush(true)
 	r.policyPieces[pid] = pieces
+	r.cache.policies[fp] = &cachedPolicy{pieces: pieces, chains: made}
 	return pieces
 }
 
 func (r *renderer) profileChain(pid compile.PolicyID) string {
 	if name, ok := r.profiles[pid]; ok {
+		return name
+	}
+	k := "prof|" + r.fingerprint(pid)
+	if name, ok := r.lookupChain(k); ok {
+		r.profiles[pid] = name
 		return name
 	}
 	pol := r.rs.Policies[pid]
@@ -536,6 +692,7 @@ func (r *renderer) profileChain(pid compile.PolicyID) string {
 	}
 	r.addChain(&nchain{name: name, rules: rules})
 	r.profiles[pid] = name
+	r.storeChain(k, name)
 	return name
 }
 

@@ -47,3 +47,6 @@ func (l *Lab) Run(context.Context, []Probe) (*Matrix, error) { return nil, ErrNo
 func Reach(context.Context, Spec, *compile.Ruleset, backend.Factory, Options) (*Matrix, error) {
 	return nil, ErrNotSupported
 }
+
+// Recheck fails.
+func (l *Lab) Recheck(context.Context, *Matrix, *Matrix) (*Matrix, error) { return nil, ErrNotSupported }
