@@ -49,4 +49,6 @@ func Reach(context.Context, Spec, *compile.Ruleset, backend.Factory, Options) (*
 }
 
 // Recheck fails.
-func (l *Lab) Recheck(context.Context, *Matrix, *Matrix) (*Matrix, error) { return nil, ErrNotSupported }
+func (l *Lab) Recheck(context.Context, *Matrix, *Matrix) (*Matrix, error) {
+	return nil, ErrNotSupported
+}
