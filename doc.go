@@ -29,9 +29,25 @@
 //
 // # Where to start
 //
+//   - [github.com/calyxnet/calyx/policy]: decode and validate the YAML users
+//     already have (Calico v3 kinds, Kubernetes NetworkPolicy, Namespaces,
+//     Pods), normalise it with Calico's semantics, and keep it in a Set.
+//   - [github.com/calyxnet/calyx/compile]: the Compiler turns a Set into the
+//     Ruleset of one node, fully or incrementally; Lint finds the classic
+//     surprises (a Deny-only policy that makes its tier deny everything
+//     else, shadowed rules, selectors that pick nothing).
+//   - [github.com/calyxnet/calyx/backend/model]: what a Ruleset means, with a
+//     step-by-step trace of every decision.
+//   - [github.com/calyxnet/calyx/backend]: the interface every dataplane
+//     implements.
 //   - [github.com/calyxnet/calyx/selector]: the Calico selector language
 //     (Parse, Matches, canonical String, UniqueID) and an incremental
 //     label index.
+//   - [github.com/calyxnet/calyx/ipam]: pools, node-affine blocks and a store
+//     that never hands out an address twice.
+//
+// The command calyxctl (cmd/calyxctl) is built on the same packages:
+// `calyxctl reach -f examples/ecommerce` prints who can reach whom.
 //
 // This package itself holds no code; it documents the SDK as a whole.
 package calyx
