@@ -28,7 +28,8 @@
 // flattens nested groups of the same operator ((a && b) && c prints as
 // (a && b && c)), so Parse(s.String()).String() == s.String() for every
 // selector; newlines and carriage returns count as whitespace (Calico's
-// tokenizer only skips spaces and tabs). For every selector Calico itself
+// tokenizer only skips spaces and tabs); parentheses nest at most 512
+// deep, so a hostile selector cannot exhaust the stack. For every selector Calico itself
 // parses without nested same-operator groups or double negations, String
 // and UniqueID are identical to Calico's.
 package selector

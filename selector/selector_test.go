@@ -342,3 +342,31 @@ func TestWithKeyPrefix(t *testing.T) {
 	assert.False(t, p.Matches(Set{"team": "x"}))
 	assert.Same(t, s, s.WithKeyPrefix(""))
 }
+
+func TestSelectorConcurrentUse(t *testing.T) {
+	// Run with -race: UniqueID is computed lazily on first use.
+	s := mustParse(t, `app == "x" && tier in {"a", "b"}`)
+	const workers = 8
+	ids := make(chan string, workers)
+	prefixed := make(chan string, workers)
+	for range workers {
+		go func() {
+			labels := Set{"app": "x", "tier": "a"}
+			ok := true
+			for range 100 {
+				ok = ok && s.Matches(labels)
+			}
+			if !ok {
+				ids <- "no match"
+			} else {
+				ids <- s.UniqueID()
+			}
+			prefixed <- s.WithKeyPrefix("p.").String()
+		}()
+	}
+	want := uniqueID(s.String())
+	for range workers {
+		assert.Equal(t, want, <-ids)
+		assert.Equal(t, `(p.app == "x" && p.tier in {"a", "b"})`, <-prefixed)
+	}
+}
