@@ -203,6 +203,9 @@ func TestStateful(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if m, err = r.lab.Recheck(ctx, m, lab.Expected(b.RS, probes)); err != nil {
+		t.Fatal(err)
+	}
 	want := []bool{true, true, false, false}
 	for i := range probes {
 		if m.Allowed[i] != want[i] {
