@@ -2,6 +2,7 @@ package ipam
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -49,10 +50,10 @@ type Allocator struct {
 	gcMu     sync.Mutex
 	suspects map[string]suspect
 
-	// nodeLocks serialise this process's assignments per node on stores
-	// without their own write lock, so goroutines of one agent do not
-	// fight each other's compare-and-swap on the same block.
-	nodeLocks sync.Map // node name → *sync.Mutex
+	// combiners group this process's concurrent assignments per node on
+	// stores without their own write lock: one commit for many, and no
+	// goroutines of one agent fighting over the same block.
+	combiners sync.Map // node name → *combiner
 }
 
 type suspect struct {
@@ -162,47 +163,190 @@ func (a *Allocator) AutoAssign(ctx context.Context, req AssignRequest) (AssignRe
 	if req.Use == "" {
 		req.Use = UseWorkload
 	}
-	if _, ok := a.s.(Updater); !ok {
-		mu, _ := a.nodeLocks.LoadOrStore(req.Node, &sync.Mutex{})
-		mu.(*sync.Mutex).Lock()
-		defer mu.(*sync.Mutex).Unlock()
-	}
 	var res AssignResult
-	err := a.run(ctx, func(t *txn) error {
-		res = AssignResult{}
-		pools, err := t.loadPools()
-		if err != nil {
-			return err
-		}
-		for _, fam := range []struct {
-			n   int
-			v6  bool
-			out *[]netip.Addr
-		}{{req.IPv4, false, &res.IPv4}, {req.IPv6, true, &res.IPv6}} {
-			if fam.n == 0 {
-				continue
-			}
-			cands, err := a.candidates(pools, req, fam.v6)
-			if err != nil {
-				return err
-			}
-			if len(cands) == 0 {
-				return fmt.Errorf("%w: no usable IPv%d pool for node %s", ErrNoPool, map[bool]int{false: 4, true: 6}[fam.v6], req.Node)
-			}
-			for range fam.n {
-				addr, err := a.allocOne(t, req, cands)
-				if err != nil {
-					return err
-				}
-				*fam.out = append(*fam.out, addr)
-			}
-		}
-		return a.addToHandle(t, req.Handle, req.Node, req.Attrs, append(slices.Clone(res.IPv4), res.IPv6...))
-	})
+	var err error
+	if _, ok := a.s.(Updater); ok {
+		// The store groups concurrent commits itself.
+		res, err = a.assignOne(ctx, req)
+	} else {
+		res, err = a.combined(ctx, req)
+	}
 	if err != nil {
 		return AssignResult{}, fmt.Errorf("ipam: assign %s on %s: %w", req.Handle, req.Node, err)
 	}
 	return res, nil
+}
+
+func (a *Allocator) assignOne(ctx context.Context, req AssignRequest) (AssignResult, error) {
+	var res AssignResult
+	err := a.run(ctx, func(t *txn) error {
+		var err error
+		res, err = a.assignIn(t, req)
+		return err
+	})
+	return res, err
+}
+
+// maxCombined bounds the requests in one combined commit, far below
+// etcd's default limit of 128 operations per transaction.
+const maxCombined = 32
+
+// combinedTimeout bounds a commit made on behalf of several callers.
+const combinedTimeout = 30 * time.Second
+
+// assignCall is one AutoAssign waiting for a combined commit.
+type assignCall struct {
+	ctx  context.Context
+	req  AssignRequest
+	res  AssignResult
+	err  error
+	done chan struct{} // closed when res and err are set
+	lead chan struct{} // closed when this call must commit for the others
+}
+
+// combiner queues one node's concurrent assignments.
+type combiner struct {
+	mu      sync.Mutex
+	pending []*assignCall
+	running bool
+}
+
+// combined commits concurrent assignments for one node together, on
+// stores where each commit is a network round trip and concurrent
+// commits on one block would only conflict. A leader commits batches
+// until its own call is done, then hands over to the oldest waiter.
+func (a *Allocator) combined(ctx context.Context, req AssignRequest) (AssignResult, error) {
+	v, _ := a.combiners.LoadOrStore(req.Node, &combiner{})
+	cb := v.(*combiner)
+	c := &assignCall{ctx: ctx, req: req, done: make(chan struct{}), lead: make(chan struct{})}
+	cb.mu.Lock()
+	cb.pending = append(cb.pending, c)
+	if cb.running {
+		cb.mu.Unlock()
+		select {
+		case <-c.done:
+			return c.res, c.err
+		case <-c.lead:
+		}
+		cb.mu.Lock()
+	} else {
+		cb.running = true
+	}
+	for {
+		n := min(len(cb.pending), maxCombined)
+		batch := slices.Clone(cb.pending[:n])
+		cb.pending = slices.Delete(cb.pending, 0, n)
+		cb.mu.Unlock()
+		if len(batch) > 0 {
+			a.assignBatch(ctx, batch)
+		}
+		cb.mu.Lock()
+		select {
+		case <-c.done:
+		default:
+			continue
+		}
+		if len(cb.pending) > 0 {
+			close(cb.pending[0].lead)
+		} else {
+			cb.running = false
+		}
+		cb.mu.Unlock()
+		return c.res, c.err
+	}
+}
+
+// batchMemberError says which request of a combined commit failed on its
+// own account (exhausted, no pool …), as opposed to the store failing.
+type batchMemberError struct {
+	i   int
+	err error
+}
+
+func (e *batchMemberError) Error() string { return e.err.Error() }
+func (e *batchMemberError) Unwrap() error { return e.err }
+
+// assignBatch commits batch as one transaction. If one request fails on
+// its own account nothing was written, and every request runs alone, so
+// one exhausted request never fails its neighbours. A store error (which
+// for etcd may leave the outcome unknown) is every request's error: none
+// is retried behind the caller's back.
+func (a *Allocator) assignBatch(ctx context.Context, batch []*assignCall) {
+	finish := func() {
+		for _, c := range batch {
+			close(c.done)
+		}
+	}
+	if len(batch) == 1 {
+		c := batch[0]
+		c.res, c.err = a.assignOne(c.ctx, c.req)
+		finish()
+		return
+	}
+	// The leader commits for everyone: its own cancellation must not
+	// fail the others.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), combinedTimeout)
+	defer cancel()
+	results := make([]AssignResult, len(batch))
+	err := a.run(ctx, func(t *txn) error {
+		for i, c := range batch {
+			r, err := a.assignIn(t, c.req)
+			if err != nil {
+				return &batchMemberError{i: i, err: err}
+			}
+			results[i] = r
+		}
+		return nil
+	})
+	var bm *batchMemberError
+	switch {
+	case err == nil:
+		for i, c := range batch {
+			c.res = results[i]
+		}
+	case errors.As(err, &bm):
+		for _, c := range batch {
+			c.res, c.err = a.assignOne(c.ctx, c.req)
+		}
+	default:
+		for _, c := range batch {
+			c.err = err
+		}
+	}
+	finish()
+}
+
+// assignIn assigns req's addresses within one run.
+func (a *Allocator) assignIn(t *txn, req AssignRequest) (AssignResult, error) {
+	var res AssignResult
+	pools, err := t.loadPools()
+	if err != nil {
+		return res, err
+	}
+	for _, fam := range []struct {
+		n   int
+		v6  bool
+		out *[]netip.Addr
+	}{{req.IPv4, false, &res.IPv4}, {req.IPv6, true, &res.IPv6}} {
+		if fam.n == 0 {
+			continue
+		}
+		cands, err := a.candidates(pools, req, fam.v6)
+		if err != nil {
+			return res, err
+		}
+		if len(cands) == 0 {
+			return res, fmt.Errorf("%w: no usable IPv%d pool for node %s", ErrNoPool, map[bool]int{false: 4, true: 6}[fam.v6], req.Node)
+		}
+		for range fam.n {
+			addr, err := a.allocOne(t, req, cands)
+			if err != nil {
+				return res, err
+			}
+			*fam.out = append(*fam.out, addr)
+		}
+	}
+	return res, a.addToHandle(t, req.Handle, req.Node, req.Attrs, append(slices.Clone(res.IPv4), res.IPv6...))
 }
 
 func (a *Allocator) addToHandle(t *txn, id, node string, attrs map[string]string, addrs []netip.Addr) error {

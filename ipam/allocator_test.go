@@ -375,3 +375,45 @@ func TestInvalidRequests(t *testing.T) {
 		})
 	}
 }
+
+// TestCombinedAssignments drives many concurrent assignments for one node
+// through a store without its own lock, so they are combined into shared
+// commits; the requests that cannot be served fail alone.
+func TestCombinedAssignments(t *testing.T) {
+	ctx := context.Background()
+	a := New(NewMemoryStore(), Config{})
+	mustPool(t, a, "p", "10.0.0.0/28", 28) // 16 addresses
+	const callers = 40
+	errs := make([]error, callers)
+	addrs := make([]netip.Addr, callers)
+	var wg sync.WaitGroup
+	for i := range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res, err := a.AutoAssign(ctx, AssignRequest{Handle: fmt.Sprint("h", i), Node: "n", IPv4: 1})
+			errs[i] = err
+			if err == nil {
+				addrs[i] = res.IPv4[0]
+			}
+		}()
+	}
+	wg.Wait()
+	seen := map[netip.Addr]bool{}
+	ok := 0
+	for i, err := range errs {
+		if err != nil {
+			require.ErrorIs(t, err, ErrExhausted)
+			continue
+		}
+		ok++
+		require.False(t, seen[addrs[i]], "duplicate %s", addrs[i])
+		seen[addrs[i]] = true
+		al, err := a.Lookup(ctx, addrs[i])
+		require.NoError(t, err)
+		require.Equal(t, fmt.Sprint("h", i), al.Handle)
+	}
+	require.Equal(t, 16, ok)
+	rep := requireClean(t, a)
+	require.Equal(t, 16, rep.Allocated)
+}

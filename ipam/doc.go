@@ -54,7 +54,16 @@
 //
 // [NewEtcdStore] and [DialEtcd] keep the state in etcd v3 for many nodes:
 // commits are etcd transactions comparing mod revisions; the reads of one
-// update are pinned to one revision.
+// update are pinned to one revision. On stores without their own write
+// lock (etcd, memory) an Allocator combines concurrent AutoAssign calls
+// for one node into one commit (at most 32 requests); if one of them
+// cannot be served, each runs alone, so it fails alone.
+//
+// A commit that fails with a network or timeout error may still have
+// happened in etcd. The allocator does not retry it behind the caller's
+// back; a caller retrying AutoAssign with the same handle may then hold
+// two addresses under that handle until it is released (a CNI plugin
+// should look the handle up first). Nothing is ever held twice.
 //
 // [NewMemoryStore] is for tests and examples.
 package ipam
