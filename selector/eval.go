@@ -143,6 +143,15 @@ func (g *group) evalMap(m map[string]string) bool {
 			return g.and == g.neg
 		}
 	}
+	if len(g.groups) == 0 {
+		return g.and != g.neg
+	}
+	return g.evalGroupsMap(m)
+}
+
+// evalGroupsMap finishes evalMap with the nested groups; kept apart so that
+// evalMap, the hot path, is not recursive.
+func (g *group) evalGroupsMap(m map[string]string) bool {
 	for _, sub := range g.groups {
 		if sub.evalMap(m) != g.and {
 			return g.and == g.neg
