@@ -255,7 +255,9 @@ type linter struct {
 	// network set, for selectors.
 	eps       []*policy.Endpoint
 	epLabels  []selector.Set
-	netLabels []selector.Set
+	// Distinct label sets of endpoints and of network sets: pods of one
+	// workload share theirs, so selectors are tried once per workload.
+	uniqueEP, uniqueNet []selector.Set
 	// selMatches caches, by canonical selector, whether it picks anything.
 	selMatches map[string]bool
 	tiers      map[string]*policy.TierInfo
@@ -263,6 +265,9 @@ type linter struct {
 	// applied maps a compiled policy to the endpoints it applies to in rs;
 	// tierOrder lists each tier's enforced policies in evaluation order.
 	applied   map[PolicyID]map[string]struct{}
+	appliedTo map[*policy.Policy][2]map[string]struct{} // by policy.Direction
+	// selSets maps a canonical selector to its set of addresses in rs.
+	selSets map[string]*IPSet
 	tierOrder map[string][]*policy.Policy
 }
 
@@ -272,8 +277,10 @@ func (l *linter) prepare() {
 		l.epLabels = append(l.epLabels, l.set.EndpointLabels(ep))
 	}
 	for _, ns := range l.set.NetworkSets() {
-		l.netLabels = append(l.netLabels, l.set.NetworkSetLabels(ns))
+		l.uniqueNet = append(l.uniqueNet, l.set.NetworkSetLabels(ns))
 	}
+	l.uniqueEP = distinctLabels(l.epLabels)
+	l.uniqueNet = distinctLabels(l.uniqueNet)
 	l.tiers = map[string]*policy.TierInfo{}
 	for _, t := range l.set.Tiers() {
 		l.tiers[t.Name] = t
@@ -298,6 +305,20 @@ func (l *linter) prepare() {
 				}
 			}
 		}
+	}
+	l.selSets = map[string]*IPSet{}
+	for _, st := range l.rs.Sets {
+		if st.Kind == SetNets && !st.Literal && st.Selector != "" {
+			l.selSets[st.Selector] = st
+		}
+	}
+	l.appliedTo = map[*policy.Policy][2]map[string]struct{}{}
+	for _, p := range l.set.Policies() {
+		var by [2]map[string]struct{}
+		for _, d := range []policy.Direction{policy.Ingress, policy.Egress} {
+			by[d] = l.applied[policyID(irDirection(d), p.Tier, displayName(p))]
+		}
+		l.appliedTo[p] = by
 	}
 }
 
@@ -369,6 +390,27 @@ func (l *linter) lintTier(p *policy.Policy) {
 		"tier %q does not exist: Calico refuses the policy; add a Tier named %q or fix the name", p.Tier, p.Tier)
 }
 
+// distinctLabels returns each label set once, in first-seen order.
+func distinctLabels(sets []selector.Set) []selector.Set {
+	seen := map[string]bool{}
+	var out []selector.Set
+	var b strings.Builder
+	for _, s := range sets {
+		b.Reset()
+		for _, k := range sortedKeys(s) {
+			b.WriteString(k)
+			b.WriteByte(0)
+			b.WriteString(s[k])
+			b.WriteByte(0)
+		}
+		if key := b.String(); !seen[key] {
+			seen[key] = true
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
 func (l *linter) hasEndpoints() bool { return len(l.epLabels) > 0 }
 
 // picksAnything reports whether sel matches an endpoint (or, with nets, a
@@ -381,15 +423,21 @@ func (l *linter) picksAnything(sel *selector.Selector, nets bool) bool {
 	if v, ok := l.selMatches[key]; ok {
 		return v
 	}
+	// The compiler has the members of every rule selector's set: any
+	// member is an endpoint's or network set's address.
+	if s := l.selSets[sel.String()]; nets && s != nil && len(s.Nets) > 0 {
+		l.selMatches[key] = true
+		return true
+	}
 	found := false
-	for _, lbl := range l.epLabels {
+	for _, lbl := range l.uniqueEP {
 		if sel.Matches(lbl) {
 			found = true
 			break
 		}
 	}
 	if !found && nets {
-		for _, lbl := range l.netLabels {
+		for _, lbl := range l.uniqueNet {
 			if sel.Matches(lbl) {
 				found = true
 				break
@@ -425,7 +473,16 @@ func (l *linter) declaresPort(sel *selector.Selector, name string, proto uint8) 
 
 // lintSelector: a policy that selects no endpoint does nothing.
 func (l *linter) lintSelector(p *policy.Policy) {
-	if !l.hasEndpoints() || l.picksAnything(p.Selector, false) {
+	if !l.hasEndpoints() {
+		return
+	}
+	// The virtual node's Ruleset already says which endpoints each
+	// enforced policy applies to.
+	if by, ok := l.appliedTo[p]; ok && l.rs.Node == "" {
+		if len(by[policy.Ingress]) > 0 || len(by[policy.Egress]) > 0 {
+			return
+		}
+	} else if l.picksAnything(p.Selector, false) {
 		return
 	}
 	field := "spec.selector"
@@ -525,8 +582,7 @@ func (l *linter) lintShadowedByPolicy(q *policy.Policy, d policy.Direction, r *p
 	if q.Staged {
 		return
 	}
-	cd := irDirection(d)
-	eps := l.applied[policyID(cd, q.Tier, displayName(q))]
+	eps := l.appliedTo[q][d]
 	if len(eps) == 0 {
 		return
 	}
@@ -542,7 +598,7 @@ func (l *linter) lintShadowedByPolicy(q *policy.Policy, d policy.Direction, r *p
 		if !p.Applies(d) {
 			continue
 		}
-		peps := l.applied[policyID(cd, p.Tier, displayName(p))]
+		peps := l.appliedTo[p][d]
 		if _, ok := peps[someEP]; !ok || len(peps) < len(eps) {
 			continue
 		}

@@ -773,3 +773,31 @@ func BenchmarkLint(b *testing.B) {
 	}
 	b.ReportMetric(float64(n), "findings")
 }
+
+// TestLintNodeRuleset: with a node's Ruleset (here a node with no local
+// endpoint) the selector checks still judge the whole input.
+func TestLintNodeRuleset(t *testing.T) {
+	set := decodeSet(t, append(slices.Clone(pods), `apiVersion: projectcalico.org/v3
+kind: NetworkPolicy
+metadata: {name: ghost, namespace: app}
+spec:
+  selector: app == 'ghost'
+  ingress: [{action: Allow, source: {selector: app == 'web'}}]
+---
+apiVersion: projectcalico.org/v3
+kind: NetworkPolicy
+metadata: {name: web, namespace: app}
+spec:
+  selector: app == 'web'
+  ingress: [{action: Allow, source: {selector: app == 'nobody'}}]`)...)
+	for _, node := range []string{"", "node-without-pods"} {
+		t.Run("node="+node, func(t *testing.T) {
+			rs, err := compile.New(set, node).Compile()
+			require.NoError(t, err)
+			assert.Equal(t, []string{
+				"warning policy-selects-nothing NetworkPolicy app/ghost spec.selector",
+				"warning selector-matches-nothing NetworkPolicy app/web spec.ingress[0].source",
+			}, summary(compile.Lint(set, rs, compile.LintOptions{})))
+		})
+	}
+}
