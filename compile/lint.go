@@ -253,8 +253,8 @@ type linter struct {
 
 	// Flattened labels of every endpoint (in set.Endpoints() order) and
 	// network set, for selectors.
-	eps       []*policy.Endpoint
-	epLabels  []selector.Set
+	eps      []*policy.Endpoint
+	epLabels []selector.Set
 	// Distinct label sets of endpoints and of network sets: pods of one
 	// workload share theirs, so selectors are tried once per workload.
 	uniqueEP, uniqueNet []selector.Set
@@ -267,7 +267,7 @@ type linter struct {
 	applied   map[PolicyID]map[string]struct{}
 	appliedTo map[*policy.Policy][2]map[string]struct{} // by policy.Direction
 	// selSets maps a canonical selector to its set of addresses in rs.
-	selSets map[string]*IPSet
+	selSets   map[string]*IPSet
 	tierOrder map[string][]*policy.Policy
 }
 
