@@ -49,6 +49,7 @@ type Problem struct {
 	Detail string
 }
 
+// String writes the problem on one line: kind, then what is involved.
 func (p Problem) String() string {
 	var b strings.Builder
 	b.WriteString(string(p.Kind))

@@ -80,7 +80,8 @@ type Snapshotter interface {
 	Snapshot(ctx context.Context) Reader
 }
 
-// Reader reads one consistent-enough view of a store during an update.
+// Reader reads a store during an update, with the semantics of
+// [Store.Get] and [Store.List].
 type Reader interface {
 	Get(keys ...string) ([]KV, error)
 	List(prefix string) ([]KV, error)
@@ -121,6 +122,7 @@ type ConflictError struct {
 	Want, Got int64
 }
 
+// Error implements error.
 func (e *ConflictError) Error() string {
 	if e.Key == "" {
 		return "ipam: store conflict"
