@@ -574,7 +574,7 @@ type AssignAddrRequest struct {
 
 // Assign assigns one specific address. It fails with [ErrInUse] if the
 // address is held, [ErrCoolingDown] if it was released too recently, and
-// [ErrNoPool] if no pool holds it.
+// [ErrNoPool] if no enabled pool holds it. Manual pools may be used.
 func (a *Allocator) Assign(ctx context.Context, req AssignAddrRequest) error {
 	if err := validName("handle", req.Handle); err != nil {
 		return err
@@ -598,6 +598,9 @@ func (a *Allocator) Assign(ctx context.Context, req AssignAddrRequest) error {
 		}
 		if !found {
 			return ErrNoPool
+		}
+		if pool.Disabled {
+			return fmt.Errorf("%w: pool %s is disabled", ErrNoPool, pool.Name)
 		}
 		bp := pool.blockOf(addr)
 		b, err := t.block(bp)

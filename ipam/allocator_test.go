@@ -266,6 +266,8 @@ func TestAssignSpecificAndCooldown(t *testing.T) {
 	require.NoError(t, a.Assign(ctx, AssignAddrRequest{Addr: addr, Handle: "h1", Node: "n1"}))
 	require.ErrorIs(t, a.Assign(ctx, AssignAddrRequest{Addr: addr, Handle: "h2", Node: "n1"}), ErrInUse)
 	require.ErrorIs(t, a.Assign(ctx, AssignAddrRequest{Addr: netip.MustParseAddr("10.9.0.1"), Handle: "h2", Node: "n1"}), ErrNoPool)
+	require.NoError(t, a.UpsertPool(ctx, Pool{Name: "off", CIDR: netip.MustParsePrefix("10.9.0.0/24"), Disabled: true}))
+	require.ErrorIs(t, a.Assign(ctx, AssignAddrRequest{Addr: netip.MustParseAddr("10.9.0.1"), Handle: "h2", Node: "n1"}), ErrNoPool)
 	u, err := a.Usage(ctx)
 	require.NoError(t, err)
 	require.Equal(t, []BlockUsage{{Block: netip.MustParsePrefix("10.0.0.32/28"), Pool: "p", Node: "n1", Allocated: 1, Size: 16}}, u.Blocks)

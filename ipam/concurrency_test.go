@@ -101,6 +101,11 @@ func TestConcurrentEtcdNodes(t *testing.T) {
 	require.Zero(t, rep.Allocated, "leaks after release")
 	require.Zero(t, rep.Handles)
 	require.Greater(t, rep.Blocks, 1, "nodes claimed blocks")
+	// With nothing held (and no cool-down) every block is released too.
+	_, err := allocs[1].ReleaseEmptyBlocks(ctx)
+	require.NoError(t, err)
+	rep = requireClean(t, allocs[2])
+	require.Zero(t, rep.Blocks+rep.Nodes, "no block or affinity left behind")
 }
 
 // TestConcurrentBoltProcesses runs 32 processes allocating and releasing
@@ -162,4 +167,9 @@ func TestConcurrentBoltProcesses(t *testing.T) {
 	rep = requireClean(t, a)
 	require.Zero(t, rep.Allocated, "leaks after release")
 	require.Zero(t, rep.Handles)
+	blocks, err := New(s, Config{Cooldown: -1}).ReleaseEmptyBlocks(ctx)
+	require.NoError(t, err)
+	require.NotEmpty(t, blocks)
+	rep = requireClean(t, a)
+	require.Zero(t, rep.Blocks+rep.Nodes, "no block or affinity left behind")
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -123,4 +124,20 @@ func TestBoltReleasesFileLockWhenIdle(t *testing.T) {
 	require.NoError(t, a.Close())
 	_, err = a.Get(ctx, "k")
 	require.ErrorIs(t, err, ErrClosed)
+}
+
+func TestBoltLockTimeout(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "ipam.db")
+	owner, err := OpenBolt(ctx, path, &BoltOptions{KeepOpen: true})
+	require.NoError(t, err)
+	// A KeepOpen store holds the file lock; another handle (as another
+	// process would) waits for LockTimeout, then fails.
+	other, err := OpenBolt(ctx, path, &BoltOptions{LockTimeout: 50 * time.Millisecond})
+	require.Error(t, err)
+	require.Nil(t, other)
+	require.NoError(t, owner.Close())
+	other = openTestBolt(t, path)
+	_, err = other.List(ctx, "")
+	require.NoError(t, err)
 }
