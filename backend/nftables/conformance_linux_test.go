@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/calyxnet/calyx/compile"
@@ -218,3 +219,36 @@ func TestStateful(t *testing.T) {
 }
 
 func r0(a compile.Action, m compile.Match) compile.Rule { return testgen.Rule(a, m) }
+
+// TestBigMergedRun: a run longer than one netlink message of elements
+// becomes a named set filled in chunks; the last rule must still match.
+func TestBigMergedRun(t *testing.T) {
+	r := newRig(t, conformanceSpec())
+	b := r.ir()
+	prof := b.AllowAllProfile()
+	for _, ep := range b.RS.Endpoints {
+		ep.Ingress.Profiles = []compile.PolicyID{prof}
+		ep.Egress.Profiles = []compile.PolicyID{prof}
+	}
+	var rules []compile.Rule
+	for i := range 2000 {
+		n := b.Nets(fmt.Sprintf("10.%d.%d.0/24", 100+i/256, i%256))
+		rules = append(rules, r0(allow, compile.Match{Protocol: 6, Src: compile.PeerMatch{Sets: sets(n)}, Dst: compile.PeerMatch{Ports: testgen.Ports(uint16(1000 + i))}}))
+	}
+	last := b.Nets("10.77.0.2/32", "fd77::2/128") // pod1
+	rules = append(rules, r0(allow, compile.Match{Protocol: 6, Src: compile.PeerMatch{Sets: sets(last)}, Dst: compile.PeerMatch{Ports: testgen.Ports(443)}}))
+	p := b.Policy(compile.Ingress, "default", "huge", rules...)
+	b.RS.Endpoints[pod0].Ingress.Tiers = tiers(tier("default", deny, p))
+	r.conform(t, b.RS)
+	dump, err := r.b.Dump(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(dump), "th dport @m-") {
+		t.Fatalf("expected a named content set for the long run")
+	}
+	dr, err := r.b.Reconcile(context.Background())
+	if err != nil || !dr.Empty() {
+		t.Fatalf("reconcile after apply: %v %v", dr, err)
+	}
+}

@@ -31,7 +31,9 @@
 //	           "jump prof-…" per profile, then drop
 //	tier-HASH  one tier's policies for an endpoint: "jump pol-…" per
 //	           policy, then the end action (drop for Deny; nothing for Pass)
-//	pol-HASH   one compiled policy's rules: accept, drop, log
+//	pol-HASH   one compiled policy's rules: accept, drop, log (a policy
+//	           of up to three nft rules is written into its tier chains
+//	           instead: cheaper than a jump, and fewer kernel objects)
 //	prof-HASH  one profile's rules
 //
 // Endpoints whose policy is the same share ep and tier chains, so a new pod

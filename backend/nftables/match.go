@@ -181,7 +181,7 @@ func portRangesTerm(side string, ranges []compile.PortRange, neg bool) term {
 		if rg.Max < 65535 {
 			as.elems = append(as.elems, nftables.SetElement{Key: binaryutil.BigEndian.PutUint16(rg.Max + 1), IntervalEnd: true})
 		}
-		texts = append(texts, rg.String())
+		texts = append(texts, portRangeText(rg))
 	}
 	return term{exprs: []expr.Any{p, &expr.Lookup{SourceRegister: reg1, Invert: neg}},
 		text: fmt.Sprintf("%s %s{ %s }", pt, nt, strings.Join(texts, ", ")), anon: as}
@@ -473,4 +473,12 @@ func prefixTerms(fam uint8, side string, p netip.Prefix, neg bool) []term {
 		text = p.Addr().String()
 	}
 	return []term{{exprs: exprs, text: t + " " + nt + text}}
+}
+
+// portRangeText prints a range as nft does: "80" or "80-90".
+func portRangeText(r compile.PortRange) string {
+	if r.Min == r.Max {
+		return strconv.Itoa(int(r.Min))
+	}
+	return fmt.Sprintf("%d-%d", r.Min, r.Max)
 }

@@ -160,7 +160,10 @@ func (b *Backend) Apply(ctx context.Context, rs *compile.Ruleset) error {
 			return err
 		}
 	}
-	st := b.plan(c, cur, d)
+	st, err := b.plan(c, cur, d)
+	if err != nil {
+		return err
+	}
 	if err := b.flush(c); err != nil {
 		// The kernel either rejected the whole batch (previous state
 		// intact) or we lost track; read it back next time.
@@ -247,15 +250,16 @@ func flatten(groups [][]nftables.SetElement) []nftables.SetElement {
 }
 
 // plan queues on c the messages that turn cur into d.
-func (b *Backend) plan(c *nftables.Conn, cur, d *desired) Stats {
+func (b *Backend) plan(c *nftables.Conn, cur, d *desired) (Stats, error) {
 	var st Stats
+	var errs []error
 	c.AddTable(b.table)
 	addElems := func(s *nftables.Set, els []nftables.SetElement) {
-		_ = chunks(els, func(ch []nftables.SetElement) error { st.messages++; return c.SetAddElements(s, ch) })
+		errs = append(errs, chunks(els, func(ch []nftables.SetElement) error { st.messages++; return c.SetAddElements(s, ch) }))
 		st.ElementsAdded += len(els)
 	}
 	delElems := func(s *nftables.Set, els []nftables.SetElement) {
-		_ = chunks(els, func(ch []nftables.SetElement) error { st.messages++; return c.SetDeleteElements(s, ch) })
+		errs = append(errs, chunks(els, func(ch []nftables.SetElement) error { st.messages++; return c.SetDeleteElements(s, ch) }))
 		st.ElementsDeleted += len(els)
 	}
 	// Sets and maps: create what is missing, fix elements of plain sets
@@ -268,7 +272,7 @@ func (b *Backend) plan(c *nftables.Conn, cur, d *desired) Stats {
 		var fix func()
 		switch {
 		case !ok:
-			_ = c.AddSet(ks, nil)
+			errs = append(errs, c.AddSet(ks, nil))
 			st.SetsAdded++
 			fix = func() { addElems(ks, ds.elems) }
 		case !cs.sameType(ds) || cur.observed && !cs.sameElements(ds):
@@ -320,7 +324,9 @@ func (b *Backend) plan(c *nftables.Conn, cur, d *desired) Stats {
 			st.Changed = append(st.Changed, "~chain "+name)
 		}
 		for _, ru := range dc.rules {
-			st.messages += b.addRule(c, name, ru)
+			n, err := b.addRule(c, name, ru)
+			st.messages += n
+			errs = append(errs, err)
 		}
 	}
 	for _, fix := range mapFixes {
@@ -347,28 +353,27 @@ func (b *Backend) plan(c *nftables.Conn, cur, d *desired) Stats {
 		}
 	}
 	st.messages += st.ChainsDeleted + st.SetsDeleted + st.SetsAdded + st.ChainsRewritten
-	return st
+	if err := errors.Join(errs...); err != nil {
+		return st, fmt.Errorf("nftables: build batch: %w", err)
+	}
+	return st, nil
 }
 
-// addRule queues one rule and the anonymous sets it reads.
-func (b *Backend) addRule(c *nftables.Conn, chain string, ru *nrule) int {
+// addRule queues one rule and the anonymous sets it reads. An anonymous
+// set is filled by the message that creates it (the kernel refuses later
+// additions), so render keeps those small.
+func (b *Backend) addRule(c *nftables.Conn, chain string, ru *nrule) (int, error) {
 	msgs := 1
 	exprs := ru.exprs
 	if len(ru.anon) > 0 {
 		exprs = slices.Clone(ru.exprs)
 		for idx, as := range ru.anon {
 			s := &nftables.Set{Table: b.table, Anonymous: true, Constant: true, Interval: as.interval,
-				Concatenation: as.concat, KeyType: as.keyType, Size: uint32(len(as.elems))}
-			first := as.elems
-			if len(first) > elemChunk {
-				first = first[:elemChunk]
-				if first[len(first)-1].IntervalEnd == false && len(as.elems) > elemChunk && as.elems[elemChunk].IntervalEnd {
-					first = as.elems[:elemChunk+1]
-				}
+				Concatenation: as.concat, KeyType: as.keyType}
+			if err := c.AddSet(s, as.elems); err != nil {
+				return msgs, err
 			}
-			_ = c.AddSet(s, first)
 			msgs += 2
-			_ = chunks(as.elems[len(first):], func(ch []nftables.SetElement) error { msgs++; return c.SetAddElements(s, ch) })
 			lk := ru.exprs[idx].(*expr.Lookup)
 			exprs[idx] = &expr.Lookup{SourceRegister: lk.SourceRegister, Invert: lk.Invert, SetName: s.Name, SetID: s.ID}
 		}
@@ -379,7 +384,7 @@ func (b *Backend) addRule(c *nftables.Conn, chain string, ru *nrule) int {
 		Exprs:    exprs,
 		UserData: userdata.AppendString(nil, userdata.TypeComment, ru.comment),
 	})
-	return msgs
+	return msgs, nil
 }
 
 // Check renders rs and applies it, from scratch, in a throw-away network
@@ -499,7 +504,9 @@ func (b *Backend) Reconcile(ctx context.Context) (*Drift, error) {
 		return nil, err
 	}
 	dr := &Drift{TableMissing: !actual.tableExists}
-	dr.Stats = b.plan(c, actual, b.cur)
+	if dr.Stats, err = b.plan(c, actual, b.cur); err != nil {
+		return nil, err
+	}
 	if dr.Empty() {
 		return dr, nil
 	}

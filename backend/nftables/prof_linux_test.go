@@ -5,6 +5,7 @@ package nftables
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/netip"
 	"testing"
 	"time"
@@ -32,29 +33,40 @@ func bigRuleset(policies int) *compile.Ruleset {
 	return rs
 }
 
-func TestProfileApply(t *testing.T) {
+// TestApplyTimes is a quick look at where the time of an Apply goes on a
+// big ruleset (go test -run TestApplyTimes -v).
+func TestApplyTimes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("timing only")
+	}
 	ns := netnstest.New(t, "cxprof-")
-	for _, n := range []int{2500, 5000, 10000} {
-		rs := bigRuleset(n)
-		start := time.Now()
-		d, _ := render(rs)
+	ctx := context.Background()
+	b, err := New(ctx, backend.Options{NetNS: ns.Path()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close(ctx)
+	rs := bigRuleset(10000)
+	start := time.Now()
+	if err := b.Apply(ctx, rs); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("10000 policies from scratch: %v (%d messages)", time.Since(start), b.LastApply().Messages())
+	for i := range 3 {
+		more := *rs
+		more.Endpoints = maps.Clone(rs.Endpoints)
+		k := fmt.Sprintf("ns/new%d", i)
+		ep := *rs.Endpoints["ns/p1"]
+		ep.Key, ep.Interface = k, compile.WorkloadInterface("ns", k)
+		more.Endpoints[k] = &ep
+		start = time.Now()
+		d, _ := renderCached(&more, b.cache)
 		tr := time.Since(start)
-		b, err := New(context.Background(), backend.Options{NetNS: ns.Path(), Name: fmt.Sprint(n)})
-		if err != nil {
+		_ = d
+		start = time.Now()
+		if err := b.Apply(ctx, &more); err != nil {
 			t.Fatal(err)
 		}
-		c, _ := b.conn()
-		start = time.Now()
-		st := b.plan(c, &desired{chains: map[string]*nchain{}, sets: map[string]*nset{}}, d)
-		tp := time.Since(start)
-		start = time.Now()
-		if err := c.Flush(); err != nil {
-			t.Fatal(err)
-		}
-		tf := time.Since(start)
-		c.CloseLasting()
-		t.Logf("%d policies: render %v plan %v flush %v (%d msgs)", n, tr, tp, tf, st.messages)
-		b.cur = d
-		_ = b.Close(context.Background())
+		t.Logf("+1 pod: apply %v (render alone %v), %d messages", time.Since(start), tr, b.LastApply().Messages())
 	}
 }

@@ -643,6 +643,14 @@ func (r *renderer) policyPiecesFor(pid compile.PolicyID) []*nrule {
 		if len(seg) == 0 {
 			return
 		}
+		if len(seg) <= inlineRules {
+			// A short run of rules costs less inline than a jump, and
+			// makes fewer kernel objects: nothing is shared but a chain
+			// name.
+			pieces = append(pieces, seg...)
+			seg = nil
+			return
+		}
 		ch := &nchain{name: name, rules: seg}
 		r.addChain(ch)
 		made = append(made, ch)
@@ -827,16 +835,27 @@ func (r *renderer) mergeRun(pol *compile.Policy, i int) (int, []*nrule) {
 						Key:    concatKey(iv.first.AsSlice(), []byte{ru.Match.Protocol}, binaryutil.BigEndian.PutUint16(pr.Min)),
 						KeyEnd: concatKey(iv.last.AsSlice(), []byte{ru.Match.Protocol}, binaryutil.BigEndian.PutUint16(pr.Max)),
 					})
-					texts = append(texts, fmt.Sprintf("%s . %s . %s", iv.text(), protoText(ru.Match.Protocol), pr.String()))
+					texts = append(texts, fmt.Sprintf("%s . %s . %s", iv.text(), protoText(ru.Match.Protocol), portRangeText(pr)))
 				}
 			}
 		}
 		if len(as.elems) == 0 {
 			continue
 		}
-		as.elems = dedupeElems(as.elems)
+		as.elems, texts = dedupeElems(as.elems, texts)
 		terms := []term{nfprotoTerm(fam)}
-		terms = append(terms, concatLookupTerm(fam, side, as, texts))
+		if len(as.elems) <= elemChunk {
+			terms = append(terms, concatLookupTerm(fam, side, as, texts))
+		} else {
+			// Too many elements for the one message an anonymous set is
+			// filled with: a named set, named by its content, filled in
+			// bounded chunks like any other.
+			name := r.contentSet(as, texts, truncate(comment, 120))
+			lt := concatLookupTerm(fam, side, nil, nil)
+			lt.exprs[len(lt.exprs)-1].(*expr.Lookup).SetName = name
+			lt.text = strings.Replace(lt.text, "{  }", "@"+name, 1)
+			terms = append(terms, lt)
+		}
 		out = append(out, newRule(terms, vtext, &expr.Verdict{Kind: vk}, comment))
 	}
 	return j, out
@@ -875,20 +894,41 @@ func (r *renderer) runDisjoint(pol *compile.Policy, i, j int, side string) bool 
 	return true
 }
 
+// inlineRules is the most rules a policy (or segment of one) may render
+// to for its rules to go straight into the tier chains that use it rather
+// than into a chain of its own.
+const inlineRules = 3
+
 // mergeMinRun is the shortest run of same-shaped rules worth a set lookup.
 const mergeMinRun = 4
 
-func dedupeElems(els []nftables.SetElement) []nftables.SetElement {
+func dedupeElems(els []nftables.SetElement, texts []string) ([]nftables.SetElement, []string) {
 	seen := map[string]bool{}
-	out := els[:0]
-	for _, e := range els {
+	var out []nftables.SetElement
+	var outT []string
+	for i, e := range els {
 		k := string(e.Key) + "|" + string(e.KeyEnd)
 		if !seen[k] {
 			seen[k] = true
 			out = append(out, e)
+			outT = append(outT, texts[i])
 		}
 	}
-	return out
+	return out, outT
+}
+
+// contentSet adds a named set holding as's elements, named by their hash.
+func (r *renderer) contentSet(as *anonSet, texts []string, comment string) string {
+	name := "m-" + shortHash(texts...)
+	if _, ok := r.out.sets[name]; ok {
+		return name
+	}
+	ns := &nset{name: name, keyType: as.keyType, interval: as.interval, concat: as.concat, comment: comment}
+	for i := range as.elems {
+		addElem(ns, texts[i], []nftables.SetElement{as.elems[i]})
+	}
+	r.out.sets[name] = ns
+	return name
 }
 
 // mergeShape reports whether a rule can join a merged run, and on which
