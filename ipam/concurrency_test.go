@@ -3,6 +3,7 @@ package ipam
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"path/filepath"
@@ -172,4 +173,54 @@ func TestConcurrentBoltProcesses(t *testing.T) {
 	require.NotEmpty(t, blocks)
 	rep = requireClean(t, a)
 	require.Zero(t, rep.Blocks+rep.Nodes, "no block or affinity left behind")
+}
+
+// TestConcurrentMemoryAllocators runs several allocators (as separate
+// agents would be) on one compare-and-swap store with a pool so small
+// that nodes claim, fill and borrow from each other's blocks all the time.
+func TestConcurrentMemoryAllocators(t *testing.T) {
+	ctx := context.Background()
+	s := NewMemoryStore()
+	const nodes, workers, rounds = 4, 8, 40
+	var allocs []*Allocator
+	for range nodes {
+		allocs = append(allocs, New(s, Config{Cooldown: -1, MaxRetries: 1000, RetryBackoff: 10 * time.Microsecond}))
+	}
+	require.NoError(t, allocs[0].UpsertPool(ctx, Pool{Name: "p", CIDR: netip.MustParsePrefix("10.0.0.0/27"), BlockSize: 30}))
+	held := &heldSet{by: map[netip.Addr]string{}}
+	var g errgroup.Group
+	for n := range nodes {
+		for w := range workers {
+			g.Go(func() error {
+				for r := range rounds {
+					h := fmt.Sprintf("n%d-w%d-r%d", n, w, r)
+					res, err := allocs[n].AutoAssign(ctx, AssignRequest{Handle: h, Node: fmt.Sprint("node-", n), IPv4: 1})
+					if errors.Is(err, ErrExhausted) {
+						continue
+					}
+					if err != nil {
+						return err
+					}
+					held.add(res.IPv4[0], h)
+					// Until released, the address is ours, whoever asks.
+					al, err := allocs[(n+1)%nodes].Lookup(ctx, res.IPv4[0])
+					if err != nil {
+						return err
+					}
+					if al.Handle != h {
+						return fmt.Errorf("%s assigned to %s but held by %s", res.IPv4[0], h, al.Handle)
+					}
+					held.remove(res.IPv4[0])
+					if _, err := allocs[(n+r)%nodes].ReleaseByHandle(ctx, h); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+		}
+	}
+	require.NoError(t, g.Wait())
+	require.Empty(t, held.errs, "duplicates")
+	rep := requireClean(t, allocs[0])
+	require.Zero(t, rep.Allocated+rep.Handles)
 }
