@@ -35,23 +35,34 @@ var (
 	}
 )
 
+// reportCPU reports the process CPU time per operation since start.
+func reportCPU(b *testing.B, start time.Duration) {
+	if cpu := processCPU() - start; cpu > 0 && start > 0 {
+		b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/op")
+	}
+}
+
 func BenchmarkParse(b *testing.B) {
 	for _, c := range benchCases {
 		b.Run(c.name+"/calyx", func(b *testing.B) {
 			b.ReportAllocs()
+			start := processCPU()
 			for b.Loop() {
 				if _, err := Parse(c.calyx); err != nil {
 					b.Fatal(err)
 				}
 			}
+			reportCPU(b, start)
 		})
 		b.Run(c.name+"/apimachinery", func(b *testing.B) {
 			b.ReportAllocs()
+			start := processCPU()
 			for b.Loop() {
 				if _, err := k8slabels.Parse(c.k8s); err != nil {
 					b.Fatal(err)
 				}
 			}
+			reportCPU(b, start)
 		})
 	}
 }
@@ -74,15 +85,19 @@ func BenchmarkMatches(b *testing.B) {
 			}
 			b.Run(c.name+"/"+l.name+"/calyx", func(b *testing.B) {
 				b.ReportAllocs()
+				start := processCPU()
 				for b.Loop() {
 					s.Matches(calyxSet)
 				}
+				reportCPU(b, start)
 			})
 			b.Run(c.name+"/"+l.name+"/apimachinery", func(b *testing.B) {
 				b.ReportAllocs()
+				start := processCPU()
 				for b.Loop() {
 					ks.Matches(k8sSet)
 				}
+				reportCPU(b, start)
 			})
 		}
 	}
