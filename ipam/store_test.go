@@ -141,3 +141,33 @@ func TestBoltLockTimeout(t *testing.T) {
 	_, err = other.List(ctx, "")
 	require.NoError(t, err)
 }
+
+// TestEtcdSnapshotPinsRevision: every read of one update sees the store
+// as of its first read, so a decision that writes nothing (exhausted) is
+// true of one moment.
+func TestEtcdSnapshotPinsRevision(t *testing.T) {
+	ctx := context.Background()
+	s := newEtcdStore(t, startEtcd(t))
+	r1, err := s.Commit(ctx, Op{Kind: OpPut, Key: "a", Value: []byte("1")})
+	require.NoError(t, err)
+	snap := s.Snapshot(ctx)
+	kvs, err := snap.Get("a")
+	require.NoError(t, err)
+	require.Equal(t, "1", string(kvs[0].Value))
+
+	_, err = s.Commit(ctx, Op{Kind: OpPut, Key: "a", Revision: r1, Value: []byte("2")}, Op{Kind: OpPut, Key: "b", Value: []byte("new")})
+	require.NoError(t, err)
+
+	kvs, err = snap.Get("a", "b")
+	require.NoError(t, err)
+	require.Equal(t, "1", string(kvs[0].Value), "pinned to the first read")
+	require.Zero(t, kvs[1].Revision)
+	list, err := snap.List("")
+	require.NoError(t, err)
+	require.Len(t, list, 1)
+	// A fresh snapshot sees the present.
+	kvs, err = s.Snapshot(ctx).Get("a", "b")
+	require.NoError(t, err)
+	require.Equal(t, "2", string(kvs[0].Value))
+	require.Equal(t, "new", string(kvs[1].Value))
+}
