@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -800,4 +801,38 @@ spec:
 			}, summary(compile.Lint(set, rs, compile.LintOptions{})))
 		})
 	}
+}
+
+// FuzzLint: for any input the policy package accepts, Lint does not panic,
+// gives the same findings twice, and every finding is well formed.
+func FuzzLint(f *testing.F) {
+	for _, p := range []string{"../policy/testdata/seed-policies.yaml", "../examples/ecommerce/policies.yaml",
+		"../examples/tiers/policies.yaml", "../examples/pci/policies.yaml", "../examples/default-deny/policies.yaml"} {
+		b, err := os.ReadFile(p)
+		require.NoError(f, err)
+		f.Add(string(b))
+	}
+	f.Add(strings.Join(append(slices.Clone(pods), gnp("  - {action: Allow, protocol: TCP}\n  - {action: Deny, protocol: TCP, destination: {ports: [80]}}\n")), "\n---\n"))
+	f.Fuzz(func(t *testing.T, doc string) {
+		res, err := policy.DecodeWithOptions(strings.NewReader(doc), "fuzz.yaml", policy.DecodeOptions{})
+		if err != nil {
+			return
+		}
+		set := policy.NewSet()
+		if _, err := set.UpsertResult(res); err != nil {
+			return
+		}
+		rs, err := compile.New(set, "").Compile()
+		if err != nil {
+			return
+		}
+		got := compile.Lint(set, rs, compile.LintOptions{Judge: modelJudge})
+		require.Equal(t, got, compile.Lint(set, rs, compile.LintOptions{Judge: modelJudge}))
+		for _, fd := range got {
+			require.NotEmpty(t, fd.Code)
+			require.NotEmpty(t, fd.Message)
+			require.NotEmpty(t, fd.Object)
+			require.Contains(t, []compile.Severity{compile.SeverityInfo, compile.SeverityWarning, compile.SeverityError}, fd.Severity)
+		}
+	})
 }
