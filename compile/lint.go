@@ -178,12 +178,14 @@ type LintOptions struct {
 }
 
 // Lint reports what is suspicious in the policy of set. rs must be
-// compiled from set (compile.New(set, node).Compile()); Lint reads the
-// endpoints' applied tiers from it, so the virtual node "" lints the whole
-// cluster and a node's Ruleset only what that node enforces. Checks that
-// need endpoints (selectors that pick nothing) run only when set holds at
-// least one endpoint, so a directory of policies alone is linted on its
-// structure.
+// compiled from set (compile.New(set, node).Compile()); Lint reads from it
+// which policies apply to which endpoints, so with the virtual node "" the
+// checks that depend on that (the end-of-tier surprise, rules an earlier
+// policy decides) judge the whole cluster, and with a node's Ruleset only
+// that node's endpoints; selector checks always judge the whole input.
+// Checks that need endpoints (selectors that pick nothing) run only when
+// set holds at least one endpoint, so a directory of policies alone is
+// linted on its structure. Lint never modifies set or rs.
 //
 // The checks, each with its Code… constant:
 //   - a policy in a tier that does not exist (error);
@@ -211,8 +213,9 @@ type LintOptions struct {
 //   - rules with http (not enforced at L3/L4), services (left out by the
 //     compiler) or domains (matching only once DNS fills the set).
 //
-// Findings are sorted by source, line, severity (most severe first), code,
-// field and message; the same input always gives the same list.
+// Findings are sorted by source, line, document, severity (most severe
+// first), code, object, field and message; the same input always gives
+// the same list.
 func Lint(set *policy.Set, rs *Ruleset, opts LintOptions) []Finding {
 	if opts.MaxListed <= 0 {
 		opts.MaxListed = 5
