@@ -146,7 +146,7 @@ func tracePacket(src, dst traceEndpoint, probe reach.Probe) (model.Packet, error
 // explain prints the trace grouped by direction, then the verdict.
 func explain(v *model.Verdict, src, dst traceEndpoint) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s → %s %s/%s\n", src.name, dst.name, portOf(v.Packet), compile.ProtocolName(v.Packet.Protocol))
+	fmt.Fprintf(&b, "%s → %s %d/%s\n", src.name, dst.name, v.Packet.DstPort, compile.ProtocolName(v.Packet.Protocol))
 	fmt.Fprintf(&b, "packet: %s\n", v.Packet)
 
 	judged := map[compile.Direction]bool{}
@@ -213,5 +213,3 @@ func stepLine(s model.Step) string {
 	line := s.String()
 	return strings.TrimPrefix(line, s.Endpoint+" "+s.Direction.String()+": ")
 }
-
-func portOf(p model.Packet) string { return fmt.Sprint(p.DstPort) }
