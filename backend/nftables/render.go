@@ -133,6 +133,16 @@ type renderer struct {
 	cache        *renderCache // what this render produced
 	oldCache     *renderCache // what the last one did
 	fps          map[compile.PolicyID]string
+	// tiers memoises tier chains within one render by the identity of the
+	// policy list: endpoints of one namespace usually share it.
+	tiers map[tierMemo][2]string
+}
+
+type tierMemo struct {
+	first     *compile.PolicyID
+	n         int
+	tier      string
+	endAction compile.Action
 }
 
 // renderCache keeps what earlier renders produced, keyed by content, so
@@ -141,7 +151,18 @@ type renderer struct {
 type renderCache struct {
 	policies map[string]*cachedPolicy // by fingerprint
 	chains   map[string]*cachedChain  // tier, endpoint and profile chains by key
-	ptrs     map[ptrKey]string        // fingerprints of policies seen before
+	ptrs     map[*compile.Policy]string
+	tiers    map[tierMemo]*tierEntry
+	// logPrefix is the one every entry was rendered with.
+	logPrefix string
+}
+
+// tierEntry remembers a tier chain rendered for a list of policies, with
+// the policy values it was rendered from.
+type tierEntry struct {
+	name, key string
+	pols      []*compile.Policy
+	deps      []*nchain
 }
 
 type cachedPolicy struct {
@@ -155,7 +176,8 @@ type cachedChain struct {
 }
 
 func newRenderCache() *renderCache {
-	return &renderCache{policies: map[string]*cachedPolicy{}, chains: map[string]*cachedChain{}, ptrs: map[ptrKey]string{}}
+	return &renderCache{policies: map[string]*cachedPolicy{}, chains: map[string]*cachedChain{},
+		ptrs: map[*compile.Policy]string{}, tiers: map[tierMemo]*tierEntry{}}
 }
 
 // render builds the desired table for rs. It fails if rs refers to a set
@@ -170,24 +192,25 @@ func renderCached(rs *compile.Ruleset, cache *renderCache) (*desired, error) {
 	if err := validate(rs); err != nil {
 		return nil, err
 	}
-	old := cache
-	if old == nil {
-		old = newRenderCache()
+	if cache == nil {
+		cache = newRenderCache()
+	}
+	if cache.logPrefix != rs.Settings.LogPrefix || len(cache.policies) > 4*len(rs.Policies)+1000 {
+		// Entries of a different log prefix, or too many dead ones: start
+		// over (memory only; correctness never depends on the cache).
+		*cache = *newRenderCache()
+		cache.logPrefix = rs.Settings.LogPrefix
 	}
 	r := &renderer{
 		rs:           rs,
 		out:          &desired{chains: map[string]*nchain{}, sets: map[string]*nset{}},
-		policyPieces: map[compile.PolicyID][]*nrule{},
+		policyPieces: make(map[compile.PolicyID][]*nrule, len(rs.Policies)),
 		profiles:     map[compile.PolicyID]string{},
-		fps:          map[compile.PolicyID]string{},
-		cache:        newRenderCache(),
+		fps:          make(map[compile.PolicyID]string, len(rs.Policies)),
+		tiers:        map[tierMemo][2]string{},
+		cache:        cache,
+		oldCache:     cache,
 	}
-	defer func() {
-		if cache != nil {
-			*cache = *r.cache
-		}
-	}()
-	r.oldCache = old
 	r.addPortProtos()
 	for _, id := range sortedKeys(rs.Sets) {
 		r.addSet(rs.Sets[id])
@@ -226,30 +249,39 @@ func renderCached(rs *compile.Ruleset, cache *renderCache) (*desired, error) {
 
 func validate(rs *compile.Ruleset) error {
 	var problems []string
-	checkSets := func(where string, ids []compile.SetID) {
+	missing := func(ids []compile.SetID) bool {
 		for _, id := range ids {
 			if _, ok := rs.Sets[id]; !ok {
-				problems = append(problems, fmt.Sprintf("%s: unknown set %s", where, id))
+				return true
 			}
 		}
+		return false
 	}
-	for _, id := range sortedKeys(rs.Policies) {
-		p := rs.Policies[id]
+	for id, p := range rs.Policies {
 		for i := range p.Rules {
 			m := &p.Rules[i].Match
-			where := fmt.Sprintf("policy %s rule %d", id, i)
-			for _, pm := range []*compile.PeerMatch{&m.Src, &m.Dst} {
-				checkSets(where, pm.Sets)
-				checkSets(where, pm.NotSets)
-				checkSets(where, pm.NamedPorts)
-				checkSets(where, pm.NotNamedPorts)
+			if missing(m.Src.Sets) || missing(m.Src.NotSets) || missing(m.Src.NamedPorts) || missing(m.Src.NotNamedPorts) ||
+				missing(m.Dst.Sets) || missing(m.Dst.NotSets) || missing(m.Dst.NamedPorts) || missing(m.Dst.NotNamedPorts) {
+				problems = append(problems, fmt.Sprintf("policy %s rule %d: unknown set", id, i))
 			}
 		}
 	}
-	for _, key := range sortedKeys(rs.Endpoints) {
-		ep := rs.Endpoints[key]
-		for _, d := range []*compile.DirectionPolicy{&ep.Ingress, &ep.Egress} {
+	type list struct {
+		first *compile.PolicyID
+		n     int
+	}
+	seen := map[list]bool{}
+	for key, ep := range rs.Endpoints {
+		for _, d := range [2]*compile.DirectionPolicy{&ep.Ingress, &ep.Egress} {
 			for _, t := range d.Tiers {
+				// Endpoints of a namespace share their lists: check each once.
+				if len(t.Policies) > 0 {
+					l := list{&t.Policies[0], len(t.Policies)}
+					if seen[l] {
+						continue
+					}
+					seen[l] = true
+				}
 				for _, id := range t.Policies {
 					if _, ok := rs.Policies[id]; !ok {
 						problems = append(problems, fmt.Sprintf("endpoint %s: unknown policy %s", key, id))
@@ -264,6 +296,7 @@ func validate(rs *compile.Ruleset) error {
 		}
 	}
 	if len(problems) > 0 {
+		slices.Sort(problems)
 		return fmt.Errorf("%w: %s", ErrInvalidRuleset, strings.Join(problems, "; "))
 	}
 	return nil
@@ -535,17 +568,13 @@ func (r *renderer) endpointChain(d *compile.DirectionPolicy, key string, dir com
 // lookupChain finds a chain made by an earlier render under cache key k
 // and adds it.
 func (r *renderer) lookupChain(k string) (string, bool) {
-	if c, ok := r.cache.chains[k]; ok {
-		return c.name, true
-	}
-	c, ok := r.oldCache.chains[k]
+	c, ok := r.cache.chains[k]
 	if !ok {
 		return "", false
 	}
 	if _, have := r.out.chains[c.name]; !have {
 		r.addChain(c.chain)
 	}
-	r.cache.chains[k] = c
 	return c.name, true
 }
 
@@ -555,6 +584,52 @@ func (r *renderer) storeChain(k, name string) {
 
 // tierChain returns the tier chain's name and its cache key.
 func (r *renderer) tierChain(t *compile.TierPolicies, dir compile.Direction) (string, string) {
+	var memo tierMemo
+	if len(t.Policies) > 0 {
+		memo = tierMemo{&t.Policies[0], len(t.Policies), t.Tier, t.EndAction}
+		if v, ok := r.tiers[memo]; ok {
+			return v[0], v[1]
+		}
+	}
+	if e, ok := r.cache.tiers[memo]; ok && memo.first != nil && r.samePolicies(e, t) {
+		for _, c := range e.deps {
+			if _, have := r.out.chains[c.name]; !have {
+				r.addChain(c)
+			}
+		}
+		r.tiers[memo] = [2]string{e.name, e.key}
+		return e.name, e.key
+	}
+	name, k := r.tierChainSlow(t)
+	if memo.first != nil {
+		r.tiers[memo] = [2]string{name, k}
+		e := &tierEntry{name: name, key: k, deps: []*nchain{r.out.chains[name]}}
+		for _, pid := range t.Policies {
+			e.pols = append(e.pols, r.rs.Policies[pid])
+			if c, ok := r.cache.policies[r.fps[pid]]; ok {
+				e.deps = append(e.deps, c.chains...)
+			}
+		}
+		r.cache.tiers[memo] = e
+	}
+	return name, k
+}
+
+// samePolicies reports whether a tier's policies are the very values an
+// entry was rendered from.
+func (r *renderer) samePolicies(e *tierEntry, t *compile.TierPolicies) bool {
+	if len(e.pols) != len(t.Policies) {
+		return false
+	}
+	for i, pid := range t.Policies {
+		if r.rs.Policies[pid] != e.pols[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func (r *renderer) tierChainSlow(t *compile.TierPolicies) (string, string) {
 	var ck strings.Builder
 	ck.WriteString("tier|" + t.Tier + "|" + t.EndAction.String())
 	for _, pid := range t.Policies {
@@ -585,8 +660,7 @@ func (r *renderer) fingerprint(pid compile.PolicyID) string {
 		return fp
 	}
 	pol := r.rs.Policies[pid]
-	key := ptrKey{pol, r.rs.Settings.LogPrefix}
-	fp, ok := r.oldCache.ptrs[key]
+	fp, ok := r.cache.ptrs[pol]
 	if !ok {
 		var b strings.Builder
 		b.WriteString(r.rs.Settings.LogPrefix)
@@ -602,15 +676,10 @@ func (r *renderer) fingerprint(pid compile.PolicyID) string {
 			}
 		}
 		fp = string(pid) + "@" + shortHash(b.String())
+		r.cache.ptrs[pol] = fp
 	}
-	r.cache.ptrs[key] = fp
 	r.fps[pid] = fp
 	return fp
-}
-
-type ptrKey struct {
-	pol    *compile.Policy
-	prefix string
 }
 
 // policyPiecesFor renders a tier policy once: its segment chains, and the

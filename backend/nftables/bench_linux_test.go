@@ -8,13 +8,13 @@ import (
 	"maps"
 	"net/netip"
 	"testing"
-	"time"
 
 	"github.com/calyxnet/calyx/backend"
 	"github.com/calyxnet/calyx/compile"
 	"github.com/calyxnet/calyx/internal/netns/netnstest"
 )
 
+// bigRuleset: 110 pods in 11 groups, policies spread over the groups.
 func bigRuleset(policies int) *compile.Ruleset {
 	rs := &compile.Ruleset{Sets: map[compile.SetID]*compile.IPSet{}, Policies: map[compile.PolicyID]*compile.Policy{}, Endpoints: map[string]*compile.Endpoint{}}
 	var ids []compile.PolicyID
@@ -33,40 +33,50 @@ func bigRuleset(policies int) *compile.Ruleset {
 	return rs
 }
 
-// TestApplyTimes is a quick look at where the time of an Apply goes on a
-// big ruleset (go test -run TestApplyTimes -v).
-func TestApplyTimes(t *testing.T) {
-	if testing.Short() {
-		t.Skip("timing only")
-	}
-	ns := netnstest.New(t, "cxprof-")
-	ctx := context.Background()
-	b, err := New(ctx, backend.Options{NetNS: ns.Path()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close(ctx)
+// BenchmarkRenderCached10k: rendering a Ruleset of 10,000 policies the
+// backend has rendered before (what every small change costs on the Go
+// side).
+func BenchmarkRenderCached10k(b *testing.B) {
 	rs := bigRuleset(10000)
-	start := time.Now()
-	if err := b.Apply(ctx, rs); err != nil {
-		t.Fatal(err)
+	cache := newRenderCache()
+	if _, err := renderCached(rs, cache); err != nil {
+		b.Fatal(err)
 	}
-	t.Logf("10000 policies from scratch: %v (%d messages)", time.Since(start), b.LastApply().Messages())
-	for i := range 3 {
+	b.ResetTimer()
+	for range b.N {
+		if _, err := renderCached(rs, cache); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkApplyNewPod: one pod more on a node of 10,000 policies, applied
+// to the kernel (go test -bench ApplyNewPod -benchtime 20x).
+func BenchmarkApplyNewPod(b *testing.B) {
+	ns := netnstest.New(b, "cxbench-")
+	ctx := context.Background()
+	be, err := New(ctx, backend.Options{NetNS: ns.Path()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer be.Close(ctx)
+	rs := bigRuleset(10000)
+	if err := be.Apply(ctx, rs); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for i := range b.N {
 		more := *rs
 		more.Endpoints = maps.Clone(rs.Endpoints)
 		k := fmt.Sprintf("ns/new%d", i)
 		ep := *rs.Endpoints["ns/p1"]
 		ep.Key, ep.Interface = k, compile.WorkloadInterface("ns", k)
 		more.Endpoints[k] = &ep
-		start = time.Now()
-		d, _ := renderCached(&more, b.cache)
-		tr := time.Since(start)
-		_ = d
-		start = time.Now()
-		if err := b.Apply(ctx, &more); err != nil {
-			t.Fatal(err)
+		if err := be.Apply(ctx, &more); err != nil {
+			b.Fatal(err)
 		}
-		t.Logf("+1 pod: apply %v (render alone %v), %d messages", time.Since(start), tr, b.LastApply().Messages())
+		if n := be.LastApply().Messages(); n > 4 {
+			b.Fatalf("a new pod took %d messages", n)
+		}
 	}
 }
