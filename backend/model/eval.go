@@ -131,25 +131,13 @@ func (x *Index) direction(ep *compile.Endpoint, dir compile.Direction, p *Packet
 tiers:
 	for _, tier := range dp.Tiers {
 		for _, pid := range tier.Policies {
-			pol := x.rs.Policies[pid]
-			for i := range pol.Rules {
-				r := &pol.Rules[i]
-				matched := x.matches(&r.Match, p)
-				if trace != nil {
-					*trace = append(*trace, Step{Kind: StepRule, Direction: dir, Endpoint: ep.Key, Tier: tier.Tier,
-						Policy: pol.Name, PolicyID: pid, Rule: i, Origin: r.Origin, Action: r.Action, Matched: matched})
-				}
-				if !matched {
-					continue
-				}
-				switch r.Action {
-				case compile.ActionAllow:
-					return true
-				case compile.ActionDeny:
-					return false
-				case compile.ActionPass:
-					continue tiers
-				}
+			switch x.policy(ep, dir, tier.Tier, pid, StepRule, p, trace) {
+			case compile.ActionAllow:
+				return true
+			case compile.ActionDeny:
+				return false
+			case compile.ActionPass:
+				continue tiers
 			}
 		}
 		record(trace, Step{Kind: StepEndOfTier, Direction: dir, Endpoint: ep.Key, Tier: tier.Tier,
@@ -162,27 +150,36 @@ tiers:
 		record(trace, Step{Kind: StepNoPolicy, Direction: dir, Endpoint: ep.Key})
 	}
 	for _, pid := range dp.Profiles {
-		pol := x.rs.Policies[pid]
-		for i := range pol.Rules {
-			r := &pol.Rules[i]
-			matched := x.matches(&r.Match, p)
-			if trace != nil {
-				*trace = append(*trace, Step{Kind: StepProfileRule, Direction: dir, Endpoint: ep.Key,
-					Policy: pol.Name, PolicyID: pid, Rule: i, Origin: r.Origin, Action: r.Action, Matched: matched})
-			}
-			if !matched {
-				continue
-			}
-			switch r.Action {
-			case compile.ActionAllow:
-				return true
-			case compile.ActionDeny:
-				return false
-			}
+		switch x.policy(ep, dir, "", pid, StepProfileRule, p, trace) {
+		case compile.ActionAllow:
+			return true
+		case compile.ActionDeny:
+			return false
 		}
 	}
 	record(trace, Step{Kind: StepProfilesEnd, Direction: dir, Endpoint: ep.Key, Action: compile.ActionDeny})
 	return false
+}
+
+// policy walks one policy's rules and returns the action of the first
+// matching rule that ends the walk (Allow, Deny or Pass), or 0 when none
+// does. Log rules are recorded and passed over, and so is Pass in a
+// profile (profiles have no next tier to pass to).
+func (x *Index) policy(ep *compile.Endpoint, dir compile.Direction, tier string, pid compile.PolicyID, kind StepKind, p *Packet, trace *[]Step) compile.Action {
+	pol := x.rs.Policies[pid]
+	for i := range pol.Rules {
+		r := &pol.Rules[i]
+		matched := x.matches(&r.Match, p)
+		if trace != nil {
+			*trace = append(*trace, Step{Kind: kind, Direction: dir, Endpoint: ep.Key, Tier: tier,
+				Policy: pol.Name, PolicyID: pid, Rule: i, Origin: r.Origin, Action: r.Action, Matched: matched})
+		}
+		if !matched || r.Action == compile.ActionLog || (kind == StepProfileRule && r.Action == compile.ActionPass) {
+			continue
+		}
+		return r.Action
+	}
+	return 0
 }
 
 // failsafe reports whether p uses a fail-safe port of a host endpoint.
