@@ -138,6 +138,11 @@ type AssignRequest struct {
 	Pools []string
 	// Use is what the addresses are for (default Workload).
 	Use Use
+	// Idempotent counts the addresses the handle already holds towards
+	// the request and assigns only what is missing, so a retried request
+	// (say, after a timeout whose commit did land) gets the same
+	// addresses back instead of more.
+	Idempotent bool
 }
 
 // AssignResult lists the assigned addresses.
@@ -319,6 +324,24 @@ func (a *Allocator) assignBatch(ctx context.Context, batch []*assignCall) {
 // assignIn assigns req's addresses within one run.
 func (a *Allocator) assignIn(t *txn, req AssignRequest) (AssignResult, error) {
 	var res AssignResult
+	var held []netip.Addr
+	if req.Idempotent {
+		h, err := t.handle(req.Handle)
+		if err != nil {
+			return res, err
+		}
+		if h != nil {
+			for _, x := range h.Addrs {
+				switch {
+				case x.Is4() && len(res.IPv4) < req.IPv4:
+					res.IPv4 = append(res.IPv4, x)
+				case x.Is6() && len(res.IPv6) < req.IPv6:
+					res.IPv6 = append(res.IPv6, x)
+				}
+			}
+			held = append(slices.Clone(res.IPv4), res.IPv6...)
+		}
+	}
 	pools, err := t.loadPools()
 	if err != nil {
 		return res, err
@@ -328,7 +351,7 @@ func (a *Allocator) assignIn(t *txn, req AssignRequest) (AssignResult, error) {
 		v6  bool
 		out *[]netip.Addr
 	}{{req.IPv4, false, &res.IPv4}, {req.IPv6, true, &res.IPv6}} {
-		if fam.n == 0 {
+		if fam.n == len(*fam.out) {
 			continue
 		}
 		cands, err := a.candidates(pools, req, fam.v6)
@@ -338,7 +361,7 @@ func (a *Allocator) assignIn(t *txn, req AssignRequest) (AssignResult, error) {
 		if len(cands) == 0 {
 			return res, fmt.Errorf("%w: no usable IPv%d pool for node %s", ErrNoPool, map[bool]int{false: 4, true: 6}[fam.v6], req.Node)
 		}
-		for range fam.n {
+		for len(*fam.out) < fam.n {
 			addr, err := a.allocOne(t, req, cands)
 			if err != nil {
 				return res, err
@@ -346,7 +369,16 @@ func (a *Allocator) assignIn(t *txn, req AssignRequest) (AssignResult, error) {
 			*fam.out = append(*fam.out, addr)
 		}
 	}
-	return res, a.addToHandle(t, req.Handle, req.Node, req.Attrs, append(slices.Clone(res.IPv4), res.IPv6...))
+	var added []netip.Addr
+	for _, x := range append(slices.Clone(res.IPv4), res.IPv6...) {
+		if !slices.Contains(held, x) {
+			added = append(added, x)
+		}
+	}
+	if len(added) == 0 {
+		return res, nil
+	}
+	return res, a.addToHandle(t, req.Handle, req.Node, req.Attrs, added)
 }
 
 func (a *Allocator) addToHandle(t *txn, id, node string, attrs map[string]string, addrs []netip.Addr) error {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -418,4 +419,34 @@ func TestCombinedAssignments(t *testing.T) {
 	require.Equal(t, 16, ok)
 	rep := requireClean(t, a)
 	require.Equal(t, 16, rep.Allocated)
+}
+
+func TestIdempotentAssign(t *testing.T) {
+	ctx := context.Background()
+	a := New(NewMemoryStore(), Config{})
+	mustPool(t, a, "v4", "10.0.0.0/24", 0)
+	mustPool(t, a, "v6", "fd00::/120", 0)
+	req := AssignRequest{Handle: "cni.abc", Node: "n", IPv4: 1, Idempotent: true}
+	first, err := a.AutoAssign(ctx, req)
+	require.NoError(t, err)
+	// A retry (say after an ambiguous timeout) gets the same address.
+	again, err := a.AutoAssign(ctx, req)
+	require.NoError(t, err)
+	require.Equal(t, first, again)
+	// Asking for more adds only what is missing.
+	req.IPv6 = 1
+	dual, err := a.AutoAssign(ctx, req)
+	require.NoError(t, err)
+	require.Equal(t, first.IPv4, dual.IPv4)
+	require.Len(t, dual.IPv6, 1)
+	h, err := a.LookupHandle(ctx, "cni.abc")
+	require.NoError(t, err)
+	require.Equal(t, append(slices.Clone(first.IPv4), dual.IPv6...), h.Addrs)
+	// Without Idempotent a second request adds addresses to the handle.
+	req.Idempotent = false
+	more, err := a.AutoAssign(ctx, req)
+	require.NoError(t, err)
+	require.NotEqual(t, first.IPv4, more.IPv4)
+	rep := requireClean(t, a)
+	require.Equal(t, 4, rep.Allocated)
 }

@@ -132,8 +132,20 @@ func propertyAllocator(t *testing.T, open func() Store) {
 					n4 = 1
 				}
 				node := rapid.SampledFrom(nodes).Draw(rt, "node")
-				res, err := a.AutoAssign(ctx, AssignRequest{Handle: h, Node: node, IPv4: n4, IPv6: n6})
-				possible := count(all4) >= n4 && count(all6) >= n6
+				idem := rapid.Bool().Draw(rt, "idempotent")
+				// With Idempotent, what the handle holds counts first.
+				var have4, have6 []netip.Addr
+				if idem {
+					for _, x := range m.handles[h] {
+						if x.Is4() && len(have4) < n4 {
+							have4 = append(have4, x)
+						} else if x.Is6() && len(have6) < n6 {
+							have6 = append(have6, x)
+						}
+					}
+				}
+				res, err := a.AutoAssign(ctx, AssignRequest{Handle: h, Node: node, IPv4: n4, IPv6: n6, Idempotent: idem})
+				possible := count(all4) >= n4-len(have4) && count(all6) >= n6-len(have6)
 				switch {
 				case err == nil:
 					if !possible {
@@ -142,7 +154,10 @@ func propertyAllocator(t *testing.T, open func() Store) {
 					if len(res.IPv4) != n4 || len(res.IPv6) != n6 {
 						rt.Fatalf("asked %d+%d, got %v", n4, n6, res)
 					}
-					hold(h, append(res.IPv4, res.IPv6...)...)
+					if !slices.Equal(res.IPv4[:len(have4)], have4) || !slices.Equal(res.IPv6[:len(have6)], have6) {
+						rt.Fatalf("idempotent request got %v, handle held %v %v", res, have4, have6)
+					}
+					hold(h, append(slices.Clone(res.IPv4[len(have4):]), res.IPv6[len(have6):]...)...)
 				case errors.Is(err, ErrExhausted):
 					if possible {
 						rt.Fatalf("exhausted although the model has room: %v", err)
