@@ -220,3 +220,30 @@ func TestInvalidRulesetNeverReachesTheKernel(t *testing.T) {
 	require.ErrorIs(t, r.b.Check(context.Background(), rs), ErrInvalidRuleset)
 	require.NoError(t, r.b.Check(context.Background(), baseline(r)))
 }
+
+// TestUnknownWorkloadInterfaceFailsClosed: a pod whose veth exists but
+// which the Ruleset does not know yet (not programmed) can neither send nor
+// receive, where the model — which knows nothing of interfaces — would let
+// the other side decide.
+func TestUnknownWorkloadInterfaceFailsClosed(t *testing.T) {
+	r := newRig(t, conformanceSpec())
+	rs := baseline(r)
+	delete(rs.Endpoints, pod3)
+	ctx := context.Background()
+	require.NoError(t, r.b.Apply(ctx, rs))
+	m, err := r.lab.Observe(ctx)
+	require.NoError(t, err)
+	want := lab.Expected(rs, m.Probes)
+	m, err = r.lab.Recheck(ctx, m, want)
+	require.NoError(t, err)
+	for i, p := range m.Probes {
+		switch {
+		case p.From == p.To:
+			require.True(t, m.Allowed[i], "%s never leaves the pod", p.String())
+		case p.From == pod3 || p.To == pod3:
+			require.False(t, m.Allowed[i], "%s must be dropped: pod3 is not programmed", p.String())
+		default:
+			require.Equal(t, want.Allowed[i], m.Allowed[i], p.String())
+		}
+	}
+}
