@@ -61,9 +61,9 @@
 //
 // A commit that fails with a network or timeout error may still have
 // happened in etcd. The allocator does not retry it behind the caller's
-// back; a caller retrying AutoAssign with the same handle may then hold
-// two addresses under that handle until it is released (a CNI plugin
-// should look the handle up first). Nothing is ever held twice.
+// back. A caller that retries should set AssignRequest.Idempotent, so the
+// retry returns what the handle already holds instead of adding more.
+// Nothing is ever held twice.
 //
 // [NewMemoryStore] is for tests and examples.
 package ipam
