@@ -70,6 +70,10 @@ const (
 	// makes its tier apply to the endpoints it selects, so everything it
 	// does not deny meets the tier's end-of-tier deny (warning).
 	CodeImplicitDeny = "implicit-end-of-tier-deny"
+	// CodePolicyNeverEvaluated: for every endpoint the policy applies to
+	// in a direction, an earlier tier decides every packet (it has no Pass
+	// rule and ends in Deny), so the policy is never reached (warning).
+	CodePolicyNeverEvaluated = "policy-never-evaluated"
 	// CodeStagedChangesVerdicts: enforcing a staged policy would change
 	// the verdict of some pod-to-pod connections (warning).
 	CodeStagedChangesVerdicts = "staged-changes-verdicts"
@@ -207,6 +211,9 @@ type LintOptions struct {
 //     the end of the tier (Calico's classic surprise). When the input has
 //     endpoints, only those for which no other policy of the tier applies
 //     are reported, as they are the ones it changes;
+//   - a policy never evaluated in a direction because, for every endpoint
+//     it applies to, an earlier tier with no Pass rule that ends in Deny
+//     decides every packet;
 //   - staged policies that would change verdicts (with opts.Judge), or
 //     stage the deletion of a policy that does not exist;
 //   - overlapping nets within one nets or notNets list;
@@ -241,6 +248,7 @@ func Lint(set *policy.Set, rs *Ruleset, opts LintOptions) []Finding {
 			l.lintImplicitDeny(p, d)
 		}
 	}
+	l.lintUnreachedTiers()
 	for _, p := range set.StagedPolicies() {
 		l.lintStaged(p)
 	}
@@ -731,6 +739,78 @@ func (l *linter) lintImplicitDeny(p *policy.Policy, d policy.Direction) {
 	l.add(SeverityWarning, CodeImplicitDeny, p, l.fieldPos(p, p.Position, field), field,
 		"the policy has only %s rules for %s: it makes tier %q apply to the %s of %s, so all their other %s traffic is denied at the end of the tier; %s",
 		kinds, d, p.Tier, d, l.list(victims, "endpoint"), d, advice)
+}
+
+// lintUnreachedTiers reports policies that no packet reaches: on every
+// endpoint they apply to, an earlier tier decides everything.
+func (l *linter) lintUnreachedTiers() {
+	// A tier decides every packet when it ends in Deny and none of its
+	// policies (for that endpoint and direction) can Pass.
+	passes := func(id PolicyID) bool {
+		if pol := l.rs.Policies[id]; pol != nil {
+			for i := range pol.Rules {
+				if pol.Rules[i].Action == ActionPass {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	type count struct {
+		applied, unreached int
+		by                 map[string]bool // the deciding tiers
+	}
+	counts := map[PolicyID]*count{}
+	for _, key := range sortedKeys(l.rs.Endpoints) {
+		ep := l.rs.Endpoints[key]
+		for _, dp := range []*DirectionPolicy{&ep.Ingress, &ep.Egress} {
+			decider := ""
+			for _, t := range dp.Tiers {
+				for _, id := range t.Policies {
+					c := counts[id]
+					if c == nil {
+						c = &count{by: map[string]bool{}}
+						counts[id] = c
+					}
+					c.applied++
+					if decider != "" {
+						c.unreached++
+						c.by[decider] = true
+					}
+				}
+				if decider != "" || t.EndAction != ActionDeny {
+					continue
+				}
+				decider = t.Tier
+				for _, id := range t.Policies {
+					if passes(id) {
+						decider = ""
+						break
+					}
+				}
+			}
+		}
+	}
+	for _, id := range sortedKeys(counts) {
+		c := counts[id]
+		p := l.byID[id]
+		if p == nil || c.applied == 0 || c.unreached != c.applied {
+			continue
+		}
+		d := policy.Ingress
+		if l.rs.Policies[id] != nil && l.rs.Policies[id].Direction == Egress {
+			d = policy.Egress
+		}
+		tiers := make([]string, 0, len(c.by))
+		for t := range c.by {
+			tiers = append(tiers, fmt.Sprintf("%q", t))
+		}
+		slices.Sort(tiers)
+		field := "spec." + d.String()
+		l.add(SeverityWarning, CodePolicyNeverEvaluated, p, l.fieldPos(p, p.Position, field, "spec.types"), field,
+			"the policy is never evaluated for %s: on every endpoint it applies to (%s), tier %s comes first, has no Pass rule and ends in Deny, so it decides every packet; add a Pass rule there for the traffic this tier should judge",
+			d, plural(c.applied, "endpoint"), strings.Join(tiers, ", "))
+	}
 }
 
 // list formats up to MaxListed items: "2 endpoints (a, b)".

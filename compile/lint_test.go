@@ -836,3 +836,42 @@ func FuzzLint(f *testing.F) {
 		}
 	})
 }
+
+func TestLintPolicyNeverEvaluated(t *testing.T) {
+	tier := func(action string) string {
+		return "apiVersion: projectcalico.org/v3\nkind: Tier\nmetadata: {name: first}\nspec: {order: 10" + action + "}\n"
+	}
+	first := func(sel, extra string) string {
+		return "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: first.allow-http}\nspec:\n  tier: first\n  selector: " + sel +
+			"\n  ingress:\n  - {action: Allow, protocol: TCP, destination: {ports: [80]}}\n" + extra
+	}
+	web := "apiVersion: projectcalico.org/v3\nkind: NetworkPolicy\nmetadata: {name: web, namespace: app}\nspec:\n  selector: app == 'web'\n  types: [Ingress, Egress]\n  ingress: [{action: Allow, protocol: TCP}]\n  egress: [{action: Allow}]\n"
+	tests := []struct {
+		name    string
+		docs    []string
+		want    []string
+		message string
+	}{
+		{"an earlier tier without Pass decides everything", append(slices.Clone(pods), tier(""), first("all()", ""), web),
+			[]string{"warning policy-never-evaluated NetworkPolicy app/web spec.ingress"},
+			`the policy is never evaluated for ingress: on every endpoint it applies to (1 endpoint), tier "first" comes first, has no Pass rule and ends in Deny`},
+		{"a Pass rule lets traffic through", append(slices.Clone(pods), tier(""), first("all()", "  - {action: Pass}\n"), web), []string{}, ""},
+		{"a tier that ends in Pass", append(slices.Clone(pods), tier(", defaultAction: Pass"), first("all()", ""), web), []string{}, ""},
+		{"the earlier tier misses the endpoint", append(slices.Clone(pods), tier(""), first("app == 'api'", ""), web), []string{}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := lintDocs(t, tt.docs...)
+			var kept []compile.Finding
+			for _, f := range got {
+				if f.Code == compile.CodePolicyNeverEvaluated {
+					kept = append(kept, f)
+				}
+			}
+			assert.Equal(t, tt.want, summary(kept), "findings: %v", got)
+			if tt.message != "" && len(kept) == 1 {
+				assert.Contains(t, kept[0].Message, tt.message)
+			}
+		})
+	}
+}

@@ -34,6 +34,8 @@ each with its source position, severity and code:
   warning  named-port-matches-nothing   no endpoint the rule picks declares the named port
   warning  implicit-end-of-tier-deny    a Log- or Deny-only policy makes its tier apply,
                                         so everything else is denied at the end of the tier
+  warning  policy-never-evaluated       an earlier tier with no Pass rule decides every packet
+                                        for all the endpoints the policy applies to
   warning  staged-changes-verdicts      enforcing a staged policy changes pod-to-pod verdicts
   warning  staged-delete-missing        a staged Delete names no existing policy
   info     overlapping-nets             two nets of one list overlap
