@@ -19,7 +19,6 @@ var (
 	tcp80  = lab.Port{Protocol: 6, Port: 80}
 	tcp443 = lab.Port{Protocol: 6, Port: 443}
 	udp53  = lab.Port{Protocol: 17, Port: 53}
-	udp99  = lab.Port{Protocol: 17, Port: 99}
 )
 
 // rig is a lab with the backend programming its node.
