@@ -18,8 +18,8 @@ import (
 	"github.com/calyxnet/calyx/policy"
 )
 
-// podYAML is a pod with one address and declared ports ("80/TCP/http").
-func podYAML(ns, name, ip, labels string, ports ...string) string {
+// lintPodYAML is a pod with one address and declared ports ("80/TCP/http").
+func lintPodYAML(ns, name, ip, labels string, ports ...string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "apiVersion: v1\nkind: Pod\nmetadata:\n  name: %s\n  namespace: %s\n  labels: {%s}\nspec:\n  containers:\n  - name: c\n    image: x\n", name, ns, labels)
 	if len(ports) > 0 {
@@ -37,14 +37,14 @@ func podYAML(ns, name, ip, labels string, ports ...string) string {
 	return b.String()
 }
 
-// pods is a small cluster used by most cases: three pods in "app".
-var pods = []string{
-	podYAML("app", "web", "10.0.0.1", "app: web", "80/TCP/http"),
-	podYAML("app", "api", "10.0.0.2", "app: api", "8080/TCP/http"),
-	podYAML("app", "db", "10.0.0.3", "app: db", "5432/TCP"),
+// lintPods is a small cluster used by most cases: three pods in "app".
+var lintPods = []string{
+	lintPodYAML("app", "web", "10.0.0.1", "app: web", "80/TCP/http"),
+	lintPodYAML("app", "api", "10.0.0.2", "app: api", "8080/TCP/http"),
+	lintPodYAML("app", "db", "10.0.0.3", "app: db", "5432/TCP"),
 }
 
-func modelJudge(rs *compile.Ruleset) func(compile.Flow) bool {
+func lintJudge(rs *compile.Ruleset) func(compile.Flow) bool {
 	idx := model.NewIndex(rs)
 	return func(f compile.Flow) bool {
 		return idx.Allowed(model.Packet{Src: f.Src, Dst: f.Dst, Protocol: f.Protocol, SrcPort: 40000, DstPort: f.DstPort})
@@ -55,13 +55,13 @@ func modelJudge(rs *compile.Ruleset) func(compile.Flow) bool {
 // virtual node and lints them with the model as judge.
 func lintDocs(t *testing.T, docs ...string) []compile.Finding {
 	t.Helper()
-	set := decodeSet(t, docs...)
+	set := lintSet(t, docs...)
 	rs, err := compile.New(set, "").Compile()
 	require.NoError(t, err)
-	return compile.Lint(set, rs, compile.LintOptions{Judge: modelJudge})
+	return compile.Lint(set, rs, compile.LintOptions{Judge: lintJudge})
 }
 
-func decodeSet(t *testing.T, docs ...string) *policy.Set {
+func lintSet(t *testing.T, docs ...string) *policy.Set {
 	t.Helper()
 	res, err := policy.DecodeWithOptions(strings.NewReader(strings.Join(docs, "\n---\n")), "test.yaml", policy.DecodeOptions{})
 	require.NoError(t, err)
@@ -71,8 +71,8 @@ func decodeSet(t *testing.T, docs ...string) *policy.Set {
 	return set
 }
 
-// summary lists findings as "severity code object field".
-func summary(fs []compile.Finding) []string {
+// lintSummary lists findings as "severity code object field".
+func lintSummary(fs []compile.Finding) []string {
 	out := []string{}
 	for _, f := range fs {
 		out = append(out, strings.TrimSpace(fmt.Sprintf("%s %s %s %s", f.Severity, f.Code, f.Object, f.Field)))
@@ -80,14 +80,14 @@ func summary(fs []compile.Finding) []string {
 	return out
 }
 
-// gnp is a GlobalNetworkPolicy named p over all() with the given ingress
+// lintGNP is a GlobalNetworkPolicy named p over all() with the given ingress
 // rules (YAML list items, indented by two spaces).
-func gnp(ingress string) string {
+func lintGNP(ingress string) string {
 	return "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  name: p\nspec:\n  selector: all()\n  types: [Ingress]\n  ingress:\n" + ingress
 }
 
-// egressGNP is gnp for egress rules.
-func egressGNP(egress string) string {
+// lintEgressGNP is lintGNP for egress rules.
+func lintEgressGNP(egress string) string {
 	return "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  name: p\nspec:\n  selector: all()\n  types: [Egress]\n  egress:\n" + egress
 }
 
@@ -192,15 +192,15 @@ func TestLintShadowedRules(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			doc := gnp(tt.rules)
+			doc := lintGNP(tt.rules)
 			if tt.rules == "" {
 				// Domains are egress only.
-				doc = egressGNP(`
+				doc = lintEgressGNP(`
   - {action: Deny, destination: {domains: ["*.a.com", "b.com"]}}
   - {action: Deny, protocol: TCP, destination: {domains: [b.com]}}`)
 				tt.want = []string{"info redundant-rule " + obj + " spec.egress[1]"}
 			}
-			got := lintDocs(t, append(slices.Clone(pods), doc)...)
+			got := lintDocs(t, append(slices.Clone(lintPods), doc)...)
 			var kept []compile.Finding
 			for _, f := range got {
 				if f.Code == compile.CodeShadowedRule || f.Code == compile.CodeRedundantRule {
@@ -211,7 +211,7 @@ func TestLintShadowedRules(t *testing.T) {
 			if want == nil {
 				want = []string{}
 			}
-			assert.Equal(t, want, summary(kept), "all findings: %v", got)
+			assert.Equal(t, want, lintSummary(kept), "all findings: %v", got)
 		})
 	}
 }
@@ -224,7 +224,7 @@ func TestLintFindings(t *testing.T) {
 	}{
 		{
 			name: "a policy in a tier that does not exist",
-			docs: []string{pods[0], `apiVersion: projectcalico.org/v3
+			docs: []string{lintPods[0], `apiVersion: projectcalico.org/v3
 kind: GlobalNetworkPolicy
 metadata: {name: p}
 spec:
@@ -235,7 +235,7 @@ spec:
 		},
 		{
 			name: "a policy that selects nothing and a rule selector that matches nothing",
-			docs: []string{pods[0], `apiVersion: projectcalico.org/v3
+			docs: []string{lintPods[0], `apiVersion: projectcalico.org/v3
 kind: NetworkPolicy
 metadata: {name: p, namespace: app}
 spec:
@@ -252,7 +252,7 @@ spec:
 		},
 		{
 			name: "named ports no picked endpoint declares",
-			docs: append(slices.Clone(pods), gnp(`
+			docs: append(slices.Clone(lintPods), lintGNP(`
   - action: Allow
     protocol: TCP
     destination: {ports: [http]}
@@ -271,7 +271,7 @@ spec:
 		},
 		{
 			name: "a selector matching a network set only is fine",
-			docs: []string{pods[0], `apiVersion: projectcalico.org/v3
+			docs: []string{lintPods[0], `apiVersion: projectcalico.org/v3
 kind: GlobalNetworkSet
 metadata: {name: partners, labels: {role: partner}}
 spec: {nets: [198.51.100.0/24]}`, `apiVersion: projectcalico.org/v3
@@ -286,7 +286,7 @@ spec:
 		},
 		{
 			name: "overlapping nets and a rule that never matches",
-			docs: []string{pods[0], gnp(`
+			docs: []string{lintPods[0], lintGNP(`
   - action: Allow
     source: {nets: [10.0.0.0/8, 10.1.0.0/16, 10.0.0.0/8]}
   - action: Allow
@@ -299,9 +299,9 @@ spec:
 		},
 		{
 			name: "http, services and domains",
-			docs: []string{pods[0], strings.Replace(gnp(`
+			docs: []string{lintPods[0], strings.Replace(lintGNP(`
   - action: Allow
-    http: {methods: [GET]}`), "name: p", "name: h", 1), egressGNP(`
+    http: {methods: [GET]}`), "name: p", "name: h", 1), lintEgressGNP(`
   - action: Allow
     destination:
       services: {name: kube-dns, namespace: kube-system}
@@ -316,7 +316,7 @@ spec:
 		},
 		{
 			name: "Kubernetes ipBlock excepts that overlap",
-			docs: []string{pods[0], `apiVersion: networking.k8s.io/v1
+			docs: []string{lintPods[0], `apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
 metadata: {name: k, namespace: app}
 spec:
@@ -330,7 +330,7 @@ spec:
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got := lintDocs(t, tt.docs...)
-			assert.Equal(t, tt.want, summary(got), "findings: %v", got)
+			assert.Equal(t, tt.want, lintSummary(got), "findings: %v", got)
 		})
 	}
 }
@@ -362,20 +362,20 @@ spec: {order: 10, defaultAction: Pass}`
 		want    []string
 		message string
 	}{
-		{"alone it denies everything else for every pod", append(slices.Clone(pods), denyOnly),
+		{"alone it denies everything else for every pod", append(slices.Clone(lintPods), denyOnly),
 			[]string{"warning implicit-end-of-tier-deny GlobalNetworkPolicy deny-ssh spec.ingress"},
 			"3 endpoints (app/api, app/db, app/web)"},
-		{"only the pods no deliberate policy covers are listed", append(slices.Clone(pods), denyOnly, allowWeb),
+		{"only the lintPods no deliberate policy covers are listed", append(slices.Clone(lintPods), denyOnly, allowWeb),
 			[]string{"warning implicit-end-of-tier-deny GlobalNetworkPolicy deny-ssh spec.ingress"},
 			"2 endpoints (app/api, app/db)"},
 		{"without endpoints it is judged on its rules", []string{denyOnly},
 			[]string{"warning implicit-end-of-tier-deny GlobalNetworkPolicy deny-ssh spec.ingress"},
 			"every endpoint it selects"},
-		{"a tier that ends in Pass", append(slices.Clone(pods), passTier, strings.Replace(denyOnly, "spec:\n", "spec:\n  tier: watch\n", 1)),
+		{"a tier that ends in Pass", append(slices.Clone(lintPods), passTier, strings.Replace(denyOnly, "spec:\n", "spec:\n  tier: watch\n", 1)),
 			[]string{}, ""},
-		{"an unconditional Deny is deliberate", append(slices.Clone(pods), gnp("  - {action: Log}\n  - {action: Deny}\n")),
+		{"an unconditional Deny is deliberate", append(slices.Clone(lintPods), lintGNP("  - {action: Log}\n  - {action: Deny}\n")),
 			[]string{}, ""},
-		{"no rules at all is the deny-all idiom", append(slices.Clone(pods), strings.Replace(gnp(""), "ingress:\n", "ingress: []\n", 1)),
+		{"no rules at all is the deny-all idiom", append(slices.Clone(lintPods), strings.Replace(lintGNP(""), "ingress:\n", "ingress: []\n", 1)),
 			[]string{}, ""},
 	}
 	for _, tt := range tests {
@@ -387,7 +387,7 @@ spec: {order: 10, defaultAction: Pass}`
 					kept = append(kept, f)
 				}
 			}
-			assert.Equal(t, tt.want, summary(kept), "findings: %v", got)
+			assert.Equal(t, tt.want, lintSummary(kept), "findings: %v", got)
 			if tt.message != "" && len(kept) == 1 {
 				assert.Contains(t, kept[0].Message, tt.message)
 			}
@@ -410,7 +410,7 @@ func TestLintSeedPolicies(t *testing.T) {
 	require.Equal(t, []string{
 		"warning implicit-end-of-tier-deny GlobalNetworkPolicy deny-mining-pools spec.egress",
 		"info domains-need-dns GlobalNetworkPolicy deny-mining-pools spec.egress[0].destination.domains",
-	}, summary(got))
+	}, lintSummary(got))
 	assert.Equal(t, 50, got[0].Position.Line, "the finding points at the egress field")
 	assert.Contains(t, got[0].Message, `tier "default"`)
 }
@@ -440,16 +440,16 @@ spec:
 		want    []string
 		message string
 	}{
-		{"the same policy staged changes nothing", append(slices.Clone(pods), allowAPI, stagedSame), []string{}, ""},
-		{"a wider staged policy lets the database in", append(slices.Clone(pods), allowAPI, stagedWider),
+		{"the same policy staged changes nothing", append(slices.Clone(lintPods), allowAPI, stagedSame), []string{}, ""},
+		{"a wider staged policy lets the database in", append(slices.Clone(lintPods), allowAPI, stagedWider),
 			[]string{"warning staged-changes-verdicts StagedNetworkPolicy app/api"},
 			"enforcing it would change the verdict of 1 connection (app/db → app/api 8080/TCP denied→allowed)"},
-		{"a staged delete opens the api to everyone", append(slices.Clone(pods), allowAPI, stagedDelete),
+		{"a staged delete opens the api to everyone", append(slices.Clone(lintPods), allowAPI, stagedDelete),
 			[]string{"warning staged-changes-verdicts StagedNetworkPolicy app/api"},
 			"deleting NetworkPolicy app/api would change the verdict of 5 connections (app/db → app/api 80/TCP denied→allowed,"},
-		{"a staged delete of nothing", append(slices.Clone(pods), stagedDeleteMissing),
+		{"a staged delete of nothing", append(slices.Clone(lintPods), stagedDeleteMissing),
 			[]string{"warning staged-delete-missing StagedNetworkPolicy app/nope spec.stagedAction"}, ""},
-		{"a staged Kubernetes policy isolating the database", append(slices.Clone(pods), stagedK8s),
+		{"a staged Kubernetes policy isolating the database", append(slices.Clone(lintPods), stagedK8s),
 			[]string{"warning staged-changes-verdicts StagedKubernetesNetworkPolicy app/isolate-db"},
 			"6 connections (app/api → app/db 80/TCP allowed→denied, app/web → app/db 80/TCP allowed→denied, app/api → app/db 5432/TCP allowed→denied, app/web → app/db 5432/TCP allowed→denied, app/api → app/db 8080/TCP allowed→denied, and 1 more)"},
 	}
@@ -462,7 +462,7 @@ spec:
 					kept = append(kept, f)
 				}
 			}
-			assert.Equal(t, tt.want, summary(kept), "findings: %v", got)
+			assert.Equal(t, tt.want, lintSummary(kept), "findings: %v", got)
 			if tt.message != "" && len(kept) == 1 {
 				assert.Contains(t, kept[0].Message, tt.message)
 			}
@@ -474,12 +474,12 @@ spec:
 // the Ruleset and Set it was given still enforce what they did.
 func TestLintStagedNeverChangesEnforcement(t *testing.T) {
 	staged := "apiVersion: projectcalico.org/v3\nkind: StagedGlobalNetworkPolicy\nmetadata: {name: deny-all}\nspec:\n  selector: all()\n  types: [Ingress, Egress]\n"
-	set := decodeSet(t, append(slices.Clone(pods), staged)...)
+	set := lintSet(t, append(slices.Clone(lintPods), staged)...)
 	rs, err := compile.New(set, "").Compile()
 	require.NoError(t, err)
 	before := rs.String()
-	got := compile.Lint(set, rs, compile.LintOptions{Judge: modelJudge})
-	require.Equal(t, []string{"warning staged-changes-verdicts StagedGlobalNetworkPolicy deny-all"}, summary(got))
+	got := compile.Lint(set, rs, compile.LintOptions{Judge: lintJudge})
+	require.Equal(t, []string{"warning staged-changes-verdicts StagedGlobalNetworkPolicy deny-all"}, lintSummary(got))
 	assert.Equal(t, before, rs.String())
 	again, err := compile.New(set, "").Compile()
 	require.NoError(t, err)
@@ -497,13 +497,13 @@ func TestLintExamplesAreClean(t *testing.T) {
 			require.NoError(t, err)
 			rs, err := compile.New(set, "").Compile()
 			require.NoError(t, err)
-			assert.Empty(t, compile.Lint(set, rs, compile.LintOptions{Judge: modelJudge}))
+			assert.Empty(t, compile.Lint(set, rs, compile.LintOptions{Judge: lintJudge}))
 		})
 	}
 }
 
 func TestLintPositionsAndOrder(t *testing.T) {
-	docs := append(slices.Clone(pods), gnp(`
+	docs := append(slices.Clone(lintPods), lintGNP(`
   - action: Allow
   - action: Deny
     source: {nets: [10.0.0.0/8, 10.1.0.0/16]}`))
@@ -511,11 +511,11 @@ func TestLintPositionsAndOrder(t *testing.T) {
 	require.Equal(t, []string{
 		"warning shadowed-rule GlobalNetworkPolicy p spec.ingress[1]",
 		"info overlapping-nets GlobalNetworkPolicy p spec.ingress[1].source.nets[1]",
-	}, summary(got))
+	}, lintSummary(got))
 	// Each pod is followed by a blank line and "---"; the policy starts
 	// after them.
 	base := 0
-	for _, p := range pods {
+	for _, p := range lintPods {
 		base += strings.Count(p, "\n") + 2
 	}
 	assert.Equal(t, "test.yaml", got[0].Position.Source)
@@ -563,9 +563,9 @@ spec:
 	// mining.yaml:12 info redundant-rule spec.egress[1]
 }
 
-// genRule draws a valid Calico rule from a small vocabulary, so that
+// genLintRule draws a valid Calico rule from a small vocabulary, so that
 // earlier rules often cover later ones.
-func genRule(t *rapid.T, label string) policy.Rule {
+func genLintRule(t *rapid.T, label string) policy.Rule {
 	r := policy.Rule{Action: rapid.SampledFrom([]policy.Action{policy.Allow, policy.Deny, policy.Pass, policy.Log}).Draw(t, label+".action")}
 	switch rapid.IntRange(0, 3).Draw(t, label+".protocol") {
 	case 1, 2:
@@ -625,9 +625,9 @@ func genRule(t *rapid.T, label string) policy.Rule {
 // of the tier) never changes a verdict, for any packet of a small but
 // exhaustive space.
 func TestLintShadowingIsSound(t *testing.T) {
-	base := decodeSet(t, podYAML("app", "web", "10.0.0.1", "app: web", "80/TCP/http"),
-		podYAML("app", "api", "10.0.0.2", "app: api", "8080/TCP/http"),
-		podYAML("app", "db", "10.0.0.3", "app: db", "5432/TCP"))
+	base := lintSet(t, lintPodYAML("app", "web", "10.0.0.1", "app: web", "80/TCP/http"),
+		lintPodYAML("app", "api", "10.0.0.2", "app: api", "8080/TCP/http"),
+		lintPodYAML("app", "db", "10.0.0.3", "app: db", "5432/TCP"))
 	var srcs, dsts []netip.Addr
 	for _, s := range []string{"10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.9", "192.168.1.1"} {
 		srcs = append(srcs, netip.MustParseAddr(s))
@@ -665,10 +665,10 @@ func TestLintShadowingIsSound(t *testing.T) {
 		}
 		for i, part := range [][]policy.Rule{d.rules[:d.k], d.rules[d.k:]} {
 			order := float64(i + 1)
-			gnp := &policy.GlobalNetworkPolicy{Spec: policy.GlobalNetworkPolicySpec{Order: &order,
+			lintGNP := &policy.GlobalNetworkPolicy{Spec: policy.GlobalNetworkPolicySpec{Order: &order,
 				Selector: []string{d.selA, d.selB}[i], Types: []policy.PolicyType{policy.PolicyTypeIngress}, Ingress: part}}
-			gnp.Name = []string{"a", "b"}[i]
-			_, err := set.Upsert(gnp)
+			lintGNP.Name = []string{"a", "b"}[i]
+			_, err := set.Upsert(lintGNP)
 			require.NoError(t, err, "generated rules: %+v", part)
 		}
 		return set
@@ -680,7 +680,7 @@ func TestLintShadowingIsSound(t *testing.T) {
 		d := draw{rules: make([]policy.Rule, n), k: rapid.IntRange(1, n-1).Draw(rt, "k"),
 			selA: rapid.SampledFrom(selectors).Draw(rt, "selA"), selB: rapid.SampledFrom(selectors).Draw(rt, "selB")}
 		for i := range d.rules {
-			d.rules[i] = genRule(rt, fmt.Sprintf("rule%d", i))
+			d.rules[i] = genLintRule(rt, fmt.Sprintf("rule%d", i))
 			// Often a later rule narrows an earlier one, so that covering
 			// is common enough to test.
 			if i > 0 && rapid.IntRange(0, 2).Draw(rt, fmt.Sprintf("rule%d.narrows", i)) == 0 {
@@ -735,12 +735,12 @@ func TestLintShadowedByEarlierPolicy(t *testing.T) {
 		want    []string
 		message string
 	}{
-		{"an allow without order after an ordered deny-all", append(slices.Clone(pods), denyAll("  order: 10\n", "all()"), allowWeb("")),
+		{"an allow without order after an ordered deny-all", append(slices.Clone(lintPods), denyAll("  order: 10\n", "all()"), allowWeb("")),
 			[]string{"warning shadowed-rule NetworkPolicy app/web spec.ingress[0]"},
 			`GlobalNetworkPolicy deny-all comes earlier in tier "default", applies to every endpoint this policy does (1 endpoint), and its Deny rule spec.ingress[0] matches every packet this rule matches`},
-		{"the allow ordered first", append(slices.Clone(pods), denyAll("  order: 10\n", "all()"), allowWeb("  order: 5\n")), []string{}, ""},
-		{"a deny-all that misses some of the endpoints", append(slices.Clone(pods), denyAll("  order: 10\n", "app == 'api'"), allowWeb("")), []string{}, ""},
-		{"policies of other tiers are not compared", append(slices.Clone(pods),
+		{"the allow ordered first", append(slices.Clone(lintPods), denyAll("  order: 10\n", "all()"), allowWeb("  order: 5\n")), []string{}, ""},
+		{"a deny-all that misses some of the endpoints", append(slices.Clone(lintPods), denyAll("  order: 10\n", "app == 'api'"), allowWeb("")), []string{}, ""},
+		{"policies of other tiers are not compared", append(slices.Clone(lintPods),
 			"apiVersion: projectcalico.org/v3\nkind: Tier\nmetadata: {name: sec}\nspec: {order: 10}\n",
 			strings.Replace(denyAll("  order: 10\n", "all()"), "spec:\n", "spec:\n  tier: sec\n", 1), allowWeb("")), []string{}, ""},
 	}
@@ -753,7 +753,7 @@ func TestLintShadowedByEarlierPolicy(t *testing.T) {
 					kept = append(kept, f)
 				}
 			}
-			assert.Equal(t, tt.want, summary(kept), "findings: %v", got)
+			assert.Equal(t, tt.want, lintSummary(kept), "findings: %v", got)
 			if tt.message != "" && len(kept) == 1 {
 				assert.Contains(t, kept[0].Message, tt.message)
 			}
@@ -778,7 +778,7 @@ func BenchmarkLint(b *testing.B) {
 // TestLintNodeRuleset: with a node's Ruleset (here a node with no local
 // endpoint) the selector checks still judge the whole input.
 func TestLintNodeRuleset(t *testing.T) {
-	set := decodeSet(t, append(slices.Clone(pods), `apiVersion: projectcalico.org/v3
+	set := lintSet(t, append(slices.Clone(lintPods), `apiVersion: projectcalico.org/v3
 kind: NetworkPolicy
 metadata: {name: ghost, namespace: app}
 spec:
@@ -798,7 +798,7 @@ spec:
 			assert.Equal(t, []string{
 				"warning policy-selects-nothing NetworkPolicy app/ghost spec.selector",
 				"warning selector-matches-nothing NetworkPolicy app/web spec.ingress[0].source",
-			}, summary(compile.Lint(set, rs, compile.LintOptions{})))
+			}, lintSummary(compile.Lint(set, rs, compile.LintOptions{})))
 		})
 	}
 }
@@ -812,7 +812,7 @@ func FuzzLint(f *testing.F) {
 		require.NoError(f, err)
 		f.Add(string(b))
 	}
-	f.Add(strings.Join(append(slices.Clone(pods), gnp("  - {action: Allow, protocol: TCP}\n  - {action: Deny, protocol: TCP, destination: {ports: [80]}}\n")), "\n---\n"))
+	f.Add(strings.Join(append(slices.Clone(lintPods), lintGNP("  - {action: Allow, protocol: TCP}\n  - {action: Deny, protocol: TCP, destination: {ports: [80]}}\n")), "\n---\n"))
 	f.Fuzz(func(t *testing.T, doc string) {
 		res, err := policy.DecodeWithOptions(strings.NewReader(doc), "fuzz.yaml", policy.DecodeOptions{})
 		if err != nil {
@@ -826,8 +826,8 @@ func FuzzLint(f *testing.F) {
 		if err != nil {
 			return
 		}
-		got := compile.Lint(set, rs, compile.LintOptions{Judge: modelJudge})
-		require.Equal(t, got, compile.Lint(set, rs, compile.LintOptions{Judge: modelJudge}))
+		got := compile.Lint(set, rs, compile.LintOptions{Judge: lintJudge})
+		require.Equal(t, got, compile.Lint(set, rs, compile.LintOptions{Judge: lintJudge}))
 		for _, fd := range got {
 			require.NotEmpty(t, fd.Code)
 			require.NotEmpty(t, fd.Message)
@@ -852,12 +852,12 @@ func TestLintPolicyNeverEvaluated(t *testing.T) {
 		want    []string
 		message string
 	}{
-		{"an earlier tier without Pass decides everything", append(slices.Clone(pods), tier(""), first("all()", ""), web),
+		{"an earlier tier without Pass decides everything", append(slices.Clone(lintPods), tier(""), first("all()", ""), web),
 			[]string{"warning policy-never-evaluated NetworkPolicy app/web spec.ingress"},
 			`the policy is never evaluated for ingress: on every endpoint it applies to (1 endpoint), tier "first" comes first, has no Pass rule and ends in Deny`},
-		{"a Pass rule lets traffic through", append(slices.Clone(pods), tier(""), first("all()", "  - {action: Pass}\n"), web), []string{}, ""},
-		{"a tier that ends in Pass", append(slices.Clone(pods), tier(", defaultAction: Pass"), first("all()", ""), web), []string{}, ""},
-		{"the earlier tier misses the endpoint", append(slices.Clone(pods), tier(""), first("app == 'api'", ""), web), []string{}, ""},
+		{"a Pass rule lets traffic through", append(slices.Clone(lintPods), tier(""), first("all()", "  - {action: Pass}\n"), web), []string{}, ""},
+		{"a tier that ends in Pass", append(slices.Clone(lintPods), tier(", defaultAction: Pass"), first("all()", ""), web), []string{}, ""},
+		{"the earlier tier misses the endpoint", append(slices.Clone(lintPods), tier(""), first("app == 'api'", ""), web), []string{}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -868,7 +868,7 @@ func TestLintPolicyNeverEvaluated(t *testing.T) {
 					kept = append(kept, f)
 				}
 			}
-			assert.Equal(t, tt.want, summary(kept), "findings: %v", got)
+			assert.Equal(t, tt.want, lintSummary(kept), "findings: %v", got)
 			if tt.message != "" && len(kept) == 1 {
 				assert.Contains(t, kept[0].Message, tt.message)
 			}
