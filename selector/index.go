@@ -45,6 +45,8 @@ type Index struct {
 	selByValue map[string]map[string]*ptrSet[*selEntry]
 	selByKey   map[string]*ptrSet[*selEntry]
 	selAny     ptrSet[*selEntry]
+	// Selectors by every label key they read.
+	readers map[string]*ptrSet[*selEntry]
 
 	// Items and parents by their own labels.
 	itemByValue   map[string]map[string]*ptrSet[*itemEntry]
@@ -52,6 +54,7 @@ type Index struct {
 
 	// Scratch state of the operation in progress.
 	epoch            uint64
+	readEpoch        uint64 // marks the selectors reading a changed parent label
 	started, stopped []match
 	notifying        bool
 }
@@ -63,6 +66,7 @@ type selEntry struct {
 	plan    indexPlan
 	matches ptrSet[*itemEntry]
 	hit     uint64 // epoch in which it last matched the item being checked
+	reads   uint64 // readEpoch in which it read a changed parent label
 }
 
 type itemEntry struct {
@@ -125,6 +129,7 @@ func NewIndex(onMatchStarted, onMatchStopped func(selectorID, itemID string)) *I
 		parents:       map[string]*parentEntry{},
 		selByValue:    map[string]map[string]*ptrSet[*selEntry]{},
 		selByKey:      map[string]*ptrSet[*selEntry]{},
+		readers:       map[string]*ptrSet[*selEntry]{},
 		itemByValue:   map[string]map[string]*ptrSet[*itemEntry]{},
 		parentByValue: map[string]map[string]*ptrSet[*parentEntry]{},
 	}
@@ -250,7 +255,11 @@ func (ix *Index) UpdateLabels(id string, labels map[string]string, parents ...st
 	}
 
 	it.refreshEffective()
-	ix.recomputeItem(it, changed)
+	var affected func(*selEntry) bool
+	if changed != nil {
+		affected = func(e *selEntry) bool { return readsAny(e.keys, changed) }
+	}
+	ix.recomputeItem(it, affected)
 	ix.flush()
 }
 
@@ -315,10 +324,22 @@ func (ix *Index) UpdateParentLabels(parentID string, labels map[string]string) {
 		}
 	}
 	p.labels = maps.Clone(labels)
+	// Every child is checked against the same changed keys: mark their
+	// readers once rather than asking each candidate of each child.
+	ix.readEpoch++
+	mark := ix.readEpoch
+	for _, k := range changed {
+		if set := ix.readers[k]; set != nil {
+			for e := range set.all() {
+				e.reads = mark
+			}
+		}
+	}
+	affected := func(e *selEntry) bool { return e.reads == mark }
 	for it := range p.children.all() {
 		if inheritsAny(it, p, changed) {
 			it.refreshEffective()
-			ix.recomputeItem(it, changed)
+			ix.recomputeItem(it, affected)
 		}
 	}
 	ix.collectParent(p)
@@ -407,6 +428,14 @@ func (ix *Index) Selector(id string) (*Selector, bool) {
 }
 
 func (ix *Index) fileSelector(e *selEntry) {
+	for _, k := range e.keys {
+		set := ix.readers[k]
+		if set == nil {
+			set = &ptrSet[*selEntry]{}
+			ix.readers[k] = set
+		}
+		set.add(e)
+	}
 	switch e.plan.kind {
 	case indexByValue:
 		for _, v := range e.plan.values {
@@ -425,6 +454,14 @@ func (ix *Index) fileSelector(e *selEntry) {
 }
 
 func (ix *Index) unfileSelector(e *selEntry) {
+	for _, k := range e.keys {
+		if set := ix.readers[k]; set != nil {
+			set.remove(e)
+			if set.len() == 0 {
+				delete(ix.readers, k)
+			}
+		}
+	}
 	switch e.plan.kind {
 	case indexByValue:
 		for _, v := range e.plan.values {
@@ -479,13 +516,14 @@ func matchesItem(e *selEntry, it *itemEntry) bool {
 // recomputeItem queues the changes of it's matches: it is checked against
 // the selectors filed under its effective labels and the unrestricted ones;
 // a selector it matched that is not among those cannot match any more.
-// Unless changed is nil, only the labels it lists changed: a selector that
-// reads none of them keeps its result without being evaluated.
-func (ix *Index) recomputeItem(it *itemEntry, changed []string) {
+// Unless affected is nil, only the selectors it reports can have changed
+// their result (they read a label that changed); the others keep theirs
+// without being evaluated.
+func (ix *Index) recomputeItem(it *itemEntry, affected func(*selEntry) bool) {
 	ix.epoch++
 	epoch := ix.epoch
 	check := func(e *selEntry) {
-		if changed != nil && !readsAny(e.keys, changed) {
+		if affected != nil && !affected(e) {
 			if it.matches.has(e) {
 				e.hit = epoch
 			}
