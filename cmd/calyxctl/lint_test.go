@@ -38,12 +38,12 @@ spec:
 		stdout []string
 		stderr string
 	}{
-		{"an error finding", []string{"-f", writeFile(t, "tier.yaml", unknownTier)}, exitFindings,
+		{"an error finding", []string{"-f", writeInput(t, "tier.yaml", unknownTier)}, exitFindings,
 			[]string{`tier.yaml:5: error: GlobalNetworkPolicy audit: spec.tier: tier "security" does not exist`, "1 error, 0 warnings, 0 info"}, "calyxctl: lint: 1 error"},
 		{"a clean scenario", []string{"-f", filepath.Join("..", "..", "examples", "ecommerce")}, exitOK,
 			[]string{"0 errors, 0 warnings, 0 info\n"}, ""},
-		{"invalid input", []string{"-f", writeFile(t, "bad.yaml", portWithoutProtocol)}, exitFindings, nil, "bad.yaml:13: error:"},
-		{"bad output", []string{"-f", writeFile(t, "tier.yaml", unknownTier), "-o", "yaml"}, exitUsage, nil, `-o "yaml": want text or json`},
+		{"invalid input", []string{"-f", writeInput(t, "bad.yaml", portWithoutProtocol)}, exitFindings, nil, "bad.yaml:13: error:"},
+		{"bad output", []string{"-f", writeInput(t, "tier.yaml", unknownTier), "-o", "yaml"}, exitUsage, nil, `-o "yaml": want text or json`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -72,7 +72,7 @@ spec:
   selector: app == 'y'
   types: [Ingress]
 `
-	code, stdout, stderr := runCLI(t, "", "lint", "-f", smallCluster(t), "-f", writeFile(t, "staged.yaml", staged), "-o", "json")
+	code, stdout, stderr := runCLI(t, "", "lint", "-f", smallCluster(t), "-f", writeInput(t, "staged.yaml", staged), "-o", "json")
 	require.Equal(t, exitOK, code, stderr)
 	var out struct {
 		Findings []map[string]any `json:"findings"`

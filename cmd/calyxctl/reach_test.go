@@ -21,7 +21,7 @@ import (
 // team: blue); only a/x may reach a/y, and only on 80/TCP.
 func smallCluster(t *testing.T) string {
 	t.Helper()
-	return writeFile(t, "cluster.yaml", docs(
+	return writeInput(t, "cluster.yaml", docs(
 		"apiVersion: v1\nkind: Namespace\nmetadata: {name: b, labels: {team: blue}}\n",
 		testPod("a", "x", "10.0.0.1", "app: x", "80/TCP"),
 		testPod("a", "y", "10.0.0.2", "app: y", "80/TCP", "53/UDP"),
@@ -113,9 +113,9 @@ b/z	.	X	.
 
 func TestReachErrors(t *testing.T) {
 	cluster := smallCluster(t)
-	noPorts := writeFile(t, "noports.yaml", testPod("a", "x", "10.0.0.1", "app: x"))
-	noPods := writeFile(t, "nopods.yaml", "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n")
-	invalid := writeFile(t, "bad.yaml", portWithoutProtocol)
+	noPorts := writeInput(t, "noports.yaml", testPod("a", "x", "10.0.0.1", "app: x"))
+	noPods := writeInput(t, "nopods.yaml", "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n")
+	invalid := writeInput(t, "bad.yaml", portWithoutProtocol)
 	tests := []struct {
 		name   string
 		args   []string

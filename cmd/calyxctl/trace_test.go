@@ -117,7 +117,7 @@ func TestTraceErrors(t *testing.T) {
 		{"neither a pod nor an address", []string{"-f", cluster, "--from", "x", "--to", "a/y", "--port", "80"}, exitUsage, `want namespace/name or an IP address`},
 		{"two addresses", []string{"-f", cluster, "--from", "192.0.2.1", "--to", "192.0.2.2", "--port", "80"}, exitUsage, "must name a pod"},
 		{"families differ", []string{"-f", cluster, "--from", "a/x", "--to", "2001:db8::1", "--port", "80"}, exitUsage, "no addresses of one family"},
-		{"invalid input", []string{"-f", writeFile(t, "bad.yaml", portWithoutProtocol), "--from", "a/x", "--to", "a/y", "--port", "80"}, exitFindings, "bad.yaml:13: error:"},
+		{"invalid input", []string{"-f", writeInput(t, "bad.yaml", portWithoutProtocol), "--from", "a/x", "--to", "a/y", "--port", "80"}, exitFindings, "bad.yaml:13: error:"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -21,9 +21,9 @@ func runCLI(t *testing.T, stdin string, args ...string) (int, string, string) {
 	return code, out.String(), errOut.String()
 }
 
-// writeFile writes content to name in a fresh temporary directory and
+// writeInput writes content to name in a fresh temporary directory and
 // returns its path.
-func writeFile(t *testing.T, name, content string) string {
+func writeInput(t *testing.T, name, content string) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), name)
 	require.NoError(t, os.WriteFile(p, []byte(content), 0o644))
