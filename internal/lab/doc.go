@@ -40,5 +40,18 @@
 //	expected := lab.Expected(rs, observed.Probes)
 //	diff := observed.Diff(expected)
 //
-// Run does all of this in one call for `calyxctl reach`.
+// Reach does all of this in one call, for `calyxctl reach --dataplane`:
+//
+//	pods, _ := lab.PodsFromRuleset(rs, []lab.Port{{Protocol: 6, Port: 80}})
+//	observed, err := lab.Reach(ctx, lab.Spec{Pods: pods}, rs, nftables.Open, lab.Options{})
+//	fmt.Print(observed)                              // the observed matrix
+//	diff := observed.Diff(lab.Expected(rs, observed.Probes))
+//
+// Observed matrices print like Expected ones (Matrix.String), so the
+// command can show both. Probes that time out although the model allows
+// them are tried once more with a longer timeout (Recheck): on a loaded
+// machine a slow answer is not a denial, and a real denial stays one.
+//
+// The lab needs root; its tests skip without it and fail when CI is set
+// (package labtest).
 package lab
