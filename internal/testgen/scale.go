@@ -33,7 +33,8 @@ var DefaultScale = ScaleOptions{Namespaces: 100, PodsPerNamespace: 100, AppsPerN
 // namespace runs a chain of apps (web → api → db …) with Kubernetes
 // policies that allow each app from the previous one and from monitoring,
 // Calico policies with tiers, named ports and deny rules, and a security
-// tier of global policies.
+// tier of global policies that deny or pass everything else on (the tier's
+// default action is Pass).
 func ScaleCluster(o ScaleOptions) []policy.Object {
 	var objs []policy.Object
 	tiers := []string{"web", "api", "db"}
@@ -67,19 +68,19 @@ func ScaleCluster(o ScaleOptions) []policy.Object {
 	order := func(f float64) *float64 { return &f }
 	objs = append(objs,
 		&policy.Tier{TypeMeta: metav1.TypeMeta{APIVersion: policy.CalicoAPIVersion, Kind: "Tier"},
-			ObjectMeta: metav1.ObjectMeta{Name: "security"}, Spec: policy.TierSpec{Order: order(100)}},
+			ObjectMeta: metav1.ObjectMeta{Name: "security"}, Spec: policy.TierSpec{Order: order(100), DefaultAction: policy.Pass}},
 		&policy.GlobalNetworkPolicy{TypeMeta: metav1.TypeMeta{APIVersion: policy.CalicoAPIVersion, Kind: "GlobalNetworkPolicy"},
 			ObjectMeta: metav1.ObjectMeta{Name: "security.block-bad-nets"},
 			Spec: policy.GlobalNetworkPolicySpec{Tier: "security", Order: order(1), Selector: "all()",
 				Types:   []policy.PolicyType{policy.PolicyTypeIngress, policy.PolicyTypeEgress},
-				Ingress: []policy.Rule{{Action: policy.Deny, Source: policy.EntityRule{Nets: []string{"198.51.100.0/24", "203.0.113.0/24"}}}, {Action: policy.Pass}},
-				Egress:  []policy.Rule{{Action: policy.Deny, Destination: policy.EntityRule{Nets: []string{"198.51.100.0/24"}}}, {Action: policy.Pass}},
+				Ingress: []policy.Rule{{Action: policy.Deny, Source: policy.EntityRule{Nets: []string{"198.51.100.0/24", "203.0.113.0/24"}}}},
+				Egress:  []policy.Rule{{Action: policy.Deny, Destination: policy.EntityRule{Nets: []string{"198.51.100.0/24"}}}},
 			}},
 		&policy.GlobalNetworkPolicy{TypeMeta: metav1.TypeMeta{APIVersion: policy.CalicoAPIVersion, Kind: "GlobalNetworkPolicy"},
 			ObjectMeta: metav1.ObjectMeta{Name: "security.prod-isolation"},
 			Spec: policy.GlobalNetworkPolicySpec{Tier: "security", Order: order(2), Selector: "all()", NamespaceSelector: "env == 'prod'",
 				Types:   []policy.PolicyType{policy.PolicyTypeIngress},
-				Ingress: []policy.Rule{{Action: policy.Deny, Source: policy.EntityRule{NamespaceSelector: "env == 'staging'"}}, {Action: policy.Pass}},
+				Ingress: []policy.Rule{{Action: policy.Deny, Source: policy.EntityRule{NamespaceSelector: "env == 'staging'"}}},
 			}},
 		&policy.GlobalNetworkPolicy{TypeMeta: metav1.TypeMeta{APIVersion: policy.CalicoAPIVersion, Kind: "GlobalNetworkPolicy"},
 			ObjectMeta: metav1.ObjectMeta{Name: "allow-dns"},
