@@ -23,9 +23,11 @@ import (
 // present, as in has(k); among several, the one whose buckets hold the
 // fewest selectors at the time), and an item is only checked against the
 // selectors filed under its own labels plus the few selectors that require
-// nothing usable (such as env != "prod"). Likewise, a new selector only
-// examines the items (and the items of parents) that carry its
-// requirement.
+// nothing usable (such as env != "prod"). Among those, only the selectors
+// that read a label whose value changed are evaluated again (for a parent
+// update, the readers of its changed labels are marked once for all its
+// items). Likewise, a new selector only examines the items (and the items
+// of parents) that carry its requirement.
 //
 // Callbacks are called synchronously, after the index has been updated,
 // once per change of the relation: OnMatchStopped first, then
