@@ -882,49 +882,6 @@ func emptyMatch(m *policy.Match) bool {
 		len(m.Domains) == 0 && m.Service == nil
 }
 
-// ruleVersions returns the IP versions a rule applies to, as the compiler
-// narrows them: its ipVersion, and every non-empty list of nets must keep
-// a net of the version.
-func ruleVersions(r *policy.RuleInfo) (v4, v6 bool) {
-	v4, v6 = r.IPVersion != 6, r.IPVersion != 4
-	for _, nets := range [][]netip.Prefix{r.Source.Nets, r.Source.NotNets, r.Destination.Nets, r.Destination.NotNets} {
-		if len(nets) == 0 {
-			continue
-		}
-		has4, has6 := false, false
-		for _, n := range nets {
-			if n.Addr().Unmap().Is4() {
-				has4 = true
-			} else {
-				has6 = true
-			}
-		}
-		v4, v6 = v4 && has4, v6 && has6
-	}
-	return v4, v6
-}
-
-// netsOf returns the canonical nets of the given versions.
-func netsOf(nets []netip.Prefix, v4, v6 bool) []netip.Prefix {
-	var out []netip.Prefix
-	for _, n := range nets {
-		n = netip.PrefixFrom(n.Addr().Unmap(), n.Bits()-unmapShift(n)).Masked()
-		if (n.Addr().Is4() && v4) || (n.Addr().Is6() && v6) {
-			out = append(out, n)
-		}
-	}
-	return out
-}
-
-// unmapShift is how many bits an IPv4-mapped IPv6 prefix loses when
-// unmapped.
-func unmapShift(n netip.Prefix) int {
-	if n.Addr().Is4In6() && n.Bits() >= 96 {
-		return 96
-	}
-	return 0
-}
-
 // excludedNets reports whether every net of m (of the versions) lies in
 // one of its notNets, so the side matches no address.
 func excludedNets(m *policy.Match, v4, v6 bool) bool {

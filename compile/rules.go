@@ -100,25 +100,7 @@ func (c *Compiler) compilePolicy(ps *policyState) error {
 // IDs are appended to refs). It reports false for a rule that can never
 // match, which is then left out (as Calico renders nothing for it).
 func (c *Compiler) compileRule(r *policy.RuleInfo, o Origin, refs *[]SetID) (Rule, bool) {
-	// IP versions the rule applies to: its ipVersion, narrowed by every
-	// non-empty list of nets, which must keep at least one net of a version
-	// for the rule to apply to it (Calico renders the rule per version and
-	// drops it where a list of nets would become empty).
-	v4, v6 := r.IPVersion != 6, r.IPVersion != 4
-	for _, nets := range [][]netip.Prefix{r.Source.Nets, r.Source.NotNets, r.Destination.Nets, r.Destination.NotNets} {
-		if len(nets) == 0 {
-			continue
-		}
-		has4, has6 := false, false
-		for _, n := range nets {
-			if n.Addr().Unmap().Is4() {
-				has4 = true
-			} else {
-				has6 = true
-			}
-		}
-		v4, v6 = v4 && has4, v6 && has6
-	}
+	v4, v6 := ruleVersions(r)
 	if !v4 && !v6 {
 		return Rule{}, false
 	}
@@ -188,15 +170,52 @@ func (c *Compiler) compilePeer(pm *PeerMatch, m *policy.Match, proto uint8, v4, 
 // literalNets returns the canonical (masked, sorted, de-duplicated) nets of
 // the IP versions the rule applies to.
 func literalNets(nets []netip.Prefix, v4, v6 bool) []netip.Prefix {
-	out := make([]netip.Prefix, 0, len(nets))
+	out := netsOf(nets, v4, v6)
+	slices.SortFunc(out, comparePrefix)
+	return slices.Compact(out)
+}
+
+// ruleVersions returns the IP versions a rule applies to, as the compiler
+// narrows them: its ipVersion, and every non-empty list of nets must keep
+// a net of the version.
+func ruleVersions(r *policy.RuleInfo) (v4, v6 bool) {
+	v4, v6 = r.IPVersion != 6, r.IPVersion != 4
+	for _, nets := range [][]netip.Prefix{r.Source.Nets, r.Source.NotNets, r.Destination.Nets, r.Destination.NotNets} {
+		if len(nets) == 0 {
+			continue
+		}
+		has4, has6 := false, false
+		for _, n := range nets {
+			if n.Addr().Unmap().Is4() {
+				has4 = true
+			} else {
+				has6 = true
+			}
+		}
+		v4, v6 = v4 && has4, v6 && has6
+	}
+	return v4, v6
+}
+
+// netsOf returns the canonical nets of the given versions.
+func netsOf(nets []netip.Prefix, v4, v6 bool) []netip.Prefix {
+	var out []netip.Prefix
 	for _, n := range nets {
-		n = netip.PrefixFrom(n.Addr().Unmap(), n.Bits()).Masked()
+		n = netip.PrefixFrom(n.Addr().Unmap(), n.Bits()-unmapShift(n)).Masked()
 		if (n.Addr().Is4() && v4) || (n.Addr().Is6() && v6) {
 			out = append(out, n)
 		}
 	}
-	slices.SortFunc(out, comparePrefix)
-	return slices.Compact(out)
+	return out
+}
+
+// unmapShift is how many bits an IPv4-mapped IPv6 prefix loses when
+// unmapped.
+func unmapShift(n netip.Prefix) int {
+	if n.Addr().Is4In6() && n.Bits() >= 96 {
+		return 96
+	}
+	return 0
 }
 
 // mergeRanges sorts port ranges and merges those that overlap or touch.
