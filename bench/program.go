@@ -43,10 +43,10 @@ func freshBackend(ctx context.Context, tag string) (*nftables.Backend, func(), e
 
 func benchProgram(ctx context.Context, c *config, out io.Writer) error {
 	fmt.Fprintf(out, "== programming a node of %d pods (nftables, medians of %d)\n", c.pods, c.reps)
-	fmt.Fprintf(out, "%-28s %12s %10s\n", "what", "median", "messages")
+	fmt.Fprintf(out, "%-28s %12s %10s %12s %12s\n", "what", "median", "messages", "render", "kernel")
 	var largest int
 	for _, n := range c.sizes {
-		var times []time.Duration
+		var times, renders, kernels []time.Duration
 		var msgs int
 		for range c.reps {
 			rs := clusterRuleset(c.pods, n)
@@ -57,13 +57,16 @@ func benchProgram(ctx context.Context, c *config, out io.Writer) error {
 			start := time.Now()
 			err = b.Apply(ctx, rs)
 			times = append(times, time.Since(start))
-			msgs = b.LastApply().Messages()
+			st := b.LastApply()
+			msgs = st.Messages()
+			renders, kernels = append(renders, st.Render), append(kernels, st.Kernel)
 			done()
 			if err != nil {
 				return fmt.Errorf("%d policies: %w", n, err)
 			}
 		}
-		fmt.Fprintf(out, "%-28s %12v %10d\n", fmt.Sprintf("%d policies from scratch", n), median(times).Round(time.Microsecond), msgs)
+		fmt.Fprintf(out, "%-28s %12v %10d %12v %12v\n", fmt.Sprintf("%d policies from scratch", n), median(times).Round(time.Microsecond), msgs,
+			median(renders).Round(time.Microsecond), median(kernels).Round(time.Microsecond))
 		largest = n
 	}
 
@@ -78,7 +81,7 @@ func benchProgram(ctx context.Context, c *config, out io.Writer) error {
 	if err := b.Apply(ctx, base); err != nil {
 		return err
 	}
-	var podTimes, labelTimes []time.Duration
+	var podTimes, labelTimes, podK, labelK []time.Duration
 	var podMsgs, labelMsgs int
 	for i := range c.reps {
 		// The compiler shares what did not change between one Ruleset and
@@ -96,6 +99,7 @@ func benchProgram(ctx context.Context, c *config, out io.Writer) error {
 		}
 		podTimes = append(podTimes, time.Since(start))
 		podMsgs = b.LastApply().Messages()
+		podK = append(podK, b.LastApply().Kernel)
 		if err := b.Apply(ctx, base); err != nil {
 			return err
 		}
@@ -110,12 +114,13 @@ func benchProgram(ctx context.Context, c *config, out io.Writer) error {
 		}
 		labelTimes = append(labelTimes, time.Since(start))
 		labelMsgs = b.LastApply().Messages()
+		labelK = append(labelK, b.LastApply().Kernel)
 		if err := b.Apply(ctx, base); err != nil {
 			return err
 		}
 	}
-	fmt.Fprintf(out, "%-28s %12v %10d\n", fmt.Sprintf("+1 pod on %d policies", largest), median(podTimes).Round(time.Microsecond), podMsgs)
-	fmt.Fprintf(out, "%-28s %12v %10d\n", fmt.Sprintf("label change on %d", largest), median(labelTimes).Round(time.Microsecond), labelMsgs)
+	fmt.Fprintf(out, "%-28s %12v %10d %12s %12v\n", fmt.Sprintf("+1 pod on %d policies", largest), median(podTimes).Round(time.Microsecond), podMsgs, "", median(podK).Round(time.Microsecond))
+	fmt.Fprintf(out, "%-28s %12v %10d %12s %12v\n", fmt.Sprintf("label change on %d", largest), median(labelTimes).Round(time.Microsecond), labelMsgs, "", median(labelK).Round(time.Microsecond))
 	return nil
 }
 

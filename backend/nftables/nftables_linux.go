@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
@@ -142,7 +143,9 @@ func (b *Backend) Apply(ctx context.Context, rs *compile.Ruleset) error {
 	if b.cache == nil {
 		b.cache = newRenderCache()
 	}
+	start := time.Now()
 	d, err := renderCached(rs, b.cache)
+	rendered := time.Since(start)
 	if err != nil {
 		return err
 	}
@@ -164,7 +167,11 @@ func (b *Backend) Apply(ctx context.Context, rs *compile.Ruleset) error {
 	if err != nil {
 		return err
 	}
-	if err := b.flush(c); err != nil {
+	st.Render = rendered
+	start = time.Now()
+	err = b.flush(c)
+	st.Kernel = time.Since(start)
+	if err != nil {
 		// The kernel either rejected the whole batch (previous state
 		// intact) or we lost track; read it back next time.
 		b.cur = nil
@@ -193,8 +200,11 @@ type Stats struct {
 	SetsAdded, SetsRewritten, SetsDeleted       int
 	ElementsAdded, ElementsDeleted              int
 	// Changed names every chain and set touched ("~chain pol-…").
-	Changed  []string
-	messages int
+	Changed []string
+	// Render is the time spent turning the Ruleset into nft objects,
+	// Kernel the time from sending the batch to its last acknowledgement.
+	Render, Kernel time.Duration
+	messages       int
 }
 
 func (b *Backend) flush(c *nftables.Conn) error {
