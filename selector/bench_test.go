@@ -201,9 +201,12 @@ func heapInUse() uint64 {
 func BenchmarkIndexBuild(b *testing.B) {
 	for b.Loop() {
 		before := heapInUse()
-		start := time.Now()
+		start, cpu := time.Now(), processCPU()
 		ix := buildBenchIndex(nil, nil)
 		b.ReportMetric(time.Since(start).Seconds(), "build-s")
+		if cpu > 0 {
+			b.ReportMetric((processCPU() - cpu).Seconds(), "build-cpu-s")
+		}
 		b.ReportMetric(float64(heapInUse()-before)/(1<<20), "heap-MiB")
 		runtime.KeepAlive(ix)
 	}
@@ -238,9 +241,11 @@ func BenchmarkIndexUpdate(b *testing.B) {
 
 	b.Run("namespace-label-change-1000-pods", func(b *testing.B) {
 		gen := 0
+		start := processCPU()
 		for b.Loop() {
 			gen++
 			ix.UpdateParentLabels(benchNSID(3), benchNSLabels(3, gen))
 		}
+		reportCPU(b, start)
 	})
 }

@@ -74,7 +74,8 @@ type selEntry struct {
 type itemEntry struct {
 	id      string
 	labels  map[string]string // own labels
-	eff     map[string]string // effective labels; labels itself when nothing is inherited
+	eff     map[string]string // effective labels; labels itself unless effOwn
+	effOwn  bool              // eff is a map of its own (something is inherited)
 	parents []*parentEntry
 	matches ptrSet[*selEntry]
 	seen    uint64 // epoch in which it was last examined for a selector
@@ -94,7 +95,7 @@ func (it *itemEntry) refreshEffective() {
 		}
 	}
 	if !inherits {
-		it.eff = it.labels
+		it.eff, it.effOwn = it.labels, false
 		return
 	}
 	eff := make(map[string]string, len(it.labels)+len(it.parents[0].labels))
@@ -106,7 +107,36 @@ func (it *itemEntry) refreshEffective() {
 			}
 		}
 	}
-	it.eff = eff
+	it.eff, it.effOwn = eff, true
+}
+
+// refreshKeys brings it.eff up to date after a parent changed the labels
+// keys, in place when it can.
+func (it *itemEntry) refreshKeys(keys []string) {
+	if !it.effOwn {
+		it.refreshEffective()
+		return
+	}
+	for _, k := range keys {
+		if v, ok := it.labels[k]; ok {
+			it.eff[k] = v
+			continue
+		}
+		found := false
+		for _, p := range it.parents {
+			if v, ok := p.labels[k]; ok {
+				it.eff[k], found = v, true
+				break
+			}
+		}
+		if !found {
+			delete(it.eff, k)
+		}
+	}
+	if len(it.eff) == len(it.labels) {
+		// Nothing is inherited any more: share the own labels again.
+		it.eff, it.effOwn = it.labels, false
+	}
 }
 
 type parentEntry struct {
@@ -340,7 +370,7 @@ func (ix *Index) UpdateParentLabels(parentID string, labels map[string]string) {
 	affected := func(e *selEntry) bool { return e.reads == mark }
 	for it := range p.children.all() {
 		if inheritsAny(it, p, changed) {
-			it.refreshEffective()
+			it.refreshKeys(changed)
 			ix.recomputeItem(it, affected)
 		}
 	}
