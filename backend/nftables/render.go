@@ -60,8 +60,17 @@ type nrule struct {
 	anon    map[int]*anonSet
 	text    string
 	comment string
-	// sig is what Reconcile compares with what the kernel returns.
+	// sig is what Reconcile compares with what the kernel returns;
+	// computed when first needed (signature).
 	sig string
+}
+
+// signature returns the rule's fingerprint, computing it once.
+func (ru *nrule) signature() string {
+	if ru.sig == "" {
+		ru.sig = exprSig(ru.exprs, ru.anon) + "|" + ru.comment
+	}
+	return ru.sig
 }
 
 // anonSet is an anonymous constant set bound to one rule.
@@ -237,13 +246,6 @@ func renderCached(rs *compile.Ruleset, cache *renderCache) (*desired, error) {
 	}
 	slices.Sort(rest)
 	r.out.order = append(r.out.order, rest...)
-	for _, c := range r.out.chains {
-		for _, ru := range c.rules {
-			if ru.sig == "" {
-				ru.sig = exprSig(ru.exprs, ru.anon) + "|" + ru.comment
-			}
-		}
-	}
 	return r.out, nil
 }
 

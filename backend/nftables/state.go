@@ -82,7 +82,7 @@ func sameRules(cur, want *nchain) bool {
 		return false
 	}
 	for i := range cur.rules {
-		if cur.rules[i] != want.rules[i] && cur.rules[i].sig != want.rules[i].sig {
+		if cur.rules[i] != want.rules[i] && cur.rules[i].signature() != want.rules[i].signature() {
 			return false
 		}
 	}
