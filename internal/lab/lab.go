@@ -194,6 +194,10 @@ func (s *Spec) Probes(base uint16) []Probe {
 					continue
 				}
 				for _, port := range to.ports {
+					// Never bind a source port the source serves on.
+					for served(from.ports, sport) {
+						sport++
+					}
 					out = append(out, Probe{From: from.name, To: to.name, Src: src, Dst: dst,
 						Protocol: port.Protocol, SrcPort: sport, DstPort: port.Port})
 					sport++
@@ -341,4 +345,13 @@ func PodsFromRuleset(rs *compile.Ruleset, ports []Port) ([]Pod, error) {
 		pods = append(pods, p)
 	}
 	return pods, nil
+}
+
+func served(ports []Port, p uint16) bool {
+	for _, x := range ports {
+		if x.Port == p {
+			return true
+		}
+	}
+	return false
 }

@@ -67,3 +67,10 @@ func TestSpecValidation(t *testing.T) {
 		require.True(t, strings.Contains(err.Error(), want), "%v lacks %q", err, want)
 	}
 }
+
+func TestSourcePortsAvoidServedPorts(t *testing.T) {
+	spec := lab.Spec{Pods: labtest.Pods(2, lab.Port{Protocol: 6, Port: 20000}, lab.Port{Protocol: 17, Port: 20001})}
+	for _, p := range spec.Probes(20000) {
+		require.NotContains(t, []uint16{20000, 20001}, p.SrcPort)
+	}
+}
