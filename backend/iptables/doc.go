@@ -1,0 +1,91 @@
+// Package iptables renders a compile.Ruleset into iptables chains and
+// ipsets, programmed with one iptables-restore --noflush transaction per
+// family and apply, and ipset restore for the sets.
+//
+// # Layout
+//
+// Every name starts with the instance prefix: "calyx-", or "calyx-TAG-"
+// where TAG is backend.Options.Name (hashed to six characters when longer,
+// so chain names fit iptables' 28 characters and set names ipset's 31).
+// In the filter table of iptables and ip6tables alike:
+//
+//	FORWARD → calyx-fwd   pod traffic only; conntrack first (established,
+//	                      related accept; invalid drop); -i calyx+ → fe
+//	                      (the source pod's egress), -o calyx+ → fi (the
+//	                      destination pod's ingress); accept if allowed
+//	INPUT   → calyx-in    pod → node: the pod's egress, then
+//	                      Settings.DefaultEndpointToHostAction
+//	OUTPUT  → calyx-out   node → pod: the pod's ingress
+//
+// Each is one jump, the first rule of its built-in chain. IPv6 neighbour
+// discovery between a pod and its node is always accepted.
+//
+// Dispatch by interface is a tree: the chain "fe" lists up to 16
+// interfaces ("-i calyx0123456789 -j calyx-e-…"); a bigger group splits on
+// the next character of the name ("-i calyx3+ -j calyx-fe3"), so a packet
+// passes a few dozen rules at most, never one per endpoint. Each tree
+// chain ends in DROP: a calyx interface without an endpoint (a pod not
+// programmed yet) is dropped, fail closed.
+//
+// Below the tree, chains are shared and named by content or ID:
+//
+//	e-HASH  one endpoint direction: clear the marks, jump to each tier
+//	        chain (return as soon as the accept mark is set), then each
+//	        profile chain, then DROP
+//	t-HASH  one tier's policies: jump to each policy chain, return when it
+//	        allowed or passed; DROP at the end for a Deny end action
+//	p-HASH  one compiled policy, named by its ID and shared by every
+//	        endpoint it applies to; r-HASH the same for a profile (whose
+//	        Pass rules do nothing)
+//	x-HASH  one rule with a negation iptables cannot write in one match
+//	        (not ICMP type T of any protocol): excluded packets return
+//	        first
+//
+// Decisions travel back up with mark bits: 0x1000000 (allowed) and
+// 0x2000000 (passed: go on with the next tier); 0x4000000 logs a Log rule
+// once when its match needed several rules. Deny is DROP, final. Log is
+// NFLOG with a prefix naming the policy and rule.
+//
+// A rule becomes one or more iptables rules with the same action: one per
+// protocol when ports are matched without a protocol, one per multiport
+// chunk (15 ports, a range counting two), one per named-port set. Nets and
+// selectors are always ipset lookups, one per set, so a rule never holds
+// more than one CIDR match per side and set.
+//
+// # Sets
+//
+// Each compile set becomes two ipsets, "…4-HASH" (family inet) and
+// "…6-HASH" (inet6), named by the set ID so a membership change touches
+// members only: hash:net for nets (a /0 is written as two /1 halves,
+// which hash:net accepts), hash:ip,port for named ports.
+//
+// # Transactions
+//
+// An Apply runs `ipset restore` (create sets, add and delete members),
+// then one `iptables-restore --noflush --wait` per family (declaring a
+// chain flushes it, so each new or changed chain is written whole, and
+// chains no longer used are deleted at the end), then `ipset restore` to
+// destroy the sets no rule refers to any more. Each restore is atomic; if
+// one fails the families applied before it stay applied and the next
+// Apply reads the kernel back before diffing.
+//
+// Every rule carries a comment "cx:HASH" of its chain, position and
+// content, and rules are written exactly as iptables-save prints them.
+// Reconcile reads iptables-save and ipset save, compares line by line, and
+// rewrites any chain that differs (a rule deleted, changed, appended),
+// restores moved or missing jumps, members and sets, and deletes chains
+// and sets with our prefix that the state does not have. Close removes our
+// jumps, chains and sets and nothing else.
+//
+// The first Apply, too, reads the kernel: a restarted agent patches what
+// its predecessor left instead of flushing. New detects the iptables mode
+// (go-iptables finds the binary and version; `iptables --version` names the
+// mode) and refuses with ErrMixedMode a host where the other mode holds
+// rules. Options.NetNS runs every binary in that network namespace, from a
+// thread switched into it with package internal/netns.
+//
+// Host endpoints are not rendered yet.
+package iptables
+
+// Name is the registry name of this backend.
+const Name = "iptables"

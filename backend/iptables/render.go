@@ -1,0 +1,813 @@
+package iptables
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net/netip"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/calyxnet/calyx/compile"
+)
+
+// Mark bits the chains use to carry a decision back to their caller.
+// They live in the high byte, clear of kube-proxy (0x4000, 0x8000) and of
+// Docker; the backend only ever changes these bits.
+const (
+	markAccept = 0x1000000 // a policy allowed the packet in this stage
+	markPass   = 0x2000000 // a Pass rule matched: go on with the next tier
+	markLog    = 0x4000000 // a Log rule of several alternatives matched
+	markAll    = markAccept | markPass | markLog
+)
+
+// leafMax is the number of interfaces a dispatch chain lists before it is
+// split on the next character of the interface name.
+const leafMax = 16
+
+// multiportMax is iptables' limit on ports in one multiport match; a range
+// counts two.
+const multiportMax = 15
+
+// maxElem is the capacity every ipset is created with (memory is used
+// only by members).
+const maxElem = 1 << 20
+
+// builtins are the filter table's chains we hook, with our chain suffix.
+var builtins = [...]struct{ builtin, ours string }{
+	{"FORWARD", "fwd"},
+	{"INPUT", "in"},
+	{"OUTPUT", "out"},
+}
+
+// portProtos are the protocols ports apply to (the model's hasPorts).
+var portProtos = []uint8{6, 17, 132, 136}
+
+// ipset describes one ipset of a plan.
+type ipset struct {
+	name    string
+	typ     string // hash:net or hash:ip,port
+	family  string // inet or inet6
+	members []string
+}
+
+func (s *ipset) createLine() string {
+	return fmt.Sprintf("create %s %s family %s maxelem %d", s.name, s.typ, s.family, maxElem)
+}
+
+// chain is one of our chains with its rule lines, each a complete
+// iptables-save line ("-A name … -m comment --comment "cx:…" -j …").
+type chain struct {
+	name  string
+	rules []string
+}
+
+// famPlan is what one family (iptables or ip6tables) should hold.
+type famPlan struct {
+	v      uint8
+	chains map[string]*chain
+	// jumps are the lines that hook our top chains into the built-in ones.
+	jumps []string
+	sets  map[string]*ipset
+}
+
+// plan is the whole rendering of a Ruleset.
+type plan struct {
+	fams [2]*famPlan // IPv4, IPv6
+}
+
+// naming holds the instance's prefixes.
+type naming struct {
+	prefix string // "calyx-" or "calyx-TAG-"
+}
+
+// newNaming derives the chain and set prefix from Options.Name: names of
+// up to six characters are used as they are; longer ones are hashed, so
+// chain names stay within iptables' 28 characters and set names within
+// ipset's 31.
+func newNaming(name string) naming {
+	if name == "" {
+		return naming{prefix: "calyx-"}
+	}
+	tag := name
+	if len(tag) > 6 || strings.ContainsFunc(tag, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r >= 'A' && r <= 'Z')
+	}) {
+		tag = shortHash(name)[:6]
+	}
+	return naming{prefix: "calyx-" + tag + "-"}
+}
+
+func shortHash(parts ...string) string {
+	h := sha256.New()
+	for _, p := range parts {
+		h.Write([]byte(p))
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil)[:6])
+}
+
+func (n naming) top(suffix string) string { return n.prefix + suffix }
+
+// ownChain matches what follows the prefix in the name of every chain an
+// instance creates, and nothing another instance (with a longer prefix)
+// creates.
+var ownChain = regexp.MustCompile(`^(fwd|in|out|f[ei][0-9A-Za-z_.]*|[etprx]-[0-9a-f]{12})$`)
+
+// ownSet does the same for ipset names.
+var ownSet = regexp.MustCompile(`^[46]-[0-9a-f]{12}$`)
+
+func (n naming) isOwnChain(name string) bool {
+	rest, ok := strings.CutPrefix(name, n.prefix)
+	return ok && ownChain.MatchString(rest)
+}
+
+func (n naming) isOwnSet(name string) bool {
+	rest, ok := strings.CutPrefix(name, n.prefix)
+	return ok && ownSet.MatchString(rest)
+}
+
+func (n naming) setName(id compile.SetID, v uint8) string {
+	return fmt.Sprintf("%s%d-%s", n.prefix, v, shortHash(string(id)))
+}
+
+// renderer renders one family of one Ruleset.
+type renderer struct {
+	n    naming
+	rs   *compile.Ruleset
+	v    uint8
+	fp   *famPlan
+	errs []string
+}
+
+// render turns rs into the chains, jumps and sets of both families.
+func render(rs *compile.Ruleset, n naming) (*plan, error) {
+	p := &plan{}
+	var errs []string
+	for i, v := range []uint8{4, 6} {
+		r := &renderer{n: n, rs: rs, v: v, fp: &famPlan{v: v, chains: map[string]*chain{}, sets: map[string]*ipset{}}}
+		r.renderFamily()
+		errs = append(errs, r.errs...)
+		p.fams[i] = r.fp
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("%w: %s", ErrInvalidRuleset, strings.Join(errs, "; "))
+	}
+	return p, nil
+}
+
+// addChain adds a chain whose rule bodies are given without "-A name" and
+// without the comment; it appends the comment carrying the stable hash of
+// the chain name, position and body. The body's last " -j " splits it.
+func (r *renderer) addChain(name string, bodies []string) {
+	c := &chain{name: name, rules: make([]string, 0, len(bodies))}
+	for i, b := range bodies {
+		c.rules = append(c.rules, ruleLine(name, i, b))
+	}
+	r.fp.chains[name] = c
+}
+
+// ruleLine writes a rule as iptables-save prints it: matches, then the
+// comment match, then the target.
+func ruleLine(chainName string, pos int, body string) string {
+	match, target := body, ""
+	i := strings.LastIndex(" "+body, " -j ")
+	if g := strings.LastIndex(" "+body, " -g "); g > i {
+		i = g
+	}
+	if i >= 0 {
+		match, target = strings.TrimSpace(body[:max(i-1, 0)]), body[i:]
+		if i == 0 {
+			match, target = "", body
+		}
+	}
+	comment := `-m comment --comment "cx:` + shortHash(chainName, strconv.Itoa(pos), body) + `"`
+	var b strings.Builder
+	b.WriteString("-A ")
+	b.WriteString(chainName)
+	if match != "" {
+		b.WriteByte(' ')
+		b.WriteString(match)
+	}
+	b.WriteByte(' ')
+	b.WriteString(comment)
+	b.WriteByte(' ')
+	b.WriteString(target)
+	return b.String()
+}
+
+// contentChain adds a chain named by its content (prefix, kind, hash of
+// the bodies) and returns the name; identical chains are shared.
+func (r *renderer) contentChain(kind string, bodies []string) string {
+	name := r.n.prefix + kind + "-" + shortHash(append([]string{kind}, bodies...)...)
+	if _, ok := r.fp.chains[name]; !ok {
+		r.addChain(name, bodies)
+	}
+	return name
+}
+
+func markArg(bits int) string { return fmt.Sprintf("0x%x/0x%x", bits, bits) }
+
+var (
+	setAccept   = "-j MARK --set-xmark " + markArg(markAccept)
+	setPass     = "-j MARK --set-xmark " + markArg(markPass)
+	setLog      = "-j MARK --set-xmark " + markArg(markLog)
+	clearAll    = fmt.Sprintf("-j MARK --set-xmark 0x0/0x%x", markAll)
+	clearPass   = fmt.Sprintf("-j MARK --set-xmark 0x0/0x%x", markPass)
+	clearLog    = fmt.Sprintf("-j MARK --set-xmark 0x0/0x%x", markLog)
+	ifAccepted  = "-m mark --mark " + markArg(markAccept)
+	ifLogged    = "-m mark --mark " + markArg(markLog)
+	ifDecided   = fmt.Sprintf("-m mark ! --mark 0x0/0x%x", markAccept|markPass)
+	established = "-m conntrack --ctstate RELATED,ESTABLISHED"
+	invalid     = "-m conntrack --ctstate INVALID"
+)
+
+func (r *renderer) icmpProto() uint8 {
+	if r.v == 4 {
+		return 1
+	}
+	return 58
+}
+
+func (r *renderer) renderFamily() {
+	r.renderSets()
+	egress := r.dispatch("fe", "-i", compile.Egress)
+	ingress := r.dispatch("fi", "-o", compile.Ingress)
+	pfx := compile.InterfacePrefix + "+"
+
+	fwd := []string{
+		"! -i " + pfx + " ! -o " + pfx + " -j RETURN",
+		established + " -j ACCEPT",
+		invalid + " -j DROP",
+		"-i " + pfx + " -j " + egress,
+		"-o " + pfx + " -j " + ingress,
+		ifAccepted + " -j ACCEPT",
+	}
+	r.addChain(r.n.top("fwd"), fwd)
+
+	ndp := func() []string {
+		if r.v != 6 {
+			return nil
+		}
+		// Neighbour discovery between a pod and its node is what makes
+		// IPv6 work at all; conntrack does not track it.
+		var out []string
+		for t := 133; t <= 136; t++ {
+			out = append(out, fmt.Sprintf("-p ipv6-icmp -m icmp6 --icmpv6-type %d -j ACCEPT", t))
+		}
+		return out
+	}
+	in := []string{"! -i " + pfx + " -j RETURN"}
+	in = append(in, ndp()...)
+	in = append(in, established+" -j ACCEPT", invalid+" -j DROP", "-j "+egress)
+	switch r.rs.Settings.DefaultEndpointToHostAction {
+	case compile.ActionDeny:
+		in = append(in, "-j DROP")
+	case compile.ActionPass:
+		// Host rules decide.
+	default:
+		in = append(in, ifAccepted+" -j ACCEPT")
+	}
+	r.addChain(r.n.top("in"), in)
+
+	out := []string{"! -o " + pfx + " -j RETURN"}
+	out = append(out, ndp()...)
+	out = append(out, established+" -j ACCEPT", invalid+" -j DROP", "-j "+ingress, ifAccepted+" -j ACCEPT")
+	r.addChain(r.n.top("out"), out)
+
+	for _, b := range builtins {
+		r.fp.jumps = append(r.fp.jumps, jumpLine(b.builtin, r.n.top(b.ours)))
+	}
+}
+
+// jumpLine is the rule that hooks one of our chains into a built-in one.
+func jumpLine(builtin, target string) string {
+	return "-A " + builtin + ` -m comment --comment "cx:` + shortHash("jump", builtin, target) + `" -j ` + target
+}
+
+func (r *renderer) renderSets() {
+	for _, id := range sortedKeys(r.rs.Sets) {
+		s := r.rs.Sets[id]
+		is := &ipset{name: r.n.setName(id, r.v), family: "inet", typ: "hash:net"}
+		if r.v == 6 {
+			is.family = "inet6"
+		}
+		switch s.Kind {
+		case compile.SetNamedPorts:
+			is.typ = "hash:ip,port"
+			for _, m := range s.Ports {
+				a := m.Addr.Unmap()
+				if fam(a) != r.v {
+					continue
+				}
+				pn, ok := ipsetProto(m.Protocol)
+				if !ok {
+					continue
+				}
+				is.members = append(is.members, fmt.Sprintf("%s,%s:%d", a, pn, m.Port))
+			}
+		default:
+			for _, p := range s.Nets {
+				if p.Addr().Is4In6() {
+					p = netip.PrefixFrom(p.Addr().Unmap(), max(p.Bits()-96, 0))
+				}
+				if fam(p.Addr()) != r.v {
+					continue
+				}
+				is.members = append(is.members, netMembers(p)...)
+			}
+		}
+		slices.Sort(is.members)
+		is.members = slices.Compact(is.members)
+		r.fp.sets[is.name] = is
+	}
+}
+
+// netMembers spells a prefix for hash:net, which refuses /0: the two
+// halves stand for it.
+func netMembers(p netip.Prefix) []string {
+	if p.Bits() == 0 {
+		if p.Addr().Is4() {
+			return []string{"0.0.0.0/1", "128.0.0.0/1"}
+		}
+		return []string{"::/1", "8000::/1"}
+	}
+	if p.IsSingleIP() {
+		return []string{p.Addr().String()}
+	}
+	return []string{p.String()}
+}
+
+func fam(a netip.Addr) uint8 {
+	if a.Unmap().Is4() {
+		return 4
+	}
+	return 6
+}
+
+func ipsetProto(p uint8) (string, bool) {
+	switch p {
+	case 6:
+		return "tcp", true
+	case 17:
+		return "udp", true
+	case 132:
+		return "sctp", true
+	case 136:
+		return "udplite", true
+	}
+	return "", false
+}
+
+// protoName spells a protocol as iptables-save prints it.
+func protoName(p uint8, v uint8) string {
+	switch p {
+	case 1:
+		return "icmp"
+	case 6:
+		return "tcp"
+	case 17:
+		return "udp"
+	case 58:
+		return "ipv6-icmp"
+	case 132:
+		return "sctp"
+	case 136:
+		return "udplite"
+	}
+	return strconv.Itoa(int(p))
+}
+
+// dispatch builds the tree of chains that sends a packet to its endpoint's
+// chain by interface name (side "-i" for egress, "-o" for ingress) and
+// returns its root. Every step is a goto, so the endpoint chain returns
+// straight to the stage that dispatched. Each chain lists up to leafMax interfaces; bigger
+// groups split on the next character of the name, so a packet passes
+// O(log n) rules instead of one per endpoint. An interface with the
+// workload prefix that no endpoint has reaches a DROP: fail closed.
+func (r *renderer) dispatch(kind, side string, dir compile.Direction) string {
+	type leaf struct{ iface, target string }
+	var leaves []leaf
+	for _, key := range sortedKeys(r.rs.Endpoints) {
+		ep := r.rs.Endpoints[key]
+		if !strings.HasPrefix(ep.Interface, compile.InterfacePrefix) {
+			continue // host endpoints are not rendered yet
+		}
+		dp := &ep.Egress
+		if dir == compile.Ingress {
+			dp = &ep.Ingress
+		}
+		leaves = append(leaves, leaf{ep.Interface, r.endpointChain(key, dir, dp)})
+	}
+	slices.SortFunc(leaves, func(a, b leaf) int { return strings.Compare(a.iface, b.iface) })
+	leaves = slices.CompactFunc(leaves, func(a, b leaf) bool { return a.iface == b.iface })
+
+	var node func(path string, ls []leaf) string
+	node = func(path string, ls []leaf) string {
+		// The tree chain is named by the interface-name path below the
+		// workload prefix: "fe", "fe3", "fe3a" ….
+		name := r.n.prefix + kind + strings.TrimPrefix(path, compile.InterfacePrefix)
+		var bodies []string
+		if len(ls) <= leafMax {
+			for _, l := range ls {
+				bodies = append(bodies, side+" "+l.iface+" -g "+l.target)
+			}
+		} else {
+			d := len(path)
+			for i := 0; i < len(ls); {
+				j := i
+				// Interfaces that end at this depth match exactly.
+				if len(ls[i].iface) <= d {
+					bodies = append(bodies, side+" "+ls[i].iface+" -g "+ls[i].target)
+					i++
+					continue
+				}
+				c := ls[i].iface[d]
+				for j < len(ls) && len(ls[j].iface) > d && ls[j].iface[d] == c {
+					j++
+				}
+				if j-i == 1 {
+					bodies = append(bodies, side+" "+ls[i].iface+" -g "+ls[i].target)
+				} else {
+					child := node(path+string(c), ls[i:j])
+					bodies = append(bodies, side+" "+path+string(c)+"+ -g "+child)
+				}
+				i = j
+			}
+		}
+		bodies = append(bodies, "-j DROP")
+		r.addChain(name, bodies)
+		return name
+	}
+	return node(compile.InterfacePrefix, leaves)
+}
+
+// endpointChain renders one direction of an endpoint: its tiers, then its
+// profiles, then drop. Endpoints with equal policy share the chain.
+func (r *renderer) endpointChain(key string, dir compile.Direction, dp *compile.DirectionPolicy) string {
+	bodies := []string{clearAll}
+	for _, t := range dp.Tiers {
+		tc := r.tierChain(key, &t)
+		bodies = append(bodies, "-j "+tc, ifAccepted+" -j RETURN")
+		if r.tierPasses(&t) {
+			// The next tier, or the profiles, start undecided.
+			bodies = append(bodies, clearPass)
+		}
+	}
+	for _, pid := range dp.Profiles {
+		pc := r.policyChain(key, pid, true)
+		if pc == "" {
+			continue
+		}
+		bodies = append(bodies, "-j "+pc, ifAccepted+" -j RETURN")
+	}
+	bodies = append(bodies, "-j DROP")
+	return r.contentChain("e", bodies)
+}
+
+// tierPasses reports whether a policy of the tier has a Pass rule (which
+// returns from the tier chain with the pass mark set).
+func (r *renderer) tierPasses(t *compile.TierPolicies) bool {
+	for _, pid := range t.Policies {
+		if pol, ok := r.rs.Policies[pid]; ok {
+			for i := range pol.Rules {
+				if pol.Rules[i].Action == compile.ActionPass {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// tierChain renders one tier's policies for an endpoint: each policy
+// chain, returning as soon as one allowed or passed, then the end action.
+func (r *renderer) tierChain(key string, t *compile.TierPolicies) string {
+	var bodies []string
+	for _, pid := range t.Policies {
+		pc := r.policyChain(key, pid, false)
+		if pc == "" {
+			continue
+		}
+		bodies = append(bodies, "-j "+pc, ifDecided+" -j RETURN")
+	}
+	if t.EndAction != compile.ActionPass {
+		bodies = append(bodies, "-j DROP")
+	}
+	if len(bodies) == 0 {
+		// A tier that passes with nothing in it still needs a chain to
+		// jump to.
+		bodies = []string{"-j RETURN"}
+	}
+	return r.contentChain("t", bodies)
+}
+
+// policyChain renders a compiled policy (or, with profile set, a profile,
+// where Pass rules do nothing) into a chain named by its ID and returns
+// the name.
+func (r *renderer) policyChain(key string, pid compile.PolicyID, profile bool) string {
+	pol, ok := r.rs.Policies[pid]
+	if !ok {
+		r.errs = append(r.errs, fmt.Sprintf("endpoint %s: unknown policy %s", key, pid))
+		return ""
+	}
+	kind := "p"
+	if profile {
+		kind = "r"
+	}
+	name := r.n.prefix + kind + "-" + shortHash(string(pid))
+	if _, done := r.fp.chains[name]; done {
+		return name
+	}
+	var bodies []string
+	for i := range pol.Rules {
+		ru := &pol.Rules[i]
+		if profile && ru.Action == compile.ActionPass {
+			continue
+		}
+		bodies = append(bodies, r.rule(pol, i, ru)...)
+	}
+	r.addChain(name, bodies)
+	return name
+}
+
+// rule renders one IR rule as rule bodies of the policy chain.
+func (r *renderer) rule(pol *compile.Policy, idx int, ru *compile.Rule) []string {
+	alts, excl := r.matchAlts(pol, &ru.Match)
+	if len(alts) == 0 {
+		return nil // cannot match in this family
+	}
+	action := r.actionBodies(pol, idx, ru.Action, alts)
+	decided := ru.Action == compile.ActionAllow || ru.Action == compile.ActionPass
+	if len(excl) > 0 {
+		// Exclusions (a negation iptables cannot write in one rule) live in
+		// a chain of their own: excluded packets return before the action.
+		var sub []string
+		for _, e := range excl {
+			sub = append(sub, e+" -j RETURN")
+		}
+		sub = append(sub, action...)
+		action = []string{"-j " + r.contentChain("x", sub)}
+	}
+	if decided {
+		action = append(action, ifDecided+" -j RETURN")
+	}
+	return action
+}
+
+// actionBodies applies an action to every alternative match.
+func (r *renderer) actionBodies(pol *compile.Policy, idx int, a compile.Action, alts []string) []string {
+	with := func(alt, target string) string {
+		if alt == "" {
+			return target
+		}
+		return alt + " " + target
+	}
+	var target string
+	switch a {
+	case compile.ActionAllow:
+		target = setAccept
+	case compile.ActionDeny:
+		target = "-j DROP"
+	case compile.ActionPass:
+		target = setPass
+	case compile.ActionLog:
+		nflog := "-j NFLOG --nflog-prefix " + strconv.Quote(r.logPrefix(pol, idx))
+		if len(alts) == 1 {
+			return []string{with(alts[0], nflog)}
+		}
+		// Alternatives may overlap: log once.
+		var out []string
+		for _, alt := range alts {
+			out = append(out, with(alt, setLog))
+		}
+		return append(out, ifLogged+" "+nflog, clearLog)
+	default:
+		r.errs = append(r.errs, fmt.Sprintf("policy %s rule %d: unknown action %d", pol.ID, idx, a))
+		return nil
+	}
+	out := make([]string, 0, len(alts))
+	for _, alt := range alts {
+		out = append(out, with(alt, target))
+	}
+	return out
+}
+
+// logPrefix names the policy and rule within NFLOG's 63 characters.
+func (r *renderer) logPrefix(pol *compile.Policy, idx int) string {
+	p := fmt.Sprintf("%s %s/%d ", r.rs.Settings.LogPrefix, pol.Name, idx)
+	p = strings.TrimLeft(p, " ")
+	p = strings.Map(func(c rune) rune {
+		if c == '"' || c == '\\' || c < ' ' || c > '~' {
+			return '_'
+		}
+		return c
+	}, p)
+	if len(p) > 63 {
+		p = p[:63]
+	}
+	return p
+}
+
+// matchAlts returns the alternative match strings of m in this family
+// (a packet matches m iff it matches one of them and none of the
+// exclusions). None means m cannot match in this family.
+func (r *renderer) matchAlts(pol *compile.Policy, m *compile.Match) (alts, excl []string) {
+	if m.IPVersion != 0 && m.IPVersion != r.v {
+		return nil, nil
+	}
+	needPorts := hasPortMatch(&m.Src) || hasPortMatch(&m.Dst)
+	icmp := r.icmpProto()
+	var protos []uint8 // 0: any protocol
+	switch {
+	case m.ICMP != nil:
+		if needPorts || (m.Protocol != 0 && m.Protocol != icmp) {
+			return nil, nil
+		}
+		protos = []uint8{icmp}
+	case needPorts:
+		for _, p := range portProtos {
+			if m.Protocol == 0 || m.Protocol == p {
+				protos = append(protos, p)
+			}
+		}
+	case m.Protocol != 0:
+		protos = []uint8{m.Protocol}
+	default:
+		protos = []uint8{0}
+	}
+	protos = slices.DeleteFunc(protos, func(p uint8) bool { return p != 0 && p == m.NotProtocol })
+	if len(protos) == 0 {
+		return nil, nil
+	}
+
+	for _, pm := range []*compile.PeerMatch{&m.Src, &m.Dst} {
+		for _, ids := range [][]compile.SetID{pm.Sets, pm.NotSets, pm.NamedPorts, pm.NotNamedPorts} {
+			for _, id := range ids {
+				if _, ok := r.rs.Sets[id]; !ok {
+					r.errs = append(r.errs, fmt.Sprintf("policy %s: unknown set %s", pol.ID, id))
+				}
+			}
+		}
+	}
+
+	// Address matches shared by every alternative.
+	var common []string
+	for _, side := range []struct {
+		pm  *compile.PeerMatch
+		dir string
+	}{{&m.Src, "src"}, {&m.Dst, "dst"}} {
+		for _, id := range side.pm.Sets {
+			common = append(common, "-m set --match-set "+r.n.setName(id, r.v)+" "+side.dir)
+		}
+		for _, id := range side.pm.NotSets {
+			common = append(common, "-m set ! --match-set "+r.n.setName(id, r.v)+" "+side.dir)
+		}
+	}
+
+	for _, p := range protos {
+		var head []string
+		switch {
+		case p == 0 && m.NotProtocol != 0:
+			head = append(head, "! -p "+protoName(m.NotProtocol, r.v))
+		case p != 0:
+			head = append(head, "-p "+protoName(p, r.v))
+		}
+		if p == 0 && m.NotICMP != nil {
+			excl = append(excl, "-p "+protoName(icmp, r.v)+" "+r.icmpMatch(m.NotICMP, false))
+		}
+		if p == icmp && m.ICMP != nil {
+			head = append(head, r.icmpMatch(m.ICMP, false))
+		}
+		if p == icmp && m.NotICMP != nil {
+			head = append(head, r.icmpMatch(m.NotICMP, true))
+		}
+		head = append(head, common...)
+		var portAND []string
+		srcAlts, dstAlts := []string{""}, []string{""}
+		if slices.Contains(portProtos, p) {
+			srcAlts = r.portAlts(&m.Src, "src", "--sports")
+			dstAlts = r.portAlts(&m.Dst, "dst", "--dports")
+			portAND = append(portAND, r.notPorts(&m.Src, "src", "--sports")...)
+			portAND = append(portAND, r.notPorts(&m.Dst, "dst", "--dports")...)
+		}
+		for _, s := range srcAlts {
+			for _, d := range dstAlts {
+				parts := slices.Clone(head)
+				for _, x := range []string{s, d} {
+					if x != "" {
+						parts = append(parts, x)
+					}
+				}
+				parts = append(parts, portAND...)
+				alts = append(alts, strings.Join(parts, " "))
+			}
+		}
+	}
+	if len(excl) > 0 {
+		slices.Sort(excl)
+		excl = slices.Compact(excl)
+	}
+	return alts, excl
+}
+
+func hasPortMatch(pm *compile.PeerMatch) bool {
+	return len(pm.Ports) > 0 || len(pm.NamedPorts) > 0 || len(pm.NotPorts) > 0 || len(pm.NotNamedPorts) > 0
+}
+
+func (r *renderer) icmpMatch(im *compile.ICMPMatch, neg bool) string {
+	var b strings.Builder
+	if r.v == 4 {
+		b.WriteString("-m icmp ")
+	} else {
+		b.WriteString("-m icmp6 ")
+	}
+	if neg {
+		b.WriteString("! ")
+	}
+	if r.v == 4 {
+		b.WriteString("--icmp-type ")
+	} else {
+		b.WriteString("--icmpv6-type ")
+	}
+	b.WriteString(strconv.Itoa(int(im.Type)))
+	if im.Code != nil {
+		b.WriteString("/" + strconv.Itoa(int(*im.Code)))
+	}
+	return b.String()
+}
+
+// portAlts returns the alternatives of a side's positive port match: one
+// per multiport chunk and one per named-port set; [""] when the side has
+// none.
+func (r *renderer) portAlts(pm *compile.PeerMatch, dir, flag string) []string {
+	if len(pm.Ports) == 0 && len(pm.NamedPorts) == 0 {
+		return []string{""}
+	}
+	var out []string
+	for _, c := range portChunks(pm.Ports) {
+		out = append(out, "-m multiport "+flag+" "+c)
+	}
+	for _, id := range pm.NamedPorts {
+		out = append(out, "-m set --match-set "+r.n.setName(id, r.v)+" "+dir+","+dir)
+	}
+	return out
+}
+
+// notPorts returns the conjunction of a side's negative port matches.
+func (r *renderer) notPorts(pm *compile.PeerMatch, dir, flag string) []string {
+	var out []string
+	for _, c := range portChunks(pm.NotPorts) {
+		out = append(out, "-m multiport ! "+flag+" "+c)
+	}
+	for _, id := range pm.NotNamedPorts {
+		out = append(out, "-m set ! --match-set "+r.n.setName(id, r.v)+" "+dir+","+dir)
+	}
+	return out
+}
+
+// portChunks merges ranges and splits them into multiport arguments of at
+// most multiportMax ports (a range counts two).
+func portChunks(rs []compile.PortRange) []string {
+	if len(rs) == 0 {
+		return nil
+	}
+	s := slices.Clone(rs)
+	slices.SortFunc(s, func(a, b compile.PortRange) int { return int(a.Min) - int(b.Min) })
+	merged := s[:1]
+	for _, x := range s[1:] {
+		last := &merged[len(merged)-1]
+		if int(x.Min) <= int(last.Max)+1 {
+			last.Max = max(last.Max, x.Max)
+			continue
+		}
+		merged = append(merged, x)
+	}
+	var out []string
+	var cur []string
+	n := 0
+	for _, x := range merged {
+		w, item := 1, strconv.Itoa(int(x.Min))
+		if x.Max != x.Min {
+			w, item = 2, item+":"+strconv.Itoa(int(x.Max))
+		}
+		if n+w > multiportMax {
+			out = append(out, strings.Join(cur, ","))
+			cur, n = nil, 0
+		}
+		cur = append(cur, item)
+		n += w
+	}
+	return append(out, strings.Join(cur, ","))
+}
+
+func sortedKeys[K ~string, V any](m map[K]V) []K {
+	keys := make([]K, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
