@@ -11,21 +11,20 @@ import (
 
 	"github.com/calyxnet/calyx/compile"
 	"github.com/calyxnet/calyx/internal/lab"
-	"github.com/calyxnet/calyx/internal/lab/labtest"
+	"github.com/calyxnet/calyx/internal/lab/conformance"
 	"github.com/calyxnet/calyx/internal/testgen"
 )
 
 // Pods of the conformance lab: ns0/pod0 10.77.0.1 fd77::1, ns1/pod1
 // 10.77.0.2 fd77::2, ns0/pod2 10.77.0.3 fd77::3, ns1/pod3 10.77.0.4 fd77::4;
-// external 198.51.100.7 and 2001:db8:77::7.
+// external 198.51.100.7 and 2001:db8:77::7. The scenarios live in
+// internal/lab/conformance, shared with the other dataplanes.
 const (
 	pod0, pod1, pod2, pod3 = "ns0/pod0", "ns1/pod1", "ns0/pod2", "ns1/pod3"
 )
 
 type scenario struct {
-	name string
-	// build adds policy to a builder whose endpoints all have the
-	// allow-all profile and no tiers.
+	name  string
 	build func(b *testgen.IR)
 }
 
@@ -37,120 +36,17 @@ func tier(name string, end compile.Action, ids ...compile.PolicyID) compile.Tier
 
 func sets(ids ...compile.SetID) []compile.SetID { return ids }
 
-var allow, deny, pass, logA = compile.ActionAllow, compile.ActionDeny, compile.ActionPass, compile.ActionLog
+var allow, deny = compile.ActionAllow, compile.ActionDeny
 
 func conformanceScenarios() []scenario {
-	r := testgen.Rule
-	return []scenario{
-		{"no policy: profiles allow everything", func(b *testgen.IR) {}},
-		{"k8s style: pod0 admits only pod1 on TCP 80", func(b *testgen.IR) {
-			src := b.Selected("app == 'client'", pod1)
-			p := b.Policy(compile.Ingress, "default", "web", r(allow, compile.Match{Protocol: 6,
-				Src: compile.PeerMatch{Sets: sets(src)}, Dst: compile.PeerMatch{Ports: testgen.Ports(80)}}))
-			b.RS.Endpoints[pod0].Ingress.Tiers = tiers(tier("default", deny, p))
-		}},
-		{"tier order: security denies pod2 before default allows all", func(b *testgen.IR) {
-			bad := b.Selected("role == 'bad'", pod2)
-			sec := b.Policy(compile.Ingress, "security", "block-bad", r(deny, compile.Match{Src: compile.PeerMatch{Sets: sets(bad)}}),
-				r(pass, compile.Match{}))
-			all := b.Policy(compile.Ingress, "default", "all", r(allow, compile.Match{}))
-			b.RS.Endpoints[pod0].Ingress.Tiers = tiers(tier("security", deny, sec), tier("default", deny, all))
-		}},
-		{"Pass skips the rest of the tier", func(b *testgen.IR) {
-			friends := b.Selected("friend == 'yes'", pod1)
-			sec := b.Policy(compile.Ingress, "security", "friends-pass",
-				r(pass, compile.Match{Src: compile.PeerMatch{Sets: sets(friends)}}),
-				r(deny, compile.Match{}))
-			web := b.Policy(compile.Ingress, "default", "web", r(allow, compile.Match{Protocol: 6, Dst: compile.PeerMatch{Ports: testgen.Ports(80)}}))
-			b.RS.Endpoints[pod0].Ingress.Tiers = tiers(tier("security", deny, sec), tier("default", deny, web))
-		}},
-		{"end-of-tier Pass hands over to the next tier", func(b *testgen.IR) {
-			none := b.Policy(compile.Ingress, "security", "nothing", r(deny, compile.Match{Protocol: 132}))
-			dns := b.Policy(compile.Ingress, "default", "dns", r(allow, compile.Match{Protocol: 17}))
-			b.RS.Endpoints[pod0].Ingress.Tiers = tiers(tier("security", pass, none), tier("default", deny, dns))
-		}},
-		{"Log-only tier still ends in deny", func(b *testgen.IR) {
-			lg := b.Policy(compile.Egress, "audit", "log-all", r(logA, compile.Match{}))
-			b.RS.Endpoints[pod1].Egress.Tiers = tiers(tier("audit", deny, lg))
-		}},
-		{"policy order in a tier: first deny wins", func(b *testgen.IR) {
-			first := b.Policy(compile.Ingress, "default", "a-deny-443", r(deny, compile.Match{Protocol: 6, Dst: compile.PeerMatch{Ports: testgen.Ports(443)}}))
-			second := b.Policy(compile.Ingress, "default", "b-allow-all", r(allow, compile.Match{}))
-			b.RS.Endpoints[pod2].Ingress.Tiers = tiers(tier("default", deny, first, second))
-		}},
-		{"nets and notNets on egress, with the outside world", func(b *testgen.IR) {
-			podNet := b.Nets("10.77.0.0/29", "fd77::/125")
-			pod3Net := b.Nets("10.77.0.4/32", "fd77::4/128")
-			ext := b.Nets("198.51.100.0/24")
-			p := b.Policy(compile.Egress, "default", "egress",
-				r(allow, compile.Match{Dst: compile.PeerMatch{Sets: sets(podNet), NotSets: sets(pod3Net)}}),
-				r(allow, compile.Match{Protocol: 6, Dst: compile.PeerMatch{Sets: sets(ext)}}))
-			b.RS.Endpoints[pod0].Egress.Tiers = tiers(tier("default", deny, p))
-		}},
-		{"named ports resolve per destination pod", func(b *testgen.IR) {
-			web := b.NamedPort("web", 6, 80, pod0)
-			web2 := b.NamedPort("web", 6, 443, pod1)
-			p := b.Policy(compile.Ingress, "default", "named", r(allow, compile.Match{Protocol: 6, Dst: compile.PeerMatch{NamedPorts: sets(web, web2)}}))
-			b.RS.Endpoints[pod0].Ingress.Tiers = tiers(tier("default", deny, p))
-			b.RS.Endpoints[pod1].Ingress.Tiers = tiers(tier("default", deny, p))
-		}},
-		{"port ranges and notPorts", func(b *testgen.IR) {
-			p := b.Policy(compile.Ingress, "default", "ranges",
-				r(allow, compile.Match{Dst: compile.PeerMatch{Ports: testgen.Ports(1, 100, 400, 500), NotPorts: testgen.Ports(80)}}))
-			b.RS.Endpoints[pod3].Ingress.Tiers = tiers(tier("default", deny, p))
-		}},
-		{"IPv6 only", func(b *testgen.IR) {
-			p := b.Policy(compile.Ingress, "default", "v6", r(allow, compile.Match{IPVersion: 6}))
-			b.RS.Endpoints[pod0].Ingress.Tiers = tiers(tier("default", deny, p))
-		}},
-		{"not-protocol and ICMP rules do not catch TCP", func(b *testgen.IR) {
-			code := uint8(0)
-			p := b.Policy(compile.Ingress, "default", "icmp",
-				r(allow, compile.Match{Protocol: 1, ICMP: &compile.ICMPMatch{Type: 8, Code: &code}}),
-				r(allow, compile.Match{NotICMP: &compile.ICMPMatch{Type: 8}, Protocol: 17}),
-				r(allow, compile.Match{NotProtocol: 6}))
-			b.RS.Endpoints[pod1].Ingress.Tiers = tiers(tier("default", deny, p))
-		}},
-		{"source ports", func(b *testgen.IR) {
-			p := b.Policy(compile.Egress, "default", "sport", r(allow, compile.Match{Src: compile.PeerMatch{Ports: testgen.Ports(20000, 20100)}}))
-			b.RS.Endpoints[pod2].Egress.Tiers = tiers(tier("default", deny, p))
-		}},
-		{"source egress and destination ingress must both allow", func(b *testgen.IR) {
-			out := b.Policy(compile.Egress, "default", "out-all", r(allow, compile.Match{}))
-			zero := b.Selected("name == 'pod0'", pod0)
-			in := b.Policy(compile.Ingress, "default", "not-from-pod0", r(deny, compile.Match{Src: compile.PeerMatch{Sets: sets(zero)}}), r(allow, compile.Match{}))
-			b.RS.Endpoints[pod0].Egress.Tiers = tiers(tier("default", deny, out))
-			b.RS.Endpoints[pod1].Ingress.Tiers = tiers(tier("default", deny, in))
-		}},
-		{"profiles decide when no tier applies", func(b *testgen.IR) {
-			id := compile.PolicyID("profile:deny-web")
-			b.RS.Policies[id] = &compile.Policy{ID: id, Name: "profile:deny-web", Rules: []compile.Rule{
-				r(deny, compile.Match{Protocol: 6, Dst: compile.PeerMatch{Ports: testgen.Ports(80)}}), r(allow, compile.Match{})}}
-			b.RS.Endpoints[pod2].Ingress.Profiles = []compile.PolicyID{id}
-			b.RS.Endpoints[pod3].Egress.Profiles = nil
-		}},
-		{"many CIDR+port rules become one set lookup", func(b *testgen.IR) {
-			var rules []compile.Rule
-			for i := range 40 {
-				n := b.Nets(fmt.Sprintf("10.99.%d.0/24", i), fmt.Sprintf("fd99:%x::/64", i))
-				rules = append(rules, r(allow, compile.Match{Protocol: 6, Src: compile.PeerMatch{Sets: sets(n)}, Dst: compile.PeerMatch{Ports: testgen.Ports(uint16(1000 + i))}}))
-			}
-			last := b.Nets("10.77.0.2/32", "fd77::2/128") // pod1
-			rules = append(rules, r(allow, compile.Match{Protocol: 6, Src: compile.PeerMatch{Sets: sets(last)}, Dst: compile.PeerMatch{Ports: testgen.Ports(443)}}))
-			p := b.Policy(compile.Ingress, "default", "many", rules...)
-			b.RS.Endpoints[pod0].Ingress.Tiers = tiers(tier("default", deny, p))
-		}},
-		{"endpoint with nothing at all denies", func(b *testgen.IR) {
-			b.RS.Endpoints[pod3].Ingress.Profiles = nil
-			b.RS.Endpoints[pod3].Egress.Profiles = nil
-		}},
+	var out []scenario
+	for _, sc := range conformance.Scenarios() {
+		out = append(out, scenario{name: sc.Name, build: sc.Build})
 	}
+	return out
 }
 
-func conformanceSpec() lab.Spec {
-	return lab.Spec{Pods: labtest.Pods(4, tcp80, tcp443, udp53), External: labtest.ExternalAddrs,
-		ExternalPorts: []lab.Port{tcp80, udp53}}
-}
+func conformanceSpec() lab.Spec { return conformance.Spec() }
 
 // TestConformance runs the hand-written Calico semantics cases one after
 // another on one lab (each Apply is a diff of the previous one).
