@@ -12,8 +12,11 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/calyxnet/calyx/backend"
 	"github.com/calyxnet/calyx/backend/model"
+	"github.com/calyxnet/calyx/backend/nftables"
 	"github.com/calyxnet/calyx/compile"
+	"github.com/calyxnet/calyx/internal/lab"
 	"github.com/calyxnet/calyx/internal/reach"
 	"github.com/calyxnet/calyx/policy"
 	"github.com/calyxnet/calyx/selector"
@@ -26,9 +29,9 @@ import (
 type dataplane struct {
 	name  string
 	about string
-	// open returns a prober for rs over pods, and a function releasing
-	// whatever it set up.
-	open func(ctx context.Context, rs *compile.Ruleset, pods []reach.Pod) (reach.Prober, func() error, error)
+	// open returns a prober for rs over pods and probes, and a function
+	// releasing whatever it set up.
+	open func(ctx context.Context, rs *compile.Ruleset, pods []reach.Pod, probes []reach.Probe) (reach.Prober, func() error, error)
 }
 
 // dataplanes lists the dataplanes reach supports, the default first.
@@ -36,10 +39,23 @@ func dataplanes() []dataplane {
 	return []dataplane{{
 		name:  model.Name,
 		about: "the reference interpreter: what the policy means",
-		open: func(_ context.Context, rs *compile.Ruleset, _ []reach.Pod) (reach.Prober, func() error, error) {
+		open: func(_ context.Context, rs *compile.Ruleset, _ []reach.Pod, _ []reach.Probe) (reach.Prober, func() error, error) {
 			return reach.ModelProber{Index: model.NewIndex(rs)}, func() error { return nil }, nil
 		},
-	}}
+	}, labDataplane(nftables.Name, "nftables in a network-namespace lab (needs root): what the kernel does", nftables.Open)}
+}
+
+// labDataplane probes for real: the Ruleset is applied with the backend in
+// a lab of network namespaces holding the pods.
+func labDataplane(name, about string, open backend.Factory) dataplane {
+	return dataplane{name: name, about: about,
+		open: func(ctx context.Context, rs *compile.Ruleset, pods []reach.Pod, probes []reach.Probe) (reach.Prober, func() error, error) {
+			p, err := lab.NewProber(ctx, rs, pods, probes, open, lab.Options{})
+			if err != nil {
+				return nil, nil, err
+			}
+			return p, func() error { return nil }, nil
+		}}
 }
 
 func dataplaneNames() []string {
@@ -147,7 +163,7 @@ Exit codes: 0 success, 1 invalid input, 2 bad flags or unreadable input.`,
 			if len(probes) == 0 {
 				return exitError{code: exitUsage, err: fmt.Errorf("the pods declare no container ports: pass --probe PORT/PROTO")}
 			}
-			prober, closeDP, err := dp.open(ctx, rs, unionPods(srcs, dsts))
+			prober, closeDP, err := dp.open(ctx, rs, unionPods(srcs, dsts), probes)
 			if err != nil {
 				return fmt.Errorf("dataplane %s: %w", dp.name, err)
 			}
