@@ -34,7 +34,7 @@ fi
 
 # Packages that touch the kernel run without -race (they spend their time in
 # syscalls and namespaces); the pure ones run with it.
-kernel_re='/(backend/(nftables|iptables|ebpf)|cni|internal/lab|internal/netns)(/|$)'
+kernel_re='/(backend/(nftables|iptables|ebpf)|cni|internal/lab|internal/netns|internal/podnet|bench)(/|$)'
 pure=$(go list ./... | grep -Ev "${kernel_re}" || true)
 kernel=$(go list ./... | grep -E "${kernel_re}" || true)
 
