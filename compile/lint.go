@@ -1195,16 +1195,11 @@ func podFlows(set *policy.Set) []Flow {
 		pods = append(pods, pd)
 		obj, _ := set.Get(policy.ObjectKey{Kind: policy.KindPod, Namespace: ep.Namespace, Name: ep.Name})
 		if k8s, ok := obj.(*corev1.Pod); ok {
-			for _, c := range k8s.Spec.Containers {
-				for _, cp := range c.Ports {
-					if cp.ContainerPort < 1 || cp.ContainerPort > 65535 {
-						continue
-					}
-					pr := probe{proto: podProtocol(cp.Protocol), port: uint16(cp.ContainerPort)}
-					if !seen[pr] {
-						seen[pr] = true
-						probes = append(probes, pr)
-					}
+			for _, cp := range policy.PodPorts(k8s) {
+				pr := probe{proto: cp.Protocol, port: cp.Port}
+				if !seen[pr] {
+					seen[pr] = true
+					probes = append(probes, pr)
 				}
 			}
 		}
@@ -1230,16 +1225,6 @@ func podFlows(set *policy.Set) []Flow {
 		}
 	}
 	return flows
-}
-
-func podProtocol(p corev1.Protocol) uint8 {
-	switch p {
-	case corev1.ProtocolUDP:
-		return 17
-	case corev1.ProtocolSCTP:
-		return 132
-	}
-	return 6
 }
 
 func sortFindings(fs []Finding) {

@@ -369,6 +369,18 @@ func NormalizePod(pod *corev1.Pod) (*Endpoint, bool) {
 			ep.IPs = append(ep.IPs, a.Unmap())
 		}
 	}
+	for _, port := range PodPorts(pod) {
+		if port.Name != "" {
+			ep.Ports = append(ep.Ports, port)
+		}
+	}
+	return ep, true
+}
+
+// PodPorts returns every port a pod's containers declare (sidecars, the
+// restartable init containers, included), named or not, with TCP as the
+// default protocol; ports outside 1-65535 are left out.
+func PodPorts(pod *corev1.Pod) []EndpointNamedPort {
 	containers := pod.Spec.Containers
 	for _, c := range pod.Spec.InitContainers {
 		// Sidecars (restartable init containers) serve for the pod's life.
@@ -376,9 +388,10 @@ func NormalizePod(pod *corev1.Pod) (*Endpoint, bool) {
 			containers = append(containers, c)
 		}
 	}
+	var out []EndpointNamedPort
 	for _, c := range containers {
 		for _, port := range c.Ports {
-			if port.Name == "" {
+			if port.ContainerPort < 1 || port.ContainerPort > 65535 {
 				continue
 			}
 			proto := ProtocolFromName(string(port.Protocol))
@@ -386,10 +399,10 @@ func NormalizePod(pod *corev1.Pod) (*Endpoint, bool) {
 				proto = ProtocolFromName("TCP")
 			}
 			n, _ := proto.Number()
-			ep.Ports = append(ep.Ports, EndpointNamedPort{Name: port.Name, Protocol: n, Port: uint16(port.ContainerPort)})
+			out = append(out, EndpointNamedPort{Name: port.Name, Protocol: n, Port: uint16(port.ContainerPort)})
 		}
 	}
-	return ep, true
+	return out
 }
 
 // NormalizeHostEndpoint returns the endpoint of a HostEndpoint.

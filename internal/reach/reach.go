@@ -288,26 +288,11 @@ func PodsFromSet(set *policy.Set) []Pod {
 		slices.SortFunc(p.Addrs, netip.Addr.Compare)
 		obj, ok := set.Get(policy.ObjectKey{Kind: policy.KindPod, Namespace: ep.Namespace, Name: ep.Name})
 		if pod, isPod := obj.(*corev1.Pod); ok && isPod {
-			for _, c := range pod.Spec.Containers {
-				for _, cp := range c.Ports {
-					if cp.ContainerPort < 1 || cp.ContainerPort > 65535 {
-						continue
-					}
-					p.Ports = append(p.Ports, Port{Name: cp.Name, Protocol: protocolNumber(cp.Protocol), Port: uint16(cp.ContainerPort)})
-				}
+			for _, cp := range policy.PodPorts(pod) {
+				p.Ports = append(p.Ports, Port{Name: cp.Name, Protocol: cp.Protocol, Port: cp.Port})
 			}
 		}
 		pods = append(pods, p)
 	}
 	return pods
-}
-
-func protocolNumber(p corev1.Protocol) uint8 {
-	switch p {
-	case corev1.ProtocolUDP:
-		return 17
-	case corev1.ProtocolSCTP:
-		return 132
-	}
-	return 6
 }
