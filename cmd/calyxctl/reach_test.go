@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,7 +13,7 @@ import (
 	"github.com/calyxnet/calyx/backend/model"
 	"github.com/calyxnet/calyx/compile"
 	"github.com/calyxnet/calyx/internal/reach"
-	"github.com/calyxnet/calyx/policy"
+	"github.com/calyxnet/calyx/internal/testgen"
 )
 
 // smallCluster: a/x and a/y in namespace a, b/z in namespace b (labelled
@@ -142,20 +141,6 @@ func TestReachErrors(t *testing.T) {
 	}
 }
 
-// expectedMatrix returns the matrix a scenario's README promises.
-func expectedMatrix(t *testing.T, dir string) string {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join(dir, "README.md"))
-	require.NoError(t, err)
-	_, rest, ok := strings.Cut(string(b), "## Expected matrix")
-	require.True(t, ok)
-	_, rest, ok = strings.Cut(rest, "```text\n")
-	require.True(t, ok)
-	block, _, ok := strings.Cut(rest, "```")
-	require.True(t, ok)
-	return block
-}
-
 // TestReachExamples: `calyxctl reach -f examples/<scenario>` prints the
 // matrix the scenario's README promises (the README's main command).
 func TestReachExamples(t *testing.T) {
@@ -164,7 +149,7 @@ func TestReachExamples(t *testing.T) {
 			dir := filepath.Join("..", "..", "examples", name)
 			code, stdout, stderr := runCLI(t, "", "reach", "-f", dir)
 			require.Equal(t, exitOK, code, stderr)
-			assert.Equal(t, expectedMatrix(t, dir), stdout)
+			assert.Equal(t, testgen.ExpectedMatrix(t, dir), stdout)
 		})
 	}
 }
@@ -177,11 +162,7 @@ func TestReachJSONMatchesLibrary(t *testing.T) {
 	require.Equal(t, exitOK, code, stderr)
 
 	ctx := context.Background()
-	res, err := policy.LoadPathsWithOptions(ctx, policy.DecodeOptions{}, dir)
-	require.NoError(t, err)
-	set := policy.NewSet()
-	_, err = set.UpsertResult(res)
-	require.NoError(t, err)
+	set := testgen.LoadPaths(t, dir)
 	rs, err := compile.New(set, "").Compile()
 	require.NoError(t, err)
 	pods := reach.PodsFromSet(set)
