@@ -1,0 +1,221 @@
+package iptables
+
+import (
+	"flag"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"pgregory.net/rapid"
+
+	"github.com/calyxnet/calyx/compile"
+	"github.com/calyxnet/calyx/internal/lab/conformance"
+	"github.com/calyxnet/calyx/internal/testgen"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+
+// scenarioIR builds a conformance scenario's Ruleset without a lab.
+func scenarioIR(build func(*testgen.IR)) *compile.Ruleset {
+	b := testgen.NewIR()
+	spec := conformance.Spec()
+	for i := range spec.Pods {
+		p := &spec.Pods[i]
+		b.Endpoint(p.Key(), p.Interface(), p.IPs...)
+	}
+	conformance.WithAllowAllProfiles(b)
+	build(b)
+	return b.RS
+}
+
+func slug(s string) string {
+	return strings.Trim(regexp.MustCompile(`[^a-z0-9]+`).ReplaceAllString(strings.ToLower(s), "-"), "-")
+}
+
+// TestGolden compares the restore inputs of every conformance scenario
+// with testdata/*.rules (go test -run TestGolden -update rewrites them).
+// The kernel tests prove what these bytes do.
+func TestGolden(t *testing.T) {
+	for _, sc := range conformance.Scenarios() {
+		t.Run(sc.Name, func(t *testing.T) {
+			p, err := render(scenarioIR(sc.Build), newNaming(""))
+			require.NoError(t, err)
+			got := p.dump()
+			path := filepath.Join("testdata", slug(sc.Name)+".rules")
+			if *update {
+				require.NoError(t, os.WriteFile(path, got, 0o644))
+			}
+			want, err := os.ReadFile(path)
+			require.NoError(t, err, "run with -update to create it")
+			require.Equal(t, string(want), string(got))
+		})
+	}
+}
+
+// rng builds port ranges from min, max pairs.
+func rng(bounds ...uint16) []compile.PortRange {
+	var out []compile.PortRange
+	for i := 0; i+1 < len(bounds); i += 2 {
+		out = append(out, compile.PortRange{Min: bounds[i], Max: bounds[i+1]})
+	}
+	return out
+}
+
+func TestPortChunks(t *testing.T) {
+	singles := func(n int) []compile.PortRange {
+		var out []compile.PortRange
+		for i := range n {
+			out = append(out, compile.PortRange{Min: uint16(100 + 2*i), Max: uint16(100 + 2*i)})
+		}
+		return out
+	}
+	tests := []struct {
+		name string
+		in   []compile.PortRange
+		want []string
+	}{
+		{"none", nil, nil},
+		{"one", rng(80, 80), []string{"80"}},
+		{"overlapping ranges merge", rng(10, 20, 15, 30, 31, 31), []string{"10:31"}},
+		{"fifteen singles fit", singles(15), []string{"100,102,104,106,108,110,112,114,116,118,120,122,124,126,128"}},
+		{"sixteen singles split", singles(16), []string{"100,102,104,106,108,110,112,114,116,118,120,122,124,126,128", "130"}},
+		{"ranges count two", rng(1, 2, 4, 5, 7, 8, 10, 11, 13, 14, 16, 17, 19, 20, 22, 23),
+			[]string{"1:2,4:5,7:8,10:11,13:14,16:17,19:20", "22:23"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			require.Equal(t, tt.want, portChunks(tt.in))
+		})
+	}
+}
+
+func TestNaming(t *testing.T) {
+	tests := []struct{ name, prefix string }{
+		{"", "calyx-"},
+		{"node1", "calyx-node1-"},
+		{"cx0123456789", "calyx-" + shortHash("cx0123456789")[:6] + "-"},
+		{"a/b", "calyx-" + shortHash("a/b")[:6] + "-"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			n := newNaming(tt.name)
+			require.Equal(t, tt.prefix, n.prefix)
+			require.True(t, n.isOwnChain(n.prefix+"fwd"))
+			require.True(t, n.isOwnSet(n.setName("x", 4)))
+			// The default instance does not claim a named one's chains.
+			if tt.name != "" {
+				require.False(t, newNaming("").isOwnChain(n.prefix+"fwd"))
+				require.False(t, newNaming("").isOwnSet(n.setName("x", 6)))
+			}
+		})
+	}
+}
+
+// TestDispatchTree: 500 endpoints never make a chain of more than leafMax
+// interfaces (plus the fail-closed drop), and each interface is reached.
+func TestDispatchTree(t *testing.T) {
+	b := testgen.NewIR()
+	prof := b.AllowAllProfile()
+	for i := range 500 {
+		ns, name := fmt.Sprintf("ns%d", i%7), fmt.Sprintf("pod%d", i)
+		ep := b.Endpoint(ns+"/"+name, compile.WorkloadInterface(ns, name), netip.AddrFrom4([4]byte{10, 1, byte(i / 256), byte(i % 256)}))
+		ep.Ingress.Profiles, ep.Egress.Profiles = []compile.PolicyID{prof}, []compile.PolicyID{prof}
+	}
+	p, err := render(b.RS, newNaming("t"))
+	require.NoError(t, err)
+	fp := p.fams[0]
+	leaves := 0
+	for name, c := range fp.chains {
+		if !strings.HasPrefix(name, "calyx-t-fe") {
+			continue
+		}
+		require.LessOrEqual(t, len(c.rules), leafMax+1, name)
+		require.True(t, strings.HasSuffix(c.rules[len(c.rules)-1], "-j DROP"), "%s must end fail closed", name)
+		for _, l := range c.rules {
+			if strings.Contains(l, "-g calyx-t-e-") {
+				leaves++
+			}
+		}
+	}
+	require.Equal(t, 500, leaves)
+}
+
+// TestRenderProperties: for random Rulesets, rendering succeeds, names
+// stay within iptables' and ipset's limits, no multiport match holds more
+// than 15 ports, and the diff of a plan against its own state is empty.
+func TestRenderProperties(t *testing.T) {
+	w := &testgen.IRWorld{External: []netip.Addr{netip.MustParseAddr("198.51.100.7"), netip.MustParseAddr("2001:db8::7")},
+		Ports: []uint16{53, 80, 443}, SrcPortMin: 20000, SrcPortMax: 50000}
+	for i := range 6 {
+		ns, name := fmt.Sprintf("ns%d", i%2), fmt.Sprintf("pod%d", i)
+		w.Pods = append(w.Pods, testgen.IRPod{Key: ns + "/" + name, Interface: compile.WorkloadInterface(ns, name),
+			Addrs: []netip.Addr{netip.AddrFrom4([4]byte{10, 77, 0, byte(i + 1)}), netip.MustParseAddr(fmt.Sprintf("fd77::%x", i+1))},
+			Ports: []compile.PortMember{{Protocol: 6, Port: 80}, {Protocol: 17, Port: 53}}})
+	}
+	multiport := regexp.MustCompile(`--[sd]ports (\S+)`)
+	rapid.Check(t, func(rt *rapid.T) {
+		rs := testgen.IRRuleset(w).Draw(rt, "ruleset")
+		n := newNaming("cx01234567")
+		p, err := render(rs, n)
+		if err != nil {
+			rt.Fatalf("render: %v", err)
+		}
+		for _, fp := range p.fams {
+			for name, c := range fp.chains {
+				if len(name) > 28 || !n.isOwnChain(name) {
+					rt.Fatalf("chain name %q", name)
+				}
+				for _, l := range c.rules {
+					for _, m := range multiport.FindAllStringSubmatch(l, -1) {
+						w := 0
+						for _, item := range strings.Split(m[1], ",") {
+							w++
+							if strings.Contains(item, ":") {
+								w++
+							}
+						}
+						if w > multiportMax {
+							rt.Fatalf("multiport of %d: %s", w, l)
+						}
+					}
+				}
+			}
+			for name := range fp.sets {
+				if len(name) > 31 || !n.isOwnSet(name) {
+					rt.Fatalf("set name %q", name)
+				}
+			}
+			if in := rulesInput(stateOf(fp), fp, nil); in != nil {
+				rt.Fatalf("diff against itself: %s", in)
+			}
+		}
+	})
+}
+
+// TestIncremental: changing one policy rewrites its chain only; adding a
+// pod with the same policy as others adds its dispatch line only.
+func TestIncremental(t *testing.T) {
+	sc := conformance.Scenarios()[1] // one ingress policy on pod0
+	rs := scenarioIR(sc.Build)
+	n := newNaming("")
+	before, err := render(rs, n)
+	require.NoError(t, err)
+
+	// A new pod with the profile only.
+	b := &testgen.IR{RS: rs}
+	prof := b.AllowAllProfile()
+	ep := b.Endpoint("ns9/new", compile.WorkloadInterface("ns9", "new"), netip.MustParseAddr("10.77.0.9"))
+	ep.Ingress.Profiles, ep.Egress.Profiles = []compile.PolicyID{prof}, []compile.PolicyID{prof}
+	after, err := render(rs, n)
+	require.NoError(t, err)
+	in := string(rulesInput(stateOf(before.fams[0]), after.fams[0], nil))
+	require.Equal(t, []string{":calyx-fe - [0:0]", ":calyx-fi - [0:0]"}, regexp.MustCompile(`(?m)^:.*$`).FindAllString(in, -1), in)
+	prep, destroy := setsInputs(before.allSets(), after.allSets(), nil)
+	require.Empty(t, prep)
+	require.Empty(t, destroy)
+}
