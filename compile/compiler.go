@@ -298,10 +298,7 @@ func (c *Compiler) ensureParents(ids []string) {
 
 func (c *Compiler) upsertNetworkSet(ns *policy.NetworkSetInfo) {
 	k := policy.ObjectKey{Kind: ns.Kind, Namespace: ns.Namespace, Name: ns.Name}
-	nets := make([]netip.Prefix, 0, len(ns.Nets))
-	for _, n := range ns.Nets {
-		nets = append(nets, n.Masked())
-	}
+	nets := netsOf(ns.Nets, true, true)
 	parents := policy.NetworkSetParents(ns)
 	c.ensureParents(parents)
 	c.upsertItem(itemID(k), nets, nil, policy.NetworkSetOwnLabels(ns), parents)
