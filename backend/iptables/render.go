@@ -522,15 +522,123 @@ func (r *renderer) policyChain(key string, pid compile.PolicyID, profile bool) s
 		return name
 	}
 	var bodies []string
-	for i := range pol.Rules {
+	for i := 0; i < len(pol.Rules); i++ {
 		ru := &pol.Rules[i]
 		if profile && ru.Action == compile.ActionPass {
+			continue
+		}
+		if j, merged := r.mergedRun(pol, i); j > i {
+			bodies = append(bodies, merged...)
+			i = j - 1
 			continue
 		}
 		bodies = append(bodies, r.rule(pol, i, ru)...)
 	}
 	r.addChain(name, bodies)
 	return name
+}
+
+// mergeMin is the shortest run of same-shaped rules that becomes one set
+// lookup; mergePorts the most ports one rule of a run may expand to.
+const (
+	mergeMin   = 4
+	mergePorts = 256
+)
+
+// runShape says whether a rule can join a merged run: a port protocol,
+// one literal nets set on one side, destination ports and nothing else.
+// It returns the side of the nets ("src" or "dst").
+func (r *renderer) runShape(ru *compile.Rule) (string, bool) {
+	m := &ru.Match
+	if ru.Action == compile.ActionLog || !slices.Contains(portProtos, m.Protocol) || m.NotProtocol != 0 ||
+		m.ICMP != nil || m.NotICMP != nil || len(m.Dst.Ports) == 0 ||
+		len(m.Dst.NamedPorts)+len(m.Dst.NotPorts)+len(m.Dst.NotNamedPorts)+len(m.Dst.NotSets) > 0 ||
+		len(m.Src.Ports)+len(m.Src.NamedPorts)+len(m.Src.NotPorts)+len(m.Src.NotNamedPorts)+len(m.Src.NotSets) > 0 {
+		return "", false
+	}
+	n := 0
+	for _, rg := range m.Dst.Ports {
+		n += int(rg.Max) - int(rg.Min) + 1
+	}
+	if n > mergePorts {
+		return "", false
+	}
+	side, sets := "src", m.Src.Sets
+	if len(m.Src.Sets) == 0 {
+		side, sets = "dst", m.Dst.Sets
+	} else if len(m.Dst.Sets) > 0 {
+		return "", false
+	}
+	if len(sets) != 1 {
+		return "", false
+	}
+	s, ok := r.rs.Sets[sets[0]]
+	if !ok || !s.Literal || s.Kind != compile.SetNets {
+		return "", false
+	}
+	return side, true
+}
+
+// mergedRun renders the run of same-shaped rules starting at i (same
+// action, a literal net on the same side, a protocol and destination
+// ports) as one hash:net,port set lookup: one rule per packet however
+// long the run. It returns the index after the run, or i when the run is
+// too short to merge.
+func (r *renderer) mergedRun(pol *compile.Policy, i int) (int, []string) {
+	first := &pol.Rules[i]
+	side, ok := r.runShape(first)
+	if !ok {
+		return i, nil
+	}
+	j := i
+	var members []string
+	for ; j < len(pol.Rules); j++ {
+		ru := &pol.Rules[j]
+		sd, ok := r.runShape(ru)
+		if !ok || sd != side || ru.Action != first.Action {
+			break
+		}
+		if ru.Match.IPVersion != 0 && ru.Match.IPVersion != r.v {
+			continue
+		}
+		id := ru.Match.Src.Sets
+		if side == "dst" {
+			id = ru.Match.Dst.Sets
+		}
+		pn, _ := ipsetProto(ru.Match.Protocol)
+		for _, p := range r.rs.Sets[id[0]].Nets {
+			if fam(p.Addr()) != r.v {
+				continue
+			}
+			for _, net := range netMembers(p) {
+				for _, rg := range ru.Match.Dst.Ports {
+					for port := int(rg.Min); port <= int(rg.Max); port++ {
+						members = append(members, fmt.Sprintf("%s,%s:%d", net, pn, port))
+					}
+				}
+			}
+		}
+	}
+	if j-i < mergeMin {
+		return i, nil
+	}
+	slices.Sort(members)
+	members = slices.Compact(members)
+	if len(members) == 0 {
+		return j, nil // nothing of the run is in this family
+	}
+	is := &ipset{name: fmt.Sprintf("%s%d-%s", r.n.prefix, r.v, shortHash(append([]string{"run"}, members...)...)),
+		typ: "hash:net,port", family: "inet", members: members}
+	if r.v == 6 {
+		is.family = "inet6"
+	}
+	r.fp.sets[is.name] = is
+	alts := []string{"-m set --match-set " + is.name + " " + side + ",dst"}
+	out := r.actionBodies(pol, i, first.Action, alts)
+	if first.Action == compile.ActionAllow || first.Action == compile.ActionPass {
+		out = append(out, ifDecided+" -j RETURN")
+	}
+	return j, out
 }
 
 // rule renders one IR rule as rule bodies of the policy chain.
