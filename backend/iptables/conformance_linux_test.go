@@ -92,7 +92,7 @@ func TestManyPortsAndNets(t *testing.T) {
 		n := b.Nets(fmt.Sprintf("10.99.%d.0/24", i), fmt.Sprintf("fd99:%x::/64", i))
 		rules = append(rules, testgen.Rule(compile.ActionAllow, compile.Match{Src: compile.PeerMatch{Sets: []compile.SetID{n}}}))
 	}
-	all := b.Nets("0.0.0.0/0", "::/0")
+	all := b.Nets("0.0.0.0/0", "10.0.0.0/8", "::/0", "fd00::/8") // two nets: an ipset, with /0 as two halves
 	rules = append(rules, testgen.Rule(compile.ActionAllow, compile.Match{Protocol: 6, Src: compile.PeerMatch{Sets: []compile.SetID{all}}, Dst: compile.PeerMatch{Ports: ports}}))
 	p := b.Policy(compile.Ingress, "default", "wide", rules...)
 	b.RS.Endpoints["ns0/pod0"].Ingress.Tiers = []compile.TierPolicies{{Tier: "default", Policies: []compile.PolicyID{p}, EndAction: compile.ActionDeny}}

@@ -79,6 +79,7 @@ type Backend struct {
 	closed bool
 
 	planned *plan
+	cache   *renderCache
 	cur     [2]*state
 	sets    map[string]*ipset
 	last    Stats
@@ -97,7 +98,7 @@ func Open(ctx context.Context, opts backend.Options) (backend.Backend, error) {
 // iptables-legacy and iptables-nft (ErrMixedMode). Nothing is changed
 // until Apply.
 func New(ctx context.Context, opts backend.Options) (*Backend, error) {
-	b := &Backend{log: opts.Logger, n: newNaming(opts.Name)}
+	b := &Backend{log: opts.Logger, n: newNaming(opts.Name), cache: newRenderCache()}
 	if b.log == nil {
 		b.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -215,8 +216,7 @@ func (b *Backend) readKernel(ctx context.Context) ([2]*state, map[string]*ipset,
 
 // transact moves the kernel from cur to want: sets first, then one
 // iptables-restore per family, then sets no rule uses any more.
-func (b *Backend) transact(ctx context.Context, cur [2]*state, curSets map[string]*ipset, want *plan, d *Drift) (Stats, error) {
-	var st Stats
+func (b *Backend) transact(ctx context.Context, cur [2]*state, curSets map[string]*ipset, want *plan, d *Drift) (st Stats, err error) {
 	start := time.Now()
 	prep, destroy := setsInputs(curSets, want.allSets(), d)
 	var inputs [2][]byte
@@ -263,7 +263,7 @@ func (b *Backend) Apply(ctx context.Context, rs *compile.Ruleset) error {
 		return backend.ErrClosed
 	}
 	start := time.Now()
-	p, err := render(rs, b.n)
+	p, err := render(rs, b.n, b.cache)
 	if err != nil {
 		return err
 	}
@@ -284,6 +284,7 @@ func (b *Backend) Apply(ctx context.Context, rs *compile.Ruleset) error {
 		return err
 	}
 	b.planned, b.sets = p, p.allSets()
+	b.cache.commit()
 	return nil
 }
 
@@ -292,7 +293,7 @@ func (b *Backend) Apply(ctx context.Context, rs *compile.Ruleset) error {
 // check rules that use ipsets which do not exist yet, so the kernel is not
 // asked.
 func (b *Backend) Check(ctx context.Context, rs *compile.Ruleset) error {
-	_, err := render(rs, b.n)
+	_, err := render(rs, b.n, nil)
 	return err
 }
 

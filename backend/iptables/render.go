@@ -135,19 +135,72 @@ func (n naming) setName(id compile.SetID, v uint8) string {
 
 // renderer renders one family of one Ruleset.
 type renderer struct {
-	n    naming
-	rs   *compile.Ruleset
-	v    uint8
-	fp   *famPlan
-	errs []string
+	n     naming
+	rs    *compile.Ruleset
+	v     uint8
+	fp    *famPlan
+	errs  []string
+	used  map[compile.SetID]bool
+	cache *renderCache
+}
+
+// set returns the ipset name of a compile set in this family and notes
+// that a rule uses it: only used sets are created.
+func (r *renderer) set(id compile.SetID) string {
+	r.used[id] = true
+	return r.n.setName(id, r.v)
+}
+
+// renderCache keeps the rendering of each policy between Applies, keyed
+// by the policy's identity: the compiler shares unchanged policies between
+// one Ruleset and the next, so a new pod on a node of 10,000 policies
+// renders only what changed. Holding the pointer keeps it from being
+// reused for another policy.
+type renderCache struct {
+	cur, next map[polKey]*polRender
+}
+
+type polKey struct {
+	pol       *compile.Policy
+	profile   bool
+	v         uint8
+	logPrefix string
+}
+
+// polRender is one policy's chain and what it brought along.
+type polRender struct {
+	name  string
+	rules []string
+	extra []*chain
+	sets  []*ipset
+	used  []compile.SetID
+	errs  []string
+}
+
+func newRenderCache() *renderCache {
+	return &renderCache{cur: map[polKey]*polRender{}}
+}
+
+// commit makes what the last render used the cache.
+func (c *renderCache) commit() {
+	if c != nil && c.next != nil {
+		c.cur, c.next = c.next, nil
+	}
 }
 
 // render turns rs into the chains, jumps and sets of both families.
-func render(rs *compile.Ruleset, n naming) (*plan, error) {
+//
+// cache, when not nil, is consulted and filled; call its commit after the
+// plan is applied.
+func render(rs *compile.Ruleset, n naming, cache *renderCache) (*plan, error) {
 	p := &plan{}
 	var errs []string
+	if cache != nil {
+		cache.next = make(map[polKey]*polRender, len(cache.cur))
+	}
 	for i, v := range []uint8{4, 6} {
-		r := &renderer{n: n, rs: rs, v: v, fp: &famPlan{v: v, chains: map[string]*chain{}, sets: map[string]*ipset{}}}
+		r := &renderer{n: n, rs: rs, v: v, fp: &famPlan{v: v, chains: map[string]*chain{}, sets: map[string]*ipset{}},
+			used: map[compile.SetID]bool{}, cache: cache}
 		r.renderFamily()
 		errs = append(errs, r.errs...)
 		p.fams[i] = r.fp
@@ -232,7 +285,7 @@ func (r *renderer) icmpProto() uint8 {
 }
 
 func (r *renderer) renderFamily() {
-	r.renderSets()
+	defer r.renderSets()
 	egress := r.dispatch("fe", "-i", compile.Egress)
 	ingress := r.dispatch("fi", "-o", compile.Ingress)
 	pfx := compile.InterfacePrefix + "+"
@@ -288,8 +341,11 @@ func jumpLine(builtin, target string) string {
 }
 
 func (r *renderer) renderSets() {
-	for _, id := range sortedKeys(r.rs.Sets) {
-		s := r.rs.Sets[id]
+	for _, id := range sortedKeys(r.used) {
+		s, ok := r.rs.Sets[id]
+		if !ok {
+			continue // reported by the rule that uses it
+		}
 		is := &ipset{name: r.n.setName(id, r.v), family: "inet", typ: "hash:net"}
 		if r.v == 6 {
 			is.family = "inet6"
@@ -394,6 +450,12 @@ func (r *renderer) dispatch(kind, side string, dir compile.Direction) string {
 		ep := r.rs.Endpoints[key]
 		if !strings.HasPrefix(ep.Interface, compile.InterfacePrefix) {
 			continue // host endpoints are not rendered yet
+		}
+		if !slices.ContainsFunc(ep.Addrs, func(a netip.Addr) bool { return fam(a) == r.v }) {
+			// No address in this family: its traffic in this family is
+			// dropped like an unknown interface's, and a single-stack
+			// pod does not touch the other family's rules.
+			continue
 		}
 		dp := &ep.Egress
 		if dir == compile.Ingress {
@@ -521,6 +583,49 @@ func (r *renderer) policyChain(key string, pid compile.PolicyID, profile bool) s
 	if _, done := r.fp.chains[name]; done {
 		return name
 	}
+	if r.cache == nil {
+		r.renderPolicy(name, pol, profile)
+		return name
+	}
+	ck := polKey{pol: pol, profile: profile, v: r.v, logPrefix: r.rs.Settings.LogPrefix}
+	pr, ok := r.cache.cur[ck]
+	if !ok || pr.name != name {
+		// Render into a scratch plan to learn what this policy brings.
+		fp, used, errs := r.fp, r.used, r.errs
+		r.fp = &famPlan{v: r.v, chains: map[string]*chain{}, sets: map[string]*ipset{}}
+		r.used, r.errs = map[compile.SetID]bool{}, nil
+		r.renderPolicy(name, pol, profile)
+		pr = &polRender{name: name, rules: r.fp.chains[name].rules, errs: r.errs}
+		for cn, c := range r.fp.chains {
+			if cn != name {
+				pr.extra = append(pr.extra, c)
+			}
+		}
+		for _, is := range r.fp.sets {
+			pr.sets = append(pr.sets, is)
+		}
+		for id := range r.used {
+			pr.used = append(pr.used, id)
+		}
+		r.fp, r.used, r.errs = fp, used, errs
+	}
+	r.cache.next[ck] = pr
+	r.errs = append(r.errs, pr.errs...)
+	r.fp.chains[name] = &chain{name: name, rules: pr.rules}
+	for _, c := range pr.extra {
+		r.fp.chains[c.name] = c
+	}
+	for _, is := range pr.sets {
+		r.fp.sets[is.name] = is
+	}
+	for _, id := range pr.used {
+		r.used[id] = true
+	}
+	return name
+}
+
+// renderPolicy writes a policy's chain.
+func (r *renderer) renderPolicy(name string, pol *compile.Policy, profile bool) {
 	var bodies []string
 	for i := 0; i < len(pol.Rules); i++ {
 		ru := &pol.Rules[i]
@@ -535,7 +640,6 @@ func (r *renderer) policyChain(key string, pid compile.PolicyID, profile bool) s
 		bodies = append(bodies, r.rule(pol, i, ru)...)
 	}
 	r.addChain(name, bodies)
-	return name
 }
 
 // mergeMin is the shortest run of same-shaped rules that becomes one set
@@ -761,22 +865,47 @@ func (r *renderer) matchAlts(pol *compile.Policy, m *compile.Match) (alts, excl 
 		}
 	}
 
-	// Address matches shared by every alternative.
-	var common []string
+	// Address matches shared by every alternative: a literal set of one
+	// net in this family is written inline (-s, -d: one CIDR per match),
+	// other sets are ipset lookups.
+	var addrs, common []string
 	for _, side := range []struct {
-		pm  *compile.PeerMatch
-		dir string
-	}{{&m.Src, "src"}, {&m.Dst, "dst"}} {
+		pm        *compile.PeerMatch
+		dir, flag string
+	}{{&m.Src, "src", "-s"}, {&m.Dst, "dst", "-d"}} {
+		inline := false
 		for _, id := range side.pm.Sets {
-			common = append(common, "-m set --match-set "+r.n.setName(id, r.v)+" "+side.dir)
+			nets, literal := r.literalNets(id)
+			switch {
+			case literal && len(nets) == 0:
+				return nil, nil // nothing of this family can match
+			case literal && len(nets) == 1 && nets[0].Bits() == 0:
+				continue // matches every address
+			case literal && len(nets) == 1 && !inline:
+				inline = true
+				addrs = append(addrs, side.flag+" "+nets[0].String())
+			default:
+				common = append(common, "-m set --match-set "+r.set(id)+" "+side.dir)
+			}
 		}
 		for _, id := range side.pm.NotSets {
-			common = append(common, "-m set ! --match-set "+r.n.setName(id, r.v)+" "+side.dir)
+			nets, literal := r.literalNets(id)
+			switch {
+			case literal && len(nets) == 0:
+				continue // excludes nothing of this family
+			case literal && len(nets) == 1 && nets[0].Bits() == 0:
+				return nil, nil // excludes every address
+			case literal && len(nets) == 1 && !inline:
+				inline = true
+				addrs = append(addrs, "! "+side.flag+" "+nets[0].String())
+			default:
+				common = append(common, "-m set ! --match-set "+r.set(id)+" "+side.dir)
+			}
 		}
 	}
 
 	for _, p := range protos {
-		var head []string
+		head := slices.Clone(addrs)
 		switch {
 		case p == 0 && m.NotProtocol != 0:
 			head = append(head, "! -p "+protoName(m.NotProtocol, r.v))
@@ -821,6 +950,24 @@ func (r *renderer) matchAlts(pol *compile.Policy, m *compile.Match) (alts, excl 
 	return alts, excl
 }
 
+// literalNets returns the nets of a literal nets set in this family.
+func (r *renderer) literalNets(id compile.SetID) ([]netip.Prefix, bool) {
+	s, ok := r.rs.Sets[id]
+	if !ok || !s.Literal || s.Kind != compile.SetNets {
+		return nil, false
+	}
+	var out []netip.Prefix
+	for _, p := range s.Nets {
+		if p.Addr().Is4In6() {
+			p = netip.PrefixFrom(p.Addr().Unmap(), max(p.Bits()-96, 0))
+		}
+		if fam(p.Addr()) == r.v {
+			out = append(out, p.Masked())
+		}
+	}
+	return out, true
+}
+
 func hasPortMatch(pm *compile.PeerMatch) bool {
 	return len(pm.Ports) > 0 || len(pm.NamedPorts) > 0 || len(pm.NotPorts) > 0 || len(pm.NotNamedPorts) > 0
 }
@@ -859,7 +1006,7 @@ func (r *renderer) portAlts(pm *compile.PeerMatch, dir, flag string) []string {
 		out = append(out, "-m multiport "+flag+" "+c)
 	}
 	for _, id := range pm.NamedPorts {
-		out = append(out, "-m set --match-set "+r.n.setName(id, r.v)+" "+dir+","+dir)
+		out = append(out, "-m set --match-set "+r.set(id)+" "+dir+","+dir)
 	}
 	return out
 }
@@ -871,7 +1018,7 @@ func (r *renderer) notPorts(pm *compile.PeerMatch, dir, flag string) []string {
 		out = append(out, "-m multiport ! "+flag+" "+c)
 	}
 	for _, id := range pm.NotNamedPorts {
-		out = append(out, "-m set ! --match-set "+r.n.setName(id, r.v)+" "+dir+","+dir)
+		out = append(out, "-m set ! --match-set "+r.set(id)+" "+dir+","+dir)
 	}
 	return out
 }

@@ -43,7 +43,7 @@ func slug(s string) string {
 func TestGolden(t *testing.T) {
 	for _, sc := range conformance.Scenarios() {
 		t.Run(sc.Name, func(t *testing.T) {
-			p, err := render(scenarioIR(sc.Build), newNaming(""))
+			p, err := render(scenarioIR(sc.Build), newNaming(""), nil)
 			require.NoError(t, err)
 			got := p.dump()
 			path := filepath.Join("testdata", slug(sc.Name)+".rules")
@@ -126,7 +126,7 @@ func TestDispatchTree(t *testing.T) {
 		ep := b.Endpoint(ns+"/"+name, compile.WorkloadInterface(ns, name), netip.AddrFrom4([4]byte{10, 1, byte(i / 256), byte(i % 256)}))
 		ep.Ingress.Profiles, ep.Egress.Profiles = []compile.PolicyID{prof}, []compile.PolicyID{prof}
 	}
-	p, err := render(b.RS, newNaming("t"))
+	p, err := render(b.RS, newNaming("t"), nil)
 	require.NoError(t, err)
 	fp := p.fams[0]
 	leaves := 0
@@ -161,7 +161,7 @@ func TestRenderProperties(t *testing.T) {
 	rapid.Check(t, func(rt *rapid.T) {
 		rs := testgen.IRRuleset(w).Draw(rt, "ruleset")
 		n := newNaming("cx01234567")
-		p, err := render(rs, n)
+		p, err := render(rs, n, nil)
 		if err != nil {
 			rt.Fatalf("render: %v", err)
 		}
@@ -203,7 +203,7 @@ func TestIncremental(t *testing.T) {
 	sc := conformance.Scenarios()[1] // one ingress policy on pod0
 	rs := scenarioIR(sc.Build)
 	n := newNaming("")
-	before, err := render(rs, n)
+	before, err := render(rs, n, nil)
 	require.NoError(t, err)
 
 	// A new pod with the profile only.
@@ -211,11 +211,60 @@ func TestIncremental(t *testing.T) {
 	prof := b.AllowAllProfile()
 	ep := b.Endpoint("ns9/new", compile.WorkloadInterface("ns9", "new"), netip.MustParseAddr("10.77.0.9"))
 	ep.Ingress.Profiles, ep.Egress.Profiles = []compile.PolicyID{prof}, []compile.PolicyID{prof}
-	after, err := render(rs, n)
+	after, err := render(rs, n, nil)
 	require.NoError(t, err)
 	in := string(rulesInput(stateOf(before.fams[0]), after.fams[0], nil))
 	require.Equal(t, []string{":calyx-fe - [0:0]", ":calyx-fi - [0:0]"}, regexp.MustCompile(`(?m)^:.*$`).FindAllString(in, -1), in)
 	prep, destroy := setsInputs(before.allSets(), after.allSets(), nil)
 	require.Empty(t, prep)
 	require.Empty(t, destroy)
+}
+
+// TestCacheMatchesFresh: a render that reuses cached policies (all of
+// them, or all but a changed one) writes exactly what a fresh render does.
+func TestCacheMatchesFresh(t *testing.T) {
+	w := &testgen.IRWorld{External: []netip.Addr{netip.MustParseAddr("198.51.100.7")}, Ports: []uint16{53, 80}, SrcPortMin: 20000, SrcPortMax: 50000}
+	for i := range 4 {
+		ns, name := "ns", fmt.Sprintf("pod%d", i)
+		w.Pods = append(w.Pods, testgen.IRPod{Key: ns + "/" + name, Interface: compile.WorkloadInterface(ns, name),
+			Addrs: []netip.Addr{netip.AddrFrom4([4]byte{10, 77, 0, byte(i + 1)}), netip.MustParseAddr(fmt.Sprintf("fd77::%x", i+1))}})
+	}
+	rapid.Check(t, func(rt *rapid.T) {
+		n := newNaming("c")
+		cache := newRenderCache()
+		rs1 := testgen.IRRuleset(w).Draw(rt, "first")
+		rs2 := testgen.IRRuleset(w).Draw(rt, "second")
+		// rs2 takes every policy of rs1 whose ID it also has: shared by
+		// pointer, as the compiler shares unchanged policies.
+		for id, p := range rs1.Policies {
+			if _, ok := rs2.Policies[id]; ok && rapid.Bool().Draw(rt, "share") {
+				rs2.Policies[id] = p
+				for _, ru := range p.Rules {
+					for _, pm := range []compile.PeerMatch{ru.Match.Src, ru.Match.Dst} {
+						for _, ids := range [][]compile.SetID{pm.Sets, pm.NotSets, pm.NamedPorts, pm.NotNamedPorts} {
+							for _, sid := range ids {
+								if _, ok := rs2.Sets[sid]; !ok {
+									rs2.Sets[sid] = rs1.Sets[sid]
+								}
+							}
+						}
+					}
+				}
+			}
+		}
+		for _, rs := range []*compile.Ruleset{rs1, rs2, rs2} {
+			cached, err := render(rs, n, cache)
+			if err != nil {
+				rt.Fatalf("render: %v", err)
+			}
+			cache.commit()
+			fresh, err := render(rs, n, nil)
+			if err != nil {
+				rt.Fatalf("render: %v", err)
+			}
+			if got, want := string(cached.dump()), string(fresh.dump()); got != want {
+				rt.Fatalf("cached render differs:\n%s\nfresh:\n%s", got, want)
+			}
+		}
+	})
 }
