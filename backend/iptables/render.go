@@ -142,6 +142,21 @@ type renderer struct {
 	errs  []string
 	used  map[compile.SetID]bool
 	cache *renderCache
+	// tiers memoizes tier chains within one render: endpoints of one
+	// namespace usually share their tier lists.
+	tiers map[tierKey]tierMemo
+}
+
+type tierKey struct {
+	first     *compile.PolicyID
+	n         int
+	tier      string
+	endAction compile.Action
+}
+
+type tierMemo struct {
+	name   string
+	passes bool
 }
 
 // set returns the ipset name of a compile set in this family and notes
@@ -158,6 +173,9 @@ func (r *renderer) set(id compile.SetID) string {
 // reused for another policy.
 type renderCache struct {
 	cur, next map[polKey]*polRender
+	// chains keeps content-named chains (whose lines depend only on
+	// their name) from one render to the next.
+	chains, nextChains map[string]*chain
 }
 
 type polKey struct {
@@ -178,13 +196,14 @@ type polRender struct {
 }
 
 func newRenderCache() *renderCache {
-	return &renderCache{cur: map[polKey]*polRender{}}
+	return &renderCache{cur: map[polKey]*polRender{}, chains: map[string]*chain{}}
 }
 
 // commit makes what the last render used the cache.
 func (c *renderCache) commit() {
 	if c != nil && c.next != nil {
 		c.cur, c.next = c.next, nil
+		c.chains, c.nextChains = c.nextChains, nil
 	}
 }
 
@@ -197,10 +216,11 @@ func render(rs *compile.Ruleset, n naming, cache *renderCache) (*plan, error) {
 	var errs []string
 	if cache != nil {
 		cache.next = make(map[polKey]*polRender, len(cache.cur))
+		cache.nextChains = make(map[string]*chain, len(cache.chains))
 	}
 	for i, v := range []uint8{4, 6} {
 		r := &renderer{n: n, rs: rs, v: v, fp: &famPlan{v: v, chains: map[string]*chain{}, sets: map[string]*ipset{}},
-			used: map[compile.SetID]bool{}, cache: cache}
+			used: map[compile.SetID]bool{}, cache: cache, tiers: map[tierKey]tierMemo{}}
 		r.renderFamily()
 		errs = append(errs, r.errs...)
 		p.fams[i] = r.fp
@@ -255,8 +275,19 @@ func ruleLine(chainName string, pos int, body string) string {
 // the bodies) and returns the name; identical chains are shared.
 func (r *renderer) contentChain(kind string, bodies []string) string {
 	name := r.n.prefix + kind + "-" + shortHash(append([]string{kind}, bodies...)...)
-	if _, ok := r.fp.chains[name]; !ok {
-		r.addChain(name, bodies)
+	if _, ok := r.fp.chains[name]; ok {
+		return name
+	}
+	if r.cache != nil {
+		if c, ok := r.cache.chains[name]; ok {
+			r.fp.chains[name] = c
+			r.cache.nextChains[name] = c
+			return name
+		}
+	}
+	r.addChain(name, bodies)
+	if r.cache != nil {
+		r.cache.nextChains[name] = r.fp.chains[name]
 	}
 	return name
 }
@@ -511,9 +542,17 @@ func (r *renderer) dispatch(kind, side string, dir compile.Direction) string {
 func (r *renderer) endpointChain(key string, dir compile.Direction, dp *compile.DirectionPolicy) string {
 	bodies := []string{clearAll}
 	for _, t := range dp.Tiers {
-		tc := r.tierChain(key, &t)
-		bodies = append(bodies, "-j "+tc, ifAccepted+" -j RETURN")
-		if r.tierPasses(&t) {
+		var tk tierKey
+		if len(t.Policies) > 0 {
+			tk = tierKey{first: &t.Policies[0], n: len(t.Policies), tier: t.Tier, endAction: t.EndAction}
+		}
+		tm, ok := r.tiers[tk]
+		if !ok || tk.first == nil {
+			tm = tierMemo{name: r.tierChain(key, &t), passes: r.tierPasses(&t)}
+			r.tiers[tk] = tm
+		}
+		bodies = append(bodies, "-j "+tm.name, ifAccepted+" -j RETURN")
+		if tm.passes {
 			// The next tier, or the profiles, start undecided.
 			bodies = append(bodies, clearPass)
 		}
