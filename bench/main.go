@@ -1,5 +1,5 @@
-// Command bench measures the nftables dataplane: how long programming a
-// node takes, and what policy costs per packet, as ratios against a
+// Command bench measures the kernel dataplanes (nftables, iptables): how
+// long programming a node takes, and what policy costs per packet, as ratios against a
 // no-policy baseline measured in the same run (medians of interleaved
 // repetitions). It needs root: everything runs in network namespaces it
 // creates and removes.
@@ -7,6 +7,7 @@
 //	go run ./bench                      # everything, 5 repetitions
 //	go run ./bench -only program -reps 3
 //	go run ./bench -only traffic -duration 2s
+//	go run ./bench -dataplane nftables,iptables   # side by side, one run
 package main
 
 import (
@@ -32,6 +33,7 @@ type config struct {
 	duration time.Duration
 	sizes    []int
 	pods     int
+	planes   []dataplane
 }
 
 func run(ctx context.Context, args []string, out io.Writer) error {
@@ -42,7 +44,12 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs.DurationVar(&c.duration, "duration", 2*time.Second, "length of one traffic measurement")
 	fs.IntVar(&c.pods, "pods", 110, "pods on the node")
 	small := fs.Bool("small", false, "tiny sizes (a smoke run)")
+	planes := fs.String("dataplane", "nftables", "dataplanes to measure, comma-separated: nftables, iptables")
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var err error
+	if c.planes, err = parseDataplanes(*planes); err != nil {
 		return err
 	}
 	c.sizes = []int{100, 1000, 10000}
@@ -50,11 +57,13 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		c.sizes = []int{10, 100}
 	}
 	if os.Geteuid() != 0 {
-		return fmt.Errorf("needs root (network namespaces, nftables)")
+		return fmt.Errorf("needs root (network namespaces, nftables, iptables)")
 	}
 	if c.only == "" || c.only == "program" {
-		if err := benchProgram(ctx, &c, out); err != nil {
-			return err
+		for _, d := range c.planes {
+			if err := benchProgram(ctx, &c, d, out); err != nil {
+				return fmt.Errorf("%s: %w", d.name, err)
+			}
 		}
 	}
 	if c.only == "" || c.only == "traffic" {

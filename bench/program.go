@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/calyxnet/calyx/backend"
-	"github.com/calyxnet/calyx/backend/nftables"
 	"github.com/calyxnet/calyx/compile"
 	"github.com/calyxnet/calyx/internal/netns"
 )
@@ -27,13 +26,13 @@ func medianF(fs []float64) float64 {
 	return s[len(s)/2]
 }
 
-// freshBackend opens an nftables backend in a new, empty namespace.
-func freshBackend(ctx context.Context, tag string) (*nftables.Backend, func(), error) {
+// freshBackend opens a backend of d in a new, empty namespace.
+func freshBackend(ctx context.Context, d dataplane, tag string) (backend.Backend, func(), error) {
 	ns, err := netns.Create(fmt.Sprintf("cxbench-%s-%d", tag, time.Now().UnixNano()%1e9))
 	if err != nil {
 		return nil, nil, err
 	}
-	b, err := nftables.New(ctx, backend.Options{NetNS: ns.Path()})
+	b, err := d.open(ctx, backend.Options{NetNS: ns.Path()})
 	if err != nil {
 		_ = ns.Delete()
 		return nil, nil, err
@@ -41,8 +40,8 @@ func freshBackend(ctx context.Context, tag string) (*nftables.Backend, func(), e
 	return b, func() { _ = b.Close(ctx); _ = ns.Delete() }, nil
 }
 
-func benchProgram(ctx context.Context, c *config, out io.Writer) error {
-	fmt.Fprintf(out, "== programming a node of %d pods (nftables, medians of %d)\n", c.pods, c.reps)
+func benchProgram(ctx context.Context, c *config, d dataplane, out io.Writer) error {
+	fmt.Fprintf(out, "== programming a node of %d pods (%s, medians of %d)\n", c.pods, d.name, c.reps)
 	fmt.Fprintf(out, "%-28s %12s %10s %12s %12s\n", "what", "median", "messages", "render", "kernel")
 	var largest int
 	for _, n := range c.sizes {
@@ -50,16 +49,16 @@ func benchProgram(ctx context.Context, c *config, out io.Writer) error {
 		var msgs int
 		for range c.reps {
 			rs := clusterRuleset(c.pods, n)
-			b, done, err := freshBackend(ctx, "p")
+			b, done, err := freshBackend(ctx, d, "p")
 			if err != nil {
 				return err
 			}
 			start := time.Now()
 			err = b.Apply(ctx, rs)
 			times = append(times, time.Since(start))
-			st := b.LastApply()
-			msgs = st.Messages()
-			renders, kernels = append(renders, st.Render), append(kernels, st.Kernel)
+			st := d.stats(b)
+			msgs = st.messages
+			renders, kernels = append(renders, st.render), append(kernels, st.kernel)
 			done()
 			if err != nil {
 				return fmt.Errorf("%d policies: %w", n, err)
@@ -72,7 +71,7 @@ func benchProgram(ctx context.Context, c *config, out io.Writer) error {
 
 	// On top of the largest: a new pod, and a label change (one pod joins
 	// one selector's set).
-	b, done, err := freshBackend(ctx, "i")
+	b, done, err := freshBackend(ctx, d, "i")
 	if err != nil {
 		return err
 	}
@@ -98,8 +97,8 @@ func benchProgram(ctx context.Context, c *config, out io.Writer) error {
 			return err
 		}
 		podTimes = append(podTimes, time.Since(start))
-		podMsgs = b.LastApply().Messages()
-		podK = append(podK, b.LastApply().Kernel)
+		podMsgs = d.stats(b).messages
+		podK = append(podK, d.stats(b).kernel)
 		if err := b.Apply(ctx, base); err != nil {
 			return err
 		}
@@ -113,8 +112,8 @@ func benchProgram(ctx context.Context, c *config, out io.Writer) error {
 			return err
 		}
 		labelTimes = append(labelTimes, time.Since(start))
-		labelMsgs = b.LastApply().Messages()
-		labelK = append(labelK, b.LastApply().Kernel)
+		labelMsgs = d.stats(b).messages
+		labelK = append(labelK, d.stats(b).kernel)
 		if err := b.Apply(ctx, base); err != nil {
 			return err
 		}

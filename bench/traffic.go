@@ -17,7 +17,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/calyxnet/calyx/backend"
-	"github.com/calyxnet/calyx/backend/nftables"
 	"github.com/calyxnet/calyx/compile"
 	"github.com/calyxnet/calyx/internal/lab"
 	"github.com/calyxnet/calyx/internal/netns"
@@ -114,47 +113,80 @@ func benchTraffic(ctx context.Context, c *config, out io.Writer) error {
 	defer func() { _ = iperf.Process.Kill(); _ = iperf.Wait() }()
 	time.Sleep(300 * time.Millisecond)
 
-	b, err := nftables.New(ctx, backend.Options{NetNS: l.NodeNS().Path(), Name: "bench"})
-	if err != nil {
-		return err
-	}
-	defer b.Close(ctx)
 	configs := trafficRulesets(client, server, n)
-	// "no-table" has no nftables at all (and so no conntrack in the node
+	// "no-table" has no dataplane at all (and so no conntrack in the node
 	// namespace); "empty" is Calyx with a Ruleset of the two pods and no
 	// policy: what every policy configuration pays anyway (conntrack, the
-	// dispatch maps). Ratios are against both.
+	// dispatch). Ratios are against both. With several dataplanes, every
+	// configuration of each is measured in the same interleaved loop.
 	configs["empty"] = emptyRuleset(client, server)
-	names := []string{"no-table", "empty", "a-10k-policies", "b-10k-rules"}
+	type run struct {
+		label, config string
+		plane         dataplane
+	}
+	runs := []run{{label: "no-table"}}
+	bases := []string{"no-table"}
+	for _, d := range c.planes {
+		for _, cfg := range []string{"empty", "a-10k-policies", "b-10k-rules"} {
+			label := cfg
+			if len(c.planes) > 1 {
+				label = d.name + "/" + cfg
+			}
+			runs = append(runs, run{label: label, config: cfg, plane: d})
+			if cfg == "empty" {
+				bases = append(bases, label)
+			}
+		}
+	}
+	var b backend.Backend
+	var bPlane string
+	closeB := func() error {
+		if b == nil {
+			return nil
+		}
+		err := b.Close(ctx)
+		b, bPlane = nil, ""
+		return err
+	}
+	defer func() { _ = closeB() }()
 	results := map[string][]sample{}
 	fmt.Fprintf(out, "== per-packet cost between two pods (%d reps of %v, interleaved)\n", c.reps, c.duration)
 	for rep := range c.reps {
-		for _, name := range names {
-			if name == "no-table" {
-				// No table at all.
-				if err := b.Close(ctx); err != nil {
+		for _, ru := range runs {
+			if ru.config == "" || bPlane != ru.plane.name {
+				if err := closeB(); err != nil {
 					return err
 				}
-				if b, err = nftables.New(ctx, backend.Options{NetNS: l.NodeNS().Path(), Name: "bench"}); err != nil {
-					return err
-				}
-			} else if err := b.Apply(ctx, configs[name]); err != nil {
-				return fmt.Errorf("%s: %w", name, err)
 			}
-			// Let the kernel finish freeing the previous table and the Go
+			if ru.config != "" {
+				if b == nil {
+					if b, err = ru.plane.open(ctx, backend.Options{NetNS: l.NodeNS().Path(), Name: "bench"}); err != nil {
+						return err
+					}
+					bPlane = ru.plane.name
+				}
+				if err := b.Apply(ctx, configs[ru.config]); err != nil {
+					return fmt.Errorf("%s: %w", ru.label, err)
+				}
+			}
+			// Let the kernel finish freeing the previous rules and the Go
 			// runtime collect the render: measure the steady state.
 			runtime.GC()
 			time.Sleep(settle)
 			var s sample
 			if s.gbps, err = iperfGbps(cliNS, server.IPs[0], c.duration); err != nil {
-				return fmt.Errorf("%s: iperf3: %w", name, err)
+				return fmt.Errorf("%s: iperf3: %w", ru.label, err)
 			}
 			if s.rr, s.crr, err = requestResponse(cliNS, srvNS, server.IPs[0], c.duration); err != nil {
-				return fmt.Errorf("%s: rr: %w", name, err)
+				return fmt.Errorf("%s: rr: %w", ru.label, err)
 			}
-			results[name] = append(results[name], s)
-			fmt.Fprintf(out, "  rep %d %-15s %6.2f Gbit/s  %8.0f RR/s  %7.0f CRR/s\n", rep+1, name, s.gbps, s.rr, s.crr)
+			results[ru.label] = append(results[ru.label], s)
+			fmt.Fprintf(out, "  rep %d %-24s %6.2f Gbit/s  %8.0f RR/s  %7.0f CRR/s\n", rep+1, ru.label, s.gbps, s.rr, s.crr)
 		}
+	}
+	var names []string
+	for _, ru := range runs {
+		names = append(names, ru.label)
 	}
 	med := func(name string, f func(sample) float64) float64 {
 		var v []float64
@@ -163,13 +195,13 @@ func benchTraffic(ctx context.Context, c *config, out io.Writer) error {
 		}
 		return medianF(v)
 	}
-	for _, base := range []string{"no-table", "empty"} {
+	for _, base := range bases {
 		fmt.Fprintf(out, "medians; ratios against %q\n", base)
-		fmt.Fprintf(out, "%-16s %12s %12s %12s %8s %8s %8s\n", "config", "Gbit/s", "RR/s", "CRR/s", "xGbit", "xRR", "xCRR")
+		fmt.Fprintf(out, "%-24s %12s %12s %12s %8s %8s %8s\n", "config", "Gbit/s", "RR/s", "CRR/s", "xGbit", "xRR", "xCRR")
 		bg, brr, bcrr := med(base, func(s sample) float64 { return s.gbps }), med(base, func(s sample) float64 { return s.rr }), med(base, func(s sample) float64 { return s.crr })
 		for _, name := range names {
 			g, rr, crr := med(name, func(s sample) float64 { return s.gbps }), med(name, func(s sample) float64 { return s.rr }), med(name, func(s sample) float64 { return s.crr })
-			fmt.Fprintf(out, "%-16s %12.2f %12.0f %12.0f %8.3f %8.3f %8.3f\n", name, g, rr, crr, g/bg, rr/brr, crr/bcrr)
+			fmt.Fprintf(out, "%-24s %12.2f %12.0f %12.0f %8.3f %8.3f %8.3f\n", name, g, rr, crr, g/bg, rr/brr, crr/bcrr)
 		}
 	}
 	return nil

@@ -1,0 +1,59 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/calyxnet/calyx/backend"
+	"github.com/calyxnet/calyx/backend/iptables"
+	"github.com/calyxnet/calyx/backend/nftables"
+)
+
+// applyStats is what the harness prints about one Apply, whatever the
+// dataplane: render and kernel time, and how many kernel messages
+// (nftables: netlink messages; iptables: restore commands) it took.
+type applyStats struct {
+	render, kernel time.Duration
+	messages       int
+}
+
+// dataplane opens one kind of backend and reads its last Apply's stats.
+type dataplane struct {
+	name  string
+	open  func(ctx context.Context, opts backend.Options) (backend.Backend, error)
+	stats func(b backend.Backend) applyStats
+}
+
+var dataplanes = map[string]dataplane{
+	nftables.Name: {
+		name: nftables.Name,
+		open: func(ctx context.Context, o backend.Options) (backend.Backend, error) { return nftables.New(ctx, o) },
+		stats: func(b backend.Backend) applyStats {
+			st := b.(*nftables.Backend).LastApply()
+			return applyStats{render: st.Render, kernel: st.Kernel, messages: st.Messages()}
+		},
+	},
+	iptables.Name: {
+		name: iptables.Name,
+		open: func(ctx context.Context, o backend.Options) (backend.Backend, error) { return iptables.New(ctx, o) },
+		stats: func(b backend.Backend) applyStats {
+			st := b.(*iptables.Backend).LastApply()
+			return applyStats{render: st.Render, kernel: st.Kernel, messages: st.Commands}
+		},
+	},
+}
+
+// parseDataplanes reads the -dataplane flag: names separated by commas.
+func parseDataplanes(s string) ([]dataplane, error) {
+	var out []dataplane
+	for _, n := range strings.Split(s, ",") {
+		d, ok := dataplanes[strings.TrimSpace(n)]
+		if !ok {
+			return nil, fmt.Errorf("unknown dataplane %q (nftables, iptables)", n)
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
