@@ -1105,3 +1105,15 @@ func sortedKeys[K ~string, V any](m map[K]V) []K {
 	slices.Sort(keys)
 	return keys
 }
+
+// Render returns what Apply would write for rs on a host where nothing
+// of the instance name exists yet: the `ipset restore` input, then the
+// `iptables-restore --noflush` input of each family, each after a "#"
+// line naming the command. It touches nothing.
+func Render(rs *compile.Ruleset, name string) ([]byte, error) {
+	p, err := render(rs, newNaming(name), nil)
+	if err != nil {
+		return nil, err
+	}
+	return p.dump(), nil
+}
