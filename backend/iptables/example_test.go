@@ -46,6 +46,5 @@ func ExampleRender() {
 	// add calyx-node1-4-e2163fd588f7 10.0.0.1
 	// # iptables-restore --noflush
 	// -A calyx-node1-p-096e3343c3bd -p tcp -m set --match-set calyx-node1-4-e2163fd588f7 src -m multiport --dports 5432 -m comment --comment "cx:f602716b3f38" -j MARK --set-xmark 0x1000000/0x1000000
-	// -A calyx-node1-p-096e3343c3bd -m mark ! --mark 0x0/0x3000000 -m comment --comment "cx:dc70195d2b86" -j RETURN
 	// # ip6tables-restore --noflush
 }

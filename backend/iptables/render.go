@@ -666,17 +666,35 @@ func (r *renderer) policyChain(key string, pid compile.PolicyID, profile bool) s
 // renderPolicy writes a policy's chain.
 func (r *renderer) renderPolicy(name string, pol *compile.Policy, profile bool) {
 	var bodies []string
+	// After an Allow or Pass, the chain must return once the mark is set.
+	// The check waits until a rule of another action follows: a run of
+	// Allow rules (or of Pass rules) shares one, and the end of the chain
+	// needs none, since the caller checks the mark anyway.
+	var pending compile.Action
+	add := func(a compile.Action, out []string) {
+		if len(out) == 0 {
+			return
+		}
+		if pending != 0 && a != pending {
+			bodies = append(bodies, ifDecided+" -j RETURN")
+			pending = 0
+		}
+		bodies = append(bodies, out...)
+		if a == compile.ActionAllow || a == compile.ActionPass {
+			pending = a
+		}
+	}
 	for i := 0; i < len(pol.Rules); i++ {
 		ru := &pol.Rules[i]
 		if profile && ru.Action == compile.ActionPass {
 			continue
 		}
 		if j, merged := r.mergedRun(pol, i); j > i {
-			bodies = append(bodies, merged...)
+			add(ru.Action, merged)
 			i = j - 1
 			continue
 		}
-		bodies = append(bodies, r.rule(pol, i, ru)...)
+		add(ru.Action, r.rule(pol, i, ru))
 	}
 	r.addChain(name, bodies)
 }
@@ -777,11 +795,7 @@ func (r *renderer) mergedRun(pol *compile.Policy, i int) (int, []string) {
 	}
 	r.fp.sets[is.name] = is
 	alts := []string{"-m set --match-set " + is.name + " " + side + ",dst"}
-	out := r.actionBodies(pol, i, first.Action, alts)
-	if first.Action == compile.ActionAllow || first.Action == compile.ActionPass {
-		out = append(out, ifDecided+" -j RETURN")
-	}
-	return j, out
+	return j, r.actionBodies(pol, i, first.Action, alts)
 }
 
 // rule renders one IR rule as rule bodies of the policy chain.
@@ -791,7 +805,6 @@ func (r *renderer) rule(pol *compile.Policy, idx int, ru *compile.Rule) []string
 		return nil // cannot match in this family
 	}
 	action := r.actionBodies(pol, idx, ru.Action, alts)
-	decided := ru.Action == compile.ActionAllow || ru.Action == compile.ActionPass
 	if len(excl) > 0 {
 		// Exclusions (a negation iptables cannot write in one rule) live in
 		// a chain of their own: excluded packets return before the action.
@@ -801,9 +814,6 @@ func (r *renderer) rule(pol *compile.Policy, idx int, ru *compile.Rule) []string
 		}
 		sub = append(sub, action...)
 		action = []string{"-j " + r.contentChain("x", sub)}
-	}
-	if decided {
-		action = append(action, ifDecided+" -j RETURN")
 	}
 	return action
 }
