@@ -26,7 +26,7 @@ func ExampleRender() {
 		},
 		Endpoints: map[string]*compile.Endpoint{
 			"shop/db": {Key: "shop/db", Kind: compile.WorkloadEndpoint, Interface: compile.WorkloadInterface("shop", "db"),
-				Addrs: []netip.Addr{netip.MustParseAddr("10.0.0.2")},
+				Addrs:   []netip.Addr{netip.MustParseAddr("10.0.0.2")},
 				Ingress: compile.DirectionPolicy{Tiers: []compile.TierPolicies{{Tier: "default", Policies: []compile.PolicyID{"in:default/shop/db"}, EndAction: compile.ActionDeny}}}},
 		},
 	}
