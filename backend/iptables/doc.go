@@ -46,18 +46,25 @@
 // once when its match needed several rules. Deny is DROP, final. Log is
 // NFLOG with a prefix naming the policy and rule.
 //
+// An Allow or Pass rule sets its mark; the policy chain returns on the
+// mark after the last of a run of rules of that action (the caller checks
+// the mark too, so the chain's end needs no check).
+//
 // A rule becomes one or more iptables rules with the same action: one per
 // protocol when ports are matched without a protocol, one per multiport
-// chunk (15 ports, a range counting two), one per named-port set. Nets and
-// selectors are always ipset lookups, one per set, so a rule never holds
-// more than one CIDR match per side and set.
+// chunk (15 ports, a range counting two), one per named-port set. A literal
+// set holding one net of the family is written inline (-s, -d: one CIDR
+// per match); every other set is an ipset lookup. A run of at least four
+// rules of one shape (same action, a protocol, one literal nets set on one
+// side, destination ports) becomes one hash:net,port set lookup.
 //
 // # Sets
 //
-// Each compile set becomes two ipsets, "…4-HASH" (family inet) and
-// "…6-HASH" (inet6), named by the set ID so a membership change touches
-// members only: hash:net for nets (a /0 is written as two /1 halves,
-// which hash:net accepts), hash:ip,port for named ports.
+// Each compile set a rule uses becomes an ipset per family, "…4-HASH"
+// (family inet) and "…6-HASH" (inet6), named by the set ID so a
+// membership change touches members only: hash:net for nets (a /0 is
+// written as two /1 halves, which hash:net accepts), hash:ip,port for
+// named ports. Merged runs are hash:net,port sets named by content.
 //
 // # Transactions
 //
@@ -84,7 +91,15 @@
 // rules. Options.NetNS runs every binary in that network namespace, from a
 // thread switched into it with package internal/netns.
 //
-// Host endpoints are not rendered yet.
+// Rendering is cached between Applies by policy identity (the compiler
+// shares unchanged policies between Rulesets), so a new pod on a node of
+// 10,000 policies renders only what changed. Render returns the restore
+// inputs for a Ruleset without touching anything.
+//
+// An endpoint appears in a family's dispatch only if it has an address of
+// that family: a single-stack pod's traffic in the other family is
+// dropped like an unknown interface's. Host endpoints are not rendered
+// yet.
 package iptables
 
 // Name is the registry name of this backend.
