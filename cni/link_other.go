@@ -1,0 +1,23 @@
+//go:build !linux
+
+package cni
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+
+	"github.com/calyxnet/calyx/internal/netns"
+)
+
+var errNoLinks = errors.New("cni: interfaces are only supported on Linux")
+
+type linkInfo struct {
+	mac   net.HardwareAddr
+	up    bool
+	addrs []netip.Addr
+}
+
+func linkMAC(*netns.NS, string) (net.HardwareAddr, error) { return nil, errNoLinks }
+
+func linkIn(*netns.NS, string) (linkInfo, error) { return linkInfo{}, errNoLinks }
