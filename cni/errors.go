@@ -1,6 +1,7 @@
 package cni
 
 import (
+	"context"
 	"errors"
 
 	"github.com/containernetworking/cni/pkg/types"
@@ -55,6 +56,7 @@ func toCNIError(err error) *types.Error {
 	case errors.Is(err, ErrInvalidNetNS):
 		code = types.ErrInvalidNetNS
 	case errors.Is(err, ErrNoAgent),
+		errors.Is(err, context.DeadlineExceeded),
 		errors.Is(err, endpointapi.ErrUnavailable),
 		errors.Is(err, endpointapi.ErrNotEnforced),
 		errors.Is(err, endpointapi.ErrCannotProgram),

@@ -39,8 +39,7 @@ func TestRoundTrip(t *testing.T) {
 	ctx := t.Context()
 	ep := Endpoint{ID: "net.c1", Namespace: "ns", Pod: "p", ContainerID: "c1", IfName: "eth0", HostIf: "calyx0123456789", Addrs: []netip.Addr{netip.MustParseAddr("10.0.0.1")}}
 
-	regDone := make(chan error, 1)
-	go func() { regDone <- c.Register(ctx, ep) }()
+	require.NoError(t, c.Register(ctx, ep))
 	require.Equal(t, ep, <-programmed)
 	ok, err := c.Enforced(ctx, ep.ID)
 	require.NoError(t, err)
@@ -51,7 +50,6 @@ func TestRoundTrip(t *testing.T) {
 	require.ErrorIs(t, c.WaitEnforced(short, ep.ID), ErrNotEnforced)
 
 	close(release)
-	require.NoError(t, <-regDone)
 	require.NoError(t, c.WaitEnforced(ctx, ep.ID))
 	require.Equal(t, map[string]Endpoint{ep.ID: ep}, m.Endpoints())
 

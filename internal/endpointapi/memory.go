@@ -3,6 +3,7 @@ package endpointapi
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 )
 
@@ -25,7 +26,8 @@ type Memory struct {
 	enforced  map[string]bool
 }
 
-// Register implements Handler.
+// Register implements Handler. It returns at once; Program runs in the
+// background and Enforced reports true once it succeeded.
 func (m *Memory) Register(ctx context.Context, ep Endpoint) error {
 	if err := m.broken(); err != nil {
 		return err
@@ -35,18 +37,21 @@ func (m *Memory) Register(ctx context.Context, ep Endpoint) error {
 		m.endpoints, m.enforced = map[string]Endpoint{}, map[string]bool{}
 	}
 	m.endpoints[ep.ID] = ep
-	m.enforced[ep.ID] = false
+	m.enforced[ep.ID] = m.Program == nil
 	m.mu.Unlock()
-	if m.Program != nil {
-		if err := m.Program(ctx, ep); err != nil {
-			return err
+	if m.Program == nil {
+		return nil
+	}
+	go func() {
+		if err := m.Program(context.WithoutCancel(ctx), ep); err != nil {
+			return
 		}
-	}
-	m.mu.Lock()
-	if _, ok := m.endpoints[ep.ID]; ok {
-		m.enforced[ep.ID] = true
-	}
-	m.mu.Unlock()
+		m.mu.Lock()
+		if cur, ok := m.endpoints[ep.ID]; ok && slices.Equal(cur.Addrs, ep.Addrs) && cur.HostIf == ep.HostIf {
+			m.enforced[ep.ID] = true
+		}
+		m.mu.Unlock()
+	}()
 	return nil
 }
 
