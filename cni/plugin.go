@@ -192,6 +192,7 @@ func (p *Plugin) Add(ctx context.Context, args *skel.CmdArgs) (err error) {
 	}
 	defer node.Close()
 
+	start := time.Now()
 	al, closeStore, err := openIPAM(ctx, a.conf)
 	if err != nil {
 		return err
@@ -230,6 +231,7 @@ func (p *Plugin) Add(ctx context.Context, args *skel.CmdArgs) (err error) {
 		}
 	}()
 	addrs := append(slices.Clone(res.IPv4), res.IPv6...)
+	tIPAM := time.Now()
 
 	// A stale host side of the same pod (a sandbox the runtime replaced
 	// without DEL, or an ADD being retried) would block the new one.
@@ -240,9 +242,13 @@ func (p *Plugin) Add(ctx context.Context, args *skel.CmdArgs) (err error) {
 	if err := podnet.Setup(ctx, node, pod, pcfg); err != nil {
 		return fmt.Errorf("cni: plumb %s: %w", a.hostIf, err)
 	}
+	tPlumb := time.Now()
 	if err := p.enforce(ctx, a, addrs); err != nil {
 		return err
 	}
+	tPolicy := time.Now()
+	// Where an ADD spends its time, for anyone chasing latency.
+	p.log().Debug("cni: add", "handle", a.handle, "ipam", tIPAM.Sub(start), "plumb", tPlumb.Sub(tIPAM), "policy", tPolicy.Sub(tPlumb))
 	result, err := p.result(a, pod, addrs)
 	if err != nil {
 		return err
