@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/calyxnet/calyx/backend"
+	"github.com/calyxnet/calyx/backend/iptables"
 	"github.com/calyxnet/calyx/backend/model"
 	"github.com/calyxnet/calyx/backend/nftables"
 	"github.com/calyxnet/calyx/compile"
@@ -42,7 +43,10 @@ func dataplanes() []dataplane {
 		open: func(_ context.Context, rs *compile.Ruleset, _ []reach.Pod, _ []reach.Probe) (reach.Prober, func() error, error) {
 			return reach.ModelProber{Index: model.NewIndex(rs)}, func() error { return nil }, nil
 		},
-	}, labDataplane(nftables.Name, "nftables in a network-namespace lab (needs root): what the kernel does", nftables.Open)}
+	},
+		labDataplane(nftables.Name, "nftables in a network-namespace lab (needs root): what the kernel does", nftables.Open),
+		labDataplane(iptables.Name, "iptables and ipset in a network-namespace lab (needs root): what the kernel does", iptables.Open),
+	}
 }
 
 // labDataplane probes for real: the Ruleset is applied with the backend in

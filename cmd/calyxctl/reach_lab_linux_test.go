@@ -9,17 +9,19 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// TestReachNftablesEqualsModel: for every example scenario, the matrix the
-// kernel enforces with the nftables dataplane (in a lab of network
-// namespaces) is the matrix the model computes, line for line.
-func TestReachNftablesEqualsModel(t *testing.T) {
+// TestReachDataplanesEqualModel: for every example scenario, the matrix
+// the kernel enforces with each dataplane (in a lab of network namespaces)
+// is the matrix the model computes, line for line.
+func TestReachDataplanesEqualModel(t *testing.T) {
 	netnstest.RequireRoot(t)
-	for _, dir := range []string{"ecommerce", "default-deny", "pci", "tiers"} {
-		t.Run(dir, func(t *testing.T) {
-			var want, got, stderr bytes.Buffer
-			require.Equal(t, exitOK, run([]string{"reach", "-f", "../../examples/" + dir}, nil, &want, &stderr), stderr.String())
-			require.Equal(t, exitOK, run([]string{"reach", "-f", "../../examples/" + dir, "--dataplane", "nftables"}, nil, &got, &stderr), stderr.String())
-			assert.Equal(t, want.String(), got.String())
-		})
+	for _, dp := range []string{"nftables", "iptables"} {
+		for _, dir := range []string{"ecommerce", "default-deny", "pci", "tiers"} {
+			t.Run(dp+"/"+dir, func(t *testing.T) {
+				var want, got, stderr bytes.Buffer
+				require.Equal(t, exitOK, run([]string{"reach", "-f", "../../examples/" + dir}, nil, &want, &stderr), stderr.String())
+				require.Equal(t, exitOK, run([]string{"reach", "-f", "../../examples/" + dir, "--dataplane", dp}, nil, &got, &stderr), stderr.String())
+				assert.Equal(t, want.String(), got.String())
+			})
+		}
 	}
 }

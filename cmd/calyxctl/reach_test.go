@@ -121,7 +121,7 @@ func TestReachErrors(t *testing.T) {
 		code   int
 		stderr string
 	}{
-		{"unknown dataplane", []string{"-f", cluster, "--dataplane", "vpp"}, exitUsage, `unknown dataplane "vpp": supported: model, nftables`},
+		{"unknown dataplane", []string{"-f", cluster, "--dataplane", "vpp"}, exitUsage, `unknown dataplane "vpp": supported: model, nftables, iptables`},
 		{"bad output", []string{"-f", cluster, "-o", "yaml"}, exitUsage, `-o "yaml": want table or json`},
 		{"bad probe", []string{"-f", cluster, "--probe", "80/ICMP"}, exitUsage, "--probe: probe \"80/ICMP\""},
 		{"bad selector", []string{"-f", cluster, "--from", "app =="}, exitUsage, "--from:"},
