@@ -176,6 +176,13 @@ type renderCache struct {
 	// chains keeps content-named chains (whose lines depend only on
 	// their name) from one render to the next.
 	chains, nextChains map[string]*chain
+	// names remembers policy chain names (a hash of the ID).
+	names map[polName]string
+}
+
+type polName struct {
+	id      compile.PolicyID
+	profile bool
 }
 
 type polKey struct {
@@ -188,7 +195,7 @@ type polKey struct {
 // polRender is one policy's chain and what it brought along.
 type polRender struct {
 	name  string
-	rules []string
+	chain *chain
 	extra []*chain
 	sets  []*ipset
 	used  []compile.SetID
@@ -196,7 +203,7 @@ type polRender struct {
 }
 
 func newRenderCache() *renderCache {
-	return &renderCache{cur: map[polKey]*polRender{}, chains: map[string]*chain{}}
+	return &renderCache{cur: map[polKey]*polRender{}, chains: map[string]*chain{}, names: map[polName]string{}}
 }
 
 // commit makes what the last render used the cache.
@@ -204,6 +211,9 @@ func (c *renderCache) commit() {
 	if c != nil && c.next != nil {
 		c.cur, c.next = c.next, nil
 		c.chains, c.nextChains = c.nextChains, nil
+		if len(c.names) > 2*len(c.cur)+1024 {
+			c.names = map[polName]string{} // forget removed policies
+		}
 	}
 }
 
@@ -618,7 +628,16 @@ func (r *renderer) policyChain(key string, pid compile.PolicyID, profile bool) s
 	if profile {
 		kind = "r"
 	}
-	name := r.n.prefix + kind + "-" + shortHash(string(pid))
+	var name string
+	if r.cache != nil {
+		name = r.cache.names[polName{pid, profile}]
+	}
+	if name == "" {
+		name = r.n.prefix + kind + "-" + shortHash(string(pid))
+		if r.cache != nil {
+			r.cache.names[polName{pid, profile}] = name
+		}
+	}
 	if _, done := r.fp.chains[name]; done {
 		return name
 	}
@@ -634,7 +653,7 @@ func (r *renderer) policyChain(key string, pid compile.PolicyID, profile bool) s
 		r.fp = &famPlan{v: r.v, chains: map[string]*chain{}, sets: map[string]*ipset{}}
 		r.used, r.errs = map[compile.SetID]bool{}, nil
 		r.renderPolicy(name, pol, profile)
-		pr = &polRender{name: name, rules: r.fp.chains[name].rules, errs: r.errs}
+		pr = &polRender{name: name, chain: r.fp.chains[name], errs: r.errs}
 		for cn, c := range r.fp.chains {
 			if cn != name {
 				pr.extra = append(pr.extra, c)
@@ -650,7 +669,7 @@ func (r *renderer) policyChain(key string, pid compile.PolicyID, profile bool) s
 	}
 	r.cache.next[ck] = pr
 	r.errs = append(r.errs, pr.errs...)
-	r.fp.chains[name] = &chain{name: name, rules: pr.rules}
+	r.fp.chains[name] = pr.chain
 	for _, c := range pr.extra {
 		r.fp.chains[c.name] = c
 	}
