@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/types"
@@ -259,6 +260,11 @@ func addrsOf(r *current.Result) []netip.Addr {
 // tcpReach reports whether a TCP connection from one pod to another's
 // address succeeds.
 func tcpReach(tb testing.TB, from, to *netns.NS, addr netip.Addr) error {
+	return tcpReachWithin(tb, from, to, addr, 3*time.Second)
+}
+
+// tcpReachWithin is tcpReach with a connect timeout.
+func tcpReachWithin(tb testing.TB, from, to *netns.NS, addr netip.Addr, timeout time.Duration) error {
 	tb.Helper()
 	var ln net.Listener
 	require.NoError(tb, to.Do(func() error {
@@ -276,7 +282,7 @@ func tcpReach(tb testing.TB, from, to *netns.NS, addr netip.Addr) error {
 	}()
 	return from.Do(func() error {
 		runtime.Gosched()
-		c, err := net.DialTimeout("tcp", ln.Addr().String(), 3e9)
+		c, err := net.DialTimeout("tcp", ln.Addr().String(), timeout)
 		if err != nil {
 			return err
 		}
