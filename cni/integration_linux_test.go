@@ -306,3 +306,56 @@ func TestConcurrentPods(t *testing.T) {
 	require.True(t, rep.OK(), "IPAM check: %+v", rep.Problems)
 	require.True(t, slices.Equal(rep.Problems, nil))
 }
+
+func TestAddressFamilies(t *testing.T) {
+	tests := []struct {
+		name, pools  string
+		want4, want6 int
+	}{
+		{"ipv4 only", `[{"name": "v4", "cidr": "10.77.0.0/16"}]`, 1, 0},
+		{"ipv6 only", `[{"name": "v6", "cidr": "fd77::/64"}]`, 0, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := t.Context()
+			e := newEnv(t)
+			e.pools = tt.pools
+			a, b := e.newPod("a"), e.newPod("b")
+			ra, err := e.add(ctx, a)
+			require.NoError(t, err)
+			rb, err := e.add(ctx, b)
+			require.NoError(t, err)
+			var n4, n6 int
+			for _, ad := range addrsOf(ra) {
+				if ad.Is4() {
+					n4++
+				} else {
+					n6++
+				}
+			}
+			require.Equal(t, [2]int{tt.want4, tt.want6}, [2]int{n4, n6})
+			require.Len(t, ra.Routes, 1)
+			require.NoError(t, tcpReach(t, a.ns, b.ns, addrsOf(rb)[0]))
+			require.NoError(t, e.cni.CheckNetworkList(ctx, e.confList(), a.rt))
+		})
+	}
+}
+
+// A runtime that retries an ADD (say after a timeout) gets the same
+// addresses back, and the pod ends with one interface.
+func TestAddRetried(t *testing.T) {
+	ctx := t.Context()
+	e := newEnv(t)
+	p := e.newPod("web")
+	r1, err := e.add(ctx, p)
+	require.NoError(t, err)
+	r2, err := e.add(ctx, p)
+	require.NoError(t, err)
+	require.Equal(t, addrsOf(r1), addrsOf(r2))
+	require.Len(t, e.workloadLinks(), 1)
+	hs, err := e.allocator(ctx).Handles(ctx)
+	require.NoError(t, err)
+	require.Len(t, hs, 1)
+	require.Len(t, hs[0].Addrs, 2)
+	require.NoError(t, e.cni.CheckNetworkList(ctx, e.confList(), p.rt))
+}

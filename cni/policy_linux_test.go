@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/calyxnet/calyx/backend"
+	"github.com/calyxnet/calyx/backend/iptables"
 	"github.com/calyxnet/calyx/backend/nftables"
 	"github.com/calyxnet/calyx/compile"
 	"github.com/calyxnet/calyx/internal/endpointapi"
@@ -21,7 +22,7 @@ import (
 )
 
 // nftAgent stands in for the node agent: each registered endpoint becomes
-// a Pod in the policy set, the set is compiled and the nftables backend
+// a Pod in the policy set, the set is compiled and a dataplane backend
 // applies the Ruleset in the node namespace before the endpoint counts as
 // enforced.
 type nftAgent struct {
@@ -78,7 +79,16 @@ func (a *nftAgent) unprogram(ctx context.Context, ep endpointapi.Endpoint) error
 
 // Pods added through the plugin get their policy from a real dataplane
 // before ADD returns: api admits only frontend.
-func TestPolicyEnforcedByNftables(t *testing.T) {
+func TestPolicyEnforced(t *testing.T) {
+	for _, dp := range []struct {
+		name string
+		open backend.Factory
+	}{{"nftables", nftables.Open}, {"iptables", iptables.Open}} {
+		t.Run(dp.name, func(t *testing.T) { testPolicyEnforced(t, dp.open) })
+	}
+}
+
+func testPolicyEnforced(t *testing.T, open backend.Factory) {
 	ctx := t.Context()
 	agent := &nftAgent{
 		labels: map[string]string{"frontend": "app: frontend", "api": "app: api", "intruder": "app: intruder"},
@@ -104,7 +114,7 @@ spec:
 	}
 	mem := &endpointapi.Memory{Program: agent.program, Unprogram: agent.unprogram}
 	e := newEnv(t, withAgent(mem))
-	be, err := nftables.Open(ctx, backend.Options{NetNS: e.node.Path(), Name: "cnitest"})
+	be, err := open(ctx, backend.Options{NetNS: e.node.Path(), Name: "cnitest"})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = be.Close(context.Background()) })
 	agent.be = be
@@ -143,7 +153,7 @@ spec:
 	}
 	if t.Failed() {
 		d, _ := be.Dump(ctx)
-		t.Logf("nftables:\n%s", d)
+		t.Logf("dataplane:\n%s", d)
 	}
 	for _, p := range pods {
 		require.NoError(t, e.del(ctx, p))
