@@ -9,15 +9,26 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/calyxnet/calyx/backend/nftables"
 )
 
 // BenchmarkAddDel drives the built plugin through libcni as a runtime
 // would: one ADD (IPAM, veth, registering with the agent and waiting for
 // enforcement) and one DEL per iteration, and reports the latency
 // percentiles of each.
+// The agent either reports enforced at once (memory) or compiles the
+// node's policy set and applies it with the nftables backend first.
 func BenchmarkAddDel(b *testing.B) {
+	b.Run("agent=memory", func(b *testing.B) { benchAddDel(b, newEnv(b)) })
+	b.Run("agent=nftables", func(b *testing.B) {
+		e, _ := newPolicedEnv(b, nftables.Open)
+		benchAddDel(b, e)
+	})
+}
+
+func benchAddDel(b *testing.B, e *env) {
 	ctx := b.Context()
-	e := newEnv(b)
 	var adds, dels []time.Duration
 	i := 0
 	for b.Loop() {

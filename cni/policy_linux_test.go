@@ -88,8 +88,10 @@ func TestPolicyEnforced(t *testing.T) {
 	}
 }
 
-func testPolicyEnforced(t *testing.T, open backend.Factory) {
-	ctx := t.Context()
+// newPolicedEnv returns a node whose agent programs a real dataplane.
+func newPolicedEnv(tb testing.TB, open backend.Factory) (*env, *nftAgent) {
+	tb.Helper()
+	ctx := tb.Context()
 	agent := &nftAgent{
 		labels: map[string]string{"frontend": "app: frontend", "api": "app: api", "intruder": "app: intruder"},
 		// Accept to host: with Calico's default (Drop) the nftables
@@ -113,14 +115,21 @@ spec:
 		pods: map[string]endpointapi.Endpoint{},
 	}
 	mem := &endpointapi.Memory{Program: agent.program, Unprogram: agent.unprogram}
-	e := newEnv(t, withAgent(mem))
+	e := newEnv(tb, withAgent(mem))
 	be, err := open(ctx, backend.Options{NetNS: e.node.Path(), Name: "cnitest"})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = be.Close(context.Background()) })
+	require.NoError(tb, err)
+	tb.Cleanup(func() { _ = be.Close(context.Background()) })
 	agent.be = be
 	agent.mu.Lock()
-	require.NoError(t, agent.apply(ctx), "empty node: unknown calyx interfaces are dropped")
-	agent.mu.Unlock()
+	defer agent.mu.Unlock()
+	require.NoError(tb, agent.apply(ctx), "empty node: unknown calyx interfaces are dropped")
+	return e, agent
+}
+
+func testPolicyEnforced(t *testing.T, open backend.Factory) {
+	ctx := t.Context()
+	e, agent := newPolicedEnv(t, open)
+	be := agent.be
 
 	pods := map[string]*pod{}
 	addrs := map[string][]netip.Addr{}
