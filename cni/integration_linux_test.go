@@ -359,3 +359,25 @@ func TestAddRetried(t *testing.T) {
 	require.Len(t, hs[0].Addrs, 2)
 	require.NoError(t, e.cni.CheckNetworkList(ctx, e.confList(), p.rt))
 }
+
+// The runtime replaces a pod's sandbox and deletes the old one only
+// afterwards: both attachments share the host-side name, and the late DEL
+// of the old one must leave the new one alone.
+func TestSandboxReplaced(t *testing.T) {
+	ctx := t.Context()
+	e := newEnv(t)
+	old, repl := e.newPod("web"), e.newPod("web")
+	_, err := e.add(ctx, old)
+	require.NoError(t, err)
+	r, err := e.add(ctx, repl)
+	require.NoError(t, err)
+	require.NoError(t, e.del(ctx, old))
+	require.Equal(t, []string{compile.WorkloadInterface("shop", "web")}, e.workloadLinks())
+	require.NoError(t, e.cni.CheckNetworkList(ctx, e.confList(), repl.rt))
+	hs, err := e.allocator(ctx).Handles(ctx)
+	require.NoError(t, err)
+	require.Len(t, hs, 1)
+	require.ElementsMatch(t, addrsOf(r), hs[0].Addrs)
+	require.NoError(t, e.del(ctx, repl))
+	require.Empty(t, e.workloadLinks())
+}

@@ -3,6 +3,7 @@
 package cni
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -52,4 +53,42 @@ func linkIn(ns *netns.NS, name string) (linkInfo, error) {
 		info.addrs = append(info.addrs, ip.Unmap())
 	}
 	return info, nil
+}
+
+// setOwner records the attachment's handle as the alias of its host-side
+// interface, so that a DEL of an older sandbox of the same pod (same
+// interface name) can tell the interface is no longer its own.
+func setOwner(node *netns.NS, hostIf, handle string) error {
+	h, err := netlink.NewHandleAt(nlns.NsHandle(node.Fd()))
+	if err != nil {
+		return fmt.Errorf("cni: netlink in %s: %w", node.Path(), err)
+	}
+	defer h.Close()
+	l, err := h.LinkByName(hostIf)
+	if err != nil {
+		return fmt.Errorf("cni: %s: %w", hostIf, err)
+	}
+	if err := h.LinkSetAlias(l, handle); err != nil {
+		return fmt.Errorf("cni: alias of %s: %w", hostIf, err)
+	}
+	return nil
+}
+
+// owner returns the handle recorded on hostIf; ok is false when the
+// interface does not exist.
+func owner(node *netns.NS, hostIf string) (handle string, ok bool, err error) {
+	h, err := netlink.NewHandleAt(nlns.NsHandle(node.Fd()))
+	if err != nil {
+		return "", false, fmt.Errorf("cni: netlink in %s: %w", node.Path(), err)
+	}
+	defer h.Close()
+	l, err := h.LinkByName(hostIf)
+	if err != nil {
+		var nf netlink.LinkNotFoundError
+		if errors.As(err, &nf) {
+			return "", false, nil
+		}
+		return "", false, fmt.Errorf("cni: %s: %w", hostIf, err)
+	}
+	return l.Attrs().Alias, true, nil
 }

@@ -21,3 +21,7 @@ type linkInfo struct {
 func linkMAC(*netns.NS, string) (net.HardwareAddr, error) { return nil, errNoLinks }
 
 func linkIn(*netns.NS, string) (linkInfo, error) { return linkInfo{}, errNoLinks }
+
+func setOwner(*netns.NS, string, string) error { return errNoLinks }
+
+func owner(*netns.NS, string) (string, bool, error) { return "", false, errNoLinks }

@@ -242,6 +242,9 @@ func (p *Plugin) Add(ctx context.Context, args *skel.CmdArgs) (err error) {
 	if err := podnet.Setup(ctx, node, pod, pcfg); err != nil {
 		return fmt.Errorf("cni: plumb %s: %w", a.hostIf, err)
 	}
+	if err := setOwner(node, a.hostIf, a.handle); err != nil {
+		return err
+	}
 	tPlumb := time.Now()
 	if err := p.enforce(ctx, a, addrs); err != nil {
 		return err
@@ -368,6 +371,14 @@ func (p *Plugin) release(ctx context.Context, conf *NetConf, handle, hostIf stri
 		return
 	}
 	defer node.Close()
+	// A newer sandbox of the same pod reuses the interface name: leave
+	// an interface that another attachment has claimed.
+	if h, ok, err := owner(node, hostIf); err != nil || !ok || h != "" && h != handle {
+		if err != nil {
+			p.log().Warn("cni: host side", "hostIf", hostIf, "err", err)
+		}
+		return
+	}
 	if err := podnet.Teardown(ctx, node, hostIf); err != nil {
 		p.log().Warn("cni: teardown", "hostIf", hostIf, "err", err)
 	}
