@@ -20,14 +20,16 @@
 // Each is one jump, the first rule of its built-in chain. IPv6 neighbour
 // discovery between a pod and its node is always accepted.
 //
-// Dispatch by interface is a tree: the chain "fe" lists up to 16
-// interfaces ("-i calyx0123456789 -j calyx-e-…"); a bigger group splits on
-// the next character of the name ("-i calyx3+ -j calyx-fe3"), so a packet
-// passes a few dozen rules at most, never one per endpoint. Each tree
-// chain ends in DROP: a calyx interface without an endpoint (a pod not
-// programmed yet) is dropped, fail closed.
+// Dispatch is by ipset, not by a list of interfaces: endpoints that share
+// an endpoint chain share a hash:net,iface set of their (address,
+// interface) pairs, and the "fe" (egress: src,src) and "fi" (ingress:
+// dst,dst) chains hold one set lookup per distinct endpoint chain, then
+// DROP. A new pod whose policy equals an existing pod's is one ipset
+// member and no iptables rule; a packet with a forged source address, or
+// from a calyx interface without an endpoint (a pod not programmed yet),
+// reaches the DROP: fail closed.
 //
-// Below the tree, chains are shared and named by content or ID:
+// Below the dispatch, chains are shared and named by content or ID:
 //
 //	e-HASH  one endpoint direction: clear the marks, jump to each tier
 //	        chain (return as soon as the accept mark is set), then each

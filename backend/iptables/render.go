@@ -23,10 +23,6 @@ const (
 	markAll    = markAccept | markPass | markLog
 )
 
-// leafMax is the number of interfaces a dispatch chain lists before it is
-// split on the next character of the interface name.
-const leafMax = 16
-
 // multiportMax is iptables' limit on ports in one multiport match; a range
 // counts two.
 const multiportMax = 15
@@ -114,7 +110,7 @@ func (n naming) top(suffix string) string { return n.prefix + suffix }
 // ownChain matches what follows the prefix in the name of every chain an
 // instance creates, and nothing another instance (with a longer prefix)
 // creates.
-var ownChain = regexp.MustCompile(`^(fwd|in|out|f[ei][0-9A-Za-z_.]*|[etprx]-[0-9a-f]{12})$`)
+var ownChain = regexp.MustCompile(`^(fwd|in|out|fe|fi|[etprx]-[0-9a-f]{12})$`)
 
 // ownSet does the same for ipset names.
 var ownSet = regexp.MustCompile(`^[46]-[0-9a-f]{12}$`)
@@ -477,22 +473,30 @@ func protoName(p uint8, v uint8) string {
 	return strconv.Itoa(int(p))
 }
 
-// dispatch builds the tree of chains that sends a packet to its endpoint's
-// chain by interface name (side "-i" for egress, "-o" for ingress) and
-// returns its root. Every step is a goto, so the endpoint chain returns
-// straight to the stage that dispatched. Each chain lists up to leafMax interfaces; bigger
-// groups split on the next character of the name, so a packet passes
-// O(log n) rules instead of one per endpoint. An interface with the
-// workload prefix that no endpoint has reaches a DROP: fail closed.
+// dispatch builds the chain that sends a packet to its endpoint's chain
+// (side "-i" for egress, "-o" for ingress) and returns its name.
+// Endpoints that share an endpoint chain share one hash:net,iface ipset
+// of their (address, interface) pairs, and the chain holds one set lookup
+// per distinct endpoint chain, not one rule per endpoint: a new pod whose
+// policy matches an existing pod's is an ipset member, no iptables rule at
+// all, and a packet from a pod with a forged source address finds no
+// chain. Everything else with the workload prefix reaches a DROP: an
+// interface without an endpoint (a pod not programmed yet) is cut off,
+// fail closed.
 func (r *renderer) dispatch(kind, side string, dir compile.Direction) string {
-	type leaf struct{ iface, target string }
-	var leaves []leaf
+	members := map[string][]string{}
 	for _, key := range sortedKeys(r.rs.Endpoints) {
 		ep := r.rs.Endpoints[key]
 		if !strings.HasPrefix(ep.Interface, compile.InterfacePrefix) {
 			continue // host endpoints are not rendered yet
 		}
-		if !slices.ContainsFunc(ep.Addrs, func(a netip.Addr) bool { return fam(a) == r.v }) {
+		var addrs []netip.Addr
+		for _, a := range ep.Addrs {
+			if fam(a) == r.v {
+				addrs = append(addrs, a.Unmap())
+			}
+		}
+		if len(addrs) == 0 {
 			// No address in this family: its traffic in this family is
 			// dropped like an unknown interface's, and a single-stack
 			// pod does not touch the other family's rules.
@@ -502,49 +506,31 @@ func (r *renderer) dispatch(kind, side string, dir compile.Direction) string {
 		if dir == compile.Ingress {
 			dp = &ep.Ingress
 		}
-		leaves = append(leaves, leaf{ep.Interface, r.endpointChain(key, dir, dp)})
-	}
-	slices.SortFunc(leaves, func(a, b leaf) int { return strings.Compare(a.iface, b.iface) })
-	leaves = slices.CompactFunc(leaves, func(a, b leaf) bool { return a.iface == b.iface })
-
-	var node func(path string, ls []leaf) string
-	node = func(path string, ls []leaf) string {
-		// The tree chain is named by the interface-name path below the
-		// workload prefix: "fe", "fe3", "fe3a" ….
-		name := r.n.prefix + kind + strings.TrimPrefix(path, compile.InterfacePrefix)
-		var bodies []string
-		if len(ls) <= leafMax {
-			for _, l := range ls {
-				bodies = append(bodies, side+" "+l.iface+" -g "+l.target)
-			}
-		} else {
-			d := len(path)
-			for i := 0; i < len(ls); {
-				j := i
-				// Interfaces that end at this depth match exactly.
-				if len(ls[i].iface) <= d {
-					bodies = append(bodies, side+" "+ls[i].iface+" -g "+ls[i].target)
-					i++
-					continue
-				}
-				c := ls[i].iface[d]
-				for j < len(ls) && len(ls[j].iface) > d && ls[j].iface[d] == c {
-					j++
-				}
-				if j-i == 1 {
-					bodies = append(bodies, side+" "+ls[i].iface+" -g "+ls[i].target)
-				} else {
-					child := node(path+string(c), ls[i:j])
-					bodies = append(bodies, side+" "+path+string(c)+"+ -g "+child)
-				}
-				i = j
-			}
+		target := r.endpointChain(key, dir, dp)
+		for _, a := range addrs {
+			members[target] = append(members[target], a.String()+","+ep.Interface)
 		}
-		bodies = append(bodies, "-j DROP")
-		r.addChain(name, bodies)
-		return name
 	}
-	return node(compile.InterfacePrefix, leaves)
+	flags := "src,src"
+	if side == "-o" {
+		flags = "dst,dst"
+	}
+	var bodies []string
+	for _, target := range sortedKeys(members) {
+		is := &ipset{name: fmt.Sprintf("%s%d-%s", r.n.prefix, r.v, shortHash("dispatch", kind, target)),
+			typ: "hash:net,iface", family: "inet", members: members[target]}
+		if r.v == 6 {
+			is.family = "inet6"
+		}
+		slices.Sort(is.members)
+		is.members = slices.Compact(is.members)
+		r.fp.sets[is.name] = is
+		bodies = append(bodies, "-m set --match-set "+is.name+" "+flags+" -g "+target)
+	}
+	bodies = append(bodies, "-j DROP")
+	name := r.n.prefix + kind
+	r.addChain(name, bodies)
+	return name
 }
 
 // endpointChain renders one direction of an endpoint: its tiers, then its

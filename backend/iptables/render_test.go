@@ -116,33 +116,40 @@ func TestNaming(t *testing.T) {
 	}
 }
 
-// TestDispatchTree: 500 endpoints never make a chain of more than leafMax
-// interfaces (plus the fail-closed drop), and each interface is reached.
-func TestDispatchTree(t *testing.T) {
+// TestDispatchSets: 500 endpoints in 7 policy groups make a dispatch
+// chain of one set lookup per group, ending fail closed, and every
+// endpoint's (address, interface) pair is a member.
+func TestDispatchSets(t *testing.T) {
 	b := testgen.NewIR()
 	prof := b.AllowAllProfile()
+	var profiles []compile.PolicyID
+	for g := range 7 {
+		id := compile.PolicyID(fmt.Sprintf("profile:g%d", g))
+		b.RS.Policies[id] = &compile.Policy{ID: id, Name: string(id), Rules: []compile.Rule{
+			{Action: compile.ActionDeny, Match: compile.Match{Protocol: 6, Dst: compile.PeerMatch{Ports: rng(uint16(1000+g), uint16(1000+g))}}}}}
+		profiles = append(profiles, id)
+	}
 	for i := range 500 {
 		ns, name := fmt.Sprintf("ns%d", i%7), fmt.Sprintf("pod%d", i)
 		ep := b.Endpoint(ns+"/"+name, compile.WorkloadInterface(ns, name), netip.AddrFrom4([4]byte{10, 1, byte(i / 256), byte(i % 256)}))
-		ep.Ingress.Profiles, ep.Egress.Profiles = []compile.PolicyID{prof}, []compile.PolicyID{prof}
+		ep.Ingress.Profiles, ep.Egress.Profiles = []compile.PolicyID{profiles[i%7], prof}, []compile.PolicyID{prof}
 	}
 	p, err := render(b.RS, newNaming("t"), nil)
 	require.NoError(t, err)
 	fp := p.fams[0]
-	leaves := 0
-	for name, c := range fp.chains {
-		if !strings.HasPrefix(name, "calyx-t-fe") {
-			continue
-		}
-		require.LessOrEqual(t, len(c.rules), leafMax+1, name)
-		require.True(t, strings.HasSuffix(c.rules[len(c.rules)-1], "-j DROP"), "%s must end fail closed", name)
-		for _, l := range c.rules {
-			if strings.Contains(l, "-g calyx-t-e-") {
-				leaves++
-			}
+	fi := fp.chains["calyx-t-fi"].rules
+	require.Len(t, fi, 7+1)
+	require.True(t, strings.HasSuffix(fi[len(fi)-1], "-j DROP"), "dispatch must end fail closed")
+	fe := fp.chains["calyx-t-fe"].rules
+	require.Len(t, fe, 1+1, "every pod has the same egress")
+	members := 0
+	for _, is := range fp.sets {
+		if is.typ == "hash:net,iface" {
+			members += len(is.members)
 		}
 	}
-	require.Equal(t, 500, leaves)
+	require.Equal(t, 2*500, members)
+	require.Empty(t, p.fams[1].chains["calyx-t-fi"].rules[:len(p.fams[1].chains["calyx-t-fi"].rules)-1], "no IPv6 address, no IPv6 dispatch")
 }
 
 // TestRenderProperties: for random Rulesets, rendering succeeds, names
@@ -197,8 +204,8 @@ func TestRenderProperties(t *testing.T) {
 	})
 }
 
-// TestIncremental: changing one policy rewrites its chain only; adding a
-// pod with the same policy as others adds its dispatch line only.
+// TestIncremental: adding a pod with the same policy as others adds
+// ipset members only.
 func TestIncremental(t *testing.T) {
 	sc := conformance.Scenarios()[1] // one ingress policy on pod0
 	rs := scenarioIR(sc.Build)
@@ -213,10 +220,10 @@ func TestIncremental(t *testing.T) {
 	ep.Ingress.Profiles, ep.Egress.Profiles = []compile.PolicyID{prof}, []compile.PolicyID{prof}
 	after, err := render(rs, n, nil)
 	require.NoError(t, err)
-	in := string(rulesInput(stateOf(before.fams[0]), after.fams[0], nil))
-	require.Equal(t, []string{":calyx-fe - [0:0]", ":calyx-fi - [0:0]"}, regexp.MustCompile(`(?m)^:.*$`).FindAllString(in, -1), in)
+	require.Nil(t, rulesInput(stateOf(before.fams[0]), after.fams[0], nil), "a pod like others changes no rule")
 	prep, destroy := setsInputs(before.allSets(), after.allSets(), nil)
-	require.Empty(t, prep)
+	require.Equal(t, 2, strings.Count(string(prep), "add "), "its (address, interface) pair joins both dispatch sets:\n%s", prep)
+	require.NotContains(t, string(prep), "create ")
 	require.Empty(t, destroy)
 }
 

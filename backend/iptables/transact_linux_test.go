@@ -55,6 +55,7 @@ func TestTransactionOrder(t *testing.T) {
 	without := scenarioIR(func(*testgen.IR) {})
 	require.NoError(t, b.Apply(ctx, without))
 	require.Equal(t, []string{
+		"ipset restore -exist",
 		"iptables-restore --noflush --wait", "ip6tables-restore --noflush --wait",
 		"ipset restore -exist <destroy>",
 	}, f.calls, "no kernel read: the last applied state is the diff base")
