@@ -69,6 +69,7 @@ func TestStatusCallback(t *testing.T) {
 		{"no agent, fail open", nil, `, "failOpenWithoutAgent": true`, false, 0},
 		{"agent cannot program", &endpointapi.Memory{Broken: func() error { return errors.New("kernel says no") }}, "", false, 51},
 		{"pools exhausted", &endpointapi.Memory{}, "", true, 50},
+		{"IPAM store unreachable", &endpointapi.Memory{}, `, "ipamStore": "bolt:/nonexistent-dir/ipam.db"`, false, 50},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
