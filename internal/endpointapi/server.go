@@ -69,18 +69,20 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(s.ioTimeout))
-	var req request
-	dec := json.NewDecoder(io.LimitReader(c, 1<<20))
-	dec.DisallowUnknownFields()
-	resp := response{}
-	if err := dec.Decode(&req); err != nil {
-		resp = response{Code: codeInvalid, Message: err.Error()}
-	} else {
-		resp = s.handle(ctx, req)
-	}
-	if err := json.NewEncoder(c).Encode(resp); err != nil {
+	if err := json.NewEncoder(c).Encode(s.respond(ctx, c)); err != nil {
 		s.log.Debug("endpointapi: write response", "err", err)
 	}
+}
+
+// respond reads one request from r and answers it.
+func (s *Server) respond(ctx context.Context, r io.Reader) response {
+	var req request
+	dec := json.NewDecoder(io.LimitReader(r, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return response{Code: codeInvalid, Message: err.Error()}
+	}
+	return s.handle(ctx, req)
 }
 
 func (s *Server) handle(ctx context.Context, req request) response {
