@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"time"
 )
 
@@ -98,11 +99,18 @@ func (c *Client) call(ctx context.Context, req request) (response, error) {
 	case codeOK:
 		return resp, nil
 	case codeCannotProgram:
-		return resp, fmt.Errorf("%w: %s", ErrCannotProgram, resp.Message)
+		return resp, wrapRemote(ErrCannotProgram, resp.Message)
 	case codeUnknown:
-		return resp, fmt.Errorf("%w: %s", ErrUnknownEndpoint, resp.Message)
+		return resp, wrapRemote(ErrUnknownEndpoint, resp.Message)
 	case codeInvalid:
-		return resp, fmt.Errorf("%w: %s", ErrProtocol, resp.Message)
+		return resp, wrapRemote(ErrProtocol, resp.Message)
 	}
 	return resp, errors.New("endpointapi: agent: " + resp.Message)
+}
+
+// wrapRemote wraps the agent's message in the sentinel it stands for,
+// without repeating the sentinel's text when the agent already wrote it.
+func wrapRemote(sentinel error, msg string) error {
+	msg = strings.TrimPrefix(msg, sentinel.Error()+": ")
+	return fmt.Errorf("%w: %s", sentinel, msg)
 }
