@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/calyxnet/calyx/compile"
@@ -70,5 +71,38 @@ func BenchmarkApplyPlusPod10k(b *testing.B) {
 		if err := be.Apply(ctx, rs); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestTierCacheSeesChangedPolicy: endpoints keep their tier lists (same
+// slices) while one policy changes value: the cached tier must not be
+// reused, and the render must equal a fresh one.
+func TestTierCacheSeesChangedPolicy(t *testing.T) {
+	base := bigRuleset(22, 50)
+	cache := newRenderCache()
+	n := newNaming("c")
+	if _, err := render(base, n, cache); err != nil {
+		t.Fatal(err)
+	}
+	cache.commit()
+	changed := *base
+	changed.Policies = maps.Clone(base.Policies)
+	old := base.Policies["in:p7"]
+	p := *old
+	p.Rules = []compile.Rule{{Action: compile.ActionDeny, Match: compile.Match{Protocol: 17}}}
+	changed.Policies["in:p7"] = &p
+	cached, err := render(&changed, n, cache)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh, err := render(&changed, n, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(cached.dump()) != string(fresh.dump()) {
+		t.Fatal("the cached render kept the old policy")
+	}
+	if !strings.Contains(string(cached.dump()), "-p udp") {
+		t.Fatal("the changed policy is not rendered")
 	}
 }

@@ -174,6 +174,10 @@ type renderCache struct {
 	chains, nextChains map[string]*chain
 	// names remembers policy chain names (a hash of the ID).
 	names map[polName]string
+	// tiers keeps whole tier chains with their policies.
+	tiers, nextTiers map[tierCacheKey]*tierRender
+	// sizes are the chain counts of the last render, per family.
+	sizes [2]int
 }
 
 type polName struct {
@@ -199,7 +203,8 @@ type polRender struct {
 }
 
 func newRenderCache() *renderCache {
-	return &renderCache{cur: map[polKey]*polRender{}, chains: map[string]*chain{}, names: map[polName]string{}}
+	return &renderCache{cur: map[polKey]*polRender{}, chains: map[string]*chain{}, names: map[polName]string{},
+		tiers: map[tierCacheKey]*tierRender{}}
 }
 
 // commit makes what the last render used the cache.
@@ -207,6 +212,7 @@ func (c *renderCache) commit() {
 	if c != nil && c.next != nil {
 		c.cur, c.next = c.next, nil
 		c.chains, c.nextChains = c.nextChains, nil
+		c.tiers, c.nextTiers = c.nextTiers, nil
 		if len(c.names) > 2*len(c.cur)+1024 {
 			c.names = map[polName]string{} // forget removed policies
 		}
@@ -223,13 +229,21 @@ func render(rs *compile.Ruleset, n naming, cache *renderCache) (*plan, error) {
 	if cache != nil {
 		cache.next = make(map[polKey]*polRender, len(cache.cur))
 		cache.nextChains = make(map[string]*chain, len(cache.chains))
+		cache.nextTiers = make(map[tierCacheKey]*tierRender, len(cache.tiers))
 	}
 	for i, v := range []uint8{4, 6} {
-		r := &renderer{n: n, rs: rs, v: v, fp: &famPlan{v: v, chains: map[string]*chain{}, sets: map[string]*ipset{}},
+		hint := 0
+		if cache != nil {
+			hint = cache.sizes[i]
+		}
+		r := &renderer{n: n, rs: rs, v: v, fp: &famPlan{v: v, chains: make(map[string]*chain, hint), sets: map[string]*ipset{}},
 			used: map[compile.SetID]bool{}, cache: cache, tiers: map[tierKey]tierMemo{}}
 		r.renderFamily()
 		errs = append(errs, r.errs...)
 		p.fams[i] = r.fp
+		if cache != nil {
+			cache.sizes[i] = len(r.fp.chains)
+		}
 	}
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("%w: %s", ErrInvalidRuleset, strings.Join(errs, "; "))
@@ -544,7 +558,7 @@ func (r *renderer) endpointChain(key string, dir compile.Direction, dp *compile.
 		}
 		tm, ok := r.tiers[tk]
 		if !ok || tk.first == nil {
-			tm = tierMemo{name: r.tierChain(key, &t), passes: r.tierPasses(&t)}
+			tm = r.cachedTier(key, &t, tk)
 			r.tiers[tk] = tm
 		}
 		bodies = append(bodies, "-j "+tm.name, ifAccepted+" -j RETURN")
@@ -562,6 +576,103 @@ func (r *renderer) endpointChain(key string, dir compile.Direction, dp *compile.
 	}
 	bodies = append(bodies, "-j DROP")
 	return r.contentChain("e", bodies)
+}
+
+// tierRender is one tier chain with everything it brought along (its
+// policies' chains and sets), kept between renders.
+type tierRender struct {
+	ids    []compile.PolicyID
+	pols   []*compile.Policy
+	memo   tierMemo
+	chains []*chain
+	sets   []*ipset
+	used   []compile.SetID
+	errs   []string
+	polrs  map[polKey]*polRender
+}
+
+type tierCacheKey struct {
+	tierKey
+	v         uint8
+	logPrefix string
+}
+
+// cachedTier renders a tier chain, or takes it from the previous render
+// when the tier lists the same policies and every one is the very same
+// (unchanged) policy: a new pod on a node of 10,000 policies then costs a
+// map lookup per policy, not a render.
+func (r *renderer) cachedTier(key string, t *compile.TierPolicies, tk tierKey) tierMemo {
+	if r.cache == nil || tk.first == nil {
+		return tierMemo{name: r.tierChain(key, t), passes: r.tierPasses(t)}
+	}
+	ck := tierCacheKey{tierKey: tk, v: r.v, logPrefix: r.rs.Settings.LogPrefix}
+	if tr, ok := r.cache.tiers[ck]; ok && slices.Equal(tr.ids, t.Policies) && r.samePolicies(tr) {
+		r.cache.nextTiers[ck] = tr
+		for _, c := range tr.chains {
+			r.fp.chains[c.name] = c
+		}
+		if c, ok := r.cache.chains[tr.memo.name]; ok {
+			r.cache.nextChains[c.name] = c
+		}
+		for _, is := range tr.sets {
+			r.fp.sets[is.name] = is
+		}
+		for _, id := range tr.used {
+			r.used[id] = true
+		}
+		for k, v := range tr.polrs {
+			r.cache.next[k] = v
+		}
+		r.errs = append(r.errs, tr.errs...)
+		return tr.memo
+	}
+	fp, used, errs := r.fp, r.used, r.errs
+	r.fp = &famPlan{v: r.v, chains: map[string]*chain{}, sets: map[string]*ipset{}}
+	r.used, r.errs = map[compile.SetID]bool{}, nil
+	tr := &tierRender{ids: slices.Clone(t.Policies), polrs: map[polKey]*polRender{}}
+	tr.memo = tierMemo{name: r.tierChain(key, t), passes: r.tierPasses(t)}
+	for _, id := range t.Policies {
+		pol := r.rs.Policies[id]
+		tr.pols = append(tr.pols, pol)
+		pk := polKey{pol: pol, profile: false, v: r.v, logPrefix: r.rs.Settings.LogPrefix}
+		if pr, ok := r.cache.next[pk]; ok {
+			tr.polrs[pk] = pr
+		}
+	}
+	for _, c := range r.fp.chains {
+		tr.chains = append(tr.chains, c)
+	}
+	for _, is := range r.fp.sets {
+		tr.sets = append(tr.sets, is)
+	}
+	for id := range r.used {
+		tr.used = append(tr.used, id)
+	}
+	tr.errs = r.errs
+	scratch := r.fp
+	r.fp, r.used, r.errs = fp, used, append(errs, tr.errs...)
+	for _, c := range scratch.chains {
+		r.fp.chains[c.name] = c
+	}
+	for _, is := range scratch.sets {
+		r.fp.sets[is.name] = is
+	}
+	for _, id := range tr.used {
+		r.used[id] = true
+	}
+	r.cache.nextTiers[ck] = tr
+	return tr.memo
+}
+
+// samePolicies reports whether every policy of a cached tier is still
+// the same value in the Ruleset.
+func (r *renderer) samePolicies(tr *tierRender) bool {
+	for i, id := range tr.ids {
+		if r.rs.Policies[id] != tr.pols[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // tierPasses reports whether a policy of the tier has a Pass rule (which
