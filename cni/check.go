@@ -194,5 +194,25 @@ func (p *Plugin) GC(ctx context.Context, args *skel.CmdArgs) error {
 			errs = append(errs, fmt.Errorf("cni: GC: release %s: %w", h.ID, err))
 		}
 	}
+	// Host sides whose allocation is gone (released by hand, or a store
+	// restored from backup) are found by the handle on their alias.
+	validIDs := map[string]bool{}
+	for _, v := range a.conf.ValidAttachments {
+		validIDs[a.conf.Name+"."+v.ContainerID] = true
+	}
+	node, err := p.nodeNS(a.conf)
+	if err != nil {
+		return errors.Join(append(errs, err)...)
+	}
+	defer node.Close()
+	links, err := ownedLinks(node, a.conf.Name+".")
+	if err != nil {
+		return errors.Join(append(errs, err)...)
+	}
+	for hostIf, handle := range links {
+		if !validIDs[handle] {
+			p.release(ctx, a.conf, handle, hostIf)
+		}
+	}
 	return errors.Join(errs...)
 }

@@ -26,9 +26,8 @@
 // when the agent cannot program policy. GC releases the allocations of
 // this network and node whose attachment is not in
 // cni.dev/valid-attachments (or cni.dev/attachments), with their host
-// sides; since ADD allocates before it plumbs and DEL removes the host side
-// before it releases, every leftover interface has an allocation to find it
-// by.
+// sides, and then removes any host side of this network (known by the
+// handle on its alias) whose attachment is not valid, allocation or not.
 //
 // # Errors
 //

@@ -257,6 +257,20 @@ func TestGCAfterRuntimeCrash(t *testing.T) {
 	require.Equal(t, "k8s-pod-network."+keep.rt.ContainerID, hs[0].ID)
 	require.Len(t, e.agent.Endpoints(), 1)
 	require.NoError(t, e.cni.CheckNetworkList(ctx, e.confList(), keep.rt))
+
+	t.Run("host side without allocation", func(t *testing.T) {
+		lost := e.newPod("lost")
+		_, err := e.add(ctx, lost)
+		require.NoError(t, err)
+		_, err = e.allocator(ctx).ReleaseByHandle(ctx, "k8s-pod-network."+lost.rt.ContainerID)
+		require.NoError(t, err)
+		require.Len(t, e.workloadLinks(), 2)
+		require.NoError(t, fresh.GCNetworkList(ctx, e.confList(), &libcni.GCArgs{
+			ValidAttachments: []types.GCAttachment{{ContainerID: keep.rt.ContainerID, IfName: "eth0"}},
+		}))
+		require.Equal(t, []string{compile.WorkloadInterface("shop", "keep")}, e.workloadLinks())
+		require.NoError(t, e.cni.CheckNetworkList(ctx, e.confList(), keep.rt))
+	})
 }
 
 func TestConcurrentPods(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 
 	"github.com/vishvananda/netlink"
 	nlns "github.com/vishvananda/netns"
@@ -91,4 +92,25 @@ func owner(node *netns.NS, hostIf string) (handle string, ok bool, err error) {
 		return "", false, fmt.Errorf("cni: %s: %w", hostIf, err)
 	}
 	return l.Attrs().Alias, true, nil
+}
+
+// ownedLinks returns the host-side interfaces in node whose alias (the
+// handle ADD recorded) starts with prefix, by interface name.
+func ownedLinks(node *netns.NS, prefix string) (map[string]string, error) {
+	h, err := netlink.NewHandleAt(nlns.NsHandle(node.Fd()))
+	if err != nil {
+		return nil, fmt.Errorf("cni: netlink in %s: %w", node.Path(), err)
+	}
+	defer h.Close()
+	ls, err := h.LinkList()
+	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
+		return nil, fmt.Errorf("cni: links of %s: %w", node.Path(), err)
+	}
+	out := map[string]string{}
+	for _, l := range ls {
+		if a := l.Attrs().Alias; strings.HasPrefix(a, prefix) {
+			out[l.Attrs().Name] = a
+		}
+	}
+	return out, nil
 }

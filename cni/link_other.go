@@ -25,3 +25,5 @@ func linkIn(*netns.NS, string) (linkInfo, error) { return linkInfo{}, errNoLinks
 func setOwner(*netns.NS, string, string) error { return errNoLinks }
 
 func owner(*netns.NS, string) (string, bool, error) { return "", false, errNoLinks }
+
+func ownedLinks(*netns.NS, string) (map[string]string, error) { return nil, errNoLinks }
