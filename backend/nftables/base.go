@@ -69,7 +69,7 @@ func (r *renderer) addBaseChains() {
 			// IPv6 neighbour discovery between a pod and its node is what
 			// makes IPv6 work at all; conntrack does not track it, and no
 			// policy may break it (Calico exempts it too).
-			rules = append(rules, newRule([]term{l4protoTerm(58, false), ndpTerm()}, "accept", verdictAccept, "IPv6 neighbour discovery"))
+			rules = append(rules, ndpRule())
 		}
 		rules = append(rules, conntrackRules()...)
 		rules = append(rules,
@@ -86,9 +86,17 @@ func (r *renderer) addBaseChains() {
 	var hostRules []*nrule
 	if r.rs.Settings.DefaultEndpointToHostAction == compile.ActionDeny {
 		hostRules = append(hostRules, conntrackRules()...)
+		// The deny covers what a pod asks of its node, not the neighbour
+		// discovery that lets the pod reach its gateway at all.
+		hostRules = append(hostRules, ndpRule())
 		hostRules = append(hostRules, newRule([]term{workloadIfaceTerm("in", false)}, "drop", verdictDrop, "endpoint to host: deny"))
 	}
 	r.addChain(&nchain{name: chainInputHost, base: hookInputHost, rules: hostRules, baseOK: true})
+}
+
+// ndpRule accepts IPv6 neighbour and router discovery.
+func ndpRule() *nrule {
+	return newRule([]term{l4protoTerm(58, false), ndpTerm()}, "accept", verdictAccept, "IPv6 neighbour discovery")
 }
 
 // ndpTerm matches ICMPv6 router and neighbour solicitations and

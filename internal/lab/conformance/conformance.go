@@ -41,6 +41,12 @@ var allow, deny, pass, logA = compile.ActionAllow, compile.ActionDeny, compile.A
 func Scenarios() []Scenario {
 	r := testgen.Rule
 	return []Scenario{
+		// First, while no neighbour cache is warm: Calico's default
+		// endpoint-to-host Drop must not stop a pod's IPv6 neighbour
+		// discovery for its gateway, or IPv6 pods reach nothing.
+		{"endpoint-to-host deny keeps IPv6 neighbour discovery", func(b *testgen.IR) {
+			b.RS.Settings.DefaultEndpointToHostAction = deny
+		}},
 		{"no policy: profiles allow everything", func(b *testgen.IR) {}},
 		{"k8s style: pod0 admits only pod1 on TCP 80", func(b *testgen.IR) {
 			src := b.Selected("app == 'client'", pod1)
