@@ -31,7 +31,7 @@ func policyRig(t *testing.T) (*rig, *compile.Ruleset) {
 	r := newRig(t, conformance.Spec())
 	b := r.ir()
 	conformance.WithAllowAllProfiles(b)
-	conformance.Scenarios()[1].Build(b) // pod0 admits only pod1 on TCP 80
+	conformance.ByName("k8s style: pod0 admits only pod1 on TCP 80").Build(b) // pod0 admits only pod1 on TCP 80
 	r.conform(t, b.RS)
 	return r, b.RS
 }

@@ -207,7 +207,7 @@ func TestRenderProperties(t *testing.T) {
 // TestIncremental: adding a pod with the same policy as others adds
 // ipset members only.
 func TestIncremental(t *testing.T) {
-	sc := conformance.Scenarios()[1] // one ingress policy on pod0
+	sc := conformance.ByName("k8s style: pod0 admits only pod1 on TCP 80") // one ingress policy on pod0
 	rs := scenarioIR(sc.Build)
 	n := newNaming("")
 	before, err := render(rs, n, nil)

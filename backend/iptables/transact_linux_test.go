@@ -43,7 +43,7 @@ func fakeBackend() (*Backend, *fakeRunner) {
 func TestTransactionOrder(t *testing.T) {
 	b, f := fakeBackend()
 	ctx := context.Background()
-	with := scenarioIR(conformance.Scenarios()[1].Build) // uses a selector set
+	with := scenarioIR(conformance.ByName("k8s style: pod0 admits only pod1 on TCP 80").Build) // uses a selector set
 	require.NoError(t, b.Apply(ctx, with))
 	require.Equal(t, []string{
 		"iptables-save -t filter", "ip6tables-save -t filter", "ipset save",
@@ -70,7 +70,7 @@ func TestTransactionOrder(t *testing.T) {
 func TestFailedRestore(t *testing.T) {
 	b, f := fakeBackend()
 	ctx := context.Background()
-	rs := scenarioIR(conformance.Scenarios()[1].Build)
+	rs := scenarioIR(conformance.ByName("k8s style: pod0 admits only pod1 on TCP 80").Build)
 	f.fail = "ip6tables-restore"
 	err := b.Apply(ctx, rs)
 	require.ErrorIs(t, err, ErrRestoreFailed)

@@ -174,3 +174,14 @@ func WithAllowAllProfiles(b *testgen.IR) {
 		ep.Egress.Profiles = []compile.PolicyID{prof}
 	}
 }
+
+// ByName returns the scenario with the given name; it panics on an unknown
+// name, which is a bug in the calling test.
+func ByName(name string) Scenario {
+	for _, sc := range Scenarios() {
+		if sc.Name == name {
+			return sc
+		}
+	}
+	panic("conformance: no scenario " + name)
+}
