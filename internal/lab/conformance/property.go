@@ -1,0 +1,75 @@
+//go:build linux
+
+package conformance
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"pgregory.net/rapid"
+
+	"github.com/calyxnet/calyx/backend"
+	"github.com/calyxnet/calyx/compile"
+	"github.com/calyxnet/calyx/internal/lab"
+	"github.com/calyxnet/calyx/internal/testgen"
+)
+
+// WorldOf describes a lab for the random IR generators.
+func WorldOf(spec lab.Spec) *testgen.IRWorld {
+	w := &testgen.IRWorld{External: spec.External, SrcPortMin: 20000, SrcPortMax: 50000}
+	seen := map[uint16]bool{}
+	for i := range spec.Pods {
+		p := &spec.Pods[i]
+		ip := testgen.IRPod{Key: p.Key(), Interface: p.Interface(), Addrs: p.IPs}
+		for _, port := range p.Ports {
+			ip.Ports = append(ip.Ports, compile.PortMember{Protocol: port.Protocol, Port: port.Port})
+			if !seen[port.Port] {
+				seen[port.Port] = true
+				w.Ports = append(w.Ports, port.Port)
+			}
+		}
+		w.Pods = append(w.Pods, ip)
+	}
+	return w
+}
+
+// ModelEqualsKernel is every dataplane's spine test: random Rulesets
+// applied one after the other with b in the lab l (so every diff path
+// runs); after each Apply, noDrift must find the kernel exactly as planned,
+// and the matrix observed in the lab must be the model's. At least 50
+// scenarios must run.
+func ModelEqualsKernel(t *testing.T, spec lab.Spec, l *lab.Lab, b backend.Backend, noDrift func(context.Context) error) {
+	t.Helper()
+	w := WorldOf(spec)
+	ctx := context.Background()
+	n := 0
+	rapid.Check(t, func(rt *rapid.T) {
+		rs := testgen.IRRuleset(w).Draw(rt, "ruleset")
+		n++
+		if err := b.Apply(ctx, rs); err != nil {
+			rt.Fatalf("apply: %v\n%s", err, rs)
+		}
+		if err := noDrift(ctx); err != nil {
+			dump, _ := b.Dump(ctx)
+			rt.Fatalf("incremental apply left drift: %v\n%s", err, dump)
+		}
+		got, err := l.Observe(ctx)
+		if err != nil {
+			rt.Fatalf("observe: %v", err)
+		}
+		want := lab.Expected(rs, got.Probes)
+		if got, err = l.Recheck(ctx, got, want); err != nil {
+			rt.Fatalf("recheck: %v", err)
+		}
+		if diff := got.Diff(want); len(diff) > 0 {
+			dump, _ := b.Dump(ctx)
+			rt.Fatalf("%s disagrees with the model on %d probes:\n%s\nruleset:\n%s\ndataplane:\n%s",
+				b.Name(), len(diff), strings.Join(diff, "\n"), rs, dump)
+		}
+	})
+	if n < 50 {
+		t.Fatalf("only %d scenarios ran; want at least 50", n)
+	}
+	t.Logf("%d random scenarios: model == %s", n, b.Name())
+}
