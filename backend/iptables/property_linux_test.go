@@ -3,8 +3,6 @@
 package iptables
 
 import (
-	"context"
-	"fmt"
 	"testing"
 
 	"github.com/calyxnet/calyx/internal/lab"
@@ -19,14 +17,5 @@ func TestModelEqualsKernel(t *testing.T) {
 	spec := lab.Spec{Pods: labtest.Pods(5, tcp80, udp53, tcp443), External: labtest.ExternalAddrs,
 		ExternalPorts: []lab.Port{tcp80, udp53}}
 	r := newRig(t, spec)
-	conformance.ModelEqualsKernel(t, spec, r.lab, r.b, func(ctx context.Context) error {
-		dr, err := r.b.Reconcile(ctx)
-		if err != nil {
-			return err
-		}
-		if !dr.Empty() {
-			return fmt.Errorf("drift: %s", dr)
-		}
-		return nil
-	})
+	conformance.ModelEqualsKernel(t, spec, r.lab, r.b, r.noDrift)
 }

@@ -4,13 +4,14 @@ package nftables
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
-	"strings"
 	"testing"
 
 	"github.com/calyxnet/calyx/backend"
 	"github.com/calyxnet/calyx/compile"
 	"github.com/calyxnet/calyx/internal/lab"
+	"github.com/calyxnet/calyx/internal/lab/conformance"
 	"github.com/calyxnet/calyx/internal/lab/labtest"
 	"github.com/calyxnet/calyx/internal/testgen"
 )
@@ -49,27 +50,23 @@ func (r *rig) ir() *testgen.IR {
 	return b
 }
 
-// conform applies rs and checks that the observed matrix is the model's.
+// conform applies rs, checks that Reconcile finds the kernel exactly as
+// planned and that the observed matrix is the model's.
 func (r *rig) conform(t *testing.T, rs *compile.Ruleset) *lab.Matrix {
 	t.Helper()
-	ctx := context.Background()
-	if err := r.b.Apply(ctx, rs); err != nil {
-		t.Fatalf("apply: %v", err)
-	}
-	got, err := r.lab.Observe(ctx)
+	return conformance.Conform(t, r.lab, r.b, rs, r.noDrift)
+}
+
+// noDrift reports what Reconcile found changed, if anything.
+func (r *rig) noDrift(ctx context.Context) error {
+	d, err := r.b.Reconcile(ctx)
 	if err != nil {
-		t.Fatalf("observe: %v", err)
+		return err
 	}
-	want := lab.Expected(rs, got.Probes)
-	if got, err = r.lab.Recheck(ctx, got, want); err != nil {
-		t.Fatalf("recheck: %v", err)
+	if !d.Empty() {
+		return fmt.Errorf("drift: %s", d)
 	}
-	if diff := got.Diff(want); len(diff) > 0 {
-		dump, _ := r.b.Dump(ctx)
-		t.Fatalf("nftables disagrees with the model on %d probes:\n%s\nruleset:\n%s\ntable:\n%s",
-			len(diff), strings.Join(diff, "\n"), rs, dump)
-	}
-	return got
+	return nil
 }
 
 type netipPrefixT = netip.Prefix

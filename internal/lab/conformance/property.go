@@ -42,34 +42,51 @@ func WorldOf(spec lab.Spec) *testgen.IRWorld {
 func ModelEqualsKernel(t *testing.T, spec lab.Spec, l *lab.Lab, b backend.Backend, noDrift func(context.Context) error) {
 	t.Helper()
 	w := WorldOf(spec)
-	ctx := context.Background()
 	n := 0
 	rapid.Check(t, func(rt *rapid.T) {
-		rs := testgen.IRRuleset(w).Draw(rt, "ruleset")
 		n++
-		if err := b.Apply(ctx, rs); err != nil {
-			rt.Fatalf("apply: %v\n%s", err, rs)
-		}
-		if err := noDrift(ctx); err != nil {
-			dump, _ := b.Dump(ctx)
-			rt.Fatalf("incremental apply left drift: %v\n%s", err, dump)
-		}
-		got, err := l.Observe(ctx)
-		if err != nil {
-			rt.Fatalf("observe: %v", err)
-		}
-		want := lab.Expected(rs, got.Probes)
-		if got, err = l.Recheck(ctx, got, want); err != nil {
-			rt.Fatalf("recheck: %v", err)
-		}
-		if diff := got.Diff(want); len(diff) > 0 {
-			dump, _ := b.Dump(ctx)
-			rt.Fatalf("%s disagrees with the model on %d probes:\n%s\nruleset:\n%s\ndataplane:\n%s",
-				b.Name(), len(diff), strings.Join(diff, "\n"), rs, dump)
-		}
+		Conform(rt, l, b, testgen.IRRuleset(w).Draw(rt, "ruleset"), noDrift)
 	})
 	if n < 50 {
 		t.Fatalf("only %d scenarios ran; want at least 50", n)
 	}
 	t.Logf("%d random scenarios: model == %s", n, b.Name())
+}
+
+// Fataler is what Conform reports failures to: a *testing.T or a
+// *rapid.T.
+type Fataler interface {
+	Helper()
+	Fatalf(format string, args ...any)
+}
+
+// Conform applies rs with b in the lab l, checks with noDrift (when not
+// nil) that the kernel is exactly as planned, and that the matrix observed
+// in the lab is the model's; it returns the observed matrix.
+func Conform(t Fataler, l *lab.Lab, b backend.Backend, rs *compile.Ruleset, noDrift func(context.Context) error) *lab.Matrix {
+	t.Helper()
+	ctx := context.Background()
+	if err := b.Apply(ctx, rs); err != nil {
+		t.Fatalf("apply: %v\n%s", err, rs)
+	}
+	if noDrift != nil {
+		if err := noDrift(ctx); err != nil {
+			dump, _ := b.Dump(ctx)
+			t.Fatalf("the kernel is not as planned after apply: %v\n%s", err, dump)
+		}
+	}
+	got, err := l.Observe(ctx)
+	if err != nil {
+		t.Fatalf("observe: %v", err)
+	}
+	want := lab.Expected(rs, got.Probes)
+	if got, err = l.Recheck(ctx, got, want); err != nil {
+		t.Fatalf("recheck: %v", err)
+	}
+	if diff := got.Diff(want); len(diff) > 0 {
+		dump, _ := b.Dump(ctx)
+		t.Fatalf("%s disagrees with the model on %d probes:\n%s\nruleset:\n%s\ndataplane:\n%s",
+			b.Name(), len(diff), strings.Join(diff, "\n"), rs, dump)
+	}
+	return got
 }
