@@ -111,3 +111,22 @@ func (r *Registry) Open(ctx context.Context, name string, opts Options) (Backend
 	}
 	return b, nil
 }
+
+// Drift is what a repair found: differences between the kernel and the
+// last applied Ruleset, put back.
+type Drift interface {
+	// Empty reports whether nothing had drifted.
+	Empty() bool
+	// String lists the repairs for a log line.
+	String() string
+}
+
+// Repairer is implemented by kernel dataplanes that can find and repair
+// drift: rules, chains, sets, programs or maps changed or removed from
+// outside. The node agent calls it periodically and after apply errors.
+type Repairer interface {
+	// Repair reads the dataplane back, compares it with what the backend
+	// last applied and restores the difference atomically. Before the
+	// first Apply it does nothing.
+	Repair(ctx context.Context) (Drift, error)
+}

@@ -363,3 +363,14 @@ func (b *Backend) Close(ctx context.Context) error {
 	}
 	return errors.Join(errs...)
 }
+
+// Repair is Reconcile behind the backend.Repairer interface.
+func (b *Backend) Repair(ctx context.Context) (backend.Drift, error) {
+	d, err := b.Reconcile(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+var _ backend.Repairer = (*Backend)(nil)

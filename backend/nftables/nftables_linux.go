@@ -530,3 +530,14 @@ func (b *Backend) Reconcile(ctx context.Context) (*Drift, error) {
 type randReader struct{}
 
 func (randReader) Read(p []byte) (int, error) { return unix.Getrandom(p, 0) }
+
+// Repair is Reconcile behind the backend.Repairer interface.
+func (b *Backend) Repair(ctx context.Context) (backend.Drift, error) {
+	d, err := b.Reconcile(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+var _ backend.Repairer = (*Backend)(nil)
