@@ -1,0 +1,103 @@
+// Package datastore is where the node agent and calyxctl read and write
+// policy resources: a directory of YAML (the embedded default, and the
+// GitOps way), etcd v3 for clusters, or the Kubernetes API.
+//
+// Every store speaks the same [Store] interface in terms of policy.Object
+// values, so nothing downstream (the compiler, the dataplanes) knows where a
+// resource came from.
+package datastore
+
+import (
+	"context"
+	"errors"
+
+	"github.com/calyxnet/calyx/policy"
+)
+
+// Errors callers branch on.
+var (
+	// ErrNotFound: no object with that key.
+	ErrNotFound = errors.New("datastore: not found")
+	// ErrExists: Create of a key that is already there.
+	ErrExists = errors.New("datastore: already exists")
+	// ErrConflict: the object changed since the revision the caller read
+	// (optimistic concurrency).
+	ErrConflict = errors.New("datastore: revision conflict")
+	// ErrReadOnly: the store does not take writes (the Kubernetes API
+	// adapter: write with kubectl).
+	ErrReadOnly = errors.New("datastore: read only")
+	// ErrClosed: the store was used after Close.
+	ErrClosed = errors.New("datastore: closed")
+)
+
+// Item is one stored object with its revision.
+type Item struct {
+	// Object is the resource, decoded and validated.
+	Object policy.Object
+	// Revision identifies this version of the object for optimistic
+	// concurrency: etcd's mod revision, a content hash of a file's
+	// document, or Kubernetes' resourceVersion. Opaque to callers.
+	Revision string
+	// Origin is where the object was read from (file and line), if known.
+	Origin *policy.Origin
+}
+
+// EventType says what an Event reports.
+type EventType uint8
+
+// Event types.
+const (
+	// EventUpsert: an object was added or changed (Item is set).
+	EventUpsert EventType = iota + 1
+	// EventDelete: an object was removed (Key is set).
+	EventDelete
+	// EventSynced: every object that existed when the watch started has
+	// been sent; the consumer's view is complete. Sent once per watch.
+	EventSynced
+	// EventError: a source could not be read (a file with a validation
+	// error, a lost connection). Err says what; the objects last read
+	// from that source stay in force (no deletes are sent for them).
+	EventError
+)
+
+// Event is one change seen by Watch.
+type Event struct {
+	// Type says what happened.
+	Type EventType
+	// Key identifies the object (upsert and delete).
+	Key policy.ObjectKey
+	// Item is the new version (upsert only).
+	Item Item
+	// Source names the file, key prefix or informer the event came from.
+	Source string
+	// Err is set for EventError (and wraps the policy.ValidationErrors of
+	// a bad file).
+	Err error
+}
+
+// Store is one datastore. Implementations are safe for concurrent use.
+type Store interface {
+	// List returns every object, sorted by key.
+	List(ctx context.Context) ([]Item, error)
+	// Get returns one object, or ErrNotFound.
+	Get(ctx context.Context, key policy.ObjectKey) (Item, error)
+	// Create stores a new object, or fails with ErrExists.
+	Create(ctx context.Context, obj policy.Object) (Item, error)
+	// Replace stores a new version of an existing object. With a
+	// non-empty revision it fails with ErrConflict unless the stored
+	// object is still at that revision; ErrNotFound if absent.
+	Replace(ctx context.Context, obj policy.Object, revision string) (Item, error)
+	// Apply creates or replaces, unconditionally.
+	Apply(ctx context.Context, obj policy.Object) (Item, error)
+	// Delete removes an object. With a non-empty revision it fails with
+	// ErrConflict unless the stored object is still at that revision;
+	// ErrNotFound if absent.
+	Delete(ctx context.Context, key policy.ObjectKey, revision string) error
+	// Watch sends every current object as EventUpsert, then one
+	// EventSynced, then changes as they happen, until ctx is done; the
+	// channel is then closed. A slow consumer delays the store's reads,
+	// it never loses events.
+	Watch(ctx context.Context) (<-chan Event, error)
+	// Close releases the store's resources.
+	Close() error
+}
