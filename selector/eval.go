@@ -183,3 +183,18 @@ func (g *group) evalLabels(labels Labels) bool {
 	}
 	return g.and != g.neg
 }
+
+// firstKey returns the key of the first leaf Matches looks up, for the
+// benchmark that measures the cost of that one lookup alone.
+func (g *group) firstKey() string {
+	for g != nil {
+		if len(g.leaves) > 0 {
+			return g.leaves[0].key
+		}
+		if len(g.groups) == 0 {
+			break
+		}
+		g = g.groups[0]
+	}
+	return ""
+}
