@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -24,6 +23,7 @@ import (
 	nlns "github.com/vishvananda/netns"
 
 	"github.com/calyxnet/calyx/internal/endpointapi"
+	"github.com/calyxnet/calyx/internal/lab"
 	"github.com/calyxnet/calyx/internal/netns"
 	"github.com/calyxnet/calyx/internal/netns/netnstest"
 	"github.com/calyxnet/calyx/internal/podnet"
@@ -257,40 +257,30 @@ func addrsOf(r *current.Result) []netip.Addr {
 	return out
 }
 
-// tcpReach reports whether a TCP connection from one pod to another's
-// address succeeds.
+// tcpReach reports whether a TCP request from one pod to another's
+// address gets its answer, probed the way the lab probes its pods.
 func tcpReach(tb testing.TB, from, to *netns.NS, addr netip.Addr) error {
 	return tcpReachWithin(tb, from, to, addr, 3*time.Second)
 }
 
-// tcpReachWithin is tcpReach with a connect timeout.
+// reachPort is the port tcpReach serves on in the destination pod.
+const reachPort = 7070
+
+// tcpReachWithin is tcpReach with a timeout.
 func tcpReachWithin(tb testing.TB, from, to *netns.NS, addr netip.Addr, timeout time.Duration) error {
 	tb.Helper()
-	var ln net.Listener
-	require.NoError(tb, to.Do(func() error {
-		var err error
-		ln, err = net.Listen("tcp", netip.AddrPortFrom(addr, 0).String())
+	stop, err := lab.Serve(to, lab.Port{Protocol: 6, Port: reachPort})
+	require.NoError(tb, err)
+	defer func() { require.NoError(tb, stop()) }()
+	p := lab.Probe{From: from.Name(), To: to.Name(), Dst: addr, Protocol: 6, DstPort: reachPort}
+	ok, err := lab.ProbeFrom(context.Background(), from, p, timeout)
+	if err != nil {
 		return err
-	}))
-	defer ln.Close()
-	go func() {
-		c, err := ln.Accept()
-		if err == nil {
-			_, _ = c.Write([]byte("ok"))
-			_ = c.Close()
-		}
-	}()
-	return from.Do(func() error {
-		runtime.Gosched()
-		c, err := net.DialTimeout("tcp", ln.Addr().String(), timeout)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		buf := make([]byte, 2)
-		_, err = c.Read(buf)
-		return err
-	})
+	}
+	if !ok {
+		return fmt.Errorf("%s: no answer within %s", p.String(), timeout)
+	}
+	return nil
 }
 
 func poolOf(name, cidr string, blockSize int) ipam.Pool {

@@ -129,26 +129,59 @@ var pong = []byte("pong\n")
 
 // serve starts the echo servers of one namespace.
 func (l *Lab) serve(ns *netns.NS, key string, ports []Port) error {
+	closers, err := serve(ns, key, ports)
+	l.closers = append(l.closers, closers...)
+	return err
+}
+
+// Serve starts the lab's echo servers (TCP and UDP, answering "pong") on
+// ports in any namespace, for tests that build their pods another way (the
+// CNI plugin's tests). The returned function stops them.
+func Serve(ns *netns.NS, ports ...Port) (stop func() error, err error) {
+	closers, err := serve(ns, ns.Name(), ports)
+	stop = func() error {
+		var errs []error
+		for _, c := range closers {
+			errs = append(errs, c())
+		}
+		return errors.Join(errs...)
+	}
+	if err != nil {
+		_ = stop()
+		return nil, err
+	}
+	return stop, nil
+}
+
+func serve(ns *netns.NS, key string, ports []Port) (closers []func() error, err error) {
 	for _, p := range ports {
 		addr := fmt.Sprintf(":%d", p.Port)
 		switch p.Protocol {
 		case 6:
 			var ln net.Listener
 			if err := ns.Do(func() (err error) { ln, err = net.Listen("tcp", addr); return }); err != nil {
-				return fmt.Errorf("lab: %s: listen %s: %w", key, p, err)
+				return closers, fmt.Errorf("lab: %s: listen %s: %w", key, p, err)
 			}
-			l.closers = append(l.closers, ln.Close)
+			closers = append(closers, ln.Close)
 			go serveTCP(ln)
 		case 17:
 			var pc net.PacketConn
 			if err := ns.Do(func() (err error) { pc, err = net.ListenPacket("udp", addr); return }); err != nil {
-				return fmt.Errorf("lab: %s: listen %s: %w", key, p, err)
+				return closers, fmt.Errorf("lab: %s: listen %s: %w", key, p, err)
 			}
-			l.closers = append(l.closers, pc.Close)
+			closers = append(closers, pc.Close)
 			go serveUDP(pc)
 		}
 	}
-	return nil
+	return closers, nil
+}
+
+// ProbeFrom runs one probe from the namespace ns, the way the lab probes
+// its own pods: TCP connect and request/response, or UDP
+// request/response. It reports whether the answer came back within
+// timeout; an error means the probe could not be run at all.
+func ProbeFrom(ctx context.Context, ns *netns.NS, p Probe, timeout time.Duration) (bool, error) {
+	return probe(ctx, ns, &p, timeout)
 }
 
 func serveTCP(ln net.Listener) {

@@ -6,6 +6,7 @@ import (
 	"context"
 	"github.com/calyxnet/calyx/backend"
 	"github.com/calyxnet/calyx/compile"
+	"time"
 
 	"github.com/calyxnet/calyx/internal/netns"
 )
@@ -51,4 +52,12 @@ func Reach(context.Context, Spec, *compile.Ruleset, backend.Factory, Options) (*
 // Recheck fails.
 func (l *Lab) Recheck(context.Context, *Matrix, *Matrix) (*Matrix, error) {
 	return nil, ErrNotSupported
+}
+
+// Serve fails: network namespaces are Linux only.
+func Serve(*netns.NS, ...Port) (func() error, error) { return nil, ErrNotSupported }
+
+// ProbeFrom fails: network namespaces are Linux only.
+func ProbeFrom(context.Context, *netns.NS, Probe, time.Duration) (bool, error) {
+	return false, ErrNotSupported
 }
