@@ -14,7 +14,7 @@ import (
 )
 
 func TestScenarioMatrices(t *testing.T) {
-	for _, dir := range []string{"ecommerce", "default-deny", "pci", "tiers"} {
+	for _, dir := range testgen.ExampleScenarios() {
 		t.Run(dir, func(t *testing.T) {
 			ctx := context.Background()
 			set := testgen.LoadPaths(t, dir)

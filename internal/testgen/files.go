@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/calyxnet/calyx/compile"
 	"github.com/calyxnet/calyx/policy"
 )
 
@@ -43,4 +44,22 @@ func ExpectedMatrix(tb testing.TB, dir string) string {
 		tb.Fatalf("%s/README.md has no expected matrix block", dir)
 	}
 	return block
+}
+
+// ExampleScenarios lists the directories under examples/ that hold a
+// policy scenario with an expected matrix in their README.
+func ExampleScenarios() []string {
+	return []string{"ecommerce", "default-deny", "pci", "tiers"}
+}
+
+// CompileExample loads examples/<name> (dir is the path of examples/ from
+// the calling test's package) and compiles it for every node.
+func CompileExample(tb testing.TB, dir, name string) *compile.Ruleset {
+	tb.Helper()
+	set := LoadPaths(tb, filepath.Join(dir, name))
+	rs, err := compile.New(set, "").Compile()
+	if err != nil {
+		tb.Fatalf("compile %s: %v", name, err)
+	}
+	return rs
 }
