@@ -217,10 +217,10 @@ func (s *Store) Close() error {
 
 // watcher is one Watch: an unbounded queue drained into its channel.
 type watcher struct {
-	mu     sync.Mutex
-	queue  []datastore.Event
-	done   bool
-	wake   chan struct{}
+	mu    sync.Mutex
+	queue []datastore.Event
+	done  bool
+	wake  chan struct{}
 }
 
 func (w *watcher) push(ev datastore.Event) {
