@@ -115,4 +115,3 @@ func waitHealthy(url string, exited <-chan struct{}, timeout time.Duration) erro
 	}
 	return fmt.Errorf("etcd not healthy after %v", timeout)
 }
-
