@@ -66,7 +66,8 @@ func pluginDir(tb testing.TB) string {
 type env struct {
 	tb      testing.TB
 	node    *netns.NS
-	store   string
+	store   string // the bbolt file
+	ipam    string // the ipamStore value: "bolt:"+store unless withIPAMStore
 	socket  string
 	agent   *endpointapi.Memory
 	cni     *libcni.CNIConfig
@@ -83,6 +84,7 @@ func withVersion(v string) envOpt            { return func(e *env) { e.version =
 func withExtra(json string) envOpt           { return func(e *env) { e.extra = json } }
 func withAgent(m *endpointapi.Memory) envOpt { return func(e *env) { e.agent = m } }
 func withTimeout(d string) envOpt            { return func(e *env) { e.timeout = d } }
+func withIPAMStore(s string) envOpt          { return func(e *env) { e.ipam = s } }
 func withoutAgent() envOpt                   { return func(e *env) { e.agent = nil; e.socket = "" } }
 
 func newEnv(tb testing.TB, opts ...envOpt) *env {
@@ -100,6 +102,7 @@ func newEnv(tb testing.TB, opts ...envOpt) *env {
 		pools:   `[{"name": "v4", "cidr": "10.77.0.0/16", "blockSize": 26}, {"name": "v6", "cidr": "fd77::/64", "blockSize": 122}]`,
 		timeout: "2s",
 	}
+	e.ipam = "bolt:" + e.store
 	for _, o := range opts {
 		o(e)
 	}
@@ -131,14 +134,14 @@ func (e *env) confList() *libcni.NetworkConfigList {
   "name": "k8s-pod-network",
   "plugins": [{
     "type": "calyx-cni",
-    "ipamStore": "bolt:%s",
+    "ipamStore": %q,
     "pools": %s,
     "agentSocket": %q,
     "policyTimeout": %q,
     "nodeName": "node-a",
     "nodeNetns": %q%s
   }]
-}`, e.version, e.store, e.pools, e.socket, e.timeout, e.node.Path(), extra)
+}`, e.version, e.ipam, e.pools, e.socket, e.timeout, e.node.Path(), extra)
 	l, err := libcni.ConfListFromBytes([]byte(text))
 	require.NoError(e.tb, err)
 	return l
@@ -180,10 +183,12 @@ func (e *env) del(ctx context.Context, p *pod) error {
 	return e.cni.DelNetworkList(ctx, e.confList(), p.rt)
 }
 
-// allocator opens the IPAM file from the test process.
+// allocator opens the node's IPAM store from the test process.
 func (e *env) allocator(ctx context.Context) *ipam.Allocator {
 	e.tb.Helper()
-	st, err := ipam.OpenBolt(ctx, e.store, nil)
+	spec, err := ipam.ParseStoreSpec(e.ipam)
+	require.NoError(e.tb, err)
+	st, err := spec.Open(ctx)
 	require.NoError(e.tb, err)
 	e.tb.Cleanup(func() { _ = st.Close() })
 	return ipam.New(st, ipam.Config{})

@@ -18,12 +18,22 @@ import (
 
 	"github.com/calyxnet/calyx/compile"
 	"github.com/calyxnet/calyx/internal/endpointapi"
+	"github.com/calyxnet/calyx/internal/etcdtest"
 	"github.com/calyxnet/calyx/internal/podnet"
 )
 
+// TestLifecycleTwoPods runs two pods through ADD, CHECK, STATUS and DEL
+// with each IPAM store the plugin takes: the embedded bbolt file and a
+// real etcd.
 func TestLifecycleTwoPods(t *testing.T) {
+	t.Run("bolt", func(t *testing.T) { lifecycleTwoPods(t, newEnv(t)) })
+	t.Run("etcd", func(t *testing.T) {
+		lifecycleTwoPods(t, newEnv(t, withIPAMStore("etcd:"+etcdtest.Start(t))))
+	})
+}
+
+func lifecycleTwoPods(t *testing.T, e *env) {
 	ctx := t.Context()
-	e := newEnv(t)
 	a, b := e.newPod("frontend"), e.newPod("api")
 
 	ra, err := e.add(ctx, a)
