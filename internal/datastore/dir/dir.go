@@ -1,0 +1,442 @@
+// Package dir is the directory datastore: policy kept as YAML (or JSON)
+// files in a directory tree, the embedded default and the GitOps way.
+//
+// # Reading
+//
+// Every *.yaml, *.yml and *.json file below the root is read, in lexical
+// order of path, with policy.DecodeWithOptions: any number of documents per
+// file, kind: List included. Hidden files and directories (a leading dot:
+// .git, editors' swap files, Kubernetes' ..data links of a mounted
+// ConfigMap) are skipped; files a symlink points at are read.
+//
+// A file that cannot be read or decoded is reported (an EventError whose
+// Err is a *SourceError naming the file and wrapping its
+// policy.ValidationErrors) and the objects last read from it stay in force:
+// a typo never drops enforcement. The last good version is what this
+// process has seen; a process that starts while a file is broken has none
+// for it. A file that is valid but holds no objects (emptied on purpose)
+// removes what it held; so does deleting the file.
+//
+// The same object defined in two places is reported as a *DuplicateError;
+// the first definition, in path order, is used.
+//
+// # Watching
+//
+// Watch follows the tree with fsnotify (subdirectories included, new ones
+// as they appear) and waits for a quiet period (Options.Debounce) after a
+// burst of events before re-reading, so an editor's write-truncate-write
+// or a git checkout is seen once, whole. Quick successive changes of one
+// object may therefore be merged into one event. A periodic rescan
+// (Options.Resync) and a rescan after an fsnotify queue overflow catch
+// anything missed.
+//
+// # Writing
+//
+// Create, Replace, Apply and Delete (calyxctl) hold an exclusive lock on
+// <root>/.calyx.lock, re-read the tree, check the revision, and write one
+// file atomically (a temporary file renamed over it). An object that
+// already lives in a file is rewritten in place in that file: the YAML
+// document holding it is re-encoded with policy.Encode (its comments are
+// lost; the other documents of the file are kept byte for byte); deleting
+// the last object of a file removes the file. A new object goes to
+// <root>/<kind>.<namespace>.<name>.yaml (<kind>.<name>.yaml for
+// cluster-scoped kinds; kind in lower case). While any file has errors,
+// writes are refused (a *SourceError): the broken file's objects could not
+// be told apart from new ones.
+//
+// Revisions are content hashes of an object's canonical encoding
+// (datastore.ContentRevision), so every process computes the same
+// revision for the same object, and a file rewritten with the same content
+// changes nothing.
+package dir
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/calyxnet/calyx/internal/datastore"
+	"github.com/calyxnet/calyx/policy"
+)
+
+// Options are the optional knobs of Open.
+type Options struct {
+	// Debounce is the quiet period after the last filesystem event before
+	// the tree is re-read; 0 means 100 ms.
+	Debounce time.Duration
+	// MaxDelay bounds how long a continuous burst of events can hold a
+	// re-read back; 0 means 1 s.
+	MaxDelay time.Duration
+	// Resync is the period of a full rescan that catches what fsnotify
+	// missed; 0 means 1 min, negative disables it.
+	Resync time.Duration
+	// Logger receives debug and warning logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// SourceError is a file the store could not read or decode.
+type SourceError struct {
+	// Path is the file.
+	Path string
+	// Err says why: a policy.ValidationErrors, or an I/O error.
+	Err error
+}
+
+func (e *SourceError) Error() string {
+	var verrs policy.ValidationErrors
+	if errors.As(e.Err, &verrs) {
+		return fmt.Sprintf("%s: %s (its last good objects stay in force)", e.Path, plural(len(verrs), "problem")) + "\n" + verrs.Error()
+	}
+	return fmt.Sprintf("%s: %v (its last good objects stay in force)", e.Path, e.Err)
+}
+
+// Unwrap returns the cause.
+func (e *SourceError) Unwrap() error { return e.Err }
+
+// DuplicateError is one object defined in two places.
+type DuplicateError struct {
+	// Key is the object.
+	Key policy.ObjectKey
+	// Used is where the definition in force is; Ignored the other one.
+	Used, Ignored policy.Position
+}
+
+func (e *DuplicateError) Error() string {
+	return fmt.Sprintf("%s: %s is already defined at %s; this definition is ignored", e.Ignored, e.Key, e.Used)
+}
+
+// Store is a directory datastore. Use Open.
+type Store struct {
+	root string
+	opts Options
+	log  *slog.Logger
+	done chan struct{}
+
+	mu     sync.Mutex
+	files  map[string]*file
+	closed bool
+}
+
+var _ datastore.Store = (*Store)(nil)
+
+// file is what the store knows of one file.
+type file struct {
+	stat    fileStat
+	sum     [32]byte // of the content last decoded
+	badSum  error    // that content's decode error, nil when it was good
+	entries []entry  // the last good objects
+	err     error    // the current problem, nil when the file is good
+}
+
+type fileStat struct {
+	size  int64
+	mtime time.Time
+	ino   uint64
+}
+
+// entry is one object of a file.
+type entry struct {
+	obj    policy.Object // resourceVersion set to rev; never modified
+	origin *policy.Origin
+	rev    string
+}
+
+// Open returns the store of the directory root, creating it if missing.
+// It reads nothing yet: List, Get and Watch read on demand.
+func Open(ctx context.Context, root string, opts Options) (*Store, error) {
+	if opts.Debounce <= 0 {
+		opts.Debounce = 100 * time.Millisecond
+	}
+	if opts.MaxDelay <= 0 {
+		opts.MaxDelay = time.Second
+	}
+	if opts.Resync == 0 {
+		opts.Resync = time.Minute
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return nil, fmt.Errorf("directory store: %w", err)
+	}
+	info, err := os.Stat(root)
+	if err != nil {
+		return nil, fmt.Errorf("directory store: %w", err)
+	}
+	if !info.IsDir() {
+		return nil, fmt.Errorf("directory store: %s is not a directory", root)
+	}
+	return &Store{root: filepath.Clean(root), opts: opts, log: log, done: make(chan struct{}), files: map[string]*file{}}, nil
+}
+
+// Root returns the directory.
+func (s *Store) Root() string { return s.root }
+
+// List implements datastore.Store. Objects of broken files are their last
+// good versions; Problems says which files are broken.
+func (s *Store) List(ctx context.Context) ([]datastore.Item, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.refreshLocked(ctx, nil); err != nil {
+		return nil, err
+	}
+	v := s.viewLocked()
+	out := make([]datastore.Item, 0, len(v.keys))
+	for _, k := range v.keys {
+		it, err := copyItem(v.items[k])
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, it)
+	}
+	return out, nil
+}
+
+// Problems returns what is wrong with the tree now: a *SourceError per
+// broken file and a *DuplicateError per object defined twice.
+func (s *Store) Problems(ctx context.Context) ([]error, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.refreshLocked(ctx, nil); err != nil {
+		return nil, err
+	}
+	var out []error
+	for _, p := range s.viewLocked().problems {
+		out = append(out, p.err)
+	}
+	return out, nil
+}
+
+// Get implements datastore.Store.
+func (s *Store) Get(ctx context.Context, key policy.ObjectKey) (datastore.Item, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.refreshLocked(ctx, nil); err != nil {
+		return datastore.Item{}, err
+	}
+	it, ok := s.viewLocked().items[key]
+	if !ok {
+		return datastore.Item{}, fmt.Errorf("%s: %w", key, datastore.ErrNotFound)
+	}
+	return copyItem(it)
+}
+
+func copyItem(it datastore.Item) (datastore.Item, error) {
+	obj, err := datastore.Copy(it.Object)
+	if err != nil {
+		return datastore.Item{}, err
+	}
+	it.Object = obj
+	return it, nil
+}
+
+// Close implements datastore.Store: watches end, later calls fail with
+// datastore.ErrClosed.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.closed {
+		s.closed = true
+		close(s.done)
+	}
+	return nil
+}
+
+// refreshLocked brings the cache up to date with the tree: files whose
+// size, modification time or inode changed, and those in force, are read
+// again. s.mu is held.
+func (s *Store) refreshLocked(ctx context.Context, force map[string]bool) error {
+	if s.closed {
+		return datastore.ErrClosed
+	}
+	paths, err := s.walk()
+	if err != nil {
+		return err
+	}
+	seen := make(map[string]bool, len(paths))
+	for _, p := range paths {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		seen[p] = true
+		s.readFile(p, force[p])
+	}
+	for p := range s.files {
+		if !seen[p] {
+			s.log.Debug("policy file removed", "file", p)
+			delete(s.files, p)
+		}
+	}
+	return nil
+}
+
+// walk lists the policy files below the root in lexical order.
+func (s *Store) walk() ([]string, error) {
+	var paths []string
+	err := filepath.WalkDir(s.root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if p == s.root {
+				return err
+			}
+			// A directory that vanished or cannot be listed mid-walk:
+			// skip it; its files keep their cache entries only if seen.
+			s.log.Warn("cannot list policy directory", "dir", p, "err", err)
+			return fs.SkipDir
+		}
+		if p != s.root && hidden(d.Name()) {
+			if d.IsDir() {
+				return fs.SkipDir
+			}
+			return nil
+		}
+		if d.IsDir() {
+			return nil
+		}
+		if policyFile(p) {
+			paths = append(paths, p)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("directory store: %w", err)
+	}
+	slices.Sort(paths)
+	return paths, nil
+}
+
+func hidden(name string) bool { return strings.HasPrefix(name, ".") }
+
+func policyFile(p string) bool {
+	switch strings.ToLower(filepath.Ext(p)) {
+	case ".yaml", ".yml", ".json":
+		return true
+	}
+	return false
+}
+
+// readFile updates the cache entry of one file.
+func (s *Store) readFile(p string, force bool) {
+	f := s.files[p]
+	info, err := os.Stat(p)
+	if err != nil {
+		if f == nil {
+			f = &file{}
+			s.files[p] = f
+		}
+		f.err = &SourceError{Path: p, Err: err}
+		return
+	}
+	st := statOf(info)
+	if f != nil && !force && f.stat == st {
+		return
+	}
+	data, err := os.ReadFile(p)
+	if f == nil {
+		f = &file{}
+		s.files[p] = f
+	}
+	if err != nil {
+		f.err = &SourceError{Path: p, Err: err}
+		return
+	}
+	f.stat = st
+	sum := sha256.Sum256(data)
+	if sum == f.sum {
+		f.err = f.badSum
+		return
+	}
+	f.sum = sum
+	entries, err := decode(data, p)
+	if err != nil {
+		s.log.Warn("policy file has errors; its last good objects stay in force", "file", p, "err", err)
+		f.err = &SourceError{Path: p, Err: err}
+		f.badSum = f.err
+		return
+	}
+	f.entries, f.err, f.badSum = entries, nil, nil
+}
+
+// decode reads the objects of one file's content.
+func decode(data []byte, p string) ([]entry, error) {
+	res, err := policy.DecodeWithOptions(bytes.NewReader(data), p, policy.DecodeOptions{})
+	if errors.Is(err, policy.ErrNoObjects) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	entries := make([]entry, 0, len(res.Objects))
+	for i, obj := range res.Objects {
+		rev, err := datastore.ContentRevision(obj)
+		if err != nil {
+			return nil, err
+		}
+		obj.SetResourceVersion(rev)
+		entries = append(entries, entry{obj: obj, origin: res.Origins[i], rev: rev})
+	}
+	return entries, nil
+}
+
+// view is the merged state of the tree.
+type view struct {
+	keys     []policy.ObjectKey // sorted
+	items    map[policy.ObjectKey]datastore.Item
+	where    map[policy.ObjectKey]string // the file of each object
+	problems []problem
+}
+
+type problem struct {
+	source string
+	err    error
+}
+
+// viewLocked merges the files' objects: the first definition in path
+// order wins.
+func (s *Store) viewLocked() *view {
+	paths := make([]string, 0, len(s.files))
+	for p := range s.files {
+		paths = append(paths, p)
+	}
+	slices.Sort(paths)
+	v := &view{items: map[policy.ObjectKey]datastore.Item{}, where: map[policy.ObjectKey]string{}}
+	for _, p := range paths {
+		f := s.files[p]
+		if f.err != nil {
+			v.problems = append(v.problems, problem{source: p, err: f.err})
+		}
+		for _, e := range f.entries {
+			k := policy.KeyOf(e.obj)
+			if prev, dup := v.items[k]; dup {
+				v.problems = append(v.problems, problem{source: p, err: &DuplicateError{Key: k, Used: prev.Origin.Position, Ignored: e.origin.Position}})
+				continue
+			}
+			v.items[k] = datastore.Item{Object: e.obj, Revision: e.rev, Origin: e.origin}
+			v.where[k] = p
+			v.keys = append(v.keys, k)
+		}
+	}
+	slices.SortFunc(v.keys, datastore.CompareKeys)
+	return v
+}
+
+func statOf(info os.FileInfo) fileStat {
+	return fileStat{size: info.Size(), mtime: info.ModTime(), ino: inode(info)}
+}
+
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}

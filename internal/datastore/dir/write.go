@@ -1,0 +1,461 @@
+package dir
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/calyxnet/calyx/internal/datastore"
+	"github.com/calyxnet/calyx/policy"
+)
+
+// lockName is the lock file writers hold; hidden, so never read as policy.
+const lockName = ".calyx.lock"
+
+// Create implements datastore.Store.
+func (s *Store) Create(ctx context.Context, obj policy.Object) (datastore.Item, error) {
+	return s.put(ctx, obj, func(cur datastore.Item, exists bool) error {
+		if exists {
+			return datastore.ErrExists
+		}
+		return nil
+	})
+}
+
+// Replace implements datastore.Store.
+func (s *Store) Replace(ctx context.Context, obj policy.Object, revision string) (datastore.Item, error) {
+	return s.put(ctx, obj, func(cur datastore.Item, exists bool) error {
+		switch {
+		case !exists:
+			return datastore.ErrNotFound
+		case revision != "" && revision != cur.Revision:
+			return datastore.ErrConflict
+		}
+		return nil
+	})
+}
+
+// Apply implements datastore.Store.
+func (s *Store) Apply(ctx context.Context, obj policy.Object) (datastore.Item, error) {
+	return s.put(ctx, obj, func(datastore.Item, bool) error { return nil })
+}
+
+// Delete implements datastore.Store. An object defined in several files
+// is removed from each of them.
+func (s *Store) Delete(ctx context.Context, key policy.ObjectKey, revision string) error {
+	unlock, err := s.lock(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.refreshLocked(ctx, nil); err != nil {
+		return err
+	}
+	v := s.viewLocked()
+	cur, ok := v.items[key]
+	switch {
+	case !ok:
+		return fmt.Errorf("%s: %w", key, datastore.ErrNotFound)
+	case revision != "" && revision != cur.Revision:
+		return fmt.Errorf("%s: %w", key, datastore.ErrConflict)
+	}
+	paths := s.pathsDefiningLocked(key)
+	for _, p := range paths {
+		if err := s.files[p].err; err != nil {
+			return fmt.Errorf("directory store: %s lives in a file with errors (fix it first): %w", key, err)
+		}
+	}
+	for _, p := range paths {
+		if err := s.rewriteLocked(p, key, nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Store) put(ctx context.Context, obj policy.Object, check func(cur datastore.Item, exists bool) error) (datastore.Item, error) {
+	obj, err := datastore.Prepare(obj)
+	if err != nil {
+		return datastore.Item{}, err
+	}
+	key := policy.KeyOf(obj)
+	unlock, err := s.lock(ctx)
+	if err != nil {
+		return datastore.Item{}, err
+	}
+	defer unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.refreshLocked(ctx, nil); err != nil {
+		return datastore.Item{}, err
+	}
+	v := s.viewLocked()
+	cur, exists := v.items[key]
+	if err := check(cur, exists); err != nil {
+		return datastore.Item{}, fmt.Errorf("%s: %w", key, err)
+	}
+	if !exists {
+		// A broken file may define this key: a new file would then
+		// define it twice once the broken one is fixed.
+		if err := v.broken(); err != nil {
+			return datastore.Item{}, err
+		}
+	}
+	rev, err := datastore.ContentRevision(obj)
+	if err != nil {
+		return datastore.Item{}, err
+	}
+	switch {
+	case exists && cur.Revision == rev:
+		// The same content: nothing to write.
+	case exists:
+		if err := s.files[v.where[key]].err; err != nil {
+			return datastore.Item{}, fmt.Errorf("directory store: %s lives in a file with errors (fix it first): %w", key, err)
+		}
+		if err := s.rewriteLocked(v.where[key], key, obj); err != nil {
+			return datastore.Item{}, err
+		}
+	default:
+		data, err := encodeYAML([]policy.Object{obj})
+		if err != nil {
+			return datastore.Item{}, err
+		}
+		p := s.newPathLocked(key)
+		if err := writeAtomic(p, data, 0o644); err != nil {
+			return datastore.Item{}, err
+		}
+		s.readFile(p, true)
+	}
+	it, ok := s.viewLocked().items[key]
+	if !ok || it.Revision != rev {
+		// Someone outside calyxctl changed the file under us.
+		return datastore.Item{}, fmt.Errorf("%s: %w: the file changed while it was written", key, datastore.ErrConflict)
+	}
+	return copyItem(it)
+}
+
+// lock takes the directory's write lock.
+func (s *Store) lock(ctx context.Context) (func(), error) {
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		return nil, datastore.ErrClosed
+	}
+	return lockFile(ctx, filepath.Join(s.root, lockName))
+}
+
+// broken returns an error naming the broken files, or nil.
+func (v *view) broken() error {
+	var broken []error
+	for _, p := range v.problems {
+		var se *SourceError
+		if errors.As(p.err, &se) {
+			broken = append(broken, p.err)
+		}
+	}
+	if len(broken) > 0 {
+		return fmt.Errorf("directory store: no new objects while files have errors (fix them first): %w", errors.Join(broken...))
+	}
+	return nil
+}
+
+// pathsDefiningLocked lists the files holding an object with key.
+func (s *Store) pathsDefiningLocked(key policy.ObjectKey) []string {
+	var out []string
+	for p, f := range s.files {
+		for _, e := range f.entries {
+			if policy.KeyOf(e.obj) == key {
+				out = append(out, p)
+				break
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// newPathLocked picks the file of a new object: <kind>.<ns>.<name>.yaml,
+// with a -2, -3 … suffix if that name is taken.
+func (s *Store) newPathLocked(key policy.ObjectKey) string {
+	base := strings.ToLower(string(key.Kind))
+	if key.Namespace != "" {
+		base += "." + key.Namespace
+	}
+	base += "." + key.Name
+	for i := 1; ; i++ {
+		name := base
+		if i > 1 {
+			name = fmt.Sprintf("%s-%d", base, i)
+		}
+		p := filepath.Join(s.root, name+".yaml")
+		if _, known := s.files[p]; known {
+			continue
+		}
+		if _, err := os.Lstat(p); errors.Is(err, fs.ErrNotExist) {
+			return p
+		}
+	}
+}
+
+// rewriteLocked writes file p again with the object key replaced by obj,
+// or removed when obj is nil. YAML files keep every document that does
+// not hold the object byte for byte; JSON files are re-encoded whole. A
+// file left without objects is removed.
+func (s *Store) rewriteLocked(p string, key policy.ObjectKey, obj policy.Object) error {
+	f := s.files[p]
+	info, err := os.Stat(p)
+	if err != nil {
+		return fmt.Errorf("directory store: %w", err)
+	}
+	data, err := os.ReadFile(p)
+	if err != nil {
+		return fmt.Errorf("directory store: %w", err)
+	}
+	var remaining int
+	for _, e := range f.entries {
+		if policy.KeyOf(e.obj) != key || obj != nil {
+			remaining++
+		}
+	}
+	if remaining == 0 {
+		if err := os.Remove(p); err != nil {
+			return fmt.Errorf("directory store: %w", err)
+		}
+		syncDir(filepath.Dir(p))
+		delete(s.files, p)
+		return nil
+	}
+	var out []byte
+	if strings.EqualFold(filepath.Ext(p), ".json") {
+		out, err = rewriteJSON(f.entries, key, obj)
+	} else {
+		out, err = rewriteYAML(data, f.entries, key, obj)
+	}
+	if err != nil {
+		return err
+	}
+	if err := writeAtomic(p, out, info.Mode().Perm()); err != nil {
+		return err
+	}
+	s.readFile(p, true)
+	return nil
+}
+
+// swap returns the objects of entries with key replaced by obj (or
+// dropped when obj is nil), resourceVersions cleared.
+func swap(entries []entry, key policy.ObjectKey, obj policy.Object) ([]policy.Object, error) {
+	var out []policy.Object
+	for _, e := range entries {
+		o := e.obj
+		if policy.KeyOf(o) == key {
+			if obj == nil {
+				continue
+			}
+			o = obj
+		}
+		cp, err := datastore.Copy(o)
+		if err != nil {
+			return nil, err
+		}
+		cp.SetResourceVersion("")
+		out = append(out, cp)
+	}
+	return out, nil
+}
+
+func encodeYAML(objs []policy.Object) ([]byte, error) {
+	for i, o := range objs {
+		if o.GetResourceVersion() != "" {
+			cp, err := datastore.Copy(o)
+			if err != nil {
+				return nil, err
+			}
+			cp.SetResourceVersion("")
+			objs[i] = cp
+		}
+	}
+	var b bytes.Buffer
+	if err := policy.Encode(&b, objs); err != nil {
+		return nil, fmt.Errorf("directory store: %w", err)
+	}
+	return b.Bytes(), nil
+}
+
+// rewriteYAML re-encodes only the YAML documents that hold key.
+func rewriteYAML(data []byte, entries []entry, key policy.ObjectKey, obj policy.Object) ([]byte, error) {
+	segs := splitDocuments(data)
+	// Which entries each document holds, by the line the object starts on.
+	held := make([][]entry, len(segs))
+	for _, e := range entries {
+		i := segmentOf(segs, e.origin)
+		if i < 0 {
+			// Position unknown: fall back to re-encoding the whole file.
+			objs, err := swap(entries, key, obj)
+			if err != nil {
+				return nil, err
+			}
+			return encodeYAML(objs)
+		}
+		held[i] = append(held[i], e)
+	}
+	var out bytes.Buffer
+	for i, seg := range segs {
+		touched := false
+		for _, e := range held[i] {
+			if policy.KeyOf(e.obj) == key {
+				touched = true
+			}
+		}
+		if !touched {
+			out.Write(seg.text)
+			continue
+		}
+		objs, err := swap(held[i], key, obj)
+		if err != nil {
+			return nil, err
+		}
+		if len(objs) == 0 {
+			continue // the document held only the deleted object
+		}
+		enc, err := encodeYAML(objs)
+		if err != nil {
+			return nil, err
+		}
+		if out.Len() > 0 && !bytes.HasSuffix(out.Bytes(), []byte("\n")) {
+			out.WriteByte('\n')
+		}
+		if seg.separated || out.Len() > 0 {
+			out.WriteString("---\n")
+		}
+		out.Write(enc)
+	}
+	return out.Bytes(), nil
+}
+
+// segment is one YAML document of a file, with its "---" line if any.
+type segment struct {
+	first, last int // one-based lines, inclusive
+	separated   bool
+	text        []byte
+}
+
+// splitDocuments cuts a YAML stream at its document separators: lines
+// starting with "---" followed by nothing or a blank, at column 0 (where
+// YAML ends a document even inside a block scalar).
+func splitDocuments(data []byte) []segment {
+	var segs []segment
+	cur := segment{first: 1}
+	line := 0
+	for len(data) > 0 {
+		n := bytes.IndexByte(data, '\n')
+		if n < 0 {
+			n = len(data) - 1
+		}
+		l := data[:n+1]
+		data = data[n+1:]
+		line++
+		if isSeparator(l) && line > 1 {
+			cur.last = line - 1
+			segs = append(segs, cur)
+			cur = segment{first: line, separated: true}
+		} else if isSeparator(l) {
+			cur.separated = true
+		}
+		cur.text = append(cur.text, l...)
+	}
+	cur.last = line
+	return append(segs, cur)
+}
+
+func isSeparator(l []byte) bool {
+	if !bytes.HasPrefix(l, []byte("---")) {
+		return false
+	}
+	rest := l[3:]
+	return len(rest) == 0 || rest[0] == ' ' || rest[0] == '\t' || rest[0] == '\n' || rest[0] == '\r'
+}
+
+func segmentOf(segs []segment, o *policy.Origin) int {
+	if o == nil || o.Line <= 0 {
+		return -1
+	}
+	for i, s := range segs {
+		if o.Line >= s.first && o.Line <= s.last {
+			return i
+		}
+	}
+	return -1
+}
+
+// rewriteJSON encodes a JSON file's objects again: one object as itself,
+// several as a v1 List.
+func rewriteJSON(entries []entry, key policy.ObjectKey, obj policy.Object) ([]byte, error) {
+	objs, err := swap(entries, key, obj)
+	if err != nil {
+		return nil, err
+	}
+	for _, o := range objs {
+		k := policy.KindOf(o)
+		o.GetObjectKind().SetGroupVersionKind(schema.FromAPIVersionAndKind(k.APIVersion(), k.WireName()))
+	}
+	var v any = objs[0]
+	if len(objs) > 1 {
+		v = map[string]any{"apiVersion": "v1", "kind": "List", "items": objs}
+	}
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("directory store: %w", err)
+	}
+	return append(b, '\n'), nil
+}
+
+// writeAtomic replaces p by a complete new file: readers (the agent, an
+// editor) see the old content or the new, never a mix.
+func writeAtomic(p string, data []byte, mode fs.FileMode) error {
+	dir := filepath.Dir(p)
+	tmp, err := os.CreateTemp(dir, ".calyx-tmp-*")
+	if err != nil {
+		return fmt.Errorf("directory store: %w", err)
+	}
+	defer os.Remove(tmp.Name()) // after a successful rename, a no-op
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return fmt.Errorf("directory store: write %s: %w", p, err)
+	}
+	if err := tmp.Chmod(mode); err != nil {
+		tmp.Close()
+		return fmt.Errorf("directory store: %w", err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("directory store: write %s: %w", p, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("directory store: write %s: %w", p, err)
+	}
+	if err := os.Rename(tmp.Name(), p); err != nil {
+		return fmt.Errorf("directory store: %w", err)
+	}
+	syncDir(dir)
+	return nil
+}
+
+// syncDir makes a rename or removal in dir durable; best effort.
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+}
