@@ -1,0 +1,13 @@
+package ebpf
+
+import "errors"
+
+// Errors callers branch on.
+var (
+	// ErrInvalidRuleset is returned for a Ruleset that refers to sets or
+	// policies it does not hold, or that gives two endpoints one interface.
+	ErrInvalidRuleset = errors.New("ebpf: invalid ruleset")
+	// ErrTooBig is returned for an endpoint direction whose policy does not
+	// fit the longest tail-call chain the kernel runs.
+	ErrTooBig = errors.New("ebpf: policy too big for one endpoint")
+)

@@ -1,0 +1,561 @@
+package ebpf
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"hash/fnv"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/cilium/ebpf/asm"
+
+	"github.com/calyxnet/calyx/compile"
+)
+
+// stepKind says what one step of a flattened direction does.
+type stepKind uint8
+
+const (
+	stepRule stepKind = iota + 1 // a rule (or a merged run of rules)
+	stepDeny                     // end of a tier that denies, end of profiles
+)
+
+// step is one element of a direction flattened into straight-line code:
+// the tiers' rules, each tier's end, the profiles' rules, the final deny.
+type step struct {
+	kind stepKind
+	// tier is the index of the tier the step belongs to (len(Tiers) for
+	// profiles); tierStart marks the first step of a tier.
+	tier      int
+	tierStart bool
+	rule      *compile.Rule
+	action    compile.Action
+	passTo    int // Pass: the tier to continue with
+	run       *run
+	ruleID    uint64
+}
+
+// run is a stretch of consecutive same-shaped rules with one action,
+// matched by one LPM lookup: (run ID, protocol, destination port, address).
+type run struct {
+	name  string // identity: what the rules say, not what their sets hold
+	side  int    // 0: the set is on the source, 1: on the destination
+	rules []*compile.Rule
+}
+
+// minRun is the shortest stretch of rules worth a lookup.
+const minRun = 2
+
+// maxRunPorts bounds the ports one rule of a run expands to.
+const maxRunPorts = 64
+
+// RuleRef names a rule for log events.
+type RuleRef struct {
+	Tier   string
+	Policy string
+	Index  int
+	Origin compile.Origin
+}
+
+// flatten turns one direction into steps, merging runs of same-shaped
+// rules. refs receives the rule IDs of Log rules.
+func flatten(rs *compile.Ruleset, dp *compile.DirectionPolicy, refs map[uint64]RuleRef) []step {
+	var out []step
+	addRules := func(ti int, pid compile.PolicyID, profile bool) {
+		pol := rs.Policies[pid]
+		rules := pol.Rules
+		for i := 0; i < len(rules); i++ {
+			r := &rules[i]
+			if profile && r.Action == compile.ActionPass {
+				continue // profiles have no next tier to pass to
+			}
+			if j, ru := findRun(rs, pol, i); ru != nil {
+				out = append(out, step{kind: stepRule, tier: ti, action: r.Action, run: ru})
+				i = j - 1
+				continue
+			}
+			st := step{kind: stepRule, tier: ti, rule: r, action: r.Action, passTo: ti + 1}
+			if r.Action == compile.ActionLog {
+				st.ruleID = ruleID(pid, i)
+				refs[st.ruleID] = RuleRef{Tier: pol.Tier, Policy: pol.Name, Index: i, Origin: r.Origin}
+			}
+			out = append(out, st)
+		}
+	}
+	mark := func(ti, from int) {
+		if from < len(out) {
+			out[from].tierStart = true
+		} else {
+			// An empty tier still needs somewhere to start.
+			out = append(out, step{kind: stepRule, tier: ti, tierStart: true, action: compile.ActionLog,
+				rule: &compile.Rule{Action: compile.ActionLog}, ruleID: 0})
+		}
+	}
+	for ti, t := range dp.Tiers {
+		from := len(out)
+		for _, pid := range t.Policies {
+			addRules(ti, pid, false)
+		}
+		if t.EndAction != compile.ActionPass {
+			out = append(out, step{kind: stepDeny, tier: ti})
+		}
+		mark(ti, from)
+	}
+	from := len(out)
+	for _, pid := range dp.Profiles {
+		addRules(len(dp.Tiers), pid, true)
+	}
+	out = append(out, step{kind: stepDeny, tier: len(dp.Tiers)})
+	mark(len(dp.Tiers), from)
+	return out
+}
+
+// ruleID names a rule in log events: stable across restarts.
+func ruleID(pid compile.PolicyID, i int) uint64 {
+	h := fnv.New64a()
+	fmt.Fprintf(h, "%s\x00%d", pid, i)
+	return h.Sum64() | 1 // never 0
+}
+
+// runShape reports whether a rule can join a run, and on which side its
+// one set is.
+func runShape(rs *compile.Ruleset, r *compile.Rule) (side int, ok bool) {
+	m := &r.Match
+	if r.Action != compile.ActionAllow && r.Action != compile.ActionDeny {
+		return 0, false
+	}
+	switch m.Protocol {
+	case 6, 17, 132, 136:
+	default:
+		return 0, false
+	}
+	if m.NotProtocol != 0 || m.ICMP != nil || m.NotICMP != nil {
+		return 0, false
+	}
+	s, d := &m.Src, &m.Dst
+	if len(s.NotSets)+len(d.NotSets)+len(s.Ports)+len(s.NamedPorts)+len(s.NotPorts)+len(s.NotNamedPorts)+
+		len(d.NamedPorts)+len(d.NotPorts)+len(d.NotNamedPorts) > 0 || len(d.Ports) == 0 {
+		return 0, false
+	}
+	n := 0
+	for _, pr := range d.Ports {
+		if pr.Max < pr.Min {
+			return 0, false
+		}
+		n += int(pr.Max-pr.Min) + 1
+	}
+	if n > maxRunPorts {
+		return 0, false
+	}
+	var set compile.SetID
+	switch {
+	case len(s.Sets) == 1 && len(d.Sets) == 0:
+		set, side = s.Sets[0], 0
+	case len(s.Sets) == 0 && len(d.Sets) == 1:
+		set, side = d.Sets[0], 1
+	default:
+		return 0, false
+	}
+	if st := rs.Sets[set]; st == nil || st.Kind == compile.SetNamedPorts {
+		return 0, false
+	}
+	return side, true
+}
+
+// findRun returns the run starting at rule i of pol and the index after
+// it, or nil when fewer than minRun rules line up.
+func findRun(rs *compile.Ruleset, pol *compile.Policy, i int) (int, *run) {
+	side, ok := runShape(rs, &pol.Rules[i])
+	if !ok {
+		return i, nil
+	}
+	j := i + 1
+	for j < len(pol.Rules) && pol.Rules[j].Action == pol.Rules[i].Action {
+		s, ok := runShape(rs, &pol.Rules[j])
+		if !ok || s != side {
+			break
+		}
+		j++
+	}
+	if j-i < minRun {
+		return i, nil
+	}
+	ru := &run{side: side}
+	h := sha256.New()
+	fmt.Fprintf(h, "%d", side)
+	for k := i; k < j; k++ {
+		r := &pol.Rules[k]
+		ru.rules = append(ru.rules, r)
+		m := &r.Match
+		fmt.Fprintf(h, "|%d %d %d %v %v", r.Action, m.Protocol, m.IPVersion, m.Src.Sets, m.Dst.Sets)
+		for _, p := range m.Dst.Ports {
+			fmt.Fprintf(h, " %d-%d", p.Min, p.Max)
+		}
+	}
+	ru.name = "run:" + hex.EncodeToString(h.Sum(nil)[:12])
+	return j, ru
+}
+
+// idOf resolves set and run names to the 32-bit IDs in map keys.
+type idOf func(name string) uint32
+
+// progSpec is one endpoint direction's code, split into chunks that
+// tail-call each other.
+type progSpec struct {
+	hook   hook
+	chunks []asm.Instructions
+	fp     string // fingerprint of the code: equal code, one program
+	runs   []*run
+	steps  int
+}
+
+// chunkBudget is the instructions one chunk may hold: well below the
+// verifier's walls and the 16-bit jump offsets.
+const chunkBudget = 16 * 1024
+
+// maxChunks is the kernel's tail-call limit (33) plus the entry program.
+const maxChunks = 33
+
+// config is what code generation depends on besides the direction.
+type config struct {
+	timeouts Timeouts
+	hostDeny bool // DefaultEndpointToHostAction Deny, on the ingress hook
+}
+
+// genProgram generates the program of one direction at hook h.
+func genProgram(rs *compile.Ruleset, dp *compile.DirectionPolicy, h hook, cfg config, ids idOf, refs map[uint64]RuleRef) (*progSpec, error) {
+	steps := flatten(rs, dp, refs)
+	// Code for each step's match, generated once to size the chunks.
+	bodies := make([]*gen, len(steps))
+	total := 0
+	for i := range steps {
+		g := newGen()
+		g.pfx = fmt.Sprintf("s%d", i)
+		g.match(&steps[i], ids, fmt.Sprintf("next_%d", i))
+		bodies[i] = g
+		total += len(g.insns) + 4
+	}
+	budget := chunkBudget
+	if need := total/(maxChunks-1) + 1; need > budget {
+		budget = need
+	}
+	if budget > 30*1024 {
+		return nil, fmt.Errorf("%w: %d instructions", ErrTooBig, total)
+	}
+	// Split at step boundaries.
+	var bounds []int // first step of each chunk
+	size := 0
+	for i := range steps {
+		if i == 0 || size+len(bodies[i].insns) > budget {
+			bounds = append(bounds, i)
+			size = 0
+		}
+		size += len(bodies[i].insns) + 4
+	}
+	if len(bounds) > maxChunks {
+		return nil, fmt.Errorf("%w: %d chunks", ErrTooBig, len(bounds))
+	}
+	chunkOf := func(step int) int {
+		c, _ := slices.BinarySearch(bounds, step+1)
+		return c - 1
+	}
+	tierStep := map[int]int{}
+	for i, s := range steps {
+		if s.tierStart {
+			if _, ok := tierStep[s.tier]; !ok {
+				tierStep[s.tier] = i
+			}
+		}
+	}
+	ps := &progSpec{hook: h, steps: len(steps)}
+	for i := range steps {
+		if steps[i].run != nil {
+			ps.runs = append(ps.runs, steps[i].run)
+		}
+	}
+	for c, first := range bounds {
+		last := len(steps)
+		if c+1 < len(bounds) {
+			last = bounds[c+1]
+		}
+		g := newGen()
+		g.prologue()
+		if c == 0 {
+			g.parse(h)
+			g.conntrack(cfg.timeouts)
+			g.label(lPolicy)
+		} else {
+			// Resume at a tier a Pass jumped to, or at the first step.
+			for _, ti := range slices.Sorted(maps.Keys(tierStep)) {
+				if si := tierStep[ti]; si > first && si < last {
+					g.emit(ldw(asm.R1, oResume), asm.JEq.Imm(asm.R1, int32(ti), fmt.Sprintf("tier_%d", ti)))
+				}
+			}
+		}
+		for i := first; i < last; i++ {
+			s := &steps[i]
+			if s.tierStart && tierStep[s.tier] == i {
+				g.label(fmt.Sprintf("tier_%d", s.tier))
+			}
+			g.splice(bodies[i])
+			g.action(s, c, chunkOf, tierStep, len(bounds))
+			g.label(fmt.Sprintf("next_%d", i))
+		}
+		if last < len(steps) {
+			g.tailCall(c+1, 0xffff)
+		}
+		g.epilogue(h, cfg)
+		insns, err := g.finish()
+		if err != nil {
+			return nil, err
+		}
+		ps.chunks = append(ps.chunks, insns)
+	}
+	h2 := sha256.New()
+	fmt.Fprintf(h2, "%d|", h)
+	for _, ch := range ps.chunks {
+		for _, in := range ch {
+			fmt.Fprintf(h2, "%v %s %s;", in, in.Symbol(), in.Reference())
+		}
+		h2.Write([]byte{0})
+	}
+	ps.fp = hex.EncodeToString(h2.Sum(nil)[:16])
+	return ps, nil
+}
+
+// action emits what a matching step does.
+func (g *gen) action(s *step, chunk int, chunkOf func(int) int, tierStep map[int]int, nChunks int) {
+	if s.kind == stepDeny {
+		g.emit(asm.Ja.Label(lDrop))
+		return
+	}
+	switch s.action {
+	case compile.ActionAllow:
+		g.emit(asm.Ja.Label("allow"))
+	case compile.ActionDeny:
+		g.emit(asm.Ja.Label(lDrop))
+	case compile.ActionLog:
+		if s.ruleID == 0 {
+			return
+		}
+		g.emit(stiw(oEvent, int64(int32(uint32(s.ruleID)))), stiw(oEvent+4, int64(int32(uint32(s.ruleID>>32)))),
+			stib(oEvent+15, int64(compile.ActionLog)),
+			mapPtr(asm.R1, refEvents), asm.Mov.Reg(asm.R2, rS), asm.Add.Imm(asm.R2, oEvent),
+			asm.Mov.Imm(asm.R3, eventSize), asm.Mov.Imm(asm.R4, 0), asm.FnRingbufOutput.Call())
+	case compile.ActionPass:
+		target, ok := tierStep[s.passTo]
+		if !ok {
+			g.emit(asm.Ja.Label(lDrop))
+			return
+		}
+		if tc := chunkOf(target); tc == chunk {
+			g.emit(asm.Ja.Label(fmt.Sprintf("tier_%d", s.passTo)))
+		} else {
+			g.tailCall(tc, s.passTo)
+		}
+	}
+}
+
+// tailCall continues in chunk c at tier resume (0xffff: its first step);
+// if the call fails, the packet is dropped.
+func (g *gen) tailCall(c int, resume int) {
+	g.emit(stiw(oResume, int64(resume)), asm.Mov.Reg(asm.R1, rCtx), mapPtr(asm.R2, refTail),
+		asm.Mov.Imm(asm.R3, int32(c)), asm.FnTailCall.Call(), asm.Ja.Label(lDrop))
+}
+
+// epilogue: allow (after the node check, open a conntrack entry) and drop.
+func (g *gen) epilogue(h hook, cfg config) {
+	g.label("allow")
+	if h == hookIngress && cfg.hostDeny {
+		g.hostCheck()
+	}
+	noCT := g.fresh("no_ct")
+	notTCP, flagsDone := g.fresh("ct_not_tcp"), g.fresh("ct_flags_done")
+	g.emit(ldb(asm.R1, oICMPErr), asm.JNE.Imm(asm.R1, 0, noCT),
+		ldb(asm.R1, oProto), asm.JNE.Imm(asm.R1, 6, notTCP),
+		ldb(asm.R1, oTCPFlags), asm.Mov.Reg(asm.R2, asm.R1), asm.And.Imm(asm.R2, tcpRST), asm.JNE.Imm(asm.R2, 0, noCT),
+		asm.Mov.Imm(asm.R3, ctSynFwd|ctReplied),
+		asm.Mov.Reg(asm.R2, asm.R1), asm.And.Imm(asm.R2, tcpSYN|tcpACK), asm.JNE.Imm(asm.R2, tcpSYN, "ct_synonly_no"),
+		asm.Mov.Imm(asm.R3, ctSynFwd))
+	g.label("ct_synonly_no")
+	g.emit(asm.And.Imm(asm.R1, tcpFIN), asm.JEq.Imm(asm.R1, 0, flagsDone), asm.Or.Imm(asm.R3, ctFinFwd),
+		asm.Ja.Label(flagsDone))
+	g.label(notTCP)
+	g.emit(asm.Mov.Imm(asm.R3, ctSynFwd))
+	g.label(flagsDone)
+	g.emit(stw(oCTVal+8, asm.R3), asm.FnKtimeGetNs.Call(), asm.StoreMem(rS, oCTVal, asm.R0, asm.DWord))
+	g.update(refCT, oCTFwd, oCTVal)
+	g.label(noCT)
+	g.recordFragment()
+	g.ret(tcxNext)
+	g.label(lDrop)
+	g.ret(tcxDrop)
+}
+
+// hostCheck drops what a pod sends to its own node (a FIB lookup that
+// finds a local route) when DefaultEndpointToHostAction is Deny.
+func (g *gen) hostCheck() {
+	v6, call, notLocal := g.fresh("fib_v6"), g.fresh("fib_call"), g.fresh("fib_not_local")
+	g.emit(asm.Mov.Imm(asm.R1, 0))
+	for off := int16(0); off < 64; off += 8 {
+		g.emit(asm.StoreMem(rS, oFib+off, asm.R1, asm.DWord))
+	}
+	g.emit(ldb(asm.R1, oProto), stb(oFib+1, asm.R1),
+		asm.LoadMem(asm.R1, rCtx, skbIfindex, asm.Word), stw(oFib+8, asm.R1),
+		ldb(asm.R1, oFam), asm.JEq.Imm(asm.R1, 6, v6),
+		stib(oFib, 2))
+	g.copyWords(oSetSrc+12, 1, oFib+16)
+	g.copyWords(oSetDst+12, 1, oFib+32)
+	g.emit(asm.Ja.Label(call))
+	g.label(v6)
+	g.emit(stib(oFib, 10))
+	g.copyWords(oSetSrc+12, 4, oFib+16)
+	g.copyWords(oSetDst+12, 4, oFib+32)
+	g.label(call)
+	g.emit(asm.Mov.Reg(asm.R1, rCtx), asm.Mov.Reg(asm.R2, rS), asm.Add.Imm(asm.R2, oFib),
+		asm.Mov.Imm(asm.R3, 64), asm.Mov.Imm(asm.R4, 0), asm.FnFibLookup.Call(),
+		asm.JNE.Imm(asm.R0, 4, notLocal)) // BPF_FIB_LKUP_RET_NOT_FWDED: a local address
+	g.ret(tcxDrop)
+	g.label(notLocal)
+}
+
+// match emits the checks of one step, jumping to fail when it does not
+// match; on a match the code falls through to the action.
+func (g *gen) match(s *step, ids idOf, fail string) {
+	if s.kind == stepDeny {
+		return
+	}
+	if s.run != nil {
+		off := int16(oRunSrc)
+		if s.run.side == 1 {
+			off = oRunDst
+		}
+		g.emit(stiw(off+4, int64(int32(ids(s.run.name)))))
+		g.lookup(refSets, int32(off))
+		g.emit(asm.JEq.Imm(asm.R0, 0, fail))
+		return
+	}
+	m := &s.rule.Match
+	if m.Protocol != 0 {
+		g.emit(ldb(asm.R1, oProto), asm.JNE.Imm(asm.R1, int32(m.Protocol), fail))
+	}
+	if m.NotProtocol != 0 {
+		g.emit(ldb(asm.R1, oProto), asm.JEq.Imm(asm.R1, int32(m.NotProtocol), fail))
+	}
+	if m.IPVersion != 0 {
+		g.emit(ldb(asm.R1, oFam), asm.JNE.Imm(asm.R1, int32(m.IPVersion), fail))
+	}
+	if m.ICMP != nil {
+		ok := g.fresh("icmp_ok")
+		g.emit(ldb(asm.R1, oProto), asm.JEq.Imm(asm.R1, 1, ok), asm.JNE.Imm(asm.R1, 58, fail))
+		g.label(ok)
+		g.emit(ldb(asm.R1, oICMPType), asm.JNE.Imm(asm.R1, int32(m.ICMP.Type), fail))
+		if m.ICMP.Code != nil {
+			g.emit(ldb(asm.R1, oICMPCode), asm.JNE.Imm(asm.R1, int32(*m.ICMP.Code), fail))
+		}
+	}
+	if m.NotICMP != nil {
+		is, pass := g.fresh("noticmp_is"), g.fresh("noticmp_pass")
+		g.emit(ldb(asm.R1, oProto), asm.JEq.Imm(asm.R1, 1, is), asm.JNE.Imm(asm.R1, 58, pass))
+		g.label(is)
+		g.emit(ldb(asm.R1, oICMPType), asm.JNE.Imm(asm.R1, int32(m.NotICMP.Type), pass))
+		if m.NotICMP.Code != nil {
+			g.emit(ldb(asm.R1, oICMPCode), asm.JNE.Imm(asm.R1, int32(*m.NotICMP.Code), pass))
+		}
+		g.emit(asm.Ja.Label(fail))
+		g.label(pass)
+	}
+	g.peer(&m.Src, oSetSrc, oNPSrc, oSport, ids, fail)
+	g.peer(&m.Dst, oSetDst, oNPDst, oDport, ids, fail)
+}
+
+func (g *gen) peer(pm *compile.PeerMatch, setKey, npKey, portOff int16, ids idOf, fail string) {
+	for _, id := range pm.Sets {
+		g.emit(stiw(setKey+4, int64(int32(ids(string(id))))))
+		g.lookup(refSets, int32(setKey))
+		g.emit(asm.JEq.Imm(asm.R0, 0, fail))
+	}
+	for _, id := range pm.NotSets {
+		g.emit(stiw(setKey+4, int64(int32(ids(string(id))))))
+		g.lookup(refSets, int32(setKey))
+		g.emit(asm.JNE.Imm(asm.R0, 0, fail))
+	}
+	if len(pm.Ports) > 0 || len(pm.NamedPorts) > 0 {
+		ok := g.fresh("ports_ok")
+		g.emit(ldb(asm.R1, oHasPorts), asm.JEq.Imm(asm.R1, 0, fail))
+		g.ranges(pm.Ports, portOff, ok)
+		for _, id := range pm.NamedPorts {
+			g.emit(stiw(npKey, int64(int32(ids(string(id))))))
+			g.lookup(refPorts, int32(npKey))
+			g.emit(asm.JNE.Imm(asm.R0, 0, ok))
+		}
+		g.emit(asm.Ja.Label(fail))
+		g.label(ok)
+	}
+	if len(pm.NotPorts) > 0 || len(pm.NotNamedPorts) > 0 {
+		g.emit(ldb(asm.R1, oHasPorts), asm.JEq.Imm(asm.R1, 0, fail))
+		g.ranges(pm.NotPorts, portOff, fail)
+		for _, id := range pm.NotNamedPorts {
+			g.emit(stiw(npKey, int64(int32(ids(string(id))))))
+			g.lookup(refPorts, int32(npKey))
+			g.emit(asm.JNE.Imm(asm.R0, 0, fail))
+		}
+	}
+}
+
+// ranges jumps to in when the port at portOff is in one of rs.
+func (g *gen) ranges(rs []compile.PortRange, portOff int16, in string) {
+	if len(rs) == 0 {
+		return
+	}
+	g.emit(ldh(asm.R1, portOff))
+	for _, r := range rs {
+		if r.Min == r.Max {
+			g.emit(asm.JEq.Imm(asm.R1, int32(r.Min), in))
+			continue
+		}
+		next := g.fresh("range_next")
+		g.emit(asm.JLT.Imm(asm.R1, int32(r.Min), next), asm.JLE.Imm(asm.R1, int32(r.Max), in))
+		g.label(next)
+	}
+}
+
+// denyAll is what an unknown workload interface gets: nothing passes.
+func denyAllProgram() asm.Instructions {
+	return asm.Instructions{asm.Mov.Imm(asm.R0, tcxDrop), asm.Return()}
+}
+
+// runEntries are the LPM keys of a run: one per (rule, net, port).
+func runEntries(rs *compile.Ruleset, ru *run, id uint32, add func([lpmKeySize]byte)) {
+	for _, r := range ru.rules {
+		m := &r.Match
+		set := m.Src.Sets
+		if ru.side == 1 {
+			set = m.Dst.Sets
+		}
+		for _, n := range rs.Sets[set[0]].Nets {
+			fam, addr, bits := lpmPrefix(n)
+			if m.IPVersion != 0 && m.IPVersion != fam {
+				continue
+			}
+			for _, pr := range m.Dst.Ports {
+				for p := int(pr.Min); p <= int(pr.Max); p++ {
+					add(lpmKey(id, fam, m.Protocol, uint16(p), addr, bits))
+				}
+			}
+		}
+	}
+}
+
+// describe prints a step for Dump.
+func (s *step) describe() string {
+	switch {
+	case s.kind == stepDeny:
+		return "deny"
+	case s.run != nil:
+		return fmt.Sprintf("%s %d rules by lookup %s", strings.ToLower(s.action.String()), len(s.run.rules), s.run.name)
+	}
+	return strings.ToLower(s.action.String())
+}
