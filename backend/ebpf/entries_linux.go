@@ -9,21 +9,19 @@ import (
 	"github.com/cilium/ebpf"
 )
 
-// entryDiff counts map entries written and removed.
-type entryDiff struct {
-	added, deleted int
-}
-
 // syncEntries turns the set maps from what old planned (nil: empty) into
 // what p plans. Additions go first, so a member moving between two sets
 // is never missing from both.
 func syncEntries(o *objects, old, p *plan) error {
-	_, err := syncEntriesCount(o, old, p)
+	if _, err := addEntries(o, old, p); err != nil {
+		return err
+	}
+	_, err := delEntries(o, old, p)
 	return err
 }
 
-func syncEntriesCount(o *objects, old, p *plan) (entryDiff, error) {
-	var d entryDiff
+// addEntries writes the entries p has and old has not.
+func addEntries(o *objects, old, p *plan) (int, error) {
 	var oldLPM map[[lpmKeySize]byte]string
 	var oldNP map[[npKeySize]byte]string
 	if old != nil {
@@ -43,29 +41,37 @@ func syncEntriesCount(o *objects, old, p *plan) (entryDiff, error) {
 		}
 	}
 	if err := putAll(o.maps[refSets], addL, one); err != nil {
-		return d, err
+		return 0, err
 	}
 	if err := putAll(o.maps[refPorts], addN, one); err != nil {
-		return d, err
+		return 0, err
 	}
-	d.added = len(addL) + len(addN)
-	for k := range oldLPM {
+	return len(addL) + len(addN), nil
+}
+
+// delEntries removes the entries old has and p has not.
+func delEntries(o *objects, old, p *plan) (int, error) {
+	if old == nil {
+		return 0, nil
+	}
+	n := 0
+	for k := range old.lpm {
 		if _, ok := p.lpm[k]; !ok {
 			if err := o.maps[refSets].Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-				return d, fmt.Errorf("ebpf: sets: delete: %w", err)
+				return n, fmt.Errorf("ebpf: sets: delete: %w", err)
 			}
-			d.deleted++
+			n++
 		}
 	}
-	for k := range oldNP {
+	for k := range old.np {
 		if _, ok := p.np[k]; !ok {
 			if err := o.maps[refPorts].Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-				return d, fmt.Errorf("ebpf: ports: delete: %w", err)
+				return n, fmt.Errorf("ebpf: ports: delete: %w", err)
 			}
-			d.deleted++
+			n++
 		}
 	}
-	return d, nil
+	return n, nil
 }
 
 // putAll writes keys with value v, in batches where the kernel allows.

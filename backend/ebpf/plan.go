@@ -1,7 +1,9 @@
 package ebpf
 
 import (
+	"crypto/sha256"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -36,12 +38,27 @@ type ids struct {
 	byName map[string]uint32
 	used   map[uint32]bool
 	next   uint32
+	// adopted are IDs a previous backend recorded, by hash of the name,
+	// not claimed yet.
+	adopted map[[32]byte]uint32
 }
 
 func newIDs() *ids { return &ids{byName: map[string]uint32{}, used: map[uint32]bool{}, next: 1} }
 
+func (x *ids) clone() *ids {
+	c := &ids{byName: maps.Clone(x.byName), used: maps.Clone(x.used), next: x.next, adopted: maps.Clone(x.adopted)}
+	return c
+}
+
+func idKey(name string) [32]byte { return sha256.Sum256([]byte("id:" + name)) }
+
 func (x *ids) get(name string) uint32 {
 	if id, ok := x.byName[name]; ok {
+		return id
+	}
+	if id, ok := x.adopted[idKey(name)]; ok {
+		delete(x.adopted, idKey(name))
+		x.byName[name] = id
 		return id
 	}
 	for x.used[x.next] || x.next == 0 {
@@ -54,22 +71,22 @@ func (x *ids) get(name string) uint32 {
 	return id
 }
 
-func (x *ids) set(name string, id uint32) {
-	x.byName[name] = id
-	x.used[id] = true
-}
-
-// release forgets the names not in keep.
-func (x *ids) release(keep map[string]bool) []string {
-	var gone []string
+// release forgets the names not in keep, and adopted IDs nobody claimed;
+// it returns the meta keys to delete.
+func (x *ids) release(keep map[string]bool) [][32]byte {
+	var gone [][32]byte
 	for name, id := range x.byName {
 		if !keep[name] {
 			delete(x.byName, name)
 			delete(x.used, id)
-			gone = append(gone, name)
+			gone = append(gone, idKey(name))
 		}
 	}
-	slices.Sort(gone)
+	for k, id := range x.adopted {
+		delete(x.used, id)
+		gone = append(gone, k)
+	}
+	x.adopted = nil
 	return gone
 }
 

@@ -1,0 +1,740 @@
+//go:build linux
+
+package ebpf
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/vishvananda/netlink"
+	nlns "github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+
+	"github.com/calyxnet/calyx/backend"
+	"github.com/calyxnet/calyx/compile"
+	"github.com/calyxnet/calyx/internal/netns"
+)
+
+// Name is the registry name of this backend.
+const Name = "ebpf"
+
+// BPFFS is where bpffs is mounted; pins live below it.
+const BPFFS = "/sys/fs/bpf"
+
+// LayoutVersion names the layout of the maps and pins. A backend of
+// another layout version never reads this one's pins.
+const LayoutVersion = "v1"
+
+// denyFP is the fingerprint of the deny-all program.
+const denyFP = "deny-all"
+
+// PinDir returns the pin directory of a backend with Options.Name name.
+func PinDir(name string) string {
+	if name == "" {
+		name = "calyx"
+	}
+	return filepath.Join(BPFFS, "calyx", LayoutVersion, name)
+}
+
+// Backend is the eBPF dataplane. It is safe for concurrent use; calls are
+// serialised.
+type Backend struct {
+	mu     sync.Mutex
+	opts   backend.Options
+	log    *slog.Logger
+	ns     *netns.NS
+	dir    string
+	objs   *objects
+	ids    *ids
+	progs  map[string]*loaded
+	links  map[attachKey]*attachment
+	cur    *plan
+	refs   map[uint64]RuleRef
+	closed bool
+	last   Stats
+	cfg    config
+}
+
+// attachment is one pinned TCX link.
+type attachment struct {
+	key     attachKey
+	ifindex int
+	link    link.Link
+	fp      string
+}
+
+var (
+	_ backend.Backend  = (*Backend)(nil)
+	_ backend.Repairer = (*Backend)(nil)
+)
+
+// Open is a backend.Factory.
+func Open(ctx context.Context, opts backend.Options) (backend.Backend, error) {
+	return New(ctx, opts)
+}
+
+// New opens the backend: it checks for TCX, mounts bpffs if needed, and
+// adopts the maps and links a previous backend of the same name pinned.
+// Nothing is attached or changed until Apply.
+func New(ctx context.Context, opts backend.Options) (*Backend, error) {
+	if err := checkKernel(); err != nil {
+		return nil, err
+	}
+	b := &Backend{opts: opts, log: opts.Logger, dir: PinDir(opts.Name), progs: map[string]*loaded{},
+		links: map[attachKey]*attachment{}, refs: map[uint64]RuleRef{}, ids: newIDs(),
+		cfg: config{timeouts: defaultTimeouts}}
+	if b.log == nil {
+		b.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if opts.NetNS != "" {
+		ns, err := netns.Open(opts.NetNS)
+		if err != nil {
+			return nil, fmt.Errorf("ebpf: %w", err)
+		}
+		b.ns = ns
+	}
+	if err := ensureBPFFS(); err != nil {
+		b.closeNS()
+		return nil, err
+	}
+	if err := os.MkdirAll(b.dir, 0o700); err != nil {
+		b.closeNS()
+		return nil, fmt.Errorf("ebpf: pin directory: %w", err)
+	}
+	objs, err := openObjects(b.dir)
+	if err != nil {
+		b.closeNS()
+		return nil, err
+	}
+	b.objs = objs
+	if err := b.adopt(); err != nil {
+		b.release()
+		return nil, err
+	}
+	return b, nil
+}
+
+// checkKernel refuses kernels without TCX (Linux 6.6).
+func checkKernel() error {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return fmt.Errorf("ebpf: uname: %w", err)
+	}
+	rel := unix.ByteSliceToString(u.Release[:])
+	major, minor, ok := kernelVersion(rel)
+	if !ok {
+		return nil // unknown format: let the attach tell
+	}
+	if major < 6 || major == 6 && minor < 6 {
+		return fmt.Errorf("%w: the eBPF dataplane attaches with TCX, which needs Linux 6.6 or later (this kernel is %s)",
+			backend.ErrNotSupported, rel)
+	}
+	return nil
+}
+
+func kernelVersion(rel string) (major, minor int, ok bool) {
+	parts := strings.SplitN(rel, ".", 3)
+	if len(parts) < 2 {
+		return 0, 0, false
+	}
+	major, err1 := strconv.Atoi(parts[0])
+	minorStr := parts[1]
+	if i := strings.IndexFunc(minorStr, func(r rune) bool { return r < '0' || r > '9' }); i >= 0 {
+		minorStr = minorStr[:i]
+	}
+	minor, err2 := strconv.Atoi(minorStr)
+	return major, minor, err1 == nil && err2 == nil
+}
+
+// ensureBPFFS mounts bpffs at BPFFS unless it is there already.
+func ensureBPFFS() error {
+	var st unix.Statfs_t
+	if err := unix.Statfs(BPFFS, &st); err == nil && st.Type == unix.BPF_FS_MAGIC {
+		return nil
+	}
+	if err := unix.Mount("bpffs", BPFFS, "bpf", 0, "mode=0700"); err != nil && !errors.Is(err, unix.EBUSY) {
+		return fmt.Errorf("%w: ebpf: mount bpffs at %s: %w", backend.ErrNotSupported, BPFFS, err)
+	}
+	return nil
+}
+
+// Name returns "ebpf".
+func (b *Backend) Name() string { return Name }
+
+// PinDir returns the directory the backend pins its maps and links in.
+func (b *Backend) PinDir() string { return b.dir }
+
+func (b *Backend) closeNS() {
+	if b.ns != nil {
+		_ = b.ns.Close()
+		b.ns = nil
+	}
+}
+
+// release closes every descriptor the backend holds; pins stay.
+func (b *Backend) release() {
+	for _, a := range b.links {
+		_ = a.link.Close()
+	}
+	for _, l := range b.progs {
+		l.close()
+	}
+	if b.objs != nil {
+		b.objs.close()
+	}
+	b.links, b.progs = map[attachKey]*attachment{}, map[string]*loaded{}
+	b.closeNS()
+}
+
+// inNS runs fn in the backend's network namespace.
+func (b *Backend) inNS(fn func() error) error {
+	if b.ns == nil {
+		return fn()
+	}
+	return b.ns.Do(fn)
+}
+
+// Meta map: sha256 of a name → kind byte and payload.
+const (
+	metaID   = 1
+	metaLink = 2
+)
+
+func metaKey(s string) [32]byte { return sha256.Sum256([]byte(s)) }
+
+// adopt reads what a previous backend pinned: set IDs and the links with
+// the programs they run.
+func (b *Backend) adopt() error {
+	var k, v [32]byte
+	linkFP := map[[32]byte]string{}
+	byHash := map[[32]byte]uint32{}
+	it := b.objs.maps[refMeta].Iterate()
+	for it.Next(&k, &v) {
+		switch v[0] {
+		case metaID:
+			id := uint32(v[1]) | uint32(v[2])<<8 | uint32(v[3])<<16 | uint32(v[4])<<24
+			byHash[k] = id
+			b.ids.used[id] = true
+		case metaLink:
+			linkFP[k] = hex.EncodeToString(v[1:17])
+		}
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("ebpf: read meta: %w", err)
+	}
+	b.ids.adopted = byHash
+	stale := len(b.objs.replaced) > 0
+	entries, err := os.ReadDir(b.dir)
+	if err != nil {
+		return fmt.Errorf("ebpf: %w", err)
+	}
+	for _, e := range entries {
+		name := e.Name()
+		path := filepath.Join(b.dir, name)
+		switch {
+		case strings.HasPrefix(name, "link_"):
+			ak, ok := parseLinkPin(name)
+			if !ok {
+				continue
+			}
+			l, err := link.LoadPinnedLink(path, nil)
+			if err != nil {
+				b.log.Warn("ebpf: unreadable pinned link: removing", "pin", path, "err", err)
+				_ = os.Remove(path)
+				continue
+			}
+			a := &attachment{key: ak, link: l}
+			if info, err := l.Info(); err == nil && info.TCX() != nil {
+				a.ifindex = int(info.TCX().Ifindex)
+			}
+			fp, ok := linkFP[metaKey("link:"+ak.String())]
+			switch {
+			case !ok || stale:
+				// Unknown program: the next Apply replaces it.
+			case fp == hex.EncodeToString(make([]byte, 16)):
+				a.fp = denyFP
+			default:
+				a.fp = fp
+				if _, have := b.progs[fp]; !have {
+					if lp := b.adoptProgram(l, fp); lp != nil {
+						b.progs[fp] = lp
+					}
+				}
+			}
+			b.links[ak] = a
+		}
+	}
+	return nil
+}
+
+// adoptProgram rebuilds a loaded program from a pinned link and its pinned
+// program array.
+func (b *Backend) adoptProgram(l link.Link, fp string) *loaded {
+	info, err := l.Info()
+	if err != nil {
+		return nil
+	}
+	prog, err := ebpf.NewProgramFromID(info.Program)
+	if err != nil {
+		return nil
+	}
+	lp := &loaded{fp: fp, entry: prog}
+	if tm, err := ebpf.LoadPinnedMap(filepath.Join(b.dir, "tail_"+fp), nil); err == nil {
+		lp.tail = tm
+	}
+	if info.Type == link.TCXType && info.TCX() != nil && ebpf.AttachType(info.TCX().AttachType) == ebpf.AttachTCXEgress {
+		lp.hook = hookEgress
+	}
+	return lp
+}
+
+func linkPin(ak attachKey) string {
+	h := "in"
+	if ak.hook == hookEgress {
+		h = "eg"
+	}
+	return "link_" + ak.iface + "_" + h
+}
+
+func parseLinkPin(name string) (attachKey, bool) {
+	rest := strings.TrimPrefix(name, "link_")
+	i := strings.LastIndexByte(rest, '_')
+	if i <= 0 {
+		return attachKey{}, false
+	}
+	switch rest[i+1:] {
+	case "in":
+		return attachKey{rest[:i], hookIngress}, true
+	case "eg":
+		return attachKey{rest[:i], hookEgress}, true
+	}
+	return attachKey{}, false
+}
+
+// Stats counts what one Apply did.
+type Stats struct {
+	ProgramsLoaded, ProgramsFreed              int
+	LinksAttached, LinksUpdated, LinksDetached int
+	EntriesAdded, EntriesDeleted               int
+	Instructions                               int
+	UnknownInterfaces                          []string
+	MissingInterfaces                          []string
+	Render, Load, Kernel                       time.Duration
+}
+
+// LastApply returns what the last successful Apply did.
+func (b *Backend) LastApply() Stats {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.last
+}
+
+// interfaces lists the node's interfaces: name → index.
+func (b *Backend) interfaces() (map[string]int, error) {
+	var h *netlink.Handle
+	var err error
+	if b.ns != nil {
+		h, err = netlink.NewHandleAt(nlns.NsHandle(b.ns.Fd()))
+	} else {
+		h, err = netlink.NewHandle()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("ebpf: netlink: %w", err)
+	}
+	defer h.Close()
+	var links []netlink.Link
+	for range 5 {
+		links, err = h.LinkList()
+		if !errors.Is(err, netlink.ErrDumpInterrupted) {
+			break
+		}
+	}
+	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
+		return nil, fmt.Errorf("ebpf: list interfaces: %w", err)
+	}
+	out := make(map[string]int, len(links))
+	for _, l := range links {
+		out[l.Attrs().Name] = l.Attrs().Index
+	}
+	return out, nil
+}
+
+// Apply makes the node enforce rs: programs whose code changed are loaded
+// (the verifier checks them before anything changes), set entries are
+// added, links are attached or switched atomically to their new program
+// with Link.Update, then what is no longer used is removed. A membership
+// change only writes map entries.
+func (b *Backend) Apply(ctx context.Context, rs *compile.Ruleset) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return backend.ErrClosed
+	}
+	var st Stats
+	start := time.Now()
+	p, err := makePlan(rs, b.ids, b.cfg)
+	st.Render = time.Since(start)
+	if err != nil {
+		return err
+	}
+	ifaces, err := b.interfaces()
+	if err != nil {
+		return err
+	}
+	// Load what is new; nothing in the kernel changed yet.
+	start = time.Now()
+	var fresh []string
+	for _, fp := range slices.Sorted(mapsKeys(p.progs)) {
+		if _, ok := b.progs[fp]; ok {
+			continue
+		}
+		l, err := b.objs.load(p.progs[fp])
+		if err != nil {
+			for _, f := range fresh {
+				_ = b.progs[f].tail.Unpin()
+				b.progs[f].close()
+				delete(b.progs, f)
+			}
+			return fmt.Errorf("ebpf: %w", err)
+		}
+		if err := l.tail.Pin(filepath.Join(b.dir, "tail_"+fp)); err != nil {
+			l.close()
+			return fmt.Errorf("ebpf: pin program array: %w", err)
+		}
+		b.progs[fp] = l
+		fresh = append(fresh, fp)
+		st.ProgramsLoaded++
+		st.Instructions += l.insns
+	}
+	st.Load = time.Since(start)
+	start = time.Now()
+	old := b.cur
+	if old == nil {
+		lpm, np, err := readEntries(b.objs)
+		if err != nil {
+			return err
+		}
+		old = &plan{lpm: lpm, np: np}
+	}
+	if st.EntriesAdded, err = addEntries(b.objs, old, p); err != nil {
+		b.cur = nil
+		return err
+	}
+	want := b.wantedLinks(p, ifaces, &st)
+	if err := b.syncLinks(want, ifaces, &st); err != nil {
+		b.cur = nil
+		return err
+	}
+	if st.EntriesDeleted, err = delEntries(b.objs, old, p); err != nil {
+		b.cur = nil
+		return err
+	}
+	st.ProgramsFreed = b.freePrograms()
+	gone := b.ids.release(p.used)
+	if err := b.writeMeta(gone); err != nil {
+		b.cur = nil
+		return err
+	}
+	st.Kernel = time.Since(start)
+	for id, r := range p.refs {
+		b.refs[id] = r
+	}
+	b.cur = p
+	b.last = st
+	b.log.Debug("ebpf apply", "programs", len(p.progs), "loaded", st.ProgramsLoaded, "links", len(b.links),
+		"updated", st.LinksUpdated, "entries+", st.EntriesAdded, "entries-", st.EntriesDeleted)
+	return nil
+}
+
+func mapsKeys[K comparable, V any](m map[K]V) func(func(K) bool) {
+	return func(yield func(K) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+// wantedLinks is every attachment p asks for on interfaces that exist,
+// plus deny-all on workload interfaces p does not know.
+func (b *Backend) wantedLinks(p *plan, ifaces map[string]int, st *Stats) map[attachKey]string {
+	want := map[attachKey]string{}
+	for ak, fp := range p.attach {
+		if _, ok := ifaces[ak.iface]; !ok {
+			if ak.hook == hookIngress {
+				st.MissingInterfaces = append(st.MissingInterfaces, ak.iface)
+			}
+			continue
+		}
+		want[ak] = fp
+	}
+	for name := range ifaces {
+		if !strings.HasPrefix(name, compile.InterfacePrefix) {
+			continue
+		}
+		for _, h := range []hook{hookIngress, hookEgress} {
+			ak := attachKey{name, h}
+			if _, ok := p.attach[ak]; !ok {
+				want[ak] = denyFP
+				if h == hookIngress {
+					st.UnknownInterfaces = append(st.UnknownInterfaces, name)
+				}
+			}
+		}
+	}
+	slices.Sort(st.MissingInterfaces)
+	slices.Sort(st.UnknownInterfaces)
+	return want
+}
+
+// program returns the program for fp, loading deny-all on demand.
+func (b *Backend) program(fp string, h hook) (*ebpf.Program, error) {
+	key := fp
+	if fp == denyFP {
+		key = denyFP + "-" + h.String()
+		if l, ok := b.progs[key]; ok {
+			return l.entry, nil
+		}
+		prog, err := loadDenyAll(h)
+		if err != nil {
+			return nil, fmt.Errorf("ebpf: deny-all program: %w", err)
+		}
+		b.progs[key] = &loaded{fp: key, hook: h, entry: prog}
+		return prog, nil
+	}
+	l, ok := b.progs[fp]
+	if !ok || l.entry == nil {
+		return nil, fmt.Errorf("ebpf: program %s not loaded", fp)
+	}
+	return l.entry, nil
+}
+
+// syncLinks attaches, switches and detaches links so that exactly want is
+// attached.
+func (b *Backend) syncLinks(want map[attachKey]string, ifaces map[string]int, st *Stats) error {
+	keys := slices.SortedFunc(mapsKeys(want), func(x, y attachKey) int { return strings.Compare(x.String(), y.String()) })
+	for _, ak := range keys {
+		fp := want[ak]
+		prog, err := b.program(fp, ak.hook)
+		if err != nil {
+			return err
+		}
+		a, ok := b.links[ak]
+		if ok && a.ifindex == ifaces[ak.iface] && b.alive(a) {
+			if a.fp == fp {
+				continue
+			}
+			if err := a.link.Update(prog); err != nil {
+				return fmt.Errorf("ebpf: update link %s: %w", ak, err)
+			}
+			a.fp = fp
+			st.LinksUpdated++
+			continue
+		}
+		if err := b.attach(ak, ifaces[ak.iface], fp, prog); err != nil {
+			return err
+		}
+		st.LinksAttached++
+	}
+	for _, ak := range slices.SortedFunc(mapsKeys(b.links), func(x, y attachKey) int { return strings.Compare(x.String(), y.String()) }) {
+		if _, ok := want[ak]; ok {
+			continue
+		}
+		b.detach(ak)
+		st.LinksDetached++
+	}
+	return nil
+}
+
+// alive reports whether a's link is still attached to its interface.
+func (b *Backend) alive(a *attachment) bool {
+	info, err := a.link.Info()
+	if err != nil || info.TCX() == nil {
+		return false
+	}
+	return int(info.TCX().Ifindex) == a.ifindex && a.ifindex != 0
+}
+
+// attach creates a new link (replacing one that is gone or on an old
+// interface) and pins it.
+func (b *Backend) attach(ak attachKey, ifindex int, fp string, prog *ebpf.Program) error {
+	var l link.Link
+	err := b.inNS(func() error {
+		var err error
+		l, err = link.AttachTCX(link.TCXOptions{Interface: ifindex, Program: prog, Attach: attachType(ak.hook), Anchor: link.Head()})
+		return err
+	})
+	if err != nil {
+		if errors.Is(err, ebpf.ErrNotSupported) {
+			return fmt.Errorf("%w: ebpf: TCX: %w", backend.ErrNotSupported, err)
+		}
+		return fmt.Errorf("ebpf: attach %s: %w", ak, err)
+	}
+	path := filepath.Join(b.dir, linkPin(ak))
+	if old, ok := b.links[ak]; ok {
+		_ = old.link.Unpin()
+		_ = old.link.Close()
+	}
+	_ = os.Remove(path)
+	if err := l.Pin(path); err != nil {
+		_ = l.Close()
+		delete(b.links, ak)
+		return fmt.Errorf("ebpf: pin link %s: %w", ak, err)
+	}
+	b.links[ak] = &attachment{key: ak, ifindex: ifindex, link: l, fp: fp}
+	return nil
+}
+
+// detach removes a link: unpinned and closed, the kernel detaches it.
+func (b *Backend) detach(ak attachKey) {
+	a := b.links[ak]
+	_ = a.link.Unpin()
+	_ = os.Remove(filepath.Join(b.dir, linkPin(ak)))
+	_ = a.link.Close()
+	delete(b.links, ak)
+}
+
+// freePrograms closes programs no link runs any more.
+func (b *Backend) freePrograms() int {
+	inUse := map[string]bool{}
+	for _, a := range b.links {
+		inUse[a.fp] = true
+		if a.fp == denyFP {
+			inUse[denyFP+"-"+a.key.hook.String()] = true
+		}
+	}
+	n := 0
+	for fp, l := range b.progs {
+		if inUse[fp] {
+			continue
+		}
+		if l.tail != nil {
+			_ = l.tail.Unpin()
+		}
+		_ = os.Remove(filepath.Join(b.dir, "tail_"+fp))
+		l.close()
+		delete(b.progs, fp)
+		n++
+	}
+	return n
+}
+
+// writeMeta records IDs and link programs so a new backend adopts them.
+func (b *Backend) writeMeta(gone [][32]byte) error {
+	m := b.objs.maps[refMeta]
+	for _, k := range gone {
+		_ = m.Delete(k)
+	}
+	for name, id := range b.ids.byName {
+		var v [32]byte
+		v[0] = metaID
+		v[1], v[2], v[3], v[4] = byte(id), byte(id>>8), byte(id>>16), byte(id>>24)
+		if err := m.Put(metaKey("id:"+name), v); err != nil {
+			return fmt.Errorf("ebpf: meta: %w", err)
+		}
+	}
+	// Link entries: rewrite all (few hundred at most).
+	var k, v [32]byte
+	var stale [][32]byte
+	it := m.Iterate()
+	for it.Next(&k, &v) {
+		if v[0] == metaLink {
+			stale = append(stale, k)
+		}
+	}
+	for _, k := range stale {
+		_ = m.Delete(k)
+	}
+	for ak, a := range b.links {
+		var v [32]byte
+		v[0] = metaLink
+		if a.fp != denyFP {
+			raw, err := hex.DecodeString(a.fp)
+			if err == nil {
+				copy(v[1:17], raw)
+			}
+		}
+		if err := m.Put(metaKey("link:"+ak.String()), v); err != nil {
+			return fmt.Errorf("ebpf: meta: %w", err)
+		}
+	}
+	return nil
+}
+
+// Check generates every program rs needs and loads it without attaching
+// anything: the kernel's verifier is the dry run.
+func (b *Backend) Check(ctx context.Context, rs *compile.Ruleset) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return backend.ErrClosed
+	}
+	p, err := makePlan(rs, b.ids.clone(), b.cfg)
+	if err != nil {
+		return err
+	}
+	for _, fp := range slices.Sorted(mapsKeys(p.progs)) {
+		if _, ok := b.progs[fp]; ok {
+			continue
+		}
+		l, err := b.objs.load(p.progs[fp])
+		if err != nil {
+			return fmt.Errorf("ebpf: check: %w", err)
+		}
+		l.close()
+	}
+	return nil
+}
+
+// Close detaches and unpins everything the backend owns: its links,
+// programs and maps, and its pin directory. Closing twice is a no-op.
+func (b *Backend) Close(ctx context.Context) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return nil
+	}
+	b.closed = true
+	for ak := range b.links {
+		b.detach(ak)
+	}
+	for fp, l := range b.progs {
+		if l.tail != nil {
+			_ = l.tail.Unpin()
+		}
+		_ = os.Remove(filepath.Join(b.dir, "tail_"+fp))
+	}
+	var errs []error
+	for name, m := range b.objs.maps {
+		if err := m.Unpin(); err != nil {
+			errs = append(errs, err)
+		}
+		_ = os.Remove(filepath.Join(b.dir, name))
+	}
+	b.release()
+	if err := os.RemoveAll(b.dir); err != nil {
+		errs = append(errs, err)
+	}
+	// Parents only if empty: other backends may live there.
+	_ = os.Remove(filepath.Dir(b.dir))
+	_ = os.Remove(filepath.Dir(filepath.Dir(b.dir)))
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("ebpf: close: %w", err)
+	}
+	return nil
+}
