@@ -35,7 +35,8 @@ type Backend struct {
 // Applied is one successful Apply.
 type Applied struct {
 	Ruleset *compile.Ruleset
-	At      time.Time
+	// Start is when Apply was called, At when it returned.
+	Start, At time.Time
 }
 
 // ErrInjected is what an injected failure returns unless FailNext was
@@ -90,6 +91,7 @@ func (b *Backend) Block() (release func()) {
 
 // Apply implements backend.Backend.
 func (b *Backend) Apply(ctx context.Context, rs *compile.Ruleset) error {
+	start := time.Now()
 	b.mu.Lock()
 	b.init()
 	blockers := b.blockers
@@ -124,7 +126,7 @@ func (b *Backend) Apply(ctx context.Context, rs *compile.Ruleset) error {
 	defer b.mu.Unlock()
 	b.applies++
 	b.last = rs
-	b.history = append(b.history, Applied{Ruleset: rs, At: time.Now()})
+	b.history = append(b.history, Applied{Ruleset: rs, Start: start, At: time.Now()})
 	b.cond.Broadcast()
 	return nil
 }
