@@ -288,4 +288,3 @@ func vmRSS(b *testing.B) int64 {
 	b.Fatal("no VmRSS")
 	return 0
 }
-
