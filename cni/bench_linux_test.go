@@ -17,12 +17,13 @@ import (
 // would: one ADD (IPAM, veth, registering with the agent and waiting for
 // enforcement) and one DEL per iteration, and reports the latency
 // percentiles of each.
-// The agent either reports enforced at once (memory) or compiles the
-// node's policy set and applies it with the nftables backend first.
+// The agent either reports enforced at once (memory) or is the real node
+// agent (internal/agent), which compiles the node's policy and applies it
+// with the nftables backend first.
 func BenchmarkAddDel(b *testing.B) {
 	b.Run("agent=memory", func(b *testing.B) { benchAddDel(b, newEnv(b)) })
-	b.Run("agent=nftables", func(b *testing.B) {
-		e, _ := newPolicedEnv(b, nftables.Open)
+	b.Run("agent=calyx-nftables", func(b *testing.B) {
+		e, _, _ := newPolicedEnv(b, nftables.Open)
 		benchAddDel(b, e)
 	})
 }

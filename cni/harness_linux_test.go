@@ -85,6 +85,7 @@ func withExtra(json string) envOpt           { return func(e *env) { e.extra = j
 func withAgent(m *endpointapi.Memory) envOpt { return func(e *env) { e.agent = m } }
 func withTimeout(d string) envOpt            { return func(e *env) { e.timeout = d } }
 func withIPAMStore(s string) envOpt          { return func(e *env) { e.ipam = s } }
+func withoutAgentServer() envOpt             { return func(e *env) { e.agent = nil } }
 func withoutAgent() envOpt                   { return func(e *env) { e.agent = nil; e.socket = "" } }
 
 func newEnv(tb testing.TB, opts ...envOpt) *env {

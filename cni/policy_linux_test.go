@@ -6,8 +6,8 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,66 +16,10 @@ import (
 	"github.com/calyxnet/calyx/backend"
 	"github.com/calyxnet/calyx/backend/iptables"
 	"github.com/calyxnet/calyx/backend/nftables"
-	"github.com/calyxnet/calyx/compile"
-	"github.com/calyxnet/calyx/internal/endpointapi"
+	"github.com/calyxnet/calyx/internal/agent"
+	"github.com/calyxnet/calyx/internal/datastore/memory"
 	"github.com/calyxnet/calyx/policy"
 )
-
-// nftAgent stands in for the node agent: each registered endpoint becomes
-// a Pod in the policy set, the set is compiled and a dataplane backend
-// applies the Ruleset in the node namespace before the endpoint counts as
-// enforced.
-type nftAgent struct {
-	be       backend.Backend
-	labels   map[string]string // pod name → "k: v" YAML labels
-	policies string
-
-	mu   sync.Mutex
-	pods map[string]endpointapi.Endpoint
-}
-
-func (a *nftAgent) apply(ctx context.Context) error {
-	var b strings.Builder
-	b.WriteString("apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n")
-	for _, ep := range a.pods {
-		var ips []string
-		for _, ad := range ep.Addrs {
-			ips = append(ips, fmt.Sprintf("{ip: %q}", ad))
-		}
-		fmt.Fprintf(&b, "---\napiVersion: v1\nkind: Pod\nmetadata: {name: %s, namespace: %s, labels: {%s}}\nspec: {nodeName: node-a, containers: [{name: c, image: i}]}\nstatus: {podIP: %q, podIPs: [%s]}\n",
-			ep.Pod, ep.Namespace, a.labels[ep.Pod], ep.Addrs[0], strings.Join(ips, ", "))
-	}
-	b.WriteString("---\n" + a.policies)
-	objs, err := policy.Decode(strings.NewReader(b.String()), "agent")
-	if err != nil {
-		return err
-	}
-	set := policy.NewSet()
-	for _, o := range objs {
-		if _, err := set.Upsert(o); err != nil {
-			return err
-		}
-	}
-	rs, err := compile.New(set, "").Compile()
-	if err != nil {
-		return err
-	}
-	return a.be.Apply(ctx, rs)
-}
-
-func (a *nftAgent) program(ctx context.Context, ep endpointapi.Endpoint) error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.pods[ep.ID] = ep
-	return a.apply(ctx)
-}
-
-func (a *nftAgent) unprogram(ctx context.Context, ep endpointapi.Endpoint) error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	delete(a.pods, ep.ID)
-	return a.apply(ctx)
-}
 
 // Pods added through the plugin get their policy from a real dataplane
 // before ADD returns: api admits only frontend.
@@ -88,20 +32,27 @@ func TestPolicyEnforced(t *testing.T) {
 	}
 }
 
-// newPolicedEnv returns a node whose agent programs a real dataplane.
-func newPolicedEnv(tb testing.TB, open backend.Factory) (*env, *nftAgent) {
-	tb.Helper()
-	ctx := tb.Context()
-	agent := &nftAgent{
-		labels: map[string]string{"frontend": "app: frontend", "api": "app: api", "intruder": "app: intruder"},
-		// Accept to host: with Calico's default (Drop) the nftables
-		// backend's input-host chain drops the pods' IPv6 neighbour
-		// solicitations for their gateway, which the input chain had
-		// accepted; reported to the backend's owner.
-		policies: `apiVersion: projectcalico.org/v3
-kind: FelixConfiguration
-metadata: {name: default}
-spec: {defaultEndpointToHostAction: Accept}
+// policedObjects is what the cluster's datastore holds for the policed
+// node: the pods' labels (the plugin gives their addresses) and a
+// Kubernetes NetworkPolicy under which api admits only frontend.
+const policedObjects = `apiVersion: v1
+kind: Namespace
+metadata: {name: shop}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: frontend, namespace: shop, labels: {app: frontend}}
+spec: {nodeName: node-a, containers: [{name: c, image: i}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: api, namespace: shop, labels: {app: api}}
+spec: {nodeName: node-a, containers: [{name: c, image: i}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: intruder, namespace: shop, labels: {app: intruder}}
+spec: {nodeName: node-a, containers: [{name: c, image: i}]}
 ---
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
@@ -111,25 +62,38 @@ spec:
   ingress:
   - from:
     - podSelector: {matchLabels: {app: frontend}}
-`,
-		pods: map[string]endpointapi.Endpoint{},
-	}
-	mem := &endpointapi.Memory{Program: agent.program, Unprogram: agent.unprogram}
-	e := newEnv(tb, withAgent(mem))
-	be, err := open(ctx, backend.Options{NetNS: e.node.Path(), Name: "cnitest"})
+`
+
+// newPolicedEnv returns a node whose plugin talks to the real node agent
+// (internal/agent), which watches a datastore holding policedObjects and
+// programs a real dataplane in the node namespace.
+func newPolicedEnv(tb testing.TB, open backend.Factory) (*env, *agent.Agent, backend.Backend) {
+	tb.Helper()
+	objs, err := policy.Decode(strings.NewReader(policedObjects), "policed.yaml")
+	require.NoError(tb, err)
+	store, err := memory.New(objs...)
+	require.NoError(tb, err)
+	e := newEnv(tb, withoutAgentServer())
+	be, err := open(tb.Context(), backend.Options{NetNS: e.node.Path(), Name: "cnitest"})
 	require.NoError(tb, err)
 	tb.Cleanup(func() { _ = be.Close(context.Background()) })
-	agent.be = be
-	agent.mu.Lock()
-	defer agent.mu.Unlock()
-	require.NoError(tb, agent.apply(ctx), "empty node: unknown calyx interfaces are dropped")
-	return e, agent
+	ag, err := agent.New(agent.Config{Node: "node-a", Store: store, Backend: be, EndpointSocket: e.socket})
+	require.NoError(tb, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- ag.Run(ctx) }()
+	tb.Cleanup(func() { cancel(); require.NoError(tb, <-done) })
+	// The plugin's first ADD must not race the agent's socket.
+	require.Eventually(tb, func() bool {
+		_, err := os.Stat(e.socket)
+		return err == nil
+	}, 5*time.Second, 5*time.Millisecond)
+	return e, ag, be
 }
 
 func testPolicyEnforced(t *testing.T, open backend.Factory) {
 	ctx := t.Context()
-	e, agent := newPolicedEnv(t, open)
-	be := agent.be
+	e, ag, be := newPolicedEnv(t, open)
 
 	pods := map[string]*pod{}
 	addrs := map[string][]netip.Addr{}
@@ -167,5 +131,5 @@ func testPolicyEnforced(t *testing.T, open backend.Factory) {
 	for _, p := range pods {
 		require.NoError(t, e.del(ctx, p))
 	}
-	require.Empty(t, agent.pods)
+	require.Zero(t, ag.NodeStatus().Registered, "every endpoint unregistered")
 }
