@@ -189,8 +189,10 @@ func (g *gen) icmp(fam int, label string) {
 	notReply := g.fresh("not_reply")
 	g.emit(ldb(asm.R1, oHdr), ldb(asm.R2, oHdr+1), stb(oICMPType, asm.R1), stb(oICMPCode, asm.R2),
 		ldh(asm.R3, oHdr+4), sth(oCTFwd+8, asm.R3), sth(oCTRev+8, asm.R3),
-		stb(oCTFwd+10, asm.R1), asm.Mov.Reg(asm.R3, asm.R1),
-		asm.JNE.Imm(asm.R3, echoReply, notReply), asm.Mov.Imm(asm.R3, echo))
+		// Only an echo reply is the reverse of a flow (its request); no
+		// entry has type 255.
+		stb(oCTFwd+10, asm.R1), asm.Mov.Imm(asm.R3, 255),
+		asm.JNE.Imm(asm.R1, echoReply, notReply), asm.Mov.Imm(asm.R3, echo))
 	g.label(notReply)
 	g.emit(stb(oCTRev+10, asm.R3))
 	isErr := g.fresh("icmp_err")
