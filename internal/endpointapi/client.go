@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"time"
 )
@@ -56,6 +57,12 @@ func (c *Client) WaitEnforced(ctx context.Context, id string) error {
 		if err != nil {
 			if ctx.Err() != nil {
 				return fmt.Errorf("%w: %w", ErrNotEnforced, ctx.Err())
+			}
+			// A dial or read cut short by the context's deadline can
+			// return before ctx reports it: time ran out, the agent was
+			// there.
+			if _, ok := ctx.Deadline(); ok && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded)) {
+				return fmt.Errorf("%w: %w", ErrNotEnforced, context.DeadlineExceeded)
 			}
 			return err
 		}
