@@ -6,15 +6,18 @@ import (
 	"context"
 	"fmt"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf/link"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/calyxnet/calyx/backend"
+	"github.com/calyxnet/calyx/backend/ebpf"
 	"github.com/calyxnet/calyx/backend/iptables"
 	"github.com/calyxnet/calyx/backend/nftables"
 	"github.com/calyxnet/calyx/compile"
@@ -45,6 +48,19 @@ func dataplanes() []dataplane {
 			// flow is accepted.
 			sh(t, l, "iptables", "-D", "FORWARD", "1")
 			sh(t, l, "ip6tables", "-D", "FORWARD", "1")
+		}},
+		{"ebpf", ebpf.Open, func(t *testing.T, l *lab.Lab) {
+			// Detach every pod's egress program (the host veth's ingress
+			// hook) through its pinned link.
+			paths, err := filepath.Glob(filepath.Join(ebpf.PinDir(l.ID()), "link_*_in"))
+			require.NoError(t, err)
+			require.NotEmpty(t, paths, "no pinned links in %s", ebpf.PinDir(l.ID()))
+			for _, p := range paths {
+				lk, err := link.LoadPinnedLink(p, nil)
+				require.NoError(t, err)
+				require.NoError(t, lk.Detach(), p)
+				require.NoError(t, lk.Close())
+			}
 		}},
 	}
 }
