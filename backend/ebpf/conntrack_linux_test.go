@@ -49,7 +49,6 @@ func oneWay() *compile.Ruleset {
 	return b.RS
 }
 
-
 // TestConntrack: replies, related ICMP errors, TCP states and timeouts,
 // driven through the real programs.
 func TestConntrack(t *testing.T) {

@@ -104,6 +104,7 @@ func (b *Backend) Reconcile(ctx context.Context) (*Drift, error) {
 		}
 		path := filepath.Join(b.dir, linkPin(ak))
 		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			_ = a.link.Unpin()
 			if err := a.link.Pin(path); err != nil {
 				return nil, fmt.Errorf("ebpf: re-pin %s: %w", ak, err)
 			}
