@@ -8,6 +8,7 @@
 //	go run ./bench -only program -reps 3
 //	go run ./bench -only traffic -duration 2s
 //	go run ./bench -dataplane nftables,iptables   # side by side, one run
+//	go run ./bench -only program -sizes 10000 -cpuprofile /tmp/cpu.out
 package main
 
 import (
@@ -16,6 +17,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/pprof"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -45,6 +49,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs.IntVar(&c.pods, "pods", 110, "pods on the node")
 	small := fs.Bool("small", false, "tiny sizes (a smoke run)")
 	planes := fs.String("dataplane", "nftables", "dataplanes to measure, comma-separated: nftables, iptables")
+	sizes := fs.String("sizes", "", "policy counts to program from scratch, comma-separated (default 100,1000,10000)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -56,8 +62,29 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if *small {
 		c.sizes = []int{10, 100}
 	}
+	if *sizes != "" {
+		c.sizes = nil
+		for _, f := range strings.Split(*sizes, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n <= 0 {
+				return fmt.Errorf("-sizes: %q is not a positive count", f)
+			}
+			c.sizes = append(c.sizes, n)
+		}
+	}
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("needs root (network namespaces, nftables, iptables)")
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	if c.only == "" || c.only == "program" {
 		for _, d := range c.planes {

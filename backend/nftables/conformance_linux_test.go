@@ -140,7 +140,7 @@ func TestBigMergedRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(dump), "th dport @m-") {
+	if !strings.Contains(string(dump), "th dport @c-") {
 		t.Fatalf("expected a named content set for the long run")
 	}
 	dr, err := r.b.Reconcile(context.Background())

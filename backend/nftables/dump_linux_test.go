@@ -105,7 +105,7 @@ func TestRenderShapes(t *testing.T) {
 		var lookups int
 		for _, c := range d.chains {
 			for _, ru := range c.rules {
-				if strings.Contains(ru.text, "saddr . meta l4proto . th dport {") {
+				if strings.Contains(ru.text, "saddr . meta l4proto . th dport @c-") {
 					lookups++
 				}
 			}

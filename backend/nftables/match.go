@@ -23,6 +23,9 @@ type term struct {
 	text  string
 	// anon is the anonymous set read by the last expression (a Lookup).
 	anon *anonSet
+	// dim is set on a term that tests one value (a port, an address)
+	// against alternatives another rule's term could be unioned with.
+	dim *mergeDim
 }
 
 const (
@@ -161,6 +164,14 @@ func concatLookupTerm(fam uint8, side string, as *anonSet, elems []string) term 
 // portRangesTerm matches the port against ranges: a comparison for one
 // port, a range for one range, an anonymous interval set for more.
 func portRangesTerm(side string, ranges []compile.PortRange, neg bool) term {
+	t := portRangesTermNoDim(side, ranges, neg)
+	if !neg {
+		t.dim = &mergeDim{kind: dimPorts, side: side, ports: ranges}
+	}
+	return t
+}
+
+func portRangesTermNoDim(side string, ranges []compile.PortRange, neg bool) term {
 	p, pt := portPayload(side, reg1)
 	op, nt := cmpOp(neg)
 	if len(ranges) == 1 {
@@ -177,10 +188,11 @@ func portRangesTerm(side string, ranges []compile.PortRange, neg bool) term {
 	as := &anonSet{keyType: nftables.TypeInetService, interval: true}
 	var texts []string
 	for _, rg := range merged {
-		as.elems = append(as.elems, nftables.SetElement{Key: binaryutil.BigEndian.PutUint16(rg.Min)})
+		group := []nftables.SetElement{{Key: binaryutil.BigEndian.PutUint16(rg.Min)}}
 		if rg.Max < 65535 {
-			as.elems = append(as.elems, nftables.SetElement{Key: binaryutil.BigEndian.PutUint16(rg.Max + 1), IntervalEnd: true})
+			group = append(group, nftables.SetElement{Key: binaryutil.BigEndian.PutUint16(rg.Max + 1), IntervalEnd: true})
 		}
+		as.add(portRangeText(rg), group...)
 		texts = append(texts, portRangeText(rg))
 	}
 	return term{exprs: []expr.Any{p, &expr.Lookup{SourceRegister: reg1, Invert: neg}},
@@ -472,7 +484,11 @@ func prefixTerms(fam uint8, side string, p netip.Prefix, neg bool) []term {
 	if p.IsSingleIP() {
 		text = p.Addr().String()
 	}
-	return []term{{exprs: exprs, text: t + " " + nt + text}}
+	tm := term{exprs: exprs, text: t + " " + nt + text}
+	if !neg {
+		tm.dim = &mergeDim{kind: dimNets, side: side, fam: fam, nets: []interval{{p.Masked().Addr(), lastAddr(p)}}}
+	}
+	return []term{tm}
 }
 
 // portRangeText prints a range as nft does: "80" or "80-90".

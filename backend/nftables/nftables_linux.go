@@ -289,7 +289,9 @@ func (b *Backend) plan(c *nftables.Conn, cur, d *desired) (Stats, error) {
 			st.SetsRewritten++
 			st.Changed = append(st.Changed, "~set "+name)
 			fix = func() { c.FlushSet(ks); addElems(ks, ds.elems) }
-		case cur.observed:
+		case cur.observed, cs == ds:
+			// Observed: elements were compared above. The same value:
+			// rendered from the same IPSet, nothing changed.
 			continue
 		default:
 			added, removed := diffGroups(cs, ds)
@@ -326,7 +328,7 @@ func (b *Backend) plan(c *nftables.Conn, cur, d *desired) (Stats, error) {
 		switch {
 		case !ok:
 			st.ChainsAdded++
-		case sameRules(cc, dc):
+		case cc == dc, sameRules(cc, dc):
 			continue
 		default:
 			c.FlushChain(b.nftChain(name, nil))

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"hash/maphash"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -49,6 +50,9 @@ type nchain struct {
 	// baseOK is set on an observed base chain whose type and policy are
 	// what Calyx sets (filter, accept).
 	baseOK bool
+	// sets are the named constant sets the rules read (see namedSets):
+	// wherever the chain goes, they go.
+	sets []*nset
 }
 
 // nrule is one rule: its expressions, the anonymous sets they use, its
@@ -60,6 +64,11 @@ type nrule struct {
 	anon    map[int]*anonSet
 	text    string
 	comment string
+	// terms, verdict and vtext are what the rule was built from, kept so
+	// that rules can be merged (mergeRules); nil for rules read back.
+	terms   []term
+	verdict expr.Any
+	vtext   string
 	// sig is what Reconcile compares with what the kernel returns;
 	// computed when first needed (signature).
 	sig string
@@ -73,12 +82,24 @@ func (ru *nrule) signature() string {
 	return ru.sig
 }
 
-// anonSet is an anonymous constant set bound to one rule.
+// anonSet is the constant set one term looks values up in. It is
+// rendered as a named set called by its content (see namedSets), shared by
+// every rule that reads the same values.
 type anonSet struct {
 	keyType  nftables.SetDatatype
 	interval bool
 	concat   bool
 	elems    []nftables.SetElement
+	// texts prints each logical element, groups holds its kernel elements
+	// (an interval of a plain interval set is a start and an end).
+	texts  []string
+	groups [][]nftables.SetElement
+}
+
+func (as *anonSet) add(text string, group ...nftables.SetElement) {
+	as.texts = append(as.texts, text)
+	as.groups = append(as.groups, group)
+	as.elems = append(as.elems, group...)
 }
 
 // nset is one named set or verdict map.
@@ -161,7 +182,30 @@ type renderCache struct {
 	policies map[string]*cachedPolicy // by fingerprint
 	chains   map[string]*cachedChain  // tier, endpoint and profile chains by key
 	ptrs     map[*compile.Policy]string
-	tiers    map[tierMemo]*tierEntry
+	// tiers holds tier chains by a hash of their policy values
+	// (tierPtrKey).
+	tiers map[uint64]*tierEntry
+	seed  maphash.Seed
+	// gen counts renders; entries below record the last one that saw
+	// them, so that a render can tell what the previous one also had.
+	gen uint64
+	// sets holds the named sets rendered for each IPSet value; setIDs
+	// the IDs the last render's Ruleset held (nIDs of them).
+	sets   map[*compile.IPSet]*setEntry
+	setIDs map[compile.SetID]struct{}
+	nIDs   int
+	// pols holds the policy values found valid since a set was last
+	// removed, by the last render that held them; nPols counts the last
+	// render's policies. polsSame says this render's policies are the
+	// very values of the last one's.
+	pols     map[*compile.Policy]uint64
+	nPols    int
+	polsSame bool
+	// lists holds tier policy lists (by identity) known to name only
+	// existing policies, and the tier chains rendered for them; both are
+	// dropped whenever the policies change.
+	lists     map[listID]bool
+	tierLists map[tierMemo]*tierEntry
 	// logPrefix is the one every entry was rendered with.
 	logPrefix string
 }
@@ -186,7 +230,66 @@ type cachedChain struct {
 
 func newRenderCache() *renderCache {
 	return &renderCache{policies: map[string]*cachedPolicy{}, chains: map[string]*cachedChain{},
-		ptrs: map[*compile.Policy]string{}, tiers: map[tierMemo]*tierEntry{}}
+		ptrs: map[*compile.Policy]string{}, tiers: map[uint64]*tierEntry{}, seed: maphash.MakeSeed(),
+		sets: map[*compile.IPSet]*setEntry{}, setIDs: map[compile.SetID]struct{}{},
+		pols: map[*compile.Policy]uint64{}, lists: map[listID]bool{}, tierLists: map[tierMemo]*tierEntry{}}
+}
+
+// setEntry is what was rendered for one IPSet value: nothing for one
+// matched inline.
+type setEntry struct {
+	made []*nset
+	gen  uint64
+}
+
+// listID identifies a slice of policy IDs of a Ruleset. Rulesets are
+// read-only, and the cache holding the pointer keeps the address from
+// being reused.
+type listID struct {
+	first *compile.PolicyID
+	n     int
+}
+
+// scanSets renders the sets of rs not rendered before, and returns the
+// named sets of all, and whether any set ID of the last render is gone.
+// It looks at each set's pointer, and at the ID only of values it has not
+// seen in the last render: a new pod must not cost a string hash per set.
+func (c *renderCache) scanSets(rs *compile.Ruleset) (named []*nset, removed bool) {
+	g := c.gen
+	kept := 0
+	for id, s := range rs.Sets {
+		e := c.sets[s]
+		seenLast := e != nil && e.gen+1 == g
+		if e == nil {
+			e = &setEntry{made: renderSet(s)}
+			c.sets[s] = e
+		}
+		e.gen = g
+		if seenLast {
+			kept++
+		} else if _, had := c.setIDs[id]; had {
+			kept++
+		} else {
+			c.setIDs[id] = struct{}{}
+		}
+		named = append(named, e.made...)
+	}
+	if kept != c.nIDs {
+		removed = true
+		c.setIDs = make(map[compile.SetID]struct{}, len(rs.Sets))
+		for id := range rs.Sets {
+			c.setIDs[id] = struct{}{}
+		}
+	}
+	c.nIDs = len(rs.Sets)
+	if len(c.sets) > 2*len(rs.Sets)+256 {
+		for s, e := range c.sets {
+			if e.gen != g {
+				delete(c.sets, s)
+			}
+		}
+	}
+	return named, removed
 }
 
 // render builds the desired table for rs. It fails if rs refers to a set
@@ -198,13 +301,16 @@ func render(rs *compile.Ruleset) (*desired, error) {
 // renderCached renders rs reusing (and refilling) cache; a nil cache
 // renders everything afresh. Entries rs no longer uses are dropped.
 func renderCached(rs *compile.Ruleset, cache *renderCache) (*desired, error) {
-	if err := validate(rs); err != nil {
-		return nil, err
-	}
 	if cache == nil {
 		cache = newRenderCache()
 	}
-	if cache.logPrefix != rs.Settings.LogPrefix || len(cache.policies) > 4*len(rs.Policies)+1000 {
+	cache.gen++
+	named, removed := cache.scanSets(rs)
+	if err := validate(rs, cache, removed); err != nil {
+		return nil, err
+	}
+	if cache.logPrefix != rs.Settings.LogPrefix || len(cache.policies) > 4*len(rs.Policies)+1000 ||
+		len(cache.tiers) > 4*len(rs.Endpoints)+1000 {
 		// Entries of a different log prefix, or too many dead ones: start
 		// over (memory only; correctness never depends on the cache).
 		*cache = *newRenderCache()
@@ -213,16 +319,16 @@ func renderCached(rs *compile.Ruleset, cache *renderCache) (*desired, error) {
 	r := &renderer{
 		rs:           rs,
 		out:          &desired{chains: map[string]*nchain{}, sets: map[string]*nset{}},
-		policyPieces: make(map[compile.PolicyID][]*nrule, len(rs.Policies)),
+		policyPieces: map[compile.PolicyID][]*nrule{},
 		profiles:     map[compile.PolicyID]string{},
-		fps:          make(map[compile.PolicyID]string, len(rs.Policies)),
+		fps:          map[compile.PolicyID]string{},
 		tiers:        map[tierMemo][2]string{},
 		cache:        cache,
 		oldCache:     cache,
 	}
 	r.addPortProtos()
-	for _, id := range sortedKeys(rs.Sets) {
-		r.addSet(rs.Sets[id])
+	for _, ns := range named {
+		r.out.sets[ns.name] = ns
 	}
 	egress := &nset{name: mapEgress, keyType: nftables.TypeIFName, isMap: true, comment: "pod egress by host-side interface"}
 	ingress := &nset{name: mapIngress, keyType: nftables.TypeIFName, isMap: true, comment: "pod ingress by host-side interface"}
@@ -249,45 +355,56 @@ func renderCached(rs *compile.Ruleset, cache *renderCache) (*desired, error) {
 	return r.out, nil
 }
 
-func validate(rs *compile.Ruleset) error {
+// validate checks that rs refers only to sets and policies it holds. A
+// policy value found valid before is not walked again unless a set was
+// removed since (removed); a policy list seen before is not walked again
+// while the policies stay the same values.
+func validate(rs *compile.Ruleset, c *renderCache, removed bool) error {
 	var problems []string
-	missing := func(ids []compile.SetID) bool {
-		for _, id := range ids {
-			if _, ok := rs.Sets[id]; !ok {
-				return true
-			}
-		}
-		return false
+	if removed || len(c.pols) > 2*len(rs.Policies)+1000 {
+		c.pols = make(map[*compile.Policy]uint64, len(rs.Policies))
 	}
+	same := len(rs.Policies) == c.nPols
 	for id, p := range rs.Policies {
-		for i := range p.Rules {
-			m := &p.Rules[i].Match
-			if missing(m.Src.Sets) || missing(m.Src.NotSets) || missing(m.Src.NamedPorts) || missing(m.Src.NotNamedPorts) ||
-				missing(m.Dst.Sets) || missing(m.Dst.NotSets) || missing(m.Dst.NamedPorts) || missing(m.Dst.NotNamedPorts) {
-				problems = append(problems, fmt.Sprintf("policy %s rule %d: unknown set", id, i))
+		g, ok := c.pols[p]
+		if !ok {
+			if probs := policyProblems(id, p, rs); len(probs) > 0 {
+				problems = append(problems, probs...)
+				same = false
+				continue
 			}
 		}
+		if g+1 != c.gen {
+			same = false
+		}
+		c.pols[p] = c.gen
 	}
-	type list struct {
-		first *compile.PolicyID
-		n     int
+	c.nPols = len(rs.Policies)
+	c.polsSame = same && len(problems) == 0
+	if !c.polsSame || len(c.lists) > 4*len(rs.Endpoints)+1000 {
+		c.lists = map[listID]bool{}
+		c.tierLists = map[tierMemo]*tierEntry{}
 	}
-	seen := map[list]bool{}
 	for key, ep := range rs.Endpoints {
 		for _, d := range [2]*compile.DirectionPolicy{&ep.Ingress, &ep.Egress} {
 			for _, t := range d.Tiers {
 				// Endpoints of a namespace share their lists: check each once.
-				if len(t.Policies) > 0 {
-					l := list{&t.Policies[0], len(t.Policies)}
-					if seen[l] {
-						continue
-					}
-					seen[l] = true
+				if len(t.Policies) == 0 {
+					continue
 				}
+				l := listID{&t.Policies[0], len(t.Policies)}
+				if c.lists[l] {
+					continue
+				}
+				bad := false
 				for _, id := range t.Policies {
 					if _, ok := rs.Policies[id]; !ok {
+						bad = true
 						problems = append(problems, fmt.Sprintf("endpoint %s: unknown policy %s", key, id))
 					}
+				}
+				if !bad {
+					c.lists[l] = true
 				}
 			}
 			for _, id := range d.Profiles {
@@ -302,6 +419,27 @@ func validate(rs *compile.Ruleset) error {
 		return fmt.Errorf("%w: %s", ErrInvalidRuleset, strings.Join(problems, "; "))
 	}
 	return nil
+}
+
+// policyProblems names every rule of p that reads a set rs lacks.
+func policyProblems(id compile.PolicyID, p *compile.Policy, rs *compile.Ruleset) []string {
+	var out []string
+	missing := func(ids []compile.SetID) bool {
+		for _, id := range ids {
+			if _, ok := rs.Sets[id]; !ok {
+				return true
+			}
+		}
+		return false
+	}
+	for i := range p.Rules {
+		m := &p.Rules[i].Match
+		if missing(m.Src.Sets) || missing(m.Src.NotSets) || missing(m.Src.NamedPorts) || missing(m.Src.NotNamedPorts) ||
+			missing(m.Dst.Sets) || missing(m.Dst.NotSets) || missing(m.Dst.NamedPorts) || missing(m.Dst.NotNamedPorts) {
+			out = append(out, fmt.Sprintf("policy %s rule %d: unknown set", id, i))
+		}
+	}
+	return out
 }
 
 func sortedKeys[K ~string, V any](m map[K]V) []K {
@@ -363,8 +501,13 @@ func elemKey(group []nftables.SetElement) string {
 }
 
 func addVerdictElem(s *nset, ifname, chain string) {
-	addElem(s, strconv.Quote(ifname)+" : goto "+chain,
-		[]nftables.SetElement{{Key: ifnameKey(ifname), VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: chain}}})
+	group := []nftables.SetElement{{Key: ifnameKey(ifname), VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: chain}}}
+	// What elemKey would say, without hex-encoding the key: a map has one
+	// element per interface name.
+	s.keys = append(s.keys, ifname+">goto:"+chain)
+	s.elemText = append(s.elemText, strconv.Quote(ifname)+" : goto "+chain)
+	s.groups = append(s.groups, group)
+	s.elems = append(s.elems, group...)
 }
 
 func ifnameKey(name string) []byte {
@@ -373,7 +516,15 @@ func ifnameKey(name string) []byte {
 	return b
 }
 
-func (r *renderer) addSet(s *compile.IPSet) {
+// inlined reports whether a set is matched inline rather than through
+// named sets.
+func inlined(s *compile.IPSet) bool {
+	return s.Literal && s.Kind == compile.SetNets && len(s.Nets) <= inlineLimit
+}
+
+// renderSet renders the named sets of s (one per family).
+func renderSet(s *compile.IPSet) []*nset {
+	var made []*nset
 	comment := truncate(string(s.ID), 120)
 	switch s.Kind {
 	case compile.SetNamedPorts:
@@ -390,11 +541,11 @@ func (r *renderer) addSet(s *compile.IPSet) {
 				key := concatKey(a.AsSlice(), []byte{m.Protocol}, binaryutil.BigEndian.PutUint16(m.Port))
 				addElem(ns, fmt.Sprintf("%s . %s . %d", a, protoText(m.Protocol), m.Port), []nftables.SetElement{{Key: key}})
 			}
-			r.out.sets[ns.name] = ns
+			made = append(made, ns)
 		}
 	default: // nets and domains
-		if s.Literal && s.Kind == compile.SetNets && len(s.Nets) <= inlineLimit {
-			return // matched inline
+		if inlined(s) {
+			return nil
 		}
 		for _, fam := range []uint8{4, 6} {
 			ns := &nset{name: setName(s.ID, fam), keyType: nftables.TypeIPAddr, interval: true, comment: comment}
@@ -411,9 +562,10 @@ func (r *renderer) addSet(s *compile.IPSet) {
 			for _, iv := range mergeIntervals(pfx) {
 				addElem(ns, iv.text(), iv.elements())
 			}
-			r.out.sets[ns.name] = ns
+			made = append(made, ns)
 		}
 	}
+	return made
 }
 
 func unmapBits(p netip.Prefix) int {
@@ -494,10 +646,20 @@ func lastAddr(p netip.Prefix) netip.Addr {
 // mergeIntervals turns prefixes into sorted, disjoint, non-adjacent ranges:
 // interval sets reject overlapping elements.
 func mergeIntervals(pfx []netip.Prefix) []interval {
+	return joinIntervals(prefixIntervals(pfx))
+}
+
+func prefixIntervals(pfx []netip.Prefix) []interval {
 	ivs := make([]interval, 0, len(pfx))
 	for _, p := range pfx {
 		ivs = append(ivs, interval{p.Masked().Addr(), lastAddr(p)})
 	}
+	return ivs
+}
+
+// joinIntervals sorts ivs (in place) and joins those that overlap or
+// touch.
+func joinIntervals(ivs []interval) []interval {
 	slices.SortFunc(ivs, func(a, b interval) int { return a.first.Compare(b.first) })
 	var out []interval
 	for _, iv := range ivs {
@@ -519,17 +681,28 @@ func mergeIntervals(pfx []netip.Prefix) []interval {
 
 func (r *renderer) addChain(c *nchain) {
 	r.out.chains[c.name] = c
+	for _, ns := range c.sets {
+		r.out.sets[ns.name] = ns
+	}
+}
+
+// newChain makes a chain of rules, turning the constant sets they read
+// into named ones.
+func newChain(name string, rules []*nrule) *nchain {
+	rules, sets := namedSets(rules)
+	return &nchain{name: name, rules: rules, sets: sets}
 }
 
 // contentChain names a chain by the hash of its rules and adds it.
 func (r *renderer) contentChain(prefix string, rules []*nrule) string {
+	rules, sets := namedSets(rules)
 	parts := make([]string, 0, len(rules))
 	for _, ru := range rules {
 		parts = append(parts, ru.text+" # "+ru.comment)
 	}
 	name := prefix + shortHash(parts...)
 	if _, ok := r.out.chains[name]; !ok {
-		r.addChain(&nchain{name: name, rules: rules})
+		r.addChain(&nchain{name: name, rules: rules, sets: sets})
 	}
 	return name
 }
@@ -592,43 +765,57 @@ func (r *renderer) tierChain(t *compile.TierPolicies, dir compile.Direction) (st
 		if v, ok := r.tiers[memo]; ok {
 			return v[0], v[1]
 		}
-	}
-	if e, ok := r.cache.tiers[memo]; ok && memo.first != nil && r.samePolicies(e, t) {
-		for _, c := range e.deps {
-			if _, have := r.out.chains[c.name]; !have {
-				r.addChain(c)
-			}
+		if e, ok := r.cache.tierLists[memo]; ok {
+			// The very list of the last render, and the same policy
+			// values (the cache drops tierLists when they change).
+			return r.useTier(memo, e)
 		}
-		r.tiers[memo] = [2]string{e.name, e.key}
-		return e.name, e.key
+	}
+	// Across renders, a tier chain is found by its policy values: a new
+	// pod whose list holds the same policies as its neighbours' costs a
+	// look-up per policy, not a render.
+	pols := make([]*compile.Policy, len(t.Policies))
+	var h maphash.Hash
+	h.SetSeed(r.cache.seed)
+	h.WriteString(t.Tier)
+	h.WriteByte(byte(t.EndAction))
+	for i, pid := range t.Policies {
+		pols[i] = r.rs.Policies[pid]
+		maphash.WriteComparable(&h, pols[i])
+	}
+	pk := h.Sum64()
+	if e, ok := r.cache.tiers[pk]; ok && slices.Equal(e.pols, pols) {
+		return r.useTier(memo, e)
 	}
 	name, k := r.tierChainSlow(t)
 	if memo.first != nil {
 		r.tiers[memo] = [2]string{name, k}
-		e := &tierEntry{name: name, key: k, deps: []*nchain{r.out.chains[name]}}
-		for _, pid := range t.Policies {
-			e.pols = append(e.pols, r.rs.Policies[pid])
-			if c, ok := r.cache.policies[r.fps[pid]]; ok {
-				e.deps = append(e.deps, c.chains...)
-			}
+	}
+	e := &tierEntry{name: name, key: k, pols: pols, deps: []*nchain{r.out.chains[name]}}
+	for _, pid := range t.Policies {
+		if c, ok := r.cache.policies[r.fps[pid]]; ok {
+			e.deps = append(e.deps, c.chains...)
 		}
-		r.cache.tiers[memo] = e
+	}
+	r.cache.tiers[pk] = e
+	if memo.first != nil {
+		r.cache.tierLists[memo] = e
 	}
 	return name, k
 }
 
-// samePolicies reports whether a tier's policies are the very values an
-// entry was rendered from.
-func (r *renderer) samePolicies(e *tierEntry, t *compile.TierPolicies) bool {
-	if len(e.pols) != len(t.Policies) {
-		return false
-	}
-	for i, pid := range t.Policies {
-		if r.rs.Policies[pid] != e.pols[i] {
-			return false
+// useTier adds a tier chain rendered before, and the chains it jumps to.
+func (r *renderer) useTier(memo tierMemo, e *tierEntry) (string, string) {
+	for _, c := range e.deps {
+		if _, have := r.out.chains[c.name]; !have {
+			r.addChain(c)
 		}
 	}
-	return true
+	if memo.first != nil {
+		r.tiers[memo] = [2]string{e.name, e.key}
+		r.cache.tierLists[memo] = e
+	}
+	return e.name, e.key
 }
 
 func (r *renderer) tierChainSlow(t *compile.TierPolicies) (string, string) {
@@ -645,6 +832,9 @@ func (r *renderer) tierChainSlow(t *compile.TierPolicies) (string, string) {
 	if name, ok := r.lookupChain(k); ok {
 		return name, k
 	}
+	// Policies of a tier share runs of same-verdict rules: merge across
+	// them.
+	rules = mergeRules(rules)
 	if t.EndAction != compile.ActionPass {
 		rules = append(rules, newRule(nil, "drop", &expr.Verdict{Kind: expr.VerdictDrop}, "end of tier "+t.Tier))
 	}
@@ -714,6 +904,7 @@ func (r *renderer) policyPiecesFor(pid compile.PolicyID) []*nrule {
 		if len(seg) == 0 {
 			return
 		}
+		seg = mergeRules(seg)
 		if len(seg) <= inlineRules {
 			// A short run of rules costs less inline than a jump, and
 			// makes fewer kernel objects: nothing is shared but a chain
@@ -722,7 +913,7 @@ func (r *renderer) policyPiecesFor(pid compile.PolicyID) []*nrule {
 			seg = nil
 			return
 		}
-		ch := &nchain{name: name, rules: seg}
+		ch := newChain(name, seg)
 		r.addChain(ch)
 		made = append(made, ch)
 		pieces = append(pieces, newRule(nil, "jump "+name, &expr.Verdict{Kind: expr.VerdictJump, Chain: name}, "policy "+pol.Name))
@@ -769,7 +960,7 @@ func (r *renderer) profileChain(pid compile.PolicyID) string {
 		}
 		rules = append(rules, r.renderAction(pol, i, ru)...)
 	}
-	r.addChain(&nchain{name: name, rules: rules})
+	r.addChain(newChain(name, mergeRules(rules)))
 	r.profiles[pid] = name
 	r.storeChain(k, name)
 	return name
@@ -830,7 +1021,7 @@ func (r *renderer) renderRule(pol *compile.Policy, i int, ru *compile.Rule, v ex
 }
 
 func newRule(terms []term, vtext string, v expr.Any, comment string) *nrule {
-	ru := &nrule{comment: comment}
+	ru := &nrule{comment: comment, terms: terms, verdict: v, vtext: vtext}
 	var texts []string
 	for _, t := range terms {
 		if t.anon != nil {
@@ -914,19 +1105,11 @@ func (r *renderer) mergeRun(pol *compile.Policy, i int) (int, []*nrule) {
 			continue
 		}
 		as.elems, texts = dedupeElems(as.elems, texts)
-		terms := []term{nfprotoTerm(fam)}
-		if len(as.elems) <= elemChunk {
-			terms = append(terms, concatLookupTerm(fam, side, as, texts))
-		} else {
-			// Too many elements for the one message an anonymous set is
-			// filled with: a named set, named by its content, filled in
-			// bounded chunks like any other.
-			name := r.contentSet(as, texts, truncate(comment, 120))
-			lt := concatLookupTerm(fam, side, nil, nil)
-			lt.exprs[len(lt.exprs)-1].(*expr.Lookup).SetName = name
-			lt.text = strings.Replace(lt.text, "{  }", "@"+name, 1)
-			terms = append(terms, lt)
+		for k := range as.elems {
+			as.texts = append(as.texts, texts[k])
+			as.groups = append(as.groups, as.elems[k:k+1])
 		}
+		terms := []term{nfprotoTerm(fam), concatLookupTerm(fam, side, as, texts)}
 		out = append(out, newRule(terms, vtext, &expr.Verdict{Kind: vk}, comment))
 	}
 	return j, out
@@ -986,20 +1169,6 @@ func dedupeElems(els []nftables.SetElement, texts []string) ([]nftables.SetEleme
 		}
 	}
 	return out, outT
-}
-
-// contentSet adds a named set holding as's elements, named by their hash.
-func (r *renderer) contentSet(as *anonSet, texts []string, comment string) string {
-	name := "m-" + shortHash(texts...)
-	if _, ok := r.out.sets[name]; ok {
-		return name
-	}
-	ns := &nset{name: name, keyType: as.keyType, interval: as.interval, concat: as.concat, comment: comment}
-	for i := range as.elems {
-		addElem(ns, texts[i], []nftables.SetElement{as.elems[i]})
-	}
-	r.out.sets[name] = ns
-	return name
 }
 
 // mergeShape reports whether a rule can join a merged run, and on which
