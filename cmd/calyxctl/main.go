@@ -77,5 +77,6 @@ Exit codes:
 	root.AddCommand(newTraceCmd(stdin, stdout, stderr))
 	root.AddCommand(newValidateCmd(stdin, stdout, stderr))
 	root.AddCommand(newLintCmd(stdin, stdout, stderr))
+	root.AddCommand(newNodeCmd(stdout))
 	return root
 }
