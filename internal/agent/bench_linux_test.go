@@ -157,7 +157,7 @@ func BenchmarkPolicyChangeEnforced(b *testing.B) {
 				b.Fatalf("%d local endpoints, want %d", len(applied.Endpoints), benchScale.LocalPods)
 			}
 			lat := make([]time.Duration, 0, b.N)
-			var kernel []time.Duration // of which the backend's Apply
+			var kernel []time.Duration       // of which the backend's Apply
 			var writes, seen []time.Duration // store write done; change compiled by the agent
 			b.ResetTimer()
 			for i := range b.N {
