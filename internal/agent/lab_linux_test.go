@@ -3,8 +3,10 @@
 package agent_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -22,8 +24,8 @@ import (
 	"github.com/calyxnet/calyx/backend/nftables"
 	"github.com/calyxnet/calyx/compile"
 	"github.com/calyxnet/calyx/internal/agent"
-	"github.com/calyxnet/calyx/internal/agent/agenttest"
 	"github.com/calyxnet/calyx/internal/datastore"
+	"github.com/calyxnet/calyx/internal/datastore/dir"
 	"github.com/calyxnet/calyx/internal/lab"
 	"github.com/calyxnet/calyx/internal/lab/labtest"
 	"github.com/calyxnet/calyx/policy"
@@ -79,10 +81,11 @@ func sh(t *testing.T, l *lab.Lab, name string, args ...string) {
 
 var tcp80 = lab.Port{Protocol: 6, Port: 80}
 
-// labRig is a lab whose node is programmed by agents on a shared store.
+// labRig is a lab whose node is programmed by agents on a shared
+// directory datastore.
 type labRig struct {
 	lab   *lab.Lab
-	store *agenttest.MemStore
+	store datastore.Store
 	dp    dataplane
 }
 
@@ -107,9 +110,7 @@ spec: {nodeName: node-a, containers: [{name: c, image: i}]}
 status: {podIP: %q, podIPs: [%s]}
 `, p.Name, p.Namespace, p.Name, p.IPs[0], strings.Join(ips, ", ")))...)
 	}
-	store, err := agenttest.NewMemStore(append(objs, extra...)...)
-	require.NoError(t, err)
-	return &labRig{lab: l, store: store, dp: dp}
+	return &labRig{lab: l, store: dirStore(t, append(objs, extra...)), dp: dp}
 }
 
 // start runs an agent with a fresh backend instance on the lab's node (as
@@ -443,4 +444,18 @@ func compileStore(t *testing.T, s datastore.Store, objs ...policy.Object) *compi
 	rs, err := compile.New(set, "node-a").Compile()
 	require.NoError(t, err)
 	return rs
+}
+
+// dirStore returns a directory datastore holding objs in one file, quick
+// to notice changes.
+func dirStore(t *testing.T, objs []policy.Object) datastore.Store {
+	t.Helper()
+	root := t.TempDir()
+	var buf bytes.Buffer
+	require.NoError(t, policy.Encode(&buf, objs))
+	require.NoError(t, os.WriteFile(filepath.Join(root, "lab.yaml"), buf.Bytes(), 0o644))
+	s, err := dir.Open(context.Background(), root, dir.Options{Debounce: 10 * time.Millisecond, MaxDelay: 100 * time.Millisecond})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Close() })
+	return s
 }
