@@ -34,17 +34,26 @@ fi
 
 # Packages that touch the kernel run without -race (they spend their time in
 # syscalls and namespaces); the pure ones run with it.
-kernel_re='/(backend/(nftables|iptables|ebpf)|cni|internal/lab|internal/netns|internal/podnet|bench)(/|$)'
+kernel_re='/(backend/(nftables|iptables|ebpf)|cni|internal/(agent|lab|netns|podnet)|cmd/calyx-agent|bench)(/|$)'
 pure=$(go list ./... | grep -Ev "${kernel_re}" || true)
 kernel=$(go list ./... | grep -E "${kernel_re}" || true)
 
 echo "== go test -race (pure packages)"
 # shellcheck disable=SC2086
 go test -race -count=1 ${pure}
+# The agent is concurrent code first: its kernel tests run with -race too.
+race_kernel_re='/internal/agent(/|$)'
+kernel_race=$(grep -E "${race_kernel_re}" <<<"${kernel}" || true)
+kernel=$(grep -Ev "${race_kernel_re}" <<<"${kernel}" || true)
 if [[ -n "${kernel}" ]]; then
   echo "== go test (kernel packages)"
   # shellcheck disable=SC2086
   go test -count=1 -p 1 ${kernel}
+fi
+if [[ -n "${kernel_race}" ]]; then
+  echo "== go test -race (kernel packages with concurrent loops)"
+  # shellcheck disable=SC2086
+  go test -race -count=1 -p 1 ${kernel_race}
 fi
 
 echo "== fuzz (${FUZZTIME} each)"
