@@ -23,7 +23,6 @@ const (
 var (
 	a4, b4 = mustAddr("10.77.0.1"), mustAddr("10.77.0.2")
 	a6, b6 = mustAddr("fd77::1"), mustAddr("fd77::2")
-	ext4   = mustAddr("198.51.100.7")
 )
 
 // oneWay is a Ruleset where pod A may open TCP 80, UDP 53, SCTP 9 and

@@ -50,10 +50,11 @@ func (b *Backend) Dump(ctx context.Context) ([]byte, error) {
 		fmt.Fprintf(&w, "link %s program %s (%s)\n", ak, a.fp, owner)
 	}
 	sets := map[string][]string{}
-	for k, name := range b.cur.lpm {
+	lpm, np := b.cur.flat()
+	for k, name := range lpm {
 		sets[name] = append(sets[name], describeLPM(k))
 	}
-	for k, name := range b.cur.np {
+	for k, name := range np {
 		sets[name] = append(sets[name], describeNP(k))
 	}
 	for _, name := range slices.Sorted(mapsKeys(sets)) {

@@ -67,6 +67,9 @@ type Backend struct {
 	closed bool
 	last   Stats
 	cfg    config
+	cache  *progCache
+	// dirtyLinks are links whose meta entry is not written yet.
+	dirtyLinks map[attachKey]bool
 }
 
 // attachment is one pinned TCX link.
@@ -96,7 +99,7 @@ func New(ctx context.Context, opts backend.Options) (*Backend, error) {
 	}
 	b := &Backend{opts: opts, log: opts.Logger, dir: PinDir(opts.Name), progs: map[string]*loaded{},
 		links: map[attachKey]*attachment{}, refs: map[uint64]RuleRef{}, ids: newIDs(),
-		cfg: config{timeouts: defaultTimeouts}}
+		cfg: config{timeouts: defaultTimeouts}, cache: newProgCache(), dirtyLinks: map[attachKey]bool{}}
 	if b.log == nil {
 		b.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -333,7 +336,10 @@ type Stats struct {
 	Instructions                               int
 	UnknownInterfaces                          []string
 	MissingInterfaces                          []string
-	Render, Load, Kernel                       time.Duration
+	// Render is the time spent generating programs and map entries, Load
+	// loading new programs (the verifier), Kernel the rest: entries,
+	// links and pins; Interfaces and Links are parts of it.
+	Render, Load, Kernel, Interfaces, Links time.Duration
 }
 
 // LastApply returns what the last successful Apply did.
@@ -386,15 +392,17 @@ func (b *Backend) Apply(ctx context.Context, rs *compile.Ruleset) error {
 	}
 	var st Stats
 	start := time.Now()
-	p, err := makePlan(rs, b.ids, b.cfg)
+	p, err := makePlan(rs, b.ids, b.cfg, b.cache)
 	st.Render = time.Since(start)
 	if err != nil {
 		return err
 	}
+	t0 := time.Now()
 	ifaces, err := b.interfaces()
 	if err != nil {
 		return err
 	}
+	st.Interfaces = time.Since(t0)
 	// Load what is new; nothing in the kernel changed yet.
 	start = time.Now()
 	var fresh []string
@@ -428,24 +436,26 @@ func (b *Backend) Apply(ctx context.Context, rs *compile.Ruleset) error {
 		if err != nil {
 			return err
 		}
-		old = &plan{lpm: lpm, np: np}
+		old = &plan{raw: true, lpm: lpm, np: np}
 	}
 	if st.EntriesAdded, err = addEntries(b.objs, old, p); err != nil {
 		b.cur = nil
 		return err
 	}
+	t0 = time.Now()
 	want := b.wantedLinks(p, ifaces, &st)
 	if err := b.syncLinks(want, ifaces, &st); err != nil {
 		b.cur = nil
 		return err
 	}
+	st.Links = time.Since(t0)
 	if st.EntriesDeleted, err = delEntries(b.objs, old, p); err != nil {
 		b.cur = nil
 		return err
 	}
 	st.ProgramsFreed = b.freePrograms()
-	gone := b.ids.release(p.used)
-	if err := b.writeMeta(gone); err != nil {
+	b.ids.release(p.used)
+	if err := b.writeMeta(); err != nil {
 		b.cur = nil
 		return err
 	}
@@ -524,32 +534,75 @@ func (b *Backend) program(fp string, h hook) (*ebpf.Program, error) {
 	return l.entry, nil
 }
 
+// linkWorkers bounds concurrent attach and update syscalls: each waits
+// for an RCU grace period in the kernel, so they overlap well.
+const linkWorkers = 16
+
 // syncLinks attaches, switches and detaches links so that exactly want is
-// attached.
+// attached. Attaches and updates run concurrently.
 func (b *Backend) syncLinks(want map[attachKey]string, ifaces map[string]int, st *Stats) error {
 	keys := slices.SortedFunc(mapsKeys(want), func(x, y attachKey) int { return strings.Compare(x.String(), y.String()) })
+	type job struct {
+		ak     attachKey
+		fp     string
+		prog   *ebpf.Program
+		update *attachment
+		l      link.Link
+		err    error
+	}
+	var jobs []*job
 	for _, ak := range keys {
 		fp := want[ak]
 		prog, err := b.program(fp, ak.hook)
 		if err != nil {
 			return err
 		}
+		// Apply trusts what it attached (Reconcile reads links back).
 		a, ok := b.links[ak]
-		if ok && a.ifindex == ifaces[ak.iface] && b.alive(a) {
-			if a.fp == fp {
-				continue
+		if ok && a.ifindex == ifaces[ak.iface] && a.ifindex != 0 {
+			if a.fp != fp {
+				jobs = append(jobs, &job{ak: ak, fp: fp, prog: prog, update: a})
 			}
-			if err := a.link.Update(prog); err != nil {
-				return fmt.Errorf("ebpf: update link %s: %w", ak, err)
-			}
-			a.fp = fp
-			st.LinksUpdated++
 			continue
 		}
-		if err := b.attach(ak, ifaces[ak.iface], fp, prog); err != nil {
-			return err
+		jobs = append(jobs, &job{ak: ak, fp: fp, prog: prog})
+	}
+	sem := make(chan struct{}, linkWorkers)
+	var wg sync.WaitGroup
+	for _, j := range jobs {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if j.update != nil {
+				if err := j.update.link.Update(j.prog); err != nil {
+					j.err = fmt.Errorf("ebpf: update link %s: %w", j.ak, err)
+				}
+				return
+			}
+			j.l, j.err = b.attachRaw(j.ak, ifaces[j.ak.iface], j.prog)
+		}()
+	}
+	wg.Wait()
+	var errs []error
+	for _, j := range jobs {
+		switch {
+		case j.err != nil:
+			errs = append(errs, j.err)
+		case j.update != nil:
+			j.update.fp = j.fp
+			b.dirtyLinks[j.ak] = true
+			st.LinksUpdated++
+		default:
+			if err := b.record(j.ak, ifaces[j.ak.iface], j.fp, j.l); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			st.LinksAttached++
 		}
-		st.LinksAttached++
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
 	}
 	for _, ak := range slices.SortedFunc(mapsKeys(b.links), func(x, y attachKey) int { return strings.Compare(x.String(), y.String()) }) {
 		if _, ok := want[ak]; ok {
@@ -573,6 +626,16 @@ func (b *Backend) alive(a *attachment) bool {
 // attach creates a new link (replacing one that is gone or on an old
 // interface) and pins it.
 func (b *Backend) attach(ak attachKey, ifindex int, fp string, prog *ebpf.Program) error {
+	l, err := b.attachRaw(ak, ifindex, prog)
+	if err != nil {
+		return err
+	}
+	return b.record(ak, ifindex, fp, l)
+}
+
+// attachRaw attaches prog in the backend's namespace; safe to call
+// concurrently.
+func (b *Backend) attachRaw(ak attachKey, ifindex int, prog *ebpf.Program) (link.Link, error) {
 	var l link.Link
 	err := b.inNS(func() error {
 		var err error
@@ -581,22 +644,29 @@ func (b *Backend) attach(ak attachKey, ifindex int, fp string, prog *ebpf.Progra
 	})
 	if err != nil {
 		if errors.Is(err, ebpf.ErrNotSupported) {
-			return fmt.Errorf("%w: ebpf: TCX: %w", backend.ErrNotSupported, err)
+			return nil, fmt.Errorf("%w: ebpf: TCX: %w", backend.ErrNotSupported, err)
 		}
-		return fmt.Errorf("ebpf: attach %s: %w", ak, err)
+		return nil, fmt.Errorf("ebpf: attach %s: %w", ak, err)
 	}
+	return l, nil
+}
+
+// record pins a new link in place of the old one (which detaches).
+func (b *Backend) record(ak attachKey, ifindex int, fp string, l link.Link) error {
 	path := filepath.Join(b.dir, linkPin(ak))
 	if old, ok := b.links[ak]; ok {
 		_ = old.link.Unpin()
 		_ = old.link.Close()
+		delete(b.links, ak)
 	}
 	_ = os.Remove(path)
 	if err := l.Pin(path); err != nil {
 		_ = l.Close()
-		delete(b.links, ak)
+		b.dirtyLinks[ak] = true
 		return fmt.Errorf("ebpf: pin link %s: %w", ak, err)
 	}
 	b.links[ak] = &attachment{key: ak, ifindex: ifindex, link: l, fp: fp}
+	b.dirtyLinks[ak] = true
 	return nil
 }
 
@@ -607,6 +677,7 @@ func (b *Backend) detach(ak attachKey) {
 	_ = os.Remove(filepath.Join(b.dir, linkPin(ak)))
 	_ = a.link.Close()
 	delete(b.links, ak)
+	b.dirtyLinks[ak] = true
 }
 
 // freePrograms closes programs no link runs any more.
@@ -634,45 +705,49 @@ func (b *Backend) freePrograms() int {
 	return n
 }
 
-// writeMeta records IDs and link programs so a new backend adopts them.
-func (b *Backend) writeMeta(gone [][32]byte) error {
+// writeMeta records IDs and link programs so a new backend adopts them,
+// writing only what changed since the last write.
+func (b *Backend) writeMeta() error {
 	m := b.objs.maps[refMeta]
-	for _, k := range gone {
-		_ = m.Delete(k)
-	}
-	for name, id := range b.ids.byName {
+	for _, name := range b.ids.put {
+		id, ok := b.ids.byName[name]
+		if !ok {
+			continue
+		}
 		var v [32]byte
 		v[0] = metaID
 		v[1], v[2], v[3], v[4] = byte(id), byte(id>>8), byte(id>>16), byte(id>>24)
-		if err := m.Put(metaKey("id:"+name), v); err != nil {
+		if err := m.Put(idKey(name), v); err != nil {
 			return fmt.Errorf("ebpf: meta: %w", err)
 		}
 	}
-	// Link entries: rewrite all (few hundred at most).
-	var k, v [32]byte
-	var stale [][32]byte
-	it := m.Iterate()
-	for it.Next(&k, &v) {
-		if v[0] == metaLink {
-			stale = append(stale, k)
+	for _, k := range b.ids.del {
+		if err := m.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("ebpf: meta: %w", err)
 		}
 	}
-	for _, k := range stale {
-		_ = m.Delete(k)
-	}
-	for ak, a := range b.links {
+	b.ids.put, b.ids.del = nil, nil
+	for ak := range b.dirtyLinks {
+		k := metaKey("link:" + ak.String())
+		a, ok := b.links[ak]
+		if !ok {
+			if err := m.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+				return fmt.Errorf("ebpf: meta: %w", err)
+			}
+			continue
+		}
 		var v [32]byte
 		v[0] = metaLink
 		if a.fp != denyFP {
-			raw, err := hex.DecodeString(a.fp)
-			if err == nil {
+			if raw, err := hex.DecodeString(a.fp); err == nil {
 				copy(v[1:17], raw)
 			}
 		}
-		if err := m.Put(metaKey("link:"+ak.String()), v); err != nil {
+		if err := m.Put(k, v); err != nil {
 			return fmt.Errorf("ebpf: meta: %w", err)
 		}
 	}
+	clear(b.dirtyLinks)
 	return nil
 }
 

@@ -20,30 +20,86 @@ func syncEntries(o *objects, old, p *plan) error {
 	return err
 }
 
+// entryDiff lists the entries p has and old has not (add) and those old
+// has and p has not (del). Sets whose entries did not change are skipped
+// without looking at their members.
+func entryDiff(old, p *plan) (addL, delL [][lpmKeySize]byte, addN, delN [][npKeySize]byte) {
+	if old == nil {
+		old = &plan{raw: true}
+	}
+	if old.raw {
+		ol, on := old.flat()
+		pl, pn := p.flat()
+		for k := range pl {
+			if _, ok := ol[k]; !ok {
+				addL = append(addL, k)
+			}
+		}
+		for k := range ol {
+			if _, ok := pl[k]; !ok {
+				delL = append(delL, k)
+			}
+		}
+		for k := range pn {
+			if _, ok := on[k]; !ok {
+				addN = append(addN, k)
+			}
+		}
+		for k := range on {
+			if _, ok := pn[k]; !ok {
+				delN = append(delN, k)
+			}
+		}
+		return
+	}
+	empty := &setEntries{}
+	for name, e := range p.sets {
+		oe := old.sets[name]
+		if oe == e {
+			continue
+		}
+		if oe == nil {
+			oe = empty
+		}
+		al, dl := diffKeys(oe.lpm, e.lpm)
+		an, dn := diffKeys(oe.np, e.np)
+		addL, delL, addN, delN = append(addL, al...), append(delL, dl...), append(addN, an...), append(delN, dn...)
+	}
+	for name, oe := range old.sets {
+		if _, ok := p.sets[name]; !ok {
+			delL, delN = append(delL, oe.lpm...), append(delN, oe.np...)
+		}
+	}
+	return
+}
+
+func diffKeys[K comparable](old, cur []K) (add, del []K) {
+	in := make(map[K]bool, len(old))
+	for _, k := range old {
+		in[k] = true
+	}
+	now := make(map[K]bool, len(cur))
+	for _, k := range cur {
+		now[k] = true
+		if !in[k] {
+			add = append(add, k)
+		}
+	}
+	for _, k := range old {
+		if !now[k] {
+			del = append(del, k)
+		}
+	}
+	return add, del
+}
+
 // addEntries writes the entries p has and old has not.
 func addEntries(o *objects, old, p *plan) (int, error) {
-	var oldLPM map[[lpmKeySize]byte]string
-	var oldNP map[[npKeySize]byte]string
-	if old != nil {
-		oldLPM, oldNP = old.lpm, old.np
-	}
-	one := uint32(1)
-	var addL [][lpmKeySize]byte
-	for k := range p.lpm {
-		if _, ok := oldLPM[k]; !ok {
-			addL = append(addL, k)
-		}
-	}
-	var addN [][npKeySize]byte
-	for k := range p.np {
-		if _, ok := oldNP[k]; !ok {
-			addN = append(addN, k)
-		}
-	}
-	if err := putAll(o.maps[refSets], addL, one); err != nil {
+	addL, _, addN, _ := entryDiff(old, p)
+	if err := putAll(o.maps[refSets], addL, 1); err != nil {
 		return 0, err
 	}
-	if err := putAll(o.maps[refPorts], addN, one); err != nil {
+	if err := putAll(o.maps[refPorts], addN, 1); err != nil {
 		return 0, err
 	}
 	return len(addL) + len(addN), nil
@@ -54,24 +110,18 @@ func delEntries(o *objects, old, p *plan) (int, error) {
 	if old == nil {
 		return 0, nil
 	}
-	n := 0
-	for k := range old.lpm {
-		if _, ok := p.lpm[k]; !ok {
-			if err := o.maps[refSets].Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-				return n, fmt.Errorf("ebpf: sets: delete: %w", err)
-			}
-			n++
+	_, delL, _, delN := entryDiff(old, p)
+	for _, k := range delL {
+		if err := o.maps[refSets].Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return 0, fmt.Errorf("ebpf: sets: delete: %w", err)
 		}
 	}
-	for k := range old.np {
-		if _, ok := p.np[k]; !ok {
-			if err := o.maps[refPorts].Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-				return n, fmt.Errorf("ebpf: ports: delete: %w", err)
-			}
-			n++
+	for _, k := range delN {
+		if err := o.maps[refPorts].Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return 0, fmt.Errorf("ebpf: ports: delete: %w", err)
 		}
 	}
-	return n, nil
+	return len(delL) + len(delN), nil
 }
 
 // putAll writes keys with value v, in batches where the kernel allows.

@@ -254,8 +254,9 @@ func TestReconcileRepairsDrift(t *testing.T) {
 	// Remove pod0 from the set, add a stranger.
 	sets := r.b.objs.maps[refSets]
 	removed := 0
-	for k := range r.b.cur.lpm {
-		if r.b.cur.lpm[k] == string(src) {
+	lpm, _ := r.b.cur.flat()
+	for k := range lpm {
+		if lpm[k] == string(src) {
 			if err := sets.Delete(k); err != nil {
 				t.Fatal(err)
 			}

@@ -25,10 +25,39 @@ type plan struct {
 	progs  map[string]*progSpec
 	attach map[attachKey]string // → program fingerprint
 	owner  map[attachKey]string // → endpoint key
-	lpm    map[[lpmKeySize]byte]string
-	np     map[[npKeySize]byte]string
-	used   map[string]bool // set and run names the programs refer to
-	refs   map[uint64]RuleRef
+	// sets holds each set's and run's entries by name; raw plans (read
+	// back from the kernel) have flat maps only.
+	sets map[string]*setEntries
+	raw  bool
+	lpm  map[[lpmKeySize]byte]string
+	np   map[[npKeySize]byte]string
+	used map[string]bool // set and run names the programs refer to
+	refs map[uint64]RuleRef
+}
+
+// setEntries are the map entries of one set or run.
+type setEntries struct {
+	src *compile.IPSet // nil for a run
+	id  uint32
+	lpm [][lpmKeySize]byte
+	np  [][npKeySize]byte
+}
+
+// flat returns every entry of p, by key, with the set it belongs to.
+func (p *plan) flat() (map[[lpmKeySize]byte]string, map[[npKeySize]byte]string) {
+	if p.raw || p.lpm != nil {
+		return p.lpm, p.np
+	}
+	p.lpm, p.np = map[[lpmKeySize]byte]string{}, map[[npKeySize]byte]string{}
+	for name, e := range p.sets {
+		for _, k := range e.lpm {
+			p.lpm[k] = name
+		}
+		for _, k := range e.np {
+			p.np[k] = name
+		}
+	}
+	return p.lpm, p.np
 }
 
 // ids hands out the 32-bit IDs map keys carry for set and run names. An
@@ -41,12 +70,17 @@ type ids struct {
 	// adopted are IDs a previous backend recorded, by hash of the name,
 	// not claimed yet.
 	adopted map[[32]byte]uint32
+	// put and del are what the meta map lacks: names given an ID and keys
+	// released since the last write.
+	put []string
+	del [][32]byte
 }
 
 func newIDs() *ids { return &ids{byName: map[string]uint32{}, used: map[uint32]bool{}, next: 1} }
 
 func (x *ids) clone() *ids {
-	c := &ids{byName: maps.Clone(x.byName), used: maps.Clone(x.used), next: x.next, adopted: maps.Clone(x.adopted)}
+	c := &ids{byName: maps.Clone(x.byName), used: maps.Clone(x.used), next: x.next, adopted: maps.Clone(x.adopted),
+		put: slices.Clone(x.put), del: slices.Clone(x.del)}
 	return c
 }
 
@@ -68,71 +102,118 @@ func (x *ids) get(name string) uint32 {
 	x.next++
 	x.byName[name] = id
 	x.used[id] = true
+	x.put = append(x.put, name)
 	return id
 }
 
-// release forgets the names not in keep, and adopted IDs nobody claimed;
-// it returns the meta keys to delete.
-func (x *ids) release(keep map[string]bool) [][32]byte {
-	var gone [][32]byte
+// release forgets the names not in keep, and adopted IDs nobody claimed.
+func (x *ids) release(keep map[string]bool) {
+	if len(keep) == len(x.byName) && len(x.adopted) == 0 {
+		return // every name is kept
+	}
 	for name, id := range x.byName {
 		if !keep[name] {
 			delete(x.byName, name)
 			delete(x.used, id)
-			gone = append(gone, idKey(name))
+			x.del = append(x.del, idKey(name))
 		}
 	}
 	for k, id := range x.adopted {
 		delete(x.used, id)
-		gone = append(gone, k)
+		x.del = append(x.del, k)
 	}
 	x.adopted = nil
-	return gone
 }
 
-// validate checks that every reference of rs resolves.
-func validate(rs *compile.Ruleset) error {
-	var problems []string
-	check := func(where string, list []compile.SetID) {
-		for _, id := range list {
-			if _, ok := rs.Sets[id]; !ok {
-				problems = append(problems, fmt.Sprintf("%s: unknown set %s", where, id))
+// missingPolicies names the policies dp refers to that rs lacks.
+func missingPolicies(rs *compile.Ruleset, dp *compile.DirectionPolicy) string {
+	var out []string
+	for _, t := range dp.Tiers {
+		for _, id := range t.Policies {
+			if rs.Policies[id] == nil {
+				out = append(out, "unknown policy "+string(id))
 			}
 		}
 	}
-	for id, p := range rs.Policies {
+	for _, id := range dp.Profiles {
+		if rs.Policies[id] == nil {
+			out = append(out, "unknown profile "+string(id))
+		}
+	}
+	return strings.Join(out, ", ")
+}
+
+// setsPresent reports whether every set a cached program reads is still
+// in rs.
+func setsPresent(rs *compile.Ruleset, used []string) bool {
+	for _, n := range used {
+		if strings.HasPrefix(n, "run:") {
+			continue
+		}
+		if _, ok := rs.Sets[compile.SetID(n)]; !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// validatePolicies checks that every set the policies' rules refer to is
+// in rs.
+func validatePolicies(rs *compile.Ruleset, pols []*compile.Policy) error {
+	var problems []string
+	for _, p := range pols {
 		for i := range p.Rules {
 			m := &p.Rules[i].Match
-			w := fmt.Sprintf("policy %s rule %d", id, i)
 			for _, pm := range []*compile.PeerMatch{&m.Src, &m.Dst} {
-				check(w, pm.Sets)
-				check(w, pm.NotSets)
-				check(w, pm.NamedPorts)
-				check(w, pm.NotNamedPorts)
-			}
-		}
-	}
-	for key, ep := range rs.Endpoints {
-		for _, d := range []*compile.DirectionPolicy{&ep.Ingress, &ep.Egress} {
-			for _, t := range d.Tiers {
-				for _, id := range t.Policies {
-					if _, ok := rs.Policies[id]; !ok {
-						problems = append(problems, fmt.Sprintf("endpoint %s: unknown policy %s", key, id))
+				for _, list := range [][]compile.SetID{pm.Sets, pm.NotSets, pm.NamedPorts, pm.NotNamedPorts} {
+					for _, id := range list {
+						if _, ok := rs.Sets[id]; !ok {
+							problems = append(problems, fmt.Sprintf("policy %s rule %d: unknown set %s", p.ID, i, id))
+						}
 					}
-				}
-			}
-			for _, id := range d.Profiles {
-				if _, ok := rs.Policies[id]; !ok {
-					problems = append(problems, fmt.Sprintf("endpoint %s: unknown profile %s", key, id))
 				}
 			}
 		}
 	}
 	if len(problems) > 0 {
-		slices.Sort(problems)
 		return fmt.Errorf("%w: %s", ErrInvalidRuleset, strings.Join(problems, "; "))
 	}
 	return nil
+}
+
+// dpIdentity is a direction's lists by identity: two directions whose
+// tiers share policy lists (same backing arrays) have the same contents
+// (the IR is read-only). Up to four tiers; longer lists go by contents.
+type dpIdentity struct {
+	t        [4]tierIdentity
+	nt       int
+	profiles *compile.PolicyID
+	np       int
+	h        hook
+}
+
+type tierIdentity struct {
+	tier string
+	end  compile.Action
+	pols *compile.PolicyID
+	n    int
+}
+
+func identity(dp *compile.DirectionPolicy, h hook) (dpIdentity, bool) {
+	id := dpIdentity{nt: len(dp.Tiers), np: len(dp.Profiles), h: h}
+	if len(dp.Tiers) > len(id.t) {
+		return id, false
+	}
+	for i, t := range dp.Tiers {
+		id.t[i] = tierIdentity{tier: t.Tier, end: t.EndAction, n: len(t.Policies)}
+		if len(t.Policies) > 0 {
+			id.t[i].pols = &t.Policies[0]
+		}
+	}
+	if len(dp.Profiles) > 0 {
+		id.profiles = &dp.Profiles[0]
+	}
+	return id, true
 }
 
 // dpKey identifies a direction's code: equal keys generate equal programs
@@ -156,17 +237,54 @@ func dpKey(dp *compile.DirectionPolicy, h hook) string {
 	return b.String()
 }
 
-// makePlan generates the programs and map entries rs needs.
-func makePlan(rs *compile.Ruleset, x *ids, cfg config) (*plan, error) {
-	if err := validate(rs); err != nil {
-		return nil, err
+// progCache keeps the programs of the last plan, so that a Ruleset that
+// differs a little from the last one costs little: a new pod on a node
+// with 10,000 policies must not regenerate them all. An entry is valid
+// while the policies it was generated from are the same values (the IR is
+// read-only: the compiler shares unchanged policies between Rulesets).
+type progCache struct {
+	entries map[string]*cachedProg
+	sets    map[*compile.IPSet]*setEntries
+}
+
+type cachedProg struct {
+	pols []*compile.Policy
+	ps   *progSpec
+	used []string
+	refs map[uint64]RuleRef
+}
+
+func newProgCache() *progCache {
+	return &progCache{entries: map[string]*cachedProg{}, sets: map[*compile.IPSet]*setEntries{}}
+}
+
+// policiesOf lists the policies a direction refers to, in order.
+func policiesOf(rs *compile.Ruleset, dp *compile.DirectionPolicy) []*compile.Policy {
+	var out []*compile.Policy
+	for _, t := range dp.Tiers {
+		for _, id := range t.Policies {
+			out = append(out, rs.Policies[id])
+		}
 	}
+	for _, id := range dp.Profiles {
+		out = append(out, rs.Policies[id])
+	}
+	return out
+}
+
+// makePlan generates the programs and map entries rs needs; cache (may be
+// nil) holds programs of the last plan and receives this one's.
+func makePlan(rs *compile.Ruleset, x *ids, cfg config, cache ...*progCache) (*plan, error) {
+	var pc *progCache
+	if len(cache) > 0 {
+		pc = cache[0]
+	}
+	next := newProgCache()
 	p := &plan{
 		progs:  map[string]*progSpec{},
 		attach: map[attachKey]string{},
 		owner:  map[attachKey]string{},
-		lpm:    map[[lpmKeySize]byte]string{},
-		np:     map[[npKeySize]byte]string{},
+		sets:   map[string]*setEntries{},
 		used:   map[string]bool{},
 		refs:   map[uint64]RuleRef{},
 	}
@@ -176,6 +294,7 @@ func makePlan(rs *compile.Ruleset, x *ids, cfg config) (*plan, error) {
 		return x.get(name)
 	}
 	memo := map[string]string{}
+	fast := map[dpIdentity]string{}
 	keys := make([]string, 0, len(rs.Endpoints))
 	for k := range rs.Endpoints {
 		keys = append(keys, k)
@@ -196,42 +315,103 @@ func makePlan(rs *compile.Ruleset, x *ids, cfg config) (*plan, error) {
 				return nil, fmt.Errorf("%w: endpoints %s and %s share interface %s", ErrInvalidRuleset, prev, key, ep.Interface)
 			}
 			p.owner[ak] = key
-			mk := dpKey(d.dp, d.h)
-			if fp, ok := memo[mk]; ok {
+			// Endpoints of a namespace usually share their lists: same
+			// slices, same program, no need to look at the contents.
+			fk, fkOK := identity(d.dp, d.h)
+			if fp, ok := fast[fk]; ok && fkOK {
 				p.attach[ak] = fp
 				continue
 			}
-			ps, err := genProgram(rs, d.dp, d.h, cfg, idf, p.refs)
-			if err != nil {
-				return nil, fmt.Errorf("endpoint %s %s: %w", key, d.h, err)
+			mk := dpKey(d.dp, d.h) + "|" + fmt.Sprint(cfg.hostDeny)
+			if fp, ok := memo[mk]; ok {
+				p.attach[ak] = fp
+				if fkOK {
+					fast[fk] = fp
+				}
+				continue
+			}
+			pols := policiesOf(rs, d.dp)
+			if slices.Contains(pols, nil) {
+				return nil, fmt.Errorf("%w: endpoint %s: %s", ErrInvalidRuleset, key, missingPolicies(rs, d.dp))
+			}
+			var ps *progSpec
+			if pc != nil {
+				if c, ok := pc.entries[mk]; ok && slices.Equal(c.pols, pols) && setsPresent(rs, c.used) {
+					ps = c.ps
+					for _, n := range c.used {
+						idf(n)
+					}
+					for id, r := range c.refs {
+						p.refs[id] = r
+					}
+					next.entries[mk] = c
+				}
+			}
+			if ps == nil {
+				if err := validatePolicies(rs, pols); err != nil {
+					return nil, err
+				}
+				used := map[string]bool{}
+				refs := map[uint64]RuleRef{}
+				var err error
+				ps, err = genProgram(rs, d.dp, d.h, cfg, func(name string) uint32 { used[name] = true; return idf(name) }, refs)
+				if err != nil {
+					return nil, fmt.Errorf("endpoint %s %s: %w", key, d.h, err)
+				}
+				for id, r := range refs {
+					p.refs[id] = r
+				}
+				next.entries[mk] = &cachedProg{pols: pols, ps: ps, used: slices.Sorted(maps.Keys(used)), refs: refs}
 			}
 			for _, r := range ps.runs {
 				runs[r.name] = r
 			}
 			memo[mk] = ps.fp
+			if fkOK {
+				fast[fk] = ps.fp
+			}
 			p.progs[ps.fp] = ps
 			p.attach[ak] = ps.fp
 		}
 	}
-	// Map entries of every set and run the programs use.
+	if pc != nil {
+		pc.entries = next.entries
+	}
+	// Map entries of every set and run the programs use; unchanged sets
+	// (the same value as last time) reuse their entries.
 	for name := range p.used {
 		id := x.get(name)
 		if r, ok := runs[name]; ok {
-			runEntries(rs, r, id, func(k [lpmKeySize]byte) { p.lpm[k] = name })
+			e := &setEntries{id: id}
+			runEntries(rs, r, id, func(k [lpmKeySize]byte) { e.lpm = append(e.lpm, k) })
+			p.sets[name] = e
 			continue
 		}
 		s := rs.Sets[compile.SetID(name)]
 		if s == nil {
 			continue
 		}
+		if pc != nil {
+			if e, ok := pc.sets[s]; ok && e.id == id {
+				next.sets[s] = e
+				p.sets[name] = e
+				continue
+			}
+		}
+		e := &setEntries{src: s, id: id}
 		for _, n := range s.Nets {
 			fam, addr, bits := lpmPrefix(n)
-			p.lpm[lpmKey(id, fam, 0, 0, addr, bits)] = name
+			e.lpm = append(e.lpm, lpmKey(id, fam, 0, 0, addr, bits))
 		}
 		for _, m := range s.Ports {
 			fam, addr := addrKey(m.Addr)
-			p.np[npKey(id, fam, m.Protocol, m.Port, addr)] = name
+			e.np = append(e.np, npKey(id, fam, m.Protocol, m.Port, addr))
 		}
+		next.sets[s] = e
+		p.sets[name] = e
+	}
+	if pc != nil {
+		pc.sets = next.sets
 	}
 	return p, nil
 }

@@ -7,7 +7,6 @@ import (
 	"hash/fnv"
 	"maps"
 	"slices"
-	"strings"
 
 	"github.com/cilium/ebpf/asm"
 
@@ -547,15 +546,4 @@ func runEntries(rs *compile.Ruleset, ru *run, id uint32, add func([lpmKeySize]by
 			}
 		}
 	}
-}
-
-// describe prints a step for Dump.
-func (s *step) describe() string {
-	switch {
-	case s.kind == stepDeny:
-		return "deny"
-	case s.run != nil:
-		return fmt.Sprintf("%s %d rules by lookup %s", strings.ToLower(s.action.String()), len(s.run.rules), s.run.name)
-	}
-	return strings.ToLower(s.action.String())
 }

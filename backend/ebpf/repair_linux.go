@@ -116,7 +116,7 @@ func (b *Backend) Reconcile(ctx context.Context) (*Drift, error) {
 	if err != nil {
 		return nil, err
 	}
-	actual := &plan{lpm: lpm, np: np}
+	actual := &plan{raw: true, lpm: lpm, np: np}
 	if d.EntriesAdded, err = addEntries(b.objs, actual, b.cur); err != nil {
 		return nil, err
 	}
@@ -125,7 +125,7 @@ func (b *Backend) Reconcile(ctx context.Context) (*Drift, error) {
 	}
 	if !d.Empty() {
 		b.log.Info("ebpf drift repaired", "dir", b.dir, "drift", d.String())
-		if err := b.writeMeta(nil); err != nil {
+		if err := b.writeMeta(); err != nil {
 			return nil, err
 		}
 	}
