@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/calyxnet/calyx/backend"
+	"github.com/calyxnet/calyx/backend/ebpf"
 	"github.com/calyxnet/calyx/backend/iptables"
 	"github.com/calyxnet/calyx/backend/nftables"
 )
@@ -35,6 +36,15 @@ var dataplanes = map[string]dataplane{
 			return applyStats{render: st.Render, kernel: st.Kernel, messages: st.Messages()}
 		},
 	},
+	ebpf.Name: {
+		name: ebpf.Name,
+		open: func(ctx context.Context, o backend.Options) (backend.Backend, error) { return ebpf.New(ctx, o) },
+		stats: func(b backend.Backend) applyStats {
+			st := b.(*ebpf.Backend).LastApply()
+			return applyStats{render: st.Render, kernel: st.Load + st.Kernel,
+				messages: st.ProgramsLoaded + st.LinksAttached + st.LinksUpdated + st.EntriesAdded + st.EntriesDeleted}
+		},
+	},
 	iptables.Name: {
 		name: iptables.Name,
 		open: func(ctx context.Context, o backend.Options) (backend.Backend, error) { return iptables.New(ctx, o) },
@@ -51,7 +61,7 @@ func parseDataplanes(s string) ([]dataplane, error) {
 	for _, n := range strings.Split(s, ",") {
 		d, ok := dataplanes[strings.TrimSpace(n)]
 		if !ok {
-			return nil, fmt.Errorf("unknown dataplane %q (nftables, iptables)", n)
+			return nil, fmt.Errorf("unknown dataplane %q (nftables, iptables, ebpf)", n)
 		}
 		out = append(out, d)
 	}
