@@ -341,6 +341,15 @@ func (r *renderer) peerAlts(pm *compile.PeerMatch, side string, fam uint8, proto
 	var conj []term
 	var inlineAlts [][][]term
 	for _, id := range pm.Sets {
+		if s, ok := r.extra[id]; ok && len(s.Nets) > inlineLimit {
+			// A union of merged rules' nets: one lookup.
+			pfx := familyPrefixes(s.Nets, fam)
+			if len(pfx) == 0 {
+				return nil
+			}
+			conj = append(conj, netsTerm(fam, side, mergeIntervals(pfx)))
+			continue
+		}
 		if pfx, ok := r.inlineNets(id, fam); ok {
 			// Any one of the nets: alternatives.
 			var alts [][]term
@@ -451,18 +460,23 @@ const inlineLimit = 4
 // inlineNets returns the nets of family fam of a literal set small enough
 // to match inline.
 func (r *renderer) inlineNets(id compile.SetID, fam uint8) ([]netip.Prefix, bool) {
-	s := r.rs.Sets[id]
+	s := r.setOf(id)
 	if !s.Literal || s.Kind != compile.SetNets || len(s.Nets) > inlineLimit {
 		return nil, false
 	}
+	return familyPrefixes(s.Nets, fam), true
+}
+
+// familyPrefixes returns the nets of family fam, IPv4-mapped ones as IPv4.
+func familyPrefixes(nets []netip.Prefix, fam uint8) []netip.Prefix {
 	var out []netip.Prefix
-	for _, n := range s.Nets {
+	for _, n := range nets {
 		n = netip.PrefixFrom(n.Addr().Unmap(), n.Bits()-unmapBits(n)).Masked()
 		if family(n.Addr()) == fam {
 			out = append(out, n)
 		}
 	}
-	return out, true
+	return out
 }
 
 // prefixTerms matches (or excludes) one net: the address, masked, compared.

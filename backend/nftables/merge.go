@@ -311,8 +311,9 @@ func (as *anonSet) named() *nset {
 	parts = append(parts, fmt.Sprintf("%s/%d/%v/%v", as.keyType.Name, as.keyType.Bytes, as.interval, as.concat))
 	parts = append(parts, as.texts...)
 	ns := &nset{name: "c-" + shortHash(parts...), keyType: as.keyType, interval: as.interval, concat: as.concat}
-	for i, g := range as.groups {
-		addElem(ns, as.texts[i], g)
-	}
+	// No keys: a set named by its content never has elements to diff.
+	ns.elemText = as.texts
+	ns.groups = as.groups
+	ns.elems = as.elems
 	return ns
 }

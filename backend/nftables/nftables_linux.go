@@ -38,12 +38,16 @@ const sockBuf = 256 << 20
 // Backend is the nftables dataplane. It is safe for concurrent use; calls
 // are serialised.
 type Backend struct {
-	mu     sync.Mutex
-	opts   backend.Options
-	log    *slog.Logger
-	table  *nftables.Table
-	ns     *netns.NS
-	cur    *desired // what the kernel holds; nil: unknown, read it
+	mu    sync.Mutex
+	opts  backend.Options
+	log   *slog.Logger
+	table *nftables.Table
+	ns    *netns.NS
+	cur   *desired // what the kernel holds; nil: unknown, read it
+	// nl is the netlink connection kept between calls: closing one makes
+	// the kernel wait for the previous batch's deferred frees (an RCU
+	// grace period, milliseconds) before the close returns.
+	nl     *nftables.Conn
 	cache  *renderCache
 	closed bool
 	last   Stats
@@ -126,6 +130,28 @@ func sizeBuffers(c *netlink.Conn) error {
 	})
 }
 
+// lasting returns the connection kept between calls, dialling it first if
+// need be.
+func (b *Backend) lasting() (*nftables.Conn, error) {
+	if b.nl == nil {
+		c, err := b.conn()
+		if err != nil {
+			return nil, err
+		}
+		b.nl = c
+	}
+	return b.nl, nil
+}
+
+// dropConn closes the kept connection: after an error it may hold queued
+// messages or unread replies.
+func (b *Backend) dropConn() {
+	if b.nl != nil {
+		_ = b.nl.CloseLasting()
+		b.nl = nil
+	}
+}
+
 func (b *Backend) closeNS() error {
 	if b.ns == nil {
 		return nil
@@ -152,11 +178,16 @@ func (b *Backend) Apply(ctx context.Context, rs *compile.Ruleset) error {
 	if b.closed {
 		return backend.ErrClosed
 	}
-	c, err := b.conn()
+	c, err := b.lasting()
 	if err != nil {
 		return err
 	}
-	defer c.CloseLasting()
+	ok := false
+	defer func() {
+		if !ok {
+			b.dropConn()
+		}
+	}()
 	cur := b.cur
 	if cur == nil {
 		if cur, err = b.read(c); err != nil {
@@ -179,6 +210,7 @@ func (b *Backend) Apply(ctx context.Context, rs *compile.Ruleset) error {
 	}
 	b.cur = d
 	b.last = st
+	ok = true
 	b.log.Debug("nftables apply", "table", b.table.Name, "messages", st.messages, "chains", len(d.chains), "sets", len(d.sets))
 	return nil
 }
@@ -443,11 +475,11 @@ func (b *Backend) Close(ctx context.Context) error {
 	}
 	b.closed = true
 	defer b.closeNS()
-	c, err := b.conn()
+	c, err := b.lasting()
 	if err != nil {
 		return err
 	}
-	defer c.CloseLasting()
+	defer b.dropConn()
 	c.DelTable(b.table)
 	if err := c.Flush(); err != nil && !errors.Is(err, unix.ENOENT) {
 		return fmt.Errorf("nftables: delete table %s: %w", b.table.Name, err)
@@ -506,23 +538,34 @@ func (b *Backend) Reconcile(ctx context.Context) (*Drift, error) {
 	if b.cur == nil {
 		return &Drift{}, nil
 	}
-	c, err := b.conn()
+	c, err := b.lasting()
 	if err != nil {
 		return nil, err
 	}
-	defer c.CloseLasting()
 	actual, err := b.read(c)
 	if err != nil {
+		b.dropConn()
 		return nil, err
 	}
 	dr := &Drift{TableMissing: !actual.tableExists}
-	if dr.Stats, err = b.plan(c, actual, b.cur); err != nil {
+	// Plan first on a connection that never sends: with nothing to repair,
+	// nothing is sent (plan always queues the table's creation).
+	dry, err := nftables.New()
+	if err != nil {
+		return nil, err
+	}
+	if dr.Stats, err = b.plan(dry, actual, b.cur); err != nil {
 		return nil, err
 	}
 	if dr.Empty() {
 		return dr, nil
 	}
+	if _, err = b.plan(c, actual, b.cur); err != nil {
+		b.dropConn()
+		return nil, err
+	}
 	if err := b.flush(c); err != nil {
+		b.dropConn()
 		return nil, err
 	}
 	b.log.Info("nftables drift repaired", "table", b.table.Name, "drift", dr.String())

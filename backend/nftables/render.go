@@ -166,6 +166,8 @@ type renderer struct {
 	// tiers memoises tier chains within one render by the identity of the
 	// policy list: endpoints of one namespace usually share it.
 	tiers map[tierMemo][2]string
+	// extra holds the literal sets this render made by merging rules.
+	extra map[compile.SetID]*compile.IPSet
 }
 
 type tierMemo struct {
@@ -609,13 +611,38 @@ func (iv interval) text() string {
 }
 
 func prefixOf(iv interval) (netip.Prefix, bool) {
-	for bits := 0; bits <= iv.first.BitLen(); bits++ {
-		p := netip.PrefixFrom(iv.first, bits).Masked()
-		if p.Addr() == iv.first && lastAddr(p) == iv.last {
-			return p, true
+	if iv.first.BitLen() != iv.last.BitLen() {
+		return netip.Prefix{}, false
+	}
+	// A prefix: the addresses share their first bits, then first has
+	// only zeros and last only ones.
+	a, b := iv.first.As16(), iv.last.As16()
+	off := 0
+	if iv.first.Is4() {
+		off = 12
+	}
+	bits := 0
+	i := off
+	for ; i < 16 && a[i] == b[i]; i++ {
+		bits += 8
+	}
+	if i < 16 {
+		x := a[i] ^ b[i]
+		for x&0x80 == 0 {
+			bits++
+			x <<= 1
+		}
+		for k := i; k < 16; k++ {
+			m := byte(0xff)
+			if k == i {
+				m = 0xff >> (bits % 8)
+			}
+			if a[k]&m != 0 || b[k]&m != m {
+				return netip.Prefix{}, false
+			}
 		}
 	}
-	return netip.Prefix{}, false
+	return netip.PrefixFrom(iv.first, bits), true
 }
 
 // elements are the kernel elements of an interval set: the start, and the
@@ -818,20 +845,25 @@ func (r *renderer) useTier(memo tierMemo, e *tierEntry) (string, string) {
 	return e.name, e.key
 }
 
+// tierChainSlow renders a tier chain: the rules of small policies merged
+// and written in, larger policies jumped to. Its key is its name (a hash of
+// its content).
 func (r *renderer) tierChainSlow(t *compile.TierPolicies) (string, string) {
-	var ck strings.Builder
-	ck.WriteString("tier|" + t.Tier + "|" + t.EndAction.String())
-	for _, pid := range t.Policies {
-		ck.WriteString("|" + r.fingerprint(pid))
-	}
-	k := shortHash(ck.String())
 	var rules []*nrule
+	var run []irRule
 	for _, pid := range t.Policies {
+		pol := r.rs.Policies[pid]
+		if len(pol.Rules) <= irInlineRules {
+			for i := range pol.Rules {
+				run = append(run, irRule{pol: pol, idx: i, rule: &pol.Rules[i], n: 1})
+			}
+			continue
+		}
+		rules = append(rules, r.renderIRRun(run)...)
+		run = run[:0]
 		rules = append(rules, r.policyPiecesFor(pid)...)
 	}
-	if name, ok := r.lookupChain(k); ok {
-		return name, k
-	}
+	rules = append(rules, r.renderIRRun(run)...)
 	// Policies of a tier share runs of same-verdict rules: merge across
 	// them.
 	rules = mergeRules(rules)
@@ -839,8 +871,7 @@ func (r *renderer) tierChainSlow(t *compile.TierPolicies) (string, string) {
 		rules = append(rules, newRule(nil, "drop", &expr.Verdict{Kind: expr.VerdictDrop}, "end of tier "+t.Tier))
 	}
 	name := r.contentChain("tier-", rules)
-	r.storeChain(k, name)
-	return name, k
+	return name, name
 }
 
 // fingerprint identifies a policy's rendering: its rules, the literal sets
