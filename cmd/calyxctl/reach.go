@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/calyxnet/calyx/backend"
+	"github.com/calyxnet/calyx/backend/ebpf"
 	"github.com/calyxnet/calyx/backend/iptables"
 	"github.com/calyxnet/calyx/backend/model"
 	"github.com/calyxnet/calyx/backend/nftables"
@@ -46,6 +47,7 @@ func dataplanes() []dataplane {
 	},
 		labDataplane(nftables.Name, "nftables in a network-namespace lab (needs root): what the kernel does", nftables.Open),
 		labDataplane(iptables.Name, "iptables and ipset in a network-namespace lab (needs root): what the kernel does", iptables.Open),
+		labDataplane(ebpf.Name, "eBPF programs on TCX in a network-namespace lab (needs root, Linux 6.6+): what the kernel does", ebpf.Open),
 	}
 }
 
