@@ -283,6 +283,25 @@ func chunks(els []nftables.SetElement, fn func([]nftables.SetElement) error) err
 	return nil
 }
 
+// setOrder lists set names in the order to create them: the kernel finds
+// a set a rule reads by walking the table's sets in creation order, so
+// sets many rules read (selectors, named ports, maps) go first and the
+// content sets one or two rules read go last.
+func setOrder(sets map[string]*nset) []string {
+	names := sortedKeys(sets)
+	slices.SortStableFunc(names, func(a, b string) int {
+		return boolInt(strings.HasPrefix(a, "c-")) - boolInt(strings.HasPrefix(b, "c-"))
+	})
+	return names
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 func flatten(groups [][]nftables.SetElement) []nftables.SetElement {
 	var out []nftables.SetElement
 	for _, g := range groups {
@@ -307,7 +326,7 @@ func (b *Backend) plan(c *nftables.Conn, cur, d *desired) (Stats, error) {
 	// Sets and maps: create what is missing, fix elements of plain sets
 	// now; map elements point at chains and wait until the chains exist.
 	var mapFixes []func()
-	for _, name := range sortedKeys(d.sets) {
+	for _, name := range setOrder(d.sets) {
 		ds := d.sets[name]
 		ks := b.nftSet(ds)
 		cs, ok := cur.sets[name]
