@@ -126,13 +126,13 @@ func TestConntrack(t *testing.T) {
 			allowed bool
 		}{
 			{"udp reply within timeout", &pkt{Packet: model.Packet{Src: a4, Dst: b4, Protocol: 17, SrcPort: 42000, DstPort: 53}},
-				&pkt{Packet: model.Packet{Src: b4, Dst: a4, Protocol: 17, SrcPort: 53, DstPort: 42000}}, defaultTimeouts.UDP - time.Second, true},
+				&pkt{Packet: model.Packet{Src: b4, Dst: a4, Protocol: 17, SrcPort: 53, DstPort: 42000}}, DefaultTimeouts().UDP - time.Second, true},
 			{"udp reply after timeout", &pkt{Packet: model.Packet{Src: a4, Dst: b4, Protocol: 17, SrcPort: 42000, DstPort: 53}},
-				&pkt{Packet: model.Packet{Src: b4, Dst: a4, Protocol: 17, SrcPort: 53, DstPort: 42000}}, defaultTimeouts.UDP + time.Second, false},
-			{"syn-ack within syn timeout", &pkt{Packet: fwd, tcpFlags: tcpSYN}, &pkt{Packet: rev, tcpFlags: tcpSYN | tcpACK}, defaultTimeouts.TCPSynSent - time.Second, true},
-			{"syn-ack after syn timeout", &pkt{Packet: fwd, tcpFlags: tcpSYN}, &pkt{Packet: rev, tcpFlags: tcpSYN | tcpACK}, defaultTimeouts.TCPSynSent + time.Second, false},
+				&pkt{Packet: model.Packet{Src: b4, Dst: a4, Protocol: 17, SrcPort: 53, DstPort: 42000}}, DefaultTimeouts().UDP + time.Second, false},
+			{"syn-ack within syn timeout", &pkt{Packet: fwd, tcpFlags: tcpSYN}, &pkt{Packet: rev, tcpFlags: tcpSYN | tcpACK}, DefaultTimeouts().TCPSynSent - time.Second, true},
+			{"syn-ack after syn timeout", &pkt{Packet: fwd, tcpFlags: tcpSYN}, &pkt{Packet: rev, tcpFlags: tcpSYN | tcpACK}, DefaultTimeouts().TCPSynSent + time.Second, false},
 			{"echo reply after icmp timeout", &pkt{Packet: model.Packet{Src: a4, Dst: b4, Protocol: 1, ICMPType: 8, SrcPort: 5}},
-				&pkt{Packet: model.Packet{Src: b4, Dst: a4, Protocol: 1, ICMPType: 0, SrcPort: 5}}, defaultTimeouts.ICMP + time.Second, false},
+				&pkt{Packet: model.Packet{Src: b4, Dst: a4, Protocol: 1, ICMPType: 0, SrcPort: 5}}, DefaultTimeouts().ICMP + time.Second, false},
 		} {
 			t.Run(c.name, func(t *testing.T) {
 				h.flush()
@@ -149,11 +149,11 @@ func TestConntrack(t *testing.T) {
 			h.flush()
 			h.verdict(&pkt{Packet: fwd, tcpFlags: tcpSYN})
 			h.verdict(&pkt{Packet: rev, tcpFlags: tcpSYN | tcpACK})
-			h.age(defaultTimeouts.TCPEstablished - time.Minute)
+			h.age(DefaultTimeouts().TCPEstablished - time.Minute)
 			if !h.verdict(&pkt{Packet: rev, tcpFlags: tcpACK}) {
 				t.Errorf("established flow closed early")
 			}
-			h.age(defaultTimeouts.TCPEstablished + time.Minute)
+			h.age(DefaultTimeouts().TCPEstablished + time.Minute)
 			if h.verdict(&pkt{Packet: rev, tcpFlags: tcpACK}) {
 				t.Errorf("established flow outlived its timeout")
 			}

@@ -1,4 +1,117 @@
 // Package ebpf renders a compile.Ruleset into eBPF programs generated in
-// Go with cilium/ebpf's asm package (no clang, no object files) and
-// attached with TCX to the host side of every pod's veth.
+// Go with cilium/ebpf's asm package (building Calyx needs no clang and no
+// object files) and attaches them with TCX to the host side of every pod's
+// veth: TCX ingress runs the pod's egress policy, TCX egress its ingress
+// policy. A packet between two pods of the node meets the source's egress
+// program, then the destination's ingress program, as the model says.
+//
+// # Programs
+//
+// One program per endpoint direction; endpoints whose direction has the
+// same tiers, policies and profiles share one program (a new pod in a
+// namespace costs two TCX links and a set entry, no load). A program:
+//
+//  1. parses Ethernet, IPv4 (options, fragments) or IPv6 (hop-by-hop,
+//     routing, fragment, destination options and AH headers, up to eight),
+//     TCP, UDP, SCTP and UDPLite ports, ICMP and ICMPv6 type and code, and
+//     for ICMP errors the quoted packet's tuple. ARP passes; other
+//     ethertypes, truncated headers and unknown IP versions are dropped.
+//     IPv6 neighbour and router discovery (types 133–136, hop limit 255,
+//     never forwarded) always passes, as in the nftables dataplane;
+//  2. looks the packet up in conntrack (below); a live flow passes;
+//  3. walks the direction flattened into straight-line code: each tier's
+//     policies' rules in order (Allow and Deny end the walk, Pass jumps to
+//     the next tier, Log writes a ring buffer event naming policy and rule
+//     and goes on), the tier's end action, then the profiles (where Pass
+//     is ignored), then deny. A run of consecutive rules of one action that
+//     each match a protocol, one net set on one side and destination ports
+//     (the "hundreds of CIDR+port Allow rules" shape) becomes one LPM
+//     lookup keyed by (run, protocol, port, address);
+//  4. on Allow: with DefaultEndpointToHostAction Deny, traffic from a pod
+//     to its own node (a FIB lookup that finds a local route) is dropped;
+//     otherwise a conntrack entry is made and, for a first fragment, a
+//     fragment entry. The verdict is TCX_NEXT (later TCX programs still
+//     run) or TCX_DROP.
+//
+// Code that outgrows one program is split into chunks of at most 16,384
+// instructions (more when needed to stay within 33 chunks) that tail-call
+// each other through a program array of their own; a Pass into a later
+// chunk resumes at its tier. An endpoint with 50,000 distinct rules loads
+// as 32 chunks; 50,000 CIDR+port rules are one lookup. Programs are run
+// in tests with BPF_PROG_TEST_RUN against the model (rapid, more than
+// 10,000 cases per run).
+//
+// # Sets
+//
+// Net sets share one LPM trie keyed by (32-bit set ID, family, protocol,
+// port, address): a set's members are prefixes with protocol and port 0;
+// merged runs use the same map with their protocol and ports. Named ports
+// live in a hash map keyed by (set ID, family, protocol, port, address).
+// Set IDs stay with their set while programs use it, so a membership
+// change writes map entries and never reloads a program.
+//
+// # Conntrack
+//
+// Calyx keeps its own conntrack in a BPF LRU hash map, as Calico's and
+// Cilium's eBPF dataplanes do, rather than the kernel's through the
+// bpf_skb_ct_lookup kfunc: at TCX, before netfilter, the kernel has no
+// entry for a flow unless netfilter conntrack also runs in the namespace
+// (and it would have to run for every flow), the kfunc needs BTF IDs that
+// asm-generated programs would have to resolve by hand, and the LRU map
+// bounds memory by itself. Entries are keyed by interface, hook and the
+// tuple as seen where the flow was allowed; a packet is established if its
+// tuple is known on its hook, a reply if its reversed tuple is known on
+// the other hook of the same interface, related if it is an ICMP error
+// quoting a known flow. TCP flags move an entry through SYN-sent (20 s
+// idle), established once a reply was seen (1 h), and closing after a RST
+// or FINs both ways (10 s); UDP and other protocols live 60 s, ICMP echo
+// 5 s (an echo request never rides on another's entry). A SYN is never a
+// reply, and a SYN on a closing flow is judged afresh. A flow allowed
+// before a policy change stays open after it, exactly as with the kernel
+// conntrack of the nftables and iptables dataplanes; new flows see the
+// new policy. Because the source's program records an allowed flow even
+// when the destination's program then drops it, the destination may
+// answer that exact tuple (UDP, not a TCP SYN) for 60 s.
+//
+// # Pins and lifecycle
+//
+// Maps, links and program arrays are pinned under
+// /sys/fs/bpf/calyx/v1/NAME (Options.Name; "calyx" by default; bpffs is
+// mounted if missing). "v1" is the layout version: a pinned map whose type,
+// key, value or size differs from the current layout is replaced
+// deliberately (and every program reloaded), never reused. A new Backend
+// adopts the maps, the links, set IDs and which program each link runs
+// (a meta map remembers them), so an agent restart keeps enforcement in
+// place and the first Apply after it loads nothing that did not change.
+//
+// Apply loads new programs first (the verifier checks them before
+// anything changes), adds set entries, attaches or switches links with
+// Link.Update (atomic per link), then removes links, programs and entries
+// that are no longer used. Each link switches atomically; links of
+// different endpoints switch one after the other. Check loads every
+// program without attaching: the verifier is the dry run. Dump lists maps,
+// programs, links and set entries. Reconcile (Repair) puts back links
+// detached or replaced from outside, lost pins and set entries added or
+// removed from outside. Close detaches and unpins everything the backend
+// owns and nothing else: foreign TCX programs on the same interfaces stay.
+//
+// # Unknown interfaces fail closed
+//
+// A TCX program exists only on the interfaces it was attached to, so the
+// dataplane cannot drop traffic of a pod interface it does not know, as
+// the nftables dataplane's forward chain does, without an agent. At
+// every Apply and Reconcile the backend attaches a deny-all program to
+// both hooks of every interface with the workload prefix
+// (compile.InterfacePrefix) that the Ruleset does not name; an interface
+// created later is uncovered until the next Apply or Reconcile (the node
+// agent calls Reconcile periodically).
+//
+// # Requirements and limits
+//
+// Linux 6.6 or later (TCX; New returns an error wrapping
+// backend.ErrNotSupported on older kernels), CAP_BPF and CAP_NET_ADMIN.
+// Host endpoints are not rendered yet (as in the nftables dataplane).
+// Options.NetNS selects the network namespace the interfaces live in;
+// bpffs is per mount namespace, so backends in different network
+// namespaces need different Options.Name.
 package ebpf

@@ -99,7 +99,7 @@ func New(ctx context.Context, opts backend.Options) (*Backend, error) {
 	}
 	b := &Backend{opts: opts, log: opts.Logger, dir: PinDir(opts.Name), progs: map[string]*loaded{},
 		links: map[attachKey]*attachment{}, refs: map[uint64]RuleRef{}, ids: newIDs(),
-		cfg: config{timeouts: defaultTimeouts}, cache: newProgCache(), dirtyLinks: map[attachKey]bool{}}
+		cfg: config{timeouts: DefaultTimeouts()}, cache: newProgCache(), dirtyLinks: map[attachKey]bool{}}
 	if b.log == nil {
 		b.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -468,16 +468,6 @@ func (b *Backend) Apply(ctx context.Context, rs *compile.Ruleset) error {
 	b.log.Debug("ebpf apply", "programs", len(p.progs), "loaded", st.ProgramsLoaded, "links", len(b.links),
 		"updated", st.LinksUpdated, "entries+", st.EntriesAdded, "entries-", st.EntriesDeleted)
 	return nil
-}
-
-func mapsKeys[K comparable, V any](m map[K]V) func(func(K) bool) {
-	return func(yield func(K) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }
 
 // wantedLinks is every attachment p asks for on interfaces that exist,

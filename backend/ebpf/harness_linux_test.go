@@ -59,7 +59,7 @@ func newHarness(tb testing.TB) *harness {
 // removed, as the backend does).
 func (h *harness) apply(rs *compile.Ruleset) {
 	h.tb.Helper()
-	p, err := makePlan(rs, h.ids, config{timeouts: defaultTimeouts})
+	p, err := makePlan(rs, h.ids, config{timeouts: DefaultTimeouts()})
 	if err != nil {
 		h.tb.Fatalf("plan: %v", err)
 	}

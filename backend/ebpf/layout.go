@@ -114,18 +114,20 @@ type Timeouts struct {
 	ICMP time.Duration
 }
 
-// DefaultTimeouts are Calico's eBPF dataplane defaults, rounded.
-var defaultTimeouts = Timeouts{
-	TCPSynSent:     20 * time.Second,
-	TCPEstablished: time.Hour,
-	TCPClosing:     10 * time.Second,
-	UDP:            60 * time.Second,
-	ICMP:           5 * time.Second,
-}
+// DefaultTimeouts() are close to Calico's eBPF dataplane defaults.
+const (
+	timeoutSynSent     = 20 * time.Second
+	timeoutEstablished = time.Hour
+	timeoutClosing     = 10 * time.Second
+	timeoutUDP         = 60 * time.Second
+	timeoutICMP        = 5 * time.Second
+)
 
-// DefaultTimeouts returns the conntrack timeouts programs use unless
-// Config says otherwise.
-func DefaultTimeouts() Timeouts { return defaultTimeouts }
+// DefaultTimeouts returns the conntrack timeouts the programs use.
+func DefaultTimeouts() Timeouts {
+	return Timeouts{TCPSynSent: timeoutSynSent, TCPEstablished: timeoutEstablished, TCPClosing: timeoutClosing,
+		UDP: timeoutUDP, ICMP: timeoutICMP}
+}
 
 // addrKey is an address in the 16-byte slot every key has: IPv4 in the
 // first four bytes, the rest zero. IPv4-mapped IPv6 addresses are IPv4.
