@@ -13,10 +13,11 @@ import (
 // periodically, until ctx ends.
 func (a *Agent) applyLoop(ctx context.Context) {
 	var tick <-chan time.Time
+	var repairTimer *time.Timer
 	if a.cfg.ReconcileInterval > 0 && a.repairer != nil {
-		t := time.NewTicker(a.cfg.ReconcileInterval)
-		defer t.Stop()
-		tick = t.C
+		repairTimer = time.NewTimer(a.cfg.ReconcileInterval)
+		defer repairTimer.Stop()
+		tick = repairTimer.C
 	}
 	var retry <-chan time.Time
 	var retryTimer *time.Timer
@@ -67,9 +68,13 @@ func (a *Agent) applyLoop(ctx context.Context) {
 			backoff = a.cfg.RetryMin
 		case <-tick:
 			if retry != nil {
+				repairTimer.Reset(a.cfg.ReconcileInterval)
 				continue
 			}
-			if err := a.repair(ctx); err != nil {
+			start := time.Now()
+			err := a.repair(ctx)
+			repairTimer.Reset(a.nextRepair(time.Since(start)))
+			if err != nil {
 				if ctx.Err() != nil {
 					return
 				}
@@ -82,6 +87,22 @@ func (a *Agent) applyLoop(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// repairShare bounds the share of time periodic repairs may hold the
+// dataplane: a repair that took d is followed by at least
+// d/repairShare of rest, however short ReconcileInterval is, so changes
+// are not kept waiting behind back-to-back repairs of a huge Ruleset.
+const repairShare = 0.05
+
+// nextRepair returns the delay before the next periodic repair.
+func (a *Agent) nextRepair(took time.Duration) time.Duration {
+	next := a.cfg.ReconcileInterval
+	if minRest := time.Duration(float64(took) / repairShare); minRest > next {
+		a.log.Warn("drift repair is slow; repairing less often", "took", took, "next in", minRest)
+		next = minRest
+	}
+	return next
 }
 
 // applyLatest applies the newest Ruleset if it is not the one in force.

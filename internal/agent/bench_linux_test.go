@@ -49,7 +49,7 @@ type benchNode struct {
 	agent *agent.Agent
 }
 
-func newBenchNode(b *testing.B, storeKind string) *benchNode {
+func newBenchNode(b *testing.B, storeKind string, reconcile time.Duration) *benchNode {
 	b.Helper()
 	netnstest.RequireRoot(b)
 	ns := netnstest.New(b, "cxag")
@@ -60,7 +60,7 @@ func newBenchNode(b *testing.B, storeKind string) *benchNode {
 	}
 	b.Cleanup(func() { _ = nft.Close(context.Background()) })
 	be := &agenttest.Backend{Inner: nft}
-	a, err := agent.New(agent.Config{Node: "node0", Store: store, Backend: be})
+	a, err := agent.New(agent.Config{Node: "node0", Store: store, Backend: be, ReconcileInterval: reconcile})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -140,7 +140,9 @@ func openBenchStore(b *testing.B, kind string, objs []policy.Object) datastore.S
 func BenchmarkPolicyChangeEnforced(b *testing.B) {
 	for _, kind := range []string{"memory", "dir"} {
 		b.Run(kind, func(b *testing.B) {
-			n := newBenchNode(b, kind)
+			// No periodic repair: at this scale one holds the dataplane
+			// for long (BenchmarkAgentIdle times it) and a change waits.
+			n := newBenchNode(b, kind, -1)
 			ctx := context.Background()
 			key := policy.ObjectKey{Kind: policy.KindK8sNetworkPolicy, Namespace: "team-000", Name: "app0"}
 			it, err := n.store.Get(ctx, key)
@@ -231,7 +233,7 @@ func BenchmarkPolicyChangeEnforced(b *testing.B) {
 // dropped first); CPU is user+system time over an idle window of 10 s
 // per iteration. Run it with -benchtime=1x.
 func BenchmarkAgentIdle(b *testing.B) {
-	n := newBenchNode(b, "dir")
+	n := newBenchNode(b, "dir", 0)
 	runtime.GC()
 	runtime.GC()
 	var mem runtime.MemStats

@@ -26,6 +26,7 @@ type Backend struct {
 	failNext int
 	failErr  error
 	drift    int
+	repairIn time.Duration
 	last     *compile.Ruleset
 	history  []Applied
 	closed   bool
@@ -76,6 +77,13 @@ func (b *Backend) Drift(n int) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.drift = n
+}
+
+// SlowRepair makes every Repair take d: a huge Ruleset read back.
+func (b *Backend) SlowRepair(d time.Duration) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.repairIn = d
 }
 
 // Block makes Apply wait until the returned function is called: a stuck
@@ -181,8 +189,16 @@ func (b *Backend) Repair(ctx context.Context) (backend.Drift, error) {
 	n := b.drift
 	b.drift = 0
 	inner := b.Inner
+	delay := b.repairIn
 	b.cond.Broadcast()
 	b.mu.Unlock()
+	if delay > 0 {
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 	if r, ok := inner.(backend.Repairer); ok {
 		d, err := r.Repair(ctx)
 		if err != nil || !d.Empty() {
