@@ -77,6 +77,13 @@ Exit codes:
 	root.AddCommand(newTraceCmd(stdin, stdout, stderr))
 	root.AddCommand(newValidateCmd(stdin, stdout, stderr))
 	root.AddCommand(newLintCmd(stdin, stdout, stderr))
+	root.AddCommand(newApplyCmd(stdin, stdout, stderr))
+	root.AddCommand(newCreateCmd(stdin, stdout, stderr))
+	root.AddCommand(newReplaceCmd(stdin, stdout, stderr))
+	root.AddCommand(newDeleteCmd(stdin, stdout, stderr))
+	root.AddCommand(newGetCmd(stdout, stderr))
+	root.AddCommand(newLabelCmd(stdout, stderr))
+	root.AddCommand(newDiffCmd(stdin, stdout, stderr))
 	root.AddCommand(newNodeCmd(stdout))
 	return root
 }

@@ -75,7 +75,7 @@ type Options struct {
 func Plan(ctx context.Context, s datastore.Store, op Op, objs []policy.Object, opts Options) ([]Change, error) {
 	out := make([]Change, 0, len(objs))
 	for _, obj := range objs {
-		c, err := plan(ctx, s, op, obj, opts)
+		c, err := plan(ctx, s, op, policy.KeyOf(obj), obj, opts)
 		if err != nil {
 			return out, err
 		}
@@ -84,9 +84,43 @@ func Plan(ctx context.Context, s datastore.Store, op Op, objs []policy.Object, o
 	return out, nil
 }
 
-// plan decides one object's change; the error is a read failure.
-func plan(ctx context.Context, s datastore.Store, op Op, obj policy.Object, opts Options) (Change, error) {
-	key := policy.KeyOf(obj)
+// PlanDelete is Plan of deletes by key, unconditionally.
+func PlanDelete(ctx context.Context, s datastore.Store, keys []policy.ObjectKey, opts Options) ([]Change, error) {
+	out := make([]Change, 0, len(keys))
+	for _, k := range keys {
+		c, err := plan(ctx, s, OpDelete, k, nil, opts)
+		if err != nil {
+			return out, err
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// Delete deletes by key, unconditionally, going on after a missing one.
+func Delete(ctx context.Context, s datastore.Store, keys []policy.ObjectKey, opts Options) ([]Change, error) {
+	out := make([]Change, 0, len(keys))
+	for _, k := range keys {
+		c, err := plan(ctx, s, OpDelete, k, nil, opts)
+		if err != nil {
+			return out, err
+		}
+		if c.Err == nil && c.Action == Deleted {
+			if c.Err = s.Delete(ctx, k, ""); c.Err != nil {
+				c.Action = ""
+				if !refusal(c.Err) {
+					return append(out, c), c.Err
+				}
+			}
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// plan decides one change: of obj, or for a delete by key of key alone
+// (obj nil). The error is a read failure.
+func plan(ctx context.Context, s datastore.Store, op Op, key policy.ObjectKey, obj policy.Object, opts Options) (Change, error) {
 	var prepared policy.Object
 	if op != OpDelete {
 		p, err := datastore.Prepare(obj)
@@ -108,7 +142,10 @@ func plan(ctx context.Context, s datastore.Store, op Op, obj policy.Object, opts
 			return c, err
 		}
 	}
-	rv := obj.GetResourceVersion()
+	var rv string
+	if obj != nil {
+		rv = obj.GetResourceVersion()
+	}
 	switch op {
 	case OpApply:
 		switch {
@@ -158,7 +195,7 @@ func plan(ctx context.Context, s datastore.Store, op Op, obj policy.Object, opts
 func Do(ctx context.Context, s datastore.Store, op Op, objs []policy.Object, opts Options) ([]Change, error) {
 	out := make([]Change, 0, len(objs))
 	for _, obj := range objs {
-		c, err := plan(ctx, s, op, obj, opts)
+		c, err := plan(ctx, s, op, policy.KeyOf(obj), obj, opts)
 		if err != nil {
 			return out, err
 		}

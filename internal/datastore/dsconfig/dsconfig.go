@@ -38,6 +38,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"time"
 
 	"sigs.k8s.io/yaml"
 
@@ -282,6 +283,9 @@ type Options struct {
 	// DirOptions tune the dir datastore (its Logger is set from Logger
 	// when nil).
 	DirOptions dir.Options
+	// RequestTimeout bounds each etcd request; 0 means the etcd store's
+	// default.
+	RequestTimeout time.Duration
 }
 
 // Open opens the datastore c names.
@@ -297,7 +301,7 @@ func Open(ctx context.Context, c Config, opts Options) (datastore.Store, error) 
 		return etcd.Dial(ctx, etcd.Config{
 			Endpoints: c.EtcdEndpoints, CACertFile: c.EtcdCACertFile, CertFile: c.EtcdCertFile, KeyFile: c.EtcdKeyFile,
 			Username: c.EtcdUsername, Password: c.EtcdPassword,
-		}, etcd.Options{Prefix: c.EtcdPrefix, Logger: opts.Logger})
+		}, etcd.Options{Prefix: c.EtcdPrefix, Logger: opts.Logger, RequestTimeout: opts.RequestTimeout})
 	case TypeKubernetes:
 		return kube.Connect(ctx, c.Kubeconfig, kube.Options{NodeName: c.NodeName, Logger: opts.Logger})
 	}

@@ -35,6 +35,7 @@ import (
 
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 
 	"github.com/calyxnet/calyx/internal/datastore"
 	"github.com/calyxnet/calyx/policy"
@@ -113,7 +114,9 @@ func Dial(ctx context.Context, cfg Config, opts Options) (*Store, error) {
 	if len(cfg.Endpoints) == 0 {
 		return nil, errors.New("etcd store: no endpoints")
 	}
-	cc := clientv3.Config{Endpoints: cfg.Endpoints, DialTimeout: cfg.DialTimeout, Username: cfg.Username, Password: cfg.Password}
+	// The client's own logger would print retries to stderr: errors
+	// reach the caller as errors instead.
+	cc := clientv3.Config{Endpoints: cfg.Endpoints, DialTimeout: cfg.DialTimeout, Username: cfg.Username, Password: cfg.Password, Logger: zap.NewNop()}
 	if cc.DialTimeout == 0 {
 		cc.DialTimeout = 5 * time.Second
 	}
