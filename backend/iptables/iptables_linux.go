@@ -80,9 +80,11 @@ type Backend struct {
 
 	planned *plan
 	cache   *renderCache
-	cur     [2]*state
-	sets    map[string]*ipset
-	last    Stats
+	// gen numbers the states applied (state.gen).
+	gen  uint64
+	cur  [2]*state
+	sets map[string]*ipset
+	last Stats
 }
 
 var _ backend.Backend = (*Backend)(nil)
@@ -244,7 +246,12 @@ func (b *Backend) transact(ctx context.Context, cur [2]*state, curSets map[strin
 		if err := run(inputs[i], cmdName(fp.v)+"-restore", b.restoreArgs()...); err != nil {
 			return st, err
 		}
+		b.gen++
+		for _, c := range fp.chains {
+			c.applied[i] = b.gen
+		}
 		b.cur[i] = stateOf(fp)
+		b.cur[i].gen = b.gen
 	}
 	if err := run(destroy, "ipset", "restore", "-exist"); err != nil {
 		return st, err

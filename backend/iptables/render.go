@@ -58,6 +58,18 @@ func (s *ipset) createLine() string {
 type chain struct {
 	name  string
 	rules []string
+	// applied holds, per family (IPv4, IPv6), the generation of the last
+	// state applied to the kernel with this very chain in it (see
+	// state.gen).
+	applied [2]uint64
+}
+
+// famIndex is the index of family v in per-family arrays.
+func famIndex(v uint8) int {
+	if v == 6 {
+		return 1
+	}
+	return 0
 }
 
 // famPlan is what one family (iptables or ip6tables) should hold.
@@ -168,7 +180,12 @@ func (r *renderer) set(id compile.SetID) string {
 // renders only what changed. Holding the pointer keeps it from being
 // reused for another policy.
 type renderCache struct {
-	cur, next map[polKey]*polRender
+	// cur holds policy renderings by policy value; it is kept across
+	// renders (pruned when it grows past what the last Ruleset needs):
+	// renewing it each render would cost a map write per policy.
+	cur map[polKey]*polRender
+	// want is how many entries the last render needed at most.
+	want int
 	// chains keeps content-named chains (whose lines depend only on
 	// their name) from one render to the next.
 	chains, nextChains map[string]*chain
@@ -209,11 +226,20 @@ func newRenderCache() *renderCache {
 
 // commit makes what the last render used the cache.
 func (c *renderCache) commit() {
-	if c != nil && c.next != nil {
-		c.cur, c.next = c.next, nil
+	if c != nil && c.nextChains != nil {
 		c.chains, c.nextChains = c.nextChains, nil
 		c.tiers, c.nextTiers = c.nextTiers, nil
-		if len(c.names) > 2*len(c.cur)+1024 {
+		if len(c.cur) > 2*c.want+1024 {
+			// Forget policies no tier uses any more; profiles and the
+			// rest render again when next needed.
+			c.cur = map[polKey]*polRender{}
+			for _, tr := range c.tiers {
+				for k, v := range tr.polrs {
+					c.cur[k] = v
+				}
+			}
+		}
+		if len(c.names) > 2*c.want+1024 {
 			c.names = map[polName]string{} // forget removed policies
 		}
 	}
@@ -227,7 +253,7 @@ func render(rs *compile.Ruleset, n naming, cache *renderCache) (*plan, error) {
 	p := &plan{}
 	var errs []string
 	if cache != nil {
-		cache.next = make(map[polKey]*polRender, len(cache.cur))
+		cache.want = 2 * len(rs.Policies)
 		cache.nextChains = make(map[string]*chain, len(cache.chains))
 		cache.nextTiers = make(map[tierCacheKey]*tierRender, len(cache.tiers))
 	}
@@ -620,9 +646,6 @@ func (r *renderer) cachedTier(key string, t *compile.TierPolicies, tk tierKey) t
 		for _, id := range tr.used {
 			r.used[id] = true
 		}
-		for k, v := range tr.polrs {
-			r.cache.next[k] = v
-		}
 		r.errs = append(r.errs, tr.errs...)
 		return tr.memo
 	}
@@ -635,7 +658,7 @@ func (r *renderer) cachedTier(key string, t *compile.TierPolicies, tk tierKey) t
 		pol := r.rs.Policies[id]
 		tr.pols = append(tr.pols, pol)
 		pk := polKey{pol: pol, profile: false, v: r.v, logPrefix: r.rs.Settings.LogPrefix}
-		if pr, ok := r.cache.next[pk]; ok {
+		if pr, ok := r.cache.cur[pk]; ok {
 			tr.polrs[pk] = pr
 		}
 	}
@@ -764,7 +787,7 @@ func (r *renderer) policyChain(key string, pid compile.PolicyID, profile bool) s
 		}
 		r.fp, r.used, r.errs = fp, used, errs
 	}
-	r.cache.next[ck] = pr
+	r.cache.cur[ck] = pr
 	r.errs = append(r.errs, pr.errs...)
 	r.fp.chains[name] = pr.chain
 	for _, c := range pr.extra {

@@ -13,6 +13,14 @@ import (
 // lines of the built-in chains we hook, and our sets.
 type state struct {
 	chains map[string][]string
+	// applied, when set, is the plan the kernel was last given, whose
+	// chains stand for chains (nil then): a chain the next plan shares
+	// with it is the same value, compared by pointer.
+	applied *famPlan
+	// gen, when not zero, is the generation applied's chains were marked
+	// with (chain.applied) when it was applied: a chain so marked needs
+	// no look-up at all.
+	gen uint64
 	// builtin holds, per hooked built-in chain, the lines that jump to one
 	// of our chains, and whether our jump is the chain's first rule.
 	builtin map[string]builtinState
@@ -25,10 +33,7 @@ type builtinState struct {
 
 // stateOf returns the state a plan leaves once applied.
 func stateOf(fp *famPlan) *state {
-	st := &state{chains: make(map[string][]string, len(fp.chains)), builtin: map[string]builtinState{}}
-	for name, c := range fp.chains {
-		st.chains[name] = c.rules
-	}
+	st := &state{applied: fp, builtin: map[string]builtinState{}}
 	for _, j := range fp.jumps {
 		b := strings.Fields(j)[1]
 		st.builtin[b] = builtinState{ours: []string{j}, first: true}
@@ -153,21 +158,46 @@ func rulesInput(cur *state, want *famPlan, d *Drift) []byte {
 	// Maps are walked unsorted (10,000 chains on a big node); only what
 	// changed is sorted, so the input is deterministic.
 	var rewrite, remove []string
-	for name, c := range want.chains {
-		if lines, ok := cur.chains[name]; !ok || !slices.Equal(lines, c.rules) {
-			rewrite = append(rewrite, name)
+	if cur.applied != nil {
+		fi := famIndex(want.v)
+		kept := 0
+		for name, c := range want.chains {
+			if cur.gen != 0 && c.applied[fi] == cur.gen {
+				kept++
+				continue
+			}
+			oc, ok := cur.applied.chains[name]
+			if ok {
+				kept++
+			}
+			if !ok || oc != c && !slices.Equal(oc.rules, c.rules) {
+				rewrite = append(rewrite, name)
+			}
 		}
-	}
-	for name := range cur.chains {
-		if _, ok := want.chains[name]; !ok {
-			remove = append(remove, name)
+		if kept != len(cur.applied.chains) {
+			for name := range cur.applied.chains {
+				if _, ok := want.chains[name]; !ok {
+					remove = append(remove, name)
+				}
+			}
+		}
+	} else {
+		for name, c := range want.chains {
+			if lines, ok := cur.chains[name]; !ok || !slices.Equal(lines, c.rules) {
+				rewrite = append(rewrite, name)
+			}
+		}
+		for name := range cur.chains {
+			if _, ok := want.chains[name]; !ok {
+				remove = append(remove, name)
+			}
 		}
 	}
 	slices.Sort(rewrite)
 	slices.Sort(remove)
 	if d != nil {
 		for _, name := range rewrite {
-			if _, ok := cur.chains[name]; ok {
+			if cur.has(name) {
 				d.Chains = append(d.Chains, "chain "+name+" differs")
 			} else {
 				d.Chains = append(d.Chains, "chain "+name+" missing")
@@ -220,9 +250,26 @@ func rulesInput(cur *state, want *famPlan, d *Drift) []byte {
 	return buf.Bytes()
 }
 
+// has reports whether cur holds a chain.
+func (cur *state) has(name string) bool {
+	if cur.applied != nil {
+		_, ok := cur.applied.chains[name]
+		return ok
+	}
+	_, ok := cur.chains[name]
+	return ok
+}
+
 // removeInput writes the iptables-restore --noflush input that removes
 // our jumps and chains from cur.
 func removeInput(cur *state) []byte {
+	if cur.applied != nil {
+		chains := make(map[string][]string, len(cur.applied.chains))
+		for name, c := range cur.applied.chains {
+			chains[name] = c.rules
+		}
+		cur = &state{chains: chains, builtin: cur.builtin}
+	}
 	if len(cur.chains) == 0 && len(cur.builtin) == 0 {
 		return nil
 	}
