@@ -5,6 +5,7 @@ package iptables
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -71,6 +72,7 @@ type Stats struct {
 type Backend struct {
 	mu     sync.Mutex
 	log    *slog.Logger
+	name   string // Options.Name
 	n      naming
 	r      runner
 	ns     *netns.NS
@@ -100,7 +102,7 @@ func Open(ctx context.Context, opts backend.Options) (backend.Backend, error) {
 // iptables-legacy and iptables-nft (ErrMixedMode). Nothing is changed
 // until Apply.
 func New(ctx context.Context, opts backend.Options) (*Backend, error) {
-	b := &Backend{log: opts.Logger, n: newNaming(opts.Name), cache: newRenderCache()}
+	b := &Backend{log: opts.Logger, n: newNaming(opts.Name), name: opts.Name, cache: newRenderCache()}
 	if b.log == nil {
 		b.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -295,13 +297,33 @@ func (b *Backend) Apply(ctx context.Context, rs *compile.Ruleset) error {
 	return nil
 }
 
-// Check renders rs without touching the kernel: it reports a Ruleset
-// that refers to what it does not hold. iptables-restore --test cannot
-// check rules that use ipsets which do not exist yet, so the kernel is not
-// asked.
+// Check renders rs and applies it, from scratch, in a throw-away network
+// namespace: ipset and iptables-restore run the very inputs Apply would
+// and the running kernel validates every set, member and rule (its
+// modules, its limits: what rendering alone cannot know), while nothing
+// real changes. A Ruleset that refers to what it does not hold fails with
+// ErrInvalidRuleset before any of that; one the kernel refuses, with
+// ErrRestoreFailed. (iptables-restore --test against the real namespace
+// cannot check rules whose ipsets do not exist there yet.)
 func (b *Backend) Check(ctx context.Context, rs *compile.Ruleset) error {
-	_, err := render(rs, b.n, nil)
-	return err
+	if _, err := render(rs, b.n, nil); err != nil {
+		return err
+	}
+	var rnd [4]byte
+	if _, err := rand.Read(rnd[:]); err != nil {
+		return fmt.Errorf("iptables: check: %w", err)
+	}
+	ns, err := netns.Create(fmt.Sprintf("calyx-ipcheck-%x", rnd))
+	if err != nil {
+		return fmt.Errorf("iptables: check: %w", err)
+	}
+	defer ns.Delete()
+	tmp, err := New(ctx, backend.Options{NetNS: ns.Path(), Name: b.name, Logger: b.log})
+	if err != nil {
+		return fmt.Errorf("iptables: check: %w", err)
+	}
+	defer tmp.Close(ctx)
+	return tmp.Apply(ctx, rs)
 }
 
 // Dump returns the restore inputs of the state in force: `ipset restore`
