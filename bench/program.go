@@ -7,10 +7,12 @@ import (
 	"maps"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/calyxnet/calyx/backend"
 	"github.com/calyxnet/calyx/compile"
+	"github.com/calyxnet/calyx/internal/lab"
 	"github.com/calyxnet/calyx/internal/netns"
 )
 
@@ -70,28 +72,45 @@ func benchProgram(ctx context.Context, c *config, d dataplane, out io.Writer) er
 	}
 
 	// On top of the largest: a new pod, and a label change (one pod joins
-	// one selector's set).
-	b, done, err := freshBackend(ctx, d, "i")
+	// one selector's set). The node is a lab with two real pods: a client
+	// the selector "app == 'a1'" picks, and a pod that joins the node
+	// (its veth exists, the Ruleset does not know it yet, so its traffic
+	// is dropped) with the policies of its namespace. After each timed
+	// Apply that adds it, every probe between the two must come out as
+	// the model says: the new pod is enforced when Apply returns.
+	client := lab.Pod{Namespace: "bench", Name: "client", IPs: []netip.Addr{netip.MustParseAddr("10.66.0.1")},
+		Ports: []lab.Port{{Protocol: 6, Port: 1001}}}
+	joiner := lab.Pod{Namespace: "ns1", Name: "joiner", IPs: []netip.Addr{netip.MustParseAddr("10.66.0.2")},
+		Ports: []lab.Port{{Protocol: 6, Port: 1001}, {Protocol: 6, Port: 1003}}}
+	l, err := lab.New(ctx, lab.Spec{Pods: []lab.Pod{client, joiner}}, lab.Options{})
 	if err != nil {
 		return err
 	}
-	defer done()
+	defer l.Close()
+	b, err := d.open(ctx, backend.Options{NetNS: l.NodeNS().Path(), Name: "bench"})
+	if err != nil {
+		return err
+	}
+	defer b.Close(ctx)
 	base := clusterRuleset(c.pods, largest)
+	a1 := *base.Sets["sel:app == 'a1'"]
+	a1.Nets = append(slices.Clone(a1.Nets), netip.PrefixFrom(client.IPs[0], 32))
+	base.Sets[a1.ID] = &a1
+	addLabPod(base, client, nil)
 	if err := b.Apply(ctx, base); err != nil {
 		return err
 	}
 	var podTimes, labelTimes, podK, labelK []time.Duration
-	var podMsgs, labelMsgs int
+	var podMsgs, labelMsgs, probes, allowed int
 	for i := range c.reps {
 		// The compiler shares what did not change between one Ruleset and
 		// the next; so does the bench.
 		withPod := shallowCopy(base)
-		p := c.pods + i
 		var pols []compile.PolicyID
-		for _, tp := range withPod.Endpoints[fmt.Sprintf("ns%d/pod%d", p%11, p%11)].Ingress.Tiers {
+		for _, tp := range withPod.Endpoints["ns1/pod1"].Ingress.Tiers {
 			pols = append(pols, tp.Policies...)
 		}
-		addPod(withPod, p, pols, "profile:kns")
+		addLabPod(withPod, joiner, pols)
 		start := time.Now()
 		if err := b.Apply(ctx, withPod); err != nil {
 			return err
@@ -99,6 +118,11 @@ func benchProgram(ctx context.Context, c *config, d dataplane, out io.Writer) er
 		podTimes = append(podTimes, time.Since(start))
 		podMsgs = d.stats(b).messages
 		podK = append(podK, d.stats(b).kernel)
+		n, ok, err := judged(ctx, l, withPod)
+		if err != nil {
+			return fmt.Errorf("+1 pod, rep %d: %w", i+1, err)
+		}
+		probes, allowed = n, ok
 		if err := b.Apply(ctx, base); err != nil {
 			return err
 		}
@@ -120,7 +144,39 @@ func benchProgram(ctx context.Context, c *config, d dataplane, out io.Writer) er
 	}
 	fmt.Fprintf(out, "%-28s %12v %10d %12s %12v\n", fmt.Sprintf("+1 pod on %d policies", largest), median(podTimes).Round(time.Microsecond), podMsgs, "", median(podK).Round(time.Microsecond))
 	fmt.Fprintf(out, "%-28s %12v %10d %12s %12v\n", fmt.Sprintf("label change on %d", largest), median(labelTimes).Round(time.Microsecond), labelMsgs, "", median(labelK).Round(time.Microsecond))
+	fmt.Fprintf(out, "+1 pod judged as the model says right after each Apply: %d probes, %d allowed, %d denied\n", probes, allowed, probes-allowed)
 	return nil
+}
+
+// judged probes every pair of the lab's pods (flushing conntrack first)
+// and compares with the model's verdicts for rs. It returns how many
+// probes ran and how many the model allows; both verdicts must occur
+// for the check to mean anything.
+func judged(ctx context.Context, l *lab.Lab, rs *compile.Ruleset) (n, allowed int, err error) {
+	if err := l.FlushConntrack(ctx); err != nil {
+		return 0, 0, err
+	}
+	probes := l.Probes()
+	m, err := l.Run(ctx, probes)
+	if err != nil {
+		return 0, 0, err
+	}
+	want := lab.Expected(rs, probes)
+	if m, err = l.Recheck(ctx, m, want); err != nil {
+		return 0, 0, err
+	}
+	if diff := m.Diff(want); len(diff) > 0 {
+		return 0, 0, fmt.Errorf("the kernel does not judge as the model: %s", strings.Join(diff, "; "))
+	}
+	for _, a := range want.Allowed {
+		if a {
+			allowed++
+		}
+	}
+	if allowed == 0 || allowed == len(probes) {
+		return 0, 0, fmt.Errorf("%d of %d probes allowed: the check needs both verdicts", allowed, len(probes))
+	}
+	return len(probes), allowed, nil
 }
 
 // shallowCopy returns a Ruleset sharing every set, policy and endpoint of
