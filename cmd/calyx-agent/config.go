@@ -15,23 +15,21 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/calyxnet/calyx/internal/agent"
+	"github.com/calyxnet/calyx/internal/datastore/dsconfig"
 	"github.com/calyxnet/calyx/internal/endpointapi"
 )
 
-// DefaultConfigFile is read when neither --config nor CALYX_CONFIG names
-// another file; it may be missing.
+// DefaultConfigFile is read when neither --config nor CALYX_AGENT_CONFIG
+// names another file; it may be missing.
 const DefaultConfigFile = "/etc/calyx/agent.yaml"
 
-// options are the agent's settings, as the config file spells them.
+// options are the agent's settings, as the config file spells them. The
+// datastore is configured as for calyxctl (package dsconfig: its flags,
+// CALYX_DATASTORE_TYPE and friends, and its config file, which
+// datastoreConfig may name).
 type options struct {
 	NodeName          string   `json:"nodeName,omitempty"`
-	Datastore         string   `json:"datastore,omitempty"`
-	Dir               string   `json:"dir,omitempty"`
-	EtcdEndpoints     []string `json:"etcdEndpoints,omitempty"`
-	EtcdPrefix        string   `json:"etcdPrefix,omitempty"`
-	EtcdCACert        string   `json:"etcdCACert,omitempty"`
-	EtcdCert          string   `json:"etcdCert,omitempty"`
-	EtcdKey           string   `json:"etcdKey,omitempty"`
+	DatastoreConfig   string   `json:"datastoreConfig,omitempty"`
 	Dataplane         string   `json:"dataplane,omitempty"`
 	DataplaneName     string   `json:"dataplaneName,omitempty"`
 	NetNS             string   `json:"netns,omitempty"`
@@ -47,6 +45,8 @@ type options struct {
 	Uninstall bool `json:"-"`
 	// ConfigFile is where the file layer came from ("" if none).
 	ConfigFile string `json:"-"`
+	// Store is the datastore, resolved by dsconfig.
+	Store dsconfig.Config `json:"-"`
 }
 
 // duration reads "60s" or a number of seconds.
@@ -74,9 +74,6 @@ func defaults() options {
 	host, _ := os.Hostname()
 	return options{
 		NodeName:          host,
-		Datastore:         "dir",
-		Dir:               "/etc/calyx/policy",
-		EtcdPrefix:        "/calyx/",
 		Dataplane:         "nftables",
 		ReconcileInterval: duration(agent.DefaultReconcileInterval),
 		Coalesce:          duration(agent.DefaultCoalesce),
@@ -121,21 +118,7 @@ func boolean(p func(*options) *bool) func(*options, string) error {
 
 var settings = []setting{
 	{"node-name", "CALYX_NODE_NAME", "this node's name (default: the host name)", str(func(o *options) *string { return &o.NodeName })},
-	{"datastore", "CALYX_DATASTORE", "datastore: dir or etcd", str(func(o *options) *string { return &o.Datastore })},
-	{"dir", "CALYX_DIR", "directory of the dir datastore", str(func(o *options) *string { return &o.Dir })},
-	{"etcd-endpoints", "CALYX_ETCD_ENDPOINTS", "comma-separated etcd client URLs", func(o *options, v string) error {
-		o.EtcdEndpoints = nil
-		for _, e := range strings.Split(v, ",") {
-			if e = strings.TrimSpace(e); e != "" {
-				o.EtcdEndpoints = append(o.EtcdEndpoints, e)
-			}
-		}
-		return nil
-	}},
-	{"etcd-prefix", "CALYX_ETCD_PREFIX", "key prefix of the etcd datastore", str(func(o *options) *string { return &o.EtcdPrefix })},
-	{"etcd-ca-cert", "CALYX_ETCD_CA_CERT", "CA certificate file for etcd TLS", str(func(o *options) *string { return &o.EtcdCACert })},
-	{"etcd-cert", "CALYX_ETCD_CERT", "client certificate file for etcd TLS", str(func(o *options) *string { return &o.EtcdCert })},
-	{"etcd-key", "CALYX_ETCD_KEY", "client key file for etcd TLS", str(func(o *options) *string { return &o.EtcdKey })},
+	{"datastore-config", "", "datastore config file shared with calyxctl (default: $CALYX_CONFIG or " + dsconfig.DefaultConfigFile + ")", str(func(o *options) *string { return &o.DatastoreConfig })},
 	{"dataplane", "CALYX_DATAPLANE", "dataplane: nftables, iptables, ebpf or model (no kernel)", str(func(o *options) *string { return &o.Dataplane })},
 	{"dataplane-name", "CALYX_DATAPLANE_NAME", "instance name: suffixes the nftables table, iptables chain prefix or BPF pin directory", str(func(o *options) *string { return &o.DataplaneName })},
 	{"netns", "CALYX_NETNS", "network namespace path to program (default: the agent's own)", str(func(o *options) *string { return &o.NetNS })},
@@ -162,21 +145,45 @@ func loadOptions(args []string, getenv func(string) string, stderr io.Writer) (o
 	for i := range settings {
 		s := &settings[i]
 		fn := func(v string) error { flagged = append(flagged, flagVal{s, v}); return nil }
+		usage := s.usage
+		if s.env != "" {
+			usage += " (env " + s.env + ")"
+		}
 		if s.flag == "uninstall-on-exit" {
-			flags.BoolFunc(s.flag, s.usage+" (env "+s.env+")", fn)
+			flags.BoolFunc(s.flag, usage, fn)
 			continue
 		}
-		flags.Func(s.flag, s.usage+" (env "+s.env+")", fn)
+		flags.Func(s.flag, usage, fn)
 	}
-	configFlag := flags.String("config", "", "config file (env CALYX_CONFIG; default "+DefaultConfigFile+" if it exists)")
+	var ds dsconfig.Config
+	flags.StringVar(&ds.Type, "datastore-type", "", "datastore: dir, etcd or kubernetes (env CALYX_DATASTORE_TYPE)")
+	flags.StringVar(&ds.Dir, "datastore-dir", "", "directory of the dir datastore (env CALYX_DATASTORE_DIR; default "+dsconfig.DefaultDir+")")
+	flags.Func("etcd-endpoints", "comma-separated etcd client URLs (env CALYX_ETCD_ENDPOINTS)", func(v string) error {
+		for _, e := range strings.Split(v, ",") {
+			if e = strings.TrimSpace(e); e != "" {
+				ds.EtcdEndpoints = append(ds.EtcdEndpoints, e)
+			}
+		}
+		return nil
+	})
+	flags.StringVar(&ds.EtcdPrefix, "etcd-prefix", "", "etcd key prefix (env CALYX_ETCD_PREFIX)")
+	flags.StringVar(&ds.EtcdCACertFile, "etcd-ca-cert-file", "", "CA certificate for etcd TLS (env CALYX_ETCD_CA_CERT_FILE)")
+	flags.StringVar(&ds.EtcdCertFile, "etcd-cert-file", "", "client certificate for etcd TLS (env CALYX_ETCD_CERT_FILE)")
+	flags.StringVar(&ds.EtcdKeyFile, "etcd-key-file", "", "client key for etcd TLS (env CALYX_ETCD_KEY_FILE)")
+	flags.StringVar(&ds.Kubeconfig, "kubeconfig", "", "kubeconfig of the kubernetes datastore (env KUBECONFIG; default in-cluster)")
+	configFlag := flags.String("config", "", "agent config file (env CALYX_AGENT_CONFIG; default "+DefaultConfigFile+" if it exists)")
 	uninstall := flags.Bool("uninstall", false, "remove everything the dataplane owns from the kernel and exit")
 	flags.Usage = func() {
 		fmt.Fprintf(flags.Output(), `Usage: calyx-agent [flags]
 
 calyx-agent watches a datastore and keeps this node's dataplane enforcing
 its policy. Settings come from flags, then CALYX_* environment variables,
-then the config file (YAML, keys as in the flag names in camelCase:
-nodeName, datastore, dir, etcdEndpoints, dataplane, reconcileInterval …).
+then the agent's config file (YAML; keys are the flag names in camelCase:
+nodeName, dataplane, reconcileInterval, listen, datastoreConfig …). The
+datastore is configured as for calyxctl: --datastore-type and friends,
+then CALYX_DATASTORE_TYPE, CALYX_DATASTORE_DIR, CALYX_ETCD_ENDPOINTS,
+KUBECONFIG …, then the datastore config file (--datastore-config,
+CALYX_CONFIG, /etc/calyx/calyxctl.yaml).
 SIGINT/SIGTERM stop the agent and leave enforcement in place.
 
 Flags:
@@ -193,7 +200,7 @@ Flags:
 	o := defaults()
 	path, explicit := *configFlag, true
 	if path == "" {
-		path = getenv("CALYX_CONFIG")
+		path = getenv("CALYX_AGENT_CONFIG")
 	}
 	if path == "" {
 		path, explicit = DefaultConfigFile, false
@@ -210,6 +217,9 @@ Flags:
 	}
 	for i := range settings {
 		s := &settings[i]
+		if s.env == "" {
+			continue
+		}
 		if v, ok := lookupEnv(getenv, s.env); ok {
 			if err := s.set(&o, v); err != nil {
 				return options{}, fmt.Errorf("%s=%q: %w", s.env, v, err)
@@ -222,7 +232,17 @@ Flags:
 		}
 	}
 	o.Uninstall = *uninstall
-	return o, o.validate()
+	if err := o.validate(); err != nil {
+		return options{}, err
+	}
+	// The datastore: its flags, then its environment, then its file; the
+	// node is the agent's (the kubernetes store picks local pods by it).
+	ds.NodeName = o.NodeName
+	o.Store, err = dsconfig.Resolve(dsconfig.Sources{Flags: ds, ConfigFile: o.DatastoreConfig, Getenv: getenv})
+	if err != nil {
+		return options{}, fmt.Errorf("datastore: %w", err)
+	}
+	return o, nil
 }
 
 func lookupEnv(getenv func(string) string, key string) (string, bool) {
@@ -234,18 +254,6 @@ func (o *options) validate() error {
 	var errs []error
 	if o.NodeName == "" {
 		errs = append(errs, errors.New("no node name: set --node-name or CALYX_NODE_NAME"))
-	}
-	switch o.Datastore {
-	case "dir":
-		if o.Dir == "" {
-			errs = append(errs, errors.New("datastore dir needs --dir"))
-		}
-	case "etcd":
-		if len(o.EtcdEndpoints) == 0 {
-			errs = append(errs, errors.New("datastore etcd needs --etcd-endpoints"))
-		}
-	default:
-		errs = append(errs, fmt.Errorf("unknown datastore %q (dir or etcd)", o.Datastore))
 	}
 	switch strings.ToLower(o.LogLevel) {
 	case "debug", "info", "warn", "error":

@@ -11,6 +11,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/calyxnet/calyx/internal/datastore/dsconfig"
 )
 
 func envOf(m map[string]string) func(string) string {
@@ -22,12 +24,13 @@ func envOf(m map[string]string) func(string) string {
 func TestOptionsPrecedence(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "agent.yaml")
+	dsFile := filepath.Join(dir, "calyxctl.yaml")
+	require.NoError(t, os.WriteFile(dsFile, []byte("apiVersion: calyx/v1\nkind: CalyxConfig\nspec: {datastoreType: etcd, etcdEndpoints: 'http://a:2379'}\n"), 0o644))
 	require.NoError(t, os.WriteFile(file, []byte(`nodeName: from-file
 dataplane: iptables
-dir: /srv/policy
+datastoreConfig: `+dsFile+`
 reconcileInterval: 30s
 coalesce: 0.05
-etcdEndpoints: [http://a:2379]
 uninstallOnExit: true
 `), 0o644))
 	tests := []struct {
@@ -40,27 +43,31 @@ uninstallOnExit: true
 		{"file", []string{"--config", file}, nil, func(t *testing.T, o options) {
 			assert.Equal(t, "from-file", o.NodeName)
 			assert.Equal(t, "iptables", o.Dataplane)
-			assert.Equal(t, "/srv/policy", o.Dir)
 			assert.Equal(t, 30*time.Second, time.Duration(o.ReconcileInterval))
 			assert.Equal(t, 50*time.Millisecond, time.Duration(o.Coalesce))
-			assert.Equal(t, []string{"http://a:2379"}, o.EtcdEndpoints)
+			assert.Equal(t, dsconfig.Config{Type: "etcd", EtcdEndpoints: []string{"http://a:2379"}, NodeName: "from-file"}, o.Store,
+				"the datastore file the agent's file names")
 			assert.True(t, o.UninstallOnExit)
 			assert.Equal(t, "nftables", defaults().Dataplane, "defaults are not changed")
 			assert.Equal(t, file, o.ConfigFile)
 		}},
-		{"env over file", []string{}, map[string]string{"CALYX_CONFIG": file, "CALYX_NODE_NAME": "from-env",
+		{"env over file", []string{}, map[string]string{"CALYX_AGENT_CONFIG": file, "CALYX_NODE_NAME": "from-env",
 			"CALYX_RECONCILE_INTERVAL": "5s", "CALYX_UNINSTALL_ON_EXIT": "false", "CALYX_ETCD_ENDPOINTS": "http://b:2379, http://c:2379"},
 			func(t *testing.T, o options) {
 				assert.Equal(t, "from-env", o.NodeName)
 				assert.Equal(t, "iptables", o.Dataplane, "the file still counts")
 				assert.Equal(t, 5*time.Second, time.Duration(o.ReconcileInterval))
 				assert.False(t, o.UninstallOnExit)
-				assert.Equal(t, []string{"http://b:2379", "http://c:2379"}, o.EtcdEndpoints)
+				assert.Equal(t, []string{"http://b:2379", "http://c:2379"}, o.Store.EtcdEndpoints)
+				assert.Equal(t, "from-env", o.Store.NodeName)
 			}},
-		{"flags over env", []string{"--config", file, "--node-name", "from-flag", "--dataplane", "ebpf", "--uninstall-on-exit=false", "--uninstall"},
-			map[string]string{"CALYX_NODE_NAME": "from-env", "CALYX_DATAPLANE": "nftables"},
+		{"flags over env", []string{"--config", file, "--node-name", "from-flag", "--dataplane", "ebpf", "--uninstall-on-exit=false", "--uninstall",
+			"--datastore-type", "dir", "--datastore-dir", "/srv/policy"},
+			map[string]string{"CALYX_NODE_NAME": "from-env", "CALYX_DATAPLANE": "nftables", "CALYX_DATASTORE_TYPE": "kubernetes"},
 			func(t *testing.T, o options) {
 				assert.Equal(t, "from-flag", o.NodeName)
+				assert.Equal(t, "dir", o.Store.Type)
+				assert.Equal(t, "/srv/policy", o.Store.Dir)
 				assert.Equal(t, "ebpf", o.Dataplane)
 				assert.False(t, o.UninstallOnExit)
 				assert.True(t, o.Uninstall)
@@ -77,6 +84,7 @@ uninstallOnExit: true
 			want := defaults()
 			want.NodeName = "n"
 			want.ConfigFile = tt.args[1]
+			want.Store = dsconfig.Config{Type: dsconfig.TypeDir, Dir: dsconfig.DefaultDir, NodeName: "n"}
 			assert.Equal(t, want, o)
 		})
 	}
@@ -96,14 +104,14 @@ func TestOptionsErrors(t *testing.T) {
 		{"unknown key in file", []string{"--config", typo}, nil, "dataplain"},
 		{"bad duration", []string{"--coalesce", "soon"}, nil, "--coalesce"},
 		{"bad env", nil, map[string]string{"CALYX_RECONCILE_INTERVAL": "often"}, "CALYX_RECONCILE_INTERVAL"},
-		{"unknown datastore", []string{"--datastore", "zookeeper"}, nil, "unknown datastore"},
-		{"etcd without endpoints", []string{"--datastore", "etcd"}, nil, "--etcd-endpoints"},
+		{"unknown datastore", []string{"--datastore-type", "zookeeper"}, nil, "zookeeper"},
+		{"etcd without endpoints", []string{"--datastore-type", "etcd"}, nil, "no endpoints"},
 		{"bad log level", []string{"--log-level", "loud"}, nil, "log level"},
 		{"stray argument", []string{"run"}, nil, "unexpected arguments"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			env := map[string]string{"CALYX_NODE_NAME": "n", "CALYX_CONFIG": emptyFile(t)}
+			env := map[string]string{"CALYX_NODE_NAME": "n", "CALYX_AGENT_CONFIG": emptyFile(t)}
 			for k, v := range tt.env {
 				env[k] = v
 			}
@@ -150,9 +158,9 @@ status: {podIP: 10.0.0.1}
 	var logs logBuf
 	done := make(chan int, 1)
 	go func() {
-		done <- run(ctx, []string{"--dataplane", "model", "--dir", dir, "--listen", "127.0.0.1:0",
+		done <- run(ctx, []string{"--dataplane", "model", "--datastore-dir", dir, "--listen", "127.0.0.1:0",
 			"--endpoint-socket", filepath.Join(dir, "ep.sock"), "--log-level", "debug"}, envOf(map[string]string{"CALYX_NODE_NAME": "n",
-			"CALYX_CONFIG": emptyFile(t)}), &logs)
+			"CALYX_AGENT_CONFIG": emptyFile(t)}), &logs)
 	}()
 	deadline := time.Now().Add(5 * time.Second)
 	for !bytes.Contains(logs.Bytes(), []byte("dataplane applied")) {

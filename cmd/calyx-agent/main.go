@@ -1,5 +1,5 @@
 // Command calyx-agent is the Calyx node agent: it watches a datastore (a
-// directory of YAML or etcd) and keeps this node's dataplane (nftables,
+// directory of YAML, etcd or the Kubernetes API) and keeps this node's dataplane (nftables,
 // iptables or eBPF) enforcing its policy, serves the endpoint socket the
 // calyx-cni plugin talks to, and /livez, /readyz, /metrics and /status.
 //
@@ -32,9 +32,7 @@ import (
 	"github.com/calyxnet/calyx/backend/nftables"
 	"github.com/calyxnet/calyx/compile"
 	"github.com/calyxnet/calyx/internal/agent"
-	"github.com/calyxnet/calyx/internal/datastore"
-	"github.com/calyxnet/calyx/internal/datastore/dir"
-	"github.com/calyxnet/calyx/internal/datastore/etcd"
+	"github.com/calyxnet/calyx/internal/datastore/dsconfig"
 )
 
 func main() {
@@ -94,9 +92,9 @@ func serve(ctx context.Context, o options, log *slog.Logger) error {
 		log.Info("dataplane removed", "dataplane", o.Dataplane)
 		return nil
 	}
-	store, err := openStore(ctx, o, log)
+	store, err := dsconfig.Open(ctx, o.Store, dsconfig.Options{Logger: log})
 	if err != nil {
-		return err
+		return fmt.Errorf("datastore %s: %w", o.Store, err)
 	}
 	defer store.Close()
 	cfg := agent.Config{
@@ -119,7 +117,7 @@ func serve(ctx context.Context, o options, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	log.Info("calyx-agent", "node", o.NodeName, "datastore", o.Datastore, "dataplane", be.Name(), "config", o.ConfigFile)
+	log.Info("calyx-agent", "node", o.NodeName, "datastore", o.Store.String(), "dataplane", be.Name(), "config", o.ConfigFile)
 	return a.Run(ctx)
 }
 
@@ -138,15 +136,4 @@ func exposedPort(listen string) (uint16, bool) {
 		return 0, false
 	}
 	return uint16(p), true
-}
-
-func openStore(ctx context.Context, o options, log *slog.Logger) (datastore.Store, error) {
-	switch o.Datastore {
-	case "dir":
-		return dir.Open(ctx, o.Dir, dir.Options{Logger: log})
-	case "etcd":
-		return etcd.Dial(ctx, etcd.Config{Endpoints: o.EtcdEndpoints, CACertFile: o.EtcdCACert, CertFile: o.EtcdCert, KeyFile: o.EtcdKey},
-			etcd.Options{Prefix: o.EtcdPrefix, Logger: log})
-	}
-	return nil, fmt.Errorf("unknown datastore %q", o.Datastore)
 }

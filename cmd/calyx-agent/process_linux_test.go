@@ -120,7 +120,7 @@ func TestAgentProcess(t *testing.T) {
 			p.Name, p.Namespace, p.Name, p.IPs[0], p.IPs[1])
 	}
 	require.NoError(t, os.WriteFile(filepath.Join(root, "pods.yaml"), docs.Bytes(), 0o644))
-	args := []string{"--dir", root, "--netns", l.NodeNS().Path(), "--dataplane", "nftables", "--dataplane-name", l.ID(),
+	args := []string{"--datastore-dir", root, "--netns", l.NodeNS().Path(), "--dataplane", "nftables", "--dataplane-name", l.ID(),
 		"--reconcile-interval", "500ms", "--endpoint-socket", filepath.Join(t.TempDir(), "ep.sock"), "--log-level", "debug"}
 
 	a1 := startAgent(t, bin, args...)
