@@ -5,6 +5,34 @@
 // Every store speaks the same [Store] interface in terms of policy.Object
 // values, so nothing downstream (the compiler, the dataplanes) knows where a
 // resource came from.
+//
+// # Stores
+//
+//   - datastore/dir: a directory tree of YAML, watched with fsnotify;
+//   - datastore/etcd: etcd v3, one key per object, watched with revisions;
+//   - datastore/kube: the Kubernetes API through informers (read only);
+//   - datastore/memory: in memory, for tests of consumers.
+//
+// datastore/dsconfig picks one calicoctl-style (flags, environment, config
+// file) and opens it; datastore/storetest is the contract every store is
+// tested against.
+//
+// # Objects and revisions
+//
+// Stores keep objects as Prepare returns them (validated, namespace
+// defaulted, apiVersion and kind set) and hand them out with
+// metadata.resourceVersion set to the Item's Revision, as the Kubernetes
+// API does: `calyxctl get -o yaml` shows it, and a Replace of an edited
+// copy can pass it back. What Get and List return is the caller's to
+// change; the objects of watch events are shared and must not be changed.
+//
+// # Watch
+//
+// Events of one key arrive in the order of its changes. A store may merge
+// quick successive changes into one event (the directory store debounces
+// editors' bursts), so a consumer sees every key's latest state, not
+// necessarily every intermediate one. EventError events may come before
+// EventSynced (a file that is already broken when the watch starts).
 package datastore
 
 import (

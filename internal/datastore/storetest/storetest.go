@@ -5,6 +5,7 @@ package storetest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -13,10 +14,19 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"pgregory.net/rapid"
 
 	"github.com/calyxnet/calyx/internal/datastore"
+	"github.com/calyxnet/calyx/internal/datastore/memory"
 	"github.com/calyxnet/calyx/policy"
 )
+
+// T is what the helpers need of a test: *testing.T, *testing.B and
+// *rapid.T all are.
+type T interface {
+	require.TestingT
+	Helper()
+}
 
 // Harness tells Run how to make and break a store.
 type Harness struct {
@@ -85,7 +95,7 @@ status: {podIP: 10.0.0.5, podIPs: [{ip: 10.0.0.5}]}
 `
 
 // MustDecode decodes YAML or fails the test.
-func MustDecode(t testing.TB, yaml string) []policy.Object {
+func MustDecode(t T, yaml string) []policy.Object {
 	t.Helper()
 	objs, err := policy.Decode(strings.NewReader(yaml), "fixture")
 	require.NoError(t, err)
@@ -114,6 +124,7 @@ func Run(t *testing.T, h Harness) {
 	if h.Break != nil {
 		t.Run("BrokenSourceKeepsLastGood", c.brokenSource)
 	}
+	t.Run("MatchesMemory", c.matchesMemory)
 	t.Run("Closed", c.closed)
 }
 
@@ -513,14 +524,14 @@ func (c *contract) next(t *testing.T, ch <-chan datastore.Event) datastore.Event
 
 // Next returns the next event of a watch, failing the test when none comes
 // within timeout or the channel closes.
-func Next(t testing.TB, ch <-chan datastore.Event, timeout time.Duration) datastore.Event {
+func Next(t T, ch <-chan datastore.Event, timeout time.Duration) datastore.Event {
 	t.Helper()
 	select {
 	case ev, ok := <-ch:
 		require.True(t, ok, "watch channel closed")
 		return ev
 	case <-time.After(timeout):
-		t.Fatalf("no event within %v", timeout)
+		require.FailNow(t, fmt.Sprintf("no event within %v", timeout))
 		return datastore.Event{}
 	}
 }
@@ -533,7 +544,7 @@ func (c *contract) untilSynced(t *testing.T, ch <-chan datastore.Event) map[poli
 
 // UntilSynced reads events up to EventSynced and returns the upserted
 // objects; deletes before synced remove them.
-func UntilSynced(t testing.TB, ch <-chan datastore.Event, timeout time.Duration) map[policy.ObjectKey]datastore.Item {
+func UntilSynced(t T, ch <-chan datastore.Event, timeout time.Duration) map[policy.ObjectKey]datastore.Item {
 	t.Helper()
 	state := map[policy.ObjectKey]datastore.Item{}
 	for {
@@ -546,6 +557,13 @@ func UntilSynced(t testing.TB, ch <-chan datastore.Event, timeout time.Duration)
 		case datastore.EventDelete:
 			delete(state, ev.Key)
 		}
+	}
+}
+
+// drain discards events until the channel closes (its watch's context
+// is done), so the watch's resources are released before going on.
+func drain(ch <-chan datastore.Event) {
+	for range ch {
 	}
 }
 
@@ -574,7 +592,7 @@ func keys(m map[policy.ObjectKey]datastore.Item) []policy.ObjectKey {
 }
 
 // relabel returns a copy of o with one more label.
-func relabel(t testing.TB, o policy.Object, k, v string) policy.Object {
+func relabel(t T, o policy.Object, k, v string) policy.Object {
 	t.Helper()
 	cp, err := datastore.Copy(o)
 	require.NoError(t, err)
@@ -589,11 +607,138 @@ func relabel(t testing.TB, o policy.Object, k, v string) policy.Object {
 
 // SameContent fails unless a and b encode the same (resourceVersion
 // aside).
-func SameContent(t testing.TB, a, b policy.Object) {
+func SameContent(t T, a, b policy.Object) {
 	t.Helper()
 	ea, err := datastore.Encoding(a)
 	require.NoError(t, err)
 	eb, err := datastore.Encoding(b)
 	require.NoError(t, err)
 	assert.Equal(t, string(ea), string(eb))
+}
+
+// matchesMemory runs random sequences of writes on the store and on the
+// memory store side by side: every write must succeed or fail alike, List
+// must agree after each, and a watch running through it all, and one
+// started afterwards, must end at the listed state.
+func (c *contract) matchesMemory(t *testing.T) {
+	s, ctx := c.store(t), ctx(t)
+	base := Objects(t)[:3]
+	rapid.Check(t, func(rt *rapid.T) {
+		// A clean slate: the same store serves every run.
+		items, err := s.List(ctx)
+		require.NoError(rt, err)
+		for _, it := range items {
+			require.NoError(rt, s.Delete(ctx, policy.KeyOf(it.Object), ""))
+		}
+		ref, err := memory.New()
+		require.NoError(rt, err)
+		wctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		ch, err := s.Watch(wctx)
+		require.NoError(rt, err)
+		watched := UntilSynced(rt, ch, c.h.Timeout)
+		require.Empty(rt, watched)
+
+		n := rapid.IntRange(1, 12).Draw(rt, "ops")
+		for range n {
+			obj := relabel(rt, base[rapid.IntRange(0, len(base)-1).Draw(rt, "object")], "v", rapid.SampledFrom([]string{"a", "b"}).Draw(rt, "label"))
+			key := policy.KeyOf(obj)
+			op := rapid.SampledFrom([]string{"create", "replace", "apply", "delete"}).Draw(rt, "op")
+			rev := rapid.SampledFrom([]string{"none", "current", "stale"}).Draw(rt, "revision")
+			revOf := func(st datastore.Store) string {
+				switch rev {
+				case "current":
+					if it, err := st.Get(ctx, key); err == nil {
+						return it.Revision
+					}
+				case "stale":
+					return "stale"
+				}
+				return ""
+			}
+			do := func(st datastore.Store) error {
+				r := revOf(st)
+				switch op {
+				case "create":
+					_, err := st.Create(ctx, obj)
+					return err
+				case "replace":
+					_, err := st.Replace(ctx, obj, r)
+					return err
+				case "apply":
+					_, err := st.Apply(ctx, obj)
+					return err
+				}
+				return st.Delete(ctx, key, r)
+			}
+			got, want := do(s), do(ref)
+			for _, sentinel := range []error{nil, datastore.ErrExists, datastore.ErrNotFound, datastore.ErrConflict} {
+				require.Equal(rt, errors.Is(want, sentinel), errors.Is(got, sentinel), "%s %s (revision %s): store %v, memory %v", op, key, rev, got, want)
+			}
+			require.Equal(rt, contents(rt, ref), contents(rt, s), "after %s %s", op, key)
+		}
+
+		// The running watch reaches the final state: wait for a marker
+		// written last, then for any key still behind.
+		want := contents(rt, s)
+		marker := MustDecode(rt, `{apiVersion: projectcalico.org/v3, kind: GlobalNetworkSet, metadata: {name: zz-marker}, spec: {nets: [192.0.2.1/32]}}`)[0]
+		_, err = s.Apply(ctx, marker)
+		require.NoError(rt, err)
+		markerKey := policy.KeyOf(marker)
+		seen := false
+		for !seen || !sameState(rt, watched, want) {
+			ev := Next(rt, ch, c.h.Timeout)
+			switch ev.Type {
+			case datastore.EventUpsert:
+				if ev.Key == markerKey {
+					seen = true
+					continue
+				}
+				watched[ev.Key] = ev.Item
+			case datastore.EventDelete:
+				delete(watched, ev.Key)
+			}
+		}
+		require.NoError(rt, s.Delete(ctx, markerKey, ""))
+		cancel()
+
+		drain(ch)
+
+		// A new watch starts from the same state.
+		wctx2, cancel2 := context.WithCancel(ctx)
+		defer cancel2()
+		ch2, err := s.Watch(wctx2)
+		require.NoError(rt, err)
+		fresh := UntilSynced(rt, ch2, c.h.Timeout)
+		require.True(rt, sameState(rt, fresh, want), "a new watch's initial state is the listed one")
+		cancel2()
+		drain(ch2)
+	})
+}
+
+// contents is a store's objects, by key, as their canonical encodings.
+func contents(t require.TestingT, s datastore.Store) map[policy.ObjectKey]string {
+	items, err := s.List(context.Background())
+	require.NoError(t, err)
+	out := map[policy.ObjectKey]string{}
+	for _, it := range items {
+		b, err := datastore.Encoding(it.Object)
+		require.NoError(t, err)
+		out[policy.KeyOf(it.Object)] = string(b)
+	}
+	return out
+}
+
+func sameState(t require.TestingT, state map[policy.ObjectKey]datastore.Item, want map[policy.ObjectKey]string) bool {
+	if len(state) != len(want) {
+		return false
+	}
+	for k, it := range state {
+		b, err := datastore.Encoding(it.Object)
+		require.NoError(t, err)
+		if want[k] != string(b) {
+			return false
+		}
+	}
+	return true
 }
