@@ -14,8 +14,10 @@
 // policy.ValidationErrors) and the objects last read from it stay in force:
 // a typo never drops enforcement. The last good version is what this
 // process has seen; a process that starts while a file is broken has none
-// for it. A file that is valid but holds no objects (emptied on purpose)
-// removes what it held; so does deleting the file.
+// for it. A file that is valid but holds no objects (only comments, say)
+// removes what it held; so does deleting the file. An empty file (zero
+// bytes) is taken as one being written: what it held stays until it has
+// content, or is removed.
 //
 // The same object defined in two places is reported as a *DuplicateError;
 // the first definition, in path order, is used.
@@ -351,6 +353,11 @@ func (s *Store) readFile(p string, force bool) {
 		return
 	}
 	f.stat = st
+	if len(data) == 0 {
+		// Truncated by a writer that has not written yet (os.WriteFile,
+		// editors, git): not a decision to drop the file's objects.
+		return
+	}
 	sum := sha256.Sum256(data)
 	if sum == f.sum {
 		f.err = f.badSum

@@ -18,7 +18,7 @@ import (
 	"github.com/calyxnet/calyx/policy"
 )
 
-var fast = dir.Options{Debounce: 20 * time.Millisecond, MaxDelay: 200 * time.Millisecond}
+var fast = dir.Options{Debounce: 5 * time.Millisecond, MaxDelay: 100 * time.Millisecond}
 
 func open(t *testing.T, root string) *dir.Store {
 	t.Helper()
@@ -371,4 +371,31 @@ func TestTwoWritersOneKey(t *testing.T) {
 		}
 	}
 	assert.Equal(t, 1, created, "the lock lets one writer through at a time")
+}
+
+// TestTruncatedFileKeepsObjects: a file truncated by a writer that has not
+// written yet is not a file emptied on purpose.
+func TestTruncatedFileKeepsObjects(t *testing.T) {
+	root := t.TempDir()
+	p := filepath.Join(root, "shop.yaml")
+	write(t, p, twoDocs)
+	s := open(t, root)
+	ch, err := s.Watch(t.Context())
+	require.NoError(t, err)
+	require.Len(t, storetest.UntilSynced(t, ch, 5*time.Second), 3)
+	require.NoError(t, os.Truncate(p, 0))
+	select {
+	case ev := <-ch:
+		t.Fatalf("a truncated file changes nothing: %+v", ev)
+	case <-time.After(300 * time.Millisecond):
+	}
+	items, err := s.List(t.Context())
+	require.NoError(t, err)
+	assert.Len(t, items, 3)
+	// Removing it does remove its objects.
+	require.NoError(t, os.Remove(p))
+	for range 3 {
+		ev := storetest.Next(t, ch, 5*time.Second)
+		assert.Equal(t, datastore.EventDelete, ev.Type)
+	}
 }
