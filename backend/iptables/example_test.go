@@ -9,9 +9,10 @@ import (
 	"github.com/calyxnet/calyx/compile"
 )
 
-// Render shows what the backend writes: here the policy chain of a
-// database that admits the web pods on 5432, with the web pods' addresses
-// in an ipset; the ingress dispatch finds the database's chain through
+// Render shows what the backend writes: here the tier chain of a
+// database that admits the web pods on 5432 (a policy this small is
+// written straight into its tier chain), with the web pods' addresses in
+// an ipset; the ingress dispatch finds the database's chain through
 // its (address, interface) pair in a hash:net,iface set. Every rule
 // carries its content hash as a comment. The database has no IPv6
 // address, so ip6tables only drops what claims to be it.
@@ -38,22 +39,24 @@ func ExampleRender() {
 	}
 	for _, l := range strings.Split(string(out), "\n") {
 		if strings.HasPrefix(l, "create") || strings.HasPrefix(l, "add") || strings.HasPrefix(l, "# ") ||
-			strings.HasPrefix(l, "-A calyx-node1-p-") || strings.HasPrefix(l, "-A calyx-node1-fi ") {
+			strings.HasPrefix(l, "-A calyx-node1-t-") || strings.HasPrefix(l, "-A calyx-node1-fi ") {
 			fmt.Println(l)
 		}
 	}
 	// Output:
 	// # ipset restore
-	// create calyx-node1-4-1f300e16f0a1 hash:net,iface family inet maxelem 1048576
-	// add calyx-node1-4-1f300e16f0a1 10.0.0.2,calyxad9c1afeaa
 	// create calyx-node1-4-e2163fd588f7 hash:net family inet maxelem 1048576
 	// add calyx-node1-4-e2163fd588f7 10.0.0.1
 	// create calyx-node1-4-e52f480ca593 hash:net,iface family inet maxelem 1048576
 	// add calyx-node1-4-e52f480ca593 10.0.0.2,calyxad9c1afeaa
+	// create calyx-node1-4-f503cc4b13dc hash:net,iface family inet maxelem 1048576
+	// add calyx-node1-4-f503cc4b13dc 10.0.0.2,calyxad9c1afeaa
 	// # iptables-restore --noflush
-	// -A calyx-node1-fi -m set --match-set calyx-node1-4-1f300e16f0a1 dst,dst -m comment --comment "cx:cb6cce90de0a" -g calyx-node1-e-ddef0cb7f1cf
+	// -A calyx-node1-fi -m set --match-set calyx-node1-4-f503cc4b13dc dst,dst -m comment --comment "cx:d541d5292930" -g calyx-node1-e-9e43ea80431d
 	// -A calyx-node1-fi -m comment --comment "cx:147785d0623d" -j DROP
-	// -A calyx-node1-p-096e3343c3bd -p tcp -m set --match-set calyx-node1-4-e2163fd588f7 src -m multiport --dports 5432 -m comment --comment "cx:f602716b3f38" -j MARK --set-xmark 0x1000000/0x1000000
+	// -A calyx-node1-t-f2df63856e4c -p tcp -m set --match-set calyx-node1-4-e2163fd588f7 src -m multiport --dports 5432 -m comment --comment "cx:18afa96bbe7d" -j MARK --set-xmark 0x1000000/0x1000000
+	// -A calyx-node1-t-f2df63856e4c -m mark ! --mark 0x0/0x3000000 -m comment --comment "cx:61bb48a5f1c0" -j RETURN
+	// -A calyx-node1-t-f2df63856e4c -m comment --comment "cx:9e55b407998c" -j DROP
 	// # ip6tables-restore --noflush
 	// -A calyx-node1-fi -m comment --comment "cx:4fecbdb38467" -j DROP
 }

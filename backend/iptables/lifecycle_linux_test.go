@@ -36,12 +36,16 @@ func policyRig(t *testing.T) (*rig, *compile.Ruleset) {
 	return r, b.RS
 }
 
-// firstPolicyChain returns the name of a policy chain of the plan.
+// firstPolicyChain returns the name of a chain of the plan holding
+// policy rules: a policy's own chain, or a tier chain small policies are
+// written into.
 func (r *rig) firstPolicyChain(t *testing.T) string {
 	t.Helper()
-	for _, name := range sortedKeys(r.b.planned.fams[0].chains) {
-		if strings.Contains(name, "-p-") {
-			return name
+	for _, kind := range []string{"-p-", "-t-"} {
+		for _, name := range sortedKeys(r.b.planned.fams[0].chains) {
+			if strings.Contains(name, kind) {
+				return name
+			}
 		}
 	}
 	t.Fatal("no policy chain")

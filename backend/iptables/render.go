@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"hash/maphash"
 	"net/netip"
 	"regexp"
 	"slices"
@@ -153,6 +154,8 @@ type renderer struct {
 	// tiers memoizes tier chains within one render: endpoints of one
 	// namespace usually share their tier lists.
 	tiers map[tierKey]tierMemo
+	// extra holds the literal sets this render made by merging rules.
+	extra map[compile.SetID]*compile.IPSet
 }
 
 type tierKey struct {
@@ -191,8 +194,11 @@ type renderCache struct {
 	chains, nextChains map[string]*chain
 	// names remembers policy chain names (a hash of the ID).
 	names map[polName]string
-	// tiers keeps whole tier chains with their policies.
-	tiers, nextTiers map[tierCacheKey]*tierRender
+	// tiers keeps whole tier chains with their policies; byPols the same
+	// by a hash of the policy values (seed).
+	tiers, nextTiers   map[tierCacheKey]*tierRender
+	byPols, nextByPols map[uint64]*tierRender
+	seed               maphash.Seed
 	// sizes are the chain counts of the last render, per family.
 	sizes [2]int
 }
@@ -221,7 +227,7 @@ type polRender struct {
 
 func newRenderCache() *renderCache {
 	return &renderCache{cur: map[polKey]*polRender{}, chains: map[string]*chain{}, names: map[polName]string{},
-		tiers: map[tierCacheKey]*tierRender{}}
+		tiers: map[tierCacheKey]*tierRender{}, byPols: map[uint64]*tierRender{}, seed: maphash.MakeSeed()}
 }
 
 // commit makes what the last render used the cache.
@@ -229,6 +235,7 @@ func (c *renderCache) commit() {
 	if c != nil && c.nextChains != nil {
 		c.chains, c.nextChains = c.nextChains, nil
 		c.tiers, c.nextTiers = c.nextTiers, nil
+		c.byPols, c.nextByPols = c.nextByPols, nil
 		if len(c.cur) > 2*c.want+1024 {
 			// Forget policies no tier uses any more; profiles and the
 			// rest render again when next needed.
@@ -256,6 +263,7 @@ func render(rs *compile.Ruleset, n naming, cache *renderCache) (*plan, error) {
 		cache.want = 2 * len(rs.Policies)
 		cache.nextChains = make(map[string]*chain, len(cache.chains))
 		cache.nextTiers = make(map[tierCacheKey]*tierRender, len(cache.tiers))
+		cache.nextByPols = make(map[uint64]*tierRender, len(cache.byPols))
 	}
 	for i, v := range []uint8{4, 6} {
 		hint := 0
@@ -632,8 +640,28 @@ func (r *renderer) cachedTier(key string, t *compile.TierPolicies, tk tierKey) t
 		return tierMemo{name: r.tierChain(key, t), passes: r.tierPasses(t)}
 	}
 	ck := tierCacheKey{tierKey: tk, v: r.v, logPrefix: r.rs.Settings.LogPrefix}
-	if tr, ok := r.cache.tiers[ck]; ok && slices.Equal(tr.ids, t.Policies) && r.samePolicies(tr) {
+	// A tier list seen before (the same slice), or one holding the same
+	// policy values (a new pod's list, built afresh, like its
+	// neighbours').
+	pols := make([]*compile.Policy, len(t.Policies))
+	var h maphash.Hash
+	h.SetSeed(r.cache.seed)
+	h.WriteString(r.rs.Settings.LogPrefix)
+	h.WriteString(t.Tier)
+	h.WriteByte(byte(t.EndAction))
+	h.WriteByte(r.v)
+	for i, id := range t.Policies {
+		pols[i] = r.rs.Policies[id]
+		maphash.WriteComparable(&h, pols[i])
+	}
+	pk := h.Sum64()
+	tr, ok := r.cache.tiers[ck]
+	if !ok {
+		tr, ok = r.cache.byPols[pk]
+	}
+	if ok && slices.Equal(tr.ids, t.Policies) && slices.Equal(tr.pols, pols) {
 		r.cache.nextTiers[ck] = tr
+		r.cache.nextByPols[pk] = tr
 		for _, c := range tr.chains {
 			r.fp.chains[c.name] = c
 		}
@@ -652,7 +680,7 @@ func (r *renderer) cachedTier(key string, t *compile.TierPolicies, tk tierKey) t
 	fp, used, errs := r.fp, r.used, r.errs
 	r.fp = &famPlan{v: r.v, chains: map[string]*chain{}, sets: map[string]*ipset{}}
 	r.used, r.errs = map[compile.SetID]bool{}, nil
-	tr := &tierRender{ids: slices.Clone(t.Policies), polrs: map[polKey]*polRender{}}
+	tr = &tierRender{ids: slices.Clone(t.Policies), polrs: map[polKey]*polRender{}}
 	tr.memo = tierMemo{name: r.tierChain(key, t), passes: r.tierPasses(t)}
 	for _, id := range t.Policies {
 		pol := r.rs.Policies[id]
@@ -684,18 +712,8 @@ func (r *renderer) cachedTier(key string, t *compile.TierPolicies, tk tierKey) t
 		r.used[id] = true
 	}
 	r.cache.nextTiers[ck] = tr
+	r.cache.nextByPols[pk] = tr
 	return tr.memo
-}
-
-// samePolicies reports whether every policy of a cached tier is still
-// the same value in the Ruleset.
-func (r *renderer) samePolicies(tr *tierRender) bool {
-	for i, id := range tr.ids {
-		if r.rs.Policies[id] != tr.pols[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // tierPasses reports whether a policy of the tier has a Pass rule (which
@@ -713,17 +731,36 @@ func (r *renderer) tierPasses(t *compile.TierPolicies) bool {
 	return false
 }
 
-// tierChain renders one tier's policies for an endpoint: each policy
-// chain, returning as soon as one allowed or passed, then the end action.
+// tierChain renders one tier's policies for an endpoint: the rules of
+// small policies written in and merged (renderRules), larger policies
+// jumped to, returning as soon as one allowed or passed; then the end
+// action.
 func (r *renderer) tierChain(key string, t *compile.TierPolicies) string {
 	var bodies []string
+	var run []irRule
+	flush := func() {
+		out, pending := r.renderRules(run)
+		bodies = append(bodies, out...)
+		if pending {
+			bodies = append(bodies, ifDecided+" -j RETURN")
+		}
+		run = run[:0]
+	}
 	for _, pid := range t.Policies {
+		if pol, ok := r.rs.Policies[pid]; ok && len(pol.Rules) <= inlineRules {
+			for i := range pol.Rules {
+				run = append(run, irRule{pol: pol, idx: i, rule: &pol.Rules[i], n: 1})
+			}
+			continue
+		}
+		flush()
 		pc := r.policyChain(key, pid, false)
 		if pc == "" {
 			continue
 		}
 		bodies = append(bodies, "-j "+pc, ifDecided+" -j RETURN")
 	}
+	flush()
 	if t.EndAction != compile.ActionPass {
 		bodies = append(bodies, "-j DROP")
 	}
@@ -1046,7 +1083,7 @@ func (r *renderer) matchAlts(pol *compile.Policy, m *compile.Match) (alts, excl 
 	for _, pm := range []*compile.PeerMatch{&m.Src, &m.Dst} {
 		for _, ids := range [][]compile.SetID{pm.Sets, pm.NotSets, pm.NamedPorts, pm.NotNamedPorts} {
 			for _, id := range ids {
-				if _, ok := r.rs.Sets[id]; !ok {
+				if r.setOf(id) == nil {
 					r.errs = append(r.errs, fmt.Sprintf("policy %s: unknown set %s", pol.ID, id))
 				}
 			}
@@ -1072,6 +1109,8 @@ func (r *renderer) matchAlts(pol *compile.Policy, m *compile.Match) (alts, excl 
 			case literal && len(nets) == 1 && !inline:
 				inline = true
 				addrs = append(addrs, side.flag+" "+nets[0].String())
+			case r.extra[id] != nil:
+				common = append(common, "-m set --match-set "+r.mergedIPSet(r.extra[id])+" "+side.dir)
 			default:
 				common = append(common, "-m set --match-set "+r.set(id)+" "+side.dir)
 			}
@@ -1140,8 +1179,8 @@ func (r *renderer) matchAlts(pol *compile.Policy, m *compile.Match) (alts, excl 
 
 // literalNets returns the nets of a literal nets set in this family.
 func (r *renderer) literalNets(id compile.SetID) ([]netip.Prefix, bool) {
-	s, ok := r.rs.Sets[id]
-	if !ok || !s.Literal || s.Kind != compile.SetNets {
+	s := r.setOf(id)
+	if s == nil || !s.Literal || s.Kind != compile.SetNets {
 		return nil, false
 	}
 	var out []netip.Prefix
