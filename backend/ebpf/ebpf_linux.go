@@ -438,7 +438,8 @@ func (b *Backend) Apply(ctx context.Context, rs *compile.Ruleset) error {
 		}
 		old = &plan{raw: true, lpm: lpm, np: np}
 	}
-	if st.EntriesAdded, err = addEntries(b.objs, old, p); err != nil {
+	diff := entryDiff(old, p)
+	if st.EntriesAdded, err = diff.add(b.objs); err != nil {
 		b.cur = nil
 		return err
 	}
@@ -449,11 +450,11 @@ func (b *Backend) Apply(ctx context.Context, rs *compile.Ruleset) error {
 		return err
 	}
 	st.Links = time.Since(t0)
-	if st.EntriesDeleted, err = delEntries(b.objs, old, p); err != nil {
+	if st.EntriesDeleted, err = diff.del(b.objs); err != nil {
 		b.cur = nil
 		return err
 	}
-	st.ProgramsFreed = b.freePrograms()
+	st.ProgramsFreed = b.freePrograms(p)
 	b.ids.release(p.used)
 	if err := b.writeMeta(); err != nil {
 		b.cur = nil
@@ -670,9 +671,14 @@ func (b *Backend) detach(ak attachKey) {
 	b.dirtyLinks[ak] = true
 }
 
-// freePrograms closes programs no link runs any more.
-func (b *Backend) freePrograms() int {
+// freePrograms closes programs no link runs and p does not use.
+func (b *Backend) freePrograms(p *plan) int {
 	inUse := map[string]bool{}
+	// Programs of endpoints whose interface is not there yet stay loaded
+	// for when it appears.
+	for fp := range p.progs {
+		inUse[fp] = true
+	}
 	for _, a := range b.links {
 		inUse[a.fp] = true
 		if a.fp == denyFP {

@@ -13,17 +13,29 @@ import (
 // what p plans. Additions go first, so a member moving between two sets
 // is never missing from both.
 func syncEntries(o *objects, old, p *plan) error {
-	if _, err := addEntries(o, old, p); err != nil {
+	d := entryDiff(old, p)
+	if _, err := d.add(o); err != nil {
 		return err
 	}
-	_, err := delEntries(o, old, p)
+	_, err := d.del(o)
 	return err
+}
+
+// changes are the entries to add and to delete.
+type changes struct {
+	addL, delL [][lpmKeySize]byte
+	addN, delN [][npKeySize]byte
 }
 
 // entryDiff lists the entries p has and old has not (add) and those old
 // has and p has not (del). Sets whose entries did not change are skipped
 // without looking at their members.
-func entryDiff(old, p *plan) (addL, delL [][lpmKeySize]byte, addN, delN [][npKeySize]byte) {
+func entryDiff(old, p *plan) (c changes) {
+	c.addL, c.delL, c.addN, c.delN = entryDiffLists(old, p)
+	return c
+}
+
+func entryDiffLists(old, p *plan) (addL, delL [][lpmKeySize]byte, addN, delN [][npKeySize]byte) {
 	if old == nil {
 		old = &plan{raw: true}
 	}
@@ -93,35 +105,30 @@ func diffKeys[K comparable](old, cur []K) (add, del []K) {
 	return add, del
 }
 
-// addEntries writes the entries p has and old has not.
-func addEntries(o *objects, old, p *plan) (int, error) {
-	addL, _, addN, _ := entryDiff(old, p)
-	if err := putAll(o.maps[refSets], addL, 1); err != nil {
+// add writes the entries to add.
+func (c *changes) add(o *objects) (int, error) {
+	if err := putAll(o.maps[refSets], c.addL, 1); err != nil {
 		return 0, err
 	}
-	if err := putAll(o.maps[refPorts], addN, 1); err != nil {
+	if err := putAll(o.maps[refPorts], c.addN, 1); err != nil {
 		return 0, err
 	}
-	return len(addL) + len(addN), nil
+	return len(c.addL) + len(c.addN), nil
 }
 
-// delEntries removes the entries old has and p has not.
-func delEntries(o *objects, old, p *plan) (int, error) {
-	if old == nil {
-		return 0, nil
-	}
-	_, delL, _, delN := entryDiff(old, p)
-	for _, k := range delL {
+// del removes the entries to delete.
+func (c *changes) del(o *objects) (int, error) {
+	for _, k := range c.delL {
 		if err := o.maps[refSets].Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 			return 0, fmt.Errorf("ebpf: sets: delete: %w", err)
 		}
 	}
-	for _, k := range delN {
+	for _, k := range c.delN {
 		if err := o.maps[refPorts].Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 			return 0, fmt.Errorf("ebpf: ports: delete: %w", err)
 		}
 	}
-	return len(delL) + len(delN), nil
+	return len(c.delL) + len(c.delN), nil
 }
 
 // putAll writes keys with value v, in batches where the kernel allows.

@@ -39,10 +39,10 @@ func ExampleRender() {
 	}
 	fmt.Print(string(out))
 	// Output:
-	// program 80d24429a4bcfd052b552af1a369bcc9 tcx-egress chunks=1 instructions=1082 steps=3 runs=0
-	// program 974e887e0d1385e30cc11a9b284ad40a tcx-ingress chunks=1 instructions=1068 steps=2 runs=0
-	// link calyxad9c1afeaa/egress program 80d24429a4bcfd052b552af1a369bcc9 (shop/db)
-	// link calyxad9c1afeaa/ingress program 974e887e0d1385e30cc11a9b284ad40a (shop/db)
+	// program b3cd43cc885f71dccdf44cfbe6e2d3ac tcx-ingress chunks=1 instructions=1122 steps=2 runs=0
+	// program dba50bcd8017fd9ecb40b3eebe24973d tcx-egress chunks=1 instructions=1136 steps=3 runs=0
+	// link calyxad9c1afeaa/egress program dba50bcd8017fd9ecb40b3eebe24973d (shop/db)
+	// link calyxad9c1afeaa/ingress program b3cd43cc885f71dccdf44cfbe6e2d3ac (shop/db)
 	// set web id=1 entries=2
 	//   10.0.0.1/32
 	//   fd00::1/128

@@ -69,8 +69,14 @@ const (
 	oHdr = 448
 	// struct bpf_fib_lookup.
 	oFib = 512
+	// LPM keys of runs without ports (protocol, address) and without
+	// protocol (address).
+	oRunSrcP = 576
+	oRunDstP = 604
+	oRunSrcA = 632
+	oRunDstA = 660
 
-	scratchSize = 576
+	scratchSize = 688
 	zeroedSize  = 448 // bytes cleared for every packet
 )
 

@@ -124,7 +124,7 @@ func (g *gen) parse(h hook) {
 	// Transport: R8 = offset, R9 = protocol.
 	g.label(lL4)
 	g.emit(stb(oProto, asm.R9))
-	for _, off := range []int16{oRunSrc + 9, oRunDst + 9, oNPSrc + 5, oNPDst + 5, oCTFwd + 6, oCTRev + 6, oEvent + 14} {
+	for _, off := range []int16{oRunSrc + 9, oRunDst + 9, oRunSrcP + 9, oRunDstP + 9, oNPSrc + 5, oNPDst + 5, oCTFwd + 6, oCTRev + 6, oEvent + 14} {
 		g.emit(stb(off, asm.R9))
 	}
 	tcp, ports, icmp4, icmp6 := "tcp", "ports", "icmp4", "icmp6"
@@ -154,11 +154,11 @@ func (g *gen) parse(h hook) {
 
 // srcSlots and dstSlots are where a packet's addresses go.
 func srcSlots() []int16 {
-	return []int16{oSetSrc + 12, oRunSrc + 12, oNPSrc + 8, oCTFwd + 12, oCTRev + 28, oFragKey + 12, oEvent + 20}
+	return []int16{oSetSrc + 12, oRunSrc + 12, oRunSrcP + 12, oRunSrcA + 12, oNPSrc + 8, oCTFwd + 12, oCTRev + 28, oFragKey + 12, oEvent + 20}
 }
 
 func dstSlots() []int16 {
-	return []int16{oSetDst + 12, oRunDst + 12, oNPDst + 8, oCTFwd + 28, oCTRev + 12, oFragKey + 28, oEvent + 36}
+	return []int16{oSetDst + 12, oRunDst + 12, oRunDstP + 12, oRunDstA + 12, oNPDst + 8, oCTFwd + 28, oCTRev + 12, oFragKey + 28, oEvent + 36}
 }
 
 // family stores the family and the LPM prefix length of a full address.
@@ -172,8 +172,16 @@ func (g *gen) family(fam int64) {
 	if fam == 6 {
 		bits = lpmDataBits + 128
 	}
-	for _, off := range []int16{oSetSrc, oSetDst, oRunSrc, oRunDst} {
+	for _, off := range []int16{oSetSrc, oSetDst, oRunSrc, oRunDst, oRunSrcP, oRunDstP, oRunSrcA, oRunDstA} {
 		g.emit(stiw(off, bits))
+	}
+	// Run keys beyond the cleared area: family marks, protocol and port
+	// zero until the transport header says otherwise.
+	for _, off := range []int16{oRunSrcP, oRunDstP} {
+		g.emit(stib(off+8, fam|famProto), stib(off+9, 0), asm.StoreImm(rS, off+10, 0, asm.Half))
+	}
+	for _, off := range []int16{oRunSrcA, oRunDstA} {
+		g.emit(stib(off+8, fam|famAnyProto), stib(off+9, 0), asm.StoreImm(rS, off+10, 0, asm.Half))
 	}
 }
 

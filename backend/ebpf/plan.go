@@ -245,6 +245,26 @@ func dpKey(dp *compile.DirectionPolicy, h hook) string {
 type progCache struct {
 	entries map[string]*cachedProg
 	sets    map[*compile.IPSet]*setEntries
+	runs    map[*run]*cachedRun
+}
+
+// cachedRun is a run's entries and the set values they were made from.
+type cachedRun struct {
+	sets []*compile.IPSet
+	e    *setEntries
+}
+
+// runSets lists the set values a run's entries come from.
+func runSets(rs *compile.Ruleset, r *run) []*compile.IPSet {
+	out := make([]*compile.IPSet, 0, len(r.rules))
+	for _, ru := range r.rules {
+		ids := ru.Match.Src.Sets
+		if r.side == 1 {
+			ids = ru.Match.Dst.Sets
+		}
+		out = append(out, rs.Sets[ids[0]])
+	}
+	return out
 }
 
 type cachedProg struct {
@@ -255,7 +275,7 @@ type cachedProg struct {
 }
 
 func newProgCache() *progCache {
-	return &progCache{entries: map[string]*cachedProg{}, sets: map[*compile.IPSet]*setEntries{}}
+	return &progCache{entries: map[string]*cachedProg{}, sets: map[*compile.IPSet]*setEntries{}, runs: map[*run]*cachedRun{}}
 }
 
 // policiesOf lists the policies a direction refers to, in order.
@@ -382,9 +402,21 @@ func makePlan(rs *compile.Ruleset, x *ids, cfg config, cache ...*progCache) (*pl
 	for name := range p.used {
 		id := x.get(name)
 		if r, ok := runs[name]; ok {
+			var sets []*compile.IPSet
+			if pc != nil {
+				sets = runSets(rs, r)
+				if c, ok := pc.runs[r]; ok && c.e.id == id && slices.Equal(c.sets, sets) {
+					next.runs[r] = c
+					p.sets[name] = c.e
+					continue
+				}
+			}
 			e := &setEntries{id: id}
 			runEntries(rs, r, id, func(k [lpmKeySize]byte) { e.lpm = append(e.lpm, k) })
 			p.sets[name] = e
+			if pc != nil {
+				next.runs[r] = &cachedRun{sets: sets, e: e}
+			}
 			continue
 		}
 		s := rs.Sets[compile.SetID(name)]
@@ -411,7 +443,7 @@ func makePlan(rs *compile.Ruleset, x *ids, cfg config, cache ...*progCache) (*pl
 		p.sets[name] = e
 	}
 	if pc != nil {
-		pc.sets = next.sets
+		pc.sets, pc.runs = next.sets, next.runs
 	}
 	return p, nil
 }

@@ -2,6 +2,7 @@ package ebpf
 
 import (
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"hash/fnv"
@@ -42,7 +43,19 @@ type run struct {
 	name  string // identity: what the rules say, not what their sets hold
 	side  int    // 0: the set is on the source, 1: on the destination
 	rules []*compile.Rule
+	kinds uint8 // the key kinds its entries use (1 << runPorts, …)
 }
+
+// Kinds of run entries, told apart by high bits of the family byte: a
+// rule with destination ports (protocol, port, address), one with a
+// protocol and no ports (protocol, address), one with neither (address).
+const (
+	runPorts    = 0
+	runProto    = 1
+	runAny      = 2
+	famProto    = 0x40
+	famAnyProto = 0x80
+)
 
 // minRun is the shortest stretch of rules worth a lookup.
 const minRun = 2
@@ -62,23 +75,38 @@ type RuleRef struct {
 // rules. refs receives the rule IDs of Log rules.
 func flatten(rs *compile.Ruleset, dp *compile.DirectionPolicy, refs map[uint64]RuleRef) []step {
 	var out []step
-	addRules := func(ti int, pid compile.PolicyID, profile bool) {
-		pol := rs.Policies[pid]
-		rules := pol.Rules
-		for i := 0; i < len(rules); i++ {
-			r := &rules[i]
-			if profile && r.Action == compile.ActionPass {
-				continue // profiles have no next tier to pass to
+	type item struct {
+		pid compile.PolicyID
+		pol *compile.Policy
+		i   int
+	}
+	addRules := func(ti int, pids []compile.PolicyID, profile bool) {
+		var items []item
+		for _, pid := range pids {
+			pol := rs.Policies[pid]
+			for i := range pol.Rules {
+				if profile && pol.Rules[i].Action == compile.ActionPass {
+					continue // profiles have no next tier to pass to
+				}
+				items = append(items, item{pid, pol, i})
 			}
-			if j, ru := findRun(rs, pol, i); ru != nil {
+		}
+		rules := make([]*compile.Rule, len(items))
+		for k, it := range items {
+			rules[k] = &it.pol.Rules[it.i]
+		}
+		for k := 0; k < len(items); k++ {
+			it := items[k]
+			r := rules[k]
+			if j, ru := findRun(rs, rules, k); ru != nil {
 				out = append(out, step{kind: stepRule, tier: ti, action: r.Action, run: ru})
-				i = j - 1
+				k = j - 1
 				continue
 			}
 			st := step{kind: stepRule, tier: ti, rule: r, action: r.Action, passTo: ti + 1}
 			if r.Action == compile.ActionLog {
-				st.ruleID = ruleID(pid, i)
-				refs[st.ruleID] = RuleRef{Tier: pol.Tier, Policy: pol.Name, Index: i, Origin: r.Origin}
+				st.ruleID = ruleID(it.pid, it.i)
+				refs[st.ruleID] = RuleRef{Tier: it.pol.Tier, Policy: it.pol.Name, Index: it.i, Origin: r.Origin}
 			}
 			out = append(out, st)
 		}
@@ -94,18 +122,14 @@ func flatten(rs *compile.Ruleset, dp *compile.DirectionPolicy, refs map[uint64]R
 	}
 	for ti, t := range dp.Tiers {
 		from := len(out)
-		for _, pid := range t.Policies {
-			addRules(ti, pid, false)
-		}
+		addRules(ti, t.Policies, false)
 		if t.EndAction != compile.ActionPass {
 			out = append(out, step{kind: stepDeny, tier: ti})
 		}
 		mark(ti, from)
 	}
 	from := len(out)
-	for _, pid := range dp.Profiles {
-		addRules(len(dp.Tiers), pid, true)
-	}
+	addRules(len(dp.Tiers), dp.Profiles, true)
 	out = append(out, step{kind: stepDeny, tier: len(dp.Tiers)})
 	mark(len(dp.Tiers), from)
 	return out
@@ -118,35 +142,45 @@ func ruleID(pid compile.PolicyID, i int) uint64 {
 	return h.Sum64() | 1 // never 0
 }
 
-// runShape reports whether a rule can join a run, and on which side its
-// one set is.
-func runShape(rs *compile.Ruleset, r *compile.Rule) (side int, ok bool) {
+// runShape reports whether a rule can join a run: Allow or Deny, one net
+// set on one side and nothing else but a protocol, an IP version and
+// destination ports (few enough to list). It returns the side of the set
+// and the kind of entries the rule makes.
+func runShape(rs *compile.Ruleset, r *compile.Rule) (side, kind int, ok bool) {
 	m := &r.Match
 	if r.Action != compile.ActionAllow && r.Action != compile.ActionDeny {
-		return 0, false
-	}
-	switch m.Protocol {
-	case 6, 17, 132, 136:
-	default:
-		return 0, false
+		return 0, 0, false
 	}
 	if m.NotProtocol != 0 || m.ICMP != nil || m.NotICMP != nil {
-		return 0, false
+		return 0, 0, false
 	}
 	s, d := &m.Src, &m.Dst
 	if len(s.NotSets)+len(d.NotSets)+len(s.Ports)+len(s.NamedPorts)+len(s.NotPorts)+len(s.NotNamedPorts)+
-		len(d.NamedPorts)+len(d.NotPorts)+len(d.NotNamedPorts) > 0 || len(d.Ports) == 0 {
-		return 0, false
+		len(d.NamedPorts)+len(d.NotPorts)+len(d.NotNamedPorts) > 0 {
+		return 0, 0, false
 	}
-	n := 0
-	for _, pr := range d.Ports {
-		if pr.Max < pr.Min {
-			return 0, false
+	switch {
+	case len(d.Ports) > 0:
+		switch m.Protocol {
+		case 6, 17, 132, 136:
+		default:
+			return 0, 0, false
 		}
-		n += int(pr.Max-pr.Min) + 1
-	}
-	if n > maxRunPorts {
-		return 0, false
+		n := 0
+		for _, pr := range d.Ports {
+			if pr.Max < pr.Min {
+				return 0, 0, false
+			}
+			n += int(pr.Max-pr.Min) + 1
+		}
+		if n > maxRunPorts {
+			return 0, 0, false
+		}
+		kind = runPorts
+	case m.Protocol != 0:
+		kind = runProto
+	default:
+		kind = runAny
 	}
 	var set compile.SetID
 	switch {
@@ -155,37 +189,41 @@ func runShape(rs *compile.Ruleset, r *compile.Rule) (side int, ok bool) {
 	case len(s.Sets) == 0 && len(d.Sets) == 1:
 		set, side = d.Sets[0], 1
 	default:
-		return 0, false
+		return 0, 0, false
 	}
 	if st := rs.Sets[set]; st == nil || st.Kind == compile.SetNamedPorts {
-		return 0, false
+		return 0, 0, false
 	}
-	return side, true
+	return side, kind, true
 }
 
-// findRun returns the run starting at rule i of pol and the index after
-// it, or nil when fewer than minRun rules line up.
-func findRun(rs *compile.Ruleset, pol *compile.Policy, i int) (int, *run) {
-	side, ok := runShape(rs, &pol.Rules[i])
+// findRun returns the run starting at rules[i] and the index after it, or
+// nil when fewer than minRun rules line up. Consecutive rules of one tier
+// merge across policies: with one action, the first match is as good as
+// any.
+func findRun(rs *compile.Ruleset, rules []*compile.Rule, i int) (int, *run) {
+	side, kind, ok := runShape(rs, rules[i])
 	if !ok {
 		return i, nil
 	}
+	kinds := uint8(1) << kind
 	j := i + 1
-	for j < len(pol.Rules) && pol.Rules[j].Action == pol.Rules[i].Action {
-		s, ok := runShape(rs, &pol.Rules[j])
+	for j < len(rules) && rules[j].Action == rules[i].Action {
+		s, k, ok := runShape(rs, rules[j])
 		if !ok || s != side {
 			break
 		}
+		kinds |= 1 << k
 		j++
 	}
 	if j-i < minRun {
 		return i, nil
 	}
-	ru := &run{side: side}
+	ru := &run{side: side, kinds: kinds}
 	h := sha256.New()
 	fmt.Fprintf(h, "%d", side)
 	for k := i; k < j; k++ {
-		r := &pol.Rules[k]
+		r := rules[k]
 		ru.rules = append(ru.rules, r)
 		m := &r.Match
 		fmt.Fprintf(h, "|%d %d %d %v %v", r.Action, m.Protocol, m.IPVersion, m.Src.Sets, m.Dst.Sets)
@@ -313,12 +351,22 @@ func genProgram(rs *compile.Ruleset, dp *compile.DirectionPolicy, h hook, cfg co
 		ps.chunks = append(ps.chunks, insns)
 	}
 	h2 := sha256.New()
-	fmt.Fprintf(h2, "%d|", h)
+	var buf [24]byte
+	buf[0] = byte(h)
+	h2.Write(buf[:1])
 	for _, ch := range ps.chunks {
 		for _, in := range ch {
-			fmt.Fprintf(h2, "%v %s %s;", in, in.Symbol(), in.Reference())
+			binary.LittleEndian.PutUint32(buf[0:], uint32(in.OpCode))
+			buf[4], buf[5] = byte(in.Dst), byte(in.Src)
+			binary.LittleEndian.PutUint16(buf[6:], uint16(in.Offset))
+			binary.LittleEndian.PutUint64(buf[8:], uint64(in.Constant))
+			h2.Write(buf[:16])
+			h2.Write([]byte(in.Symbol()))
+			h2.Write([]byte{0})
+			h2.Write([]byte(in.Reference()))
+			h2.Write([]byte{0})
 		}
-		h2.Write([]byte{0})
+		h2.Write([]byte{1})
 	}
 	ps.fp = hex.EncodeToString(h2.Sum(nil)[:16])
 	return ps, nil
@@ -427,13 +475,22 @@ func (g *gen) match(s *step, ids idOf, fail string) {
 		return
 	}
 	if s.run != nil {
-		off := int16(oRunSrc)
+		keys := [3]int16{oRunSrc, oRunSrcP, oRunSrcA}
 		if s.run.side == 1 {
-			off = oRunDst
+			keys = [3]int16{oRunDst, oRunDstP, oRunDstA}
 		}
-		g.emit(stiw(off+4, int64(int32(ids(s.run.name)))))
-		g.lookup(refSets, int32(off))
-		g.emit(asm.JEq.Imm(asm.R0, 0, fail))
+		id := int64(int32(ids(s.run.name)))
+		hit := g.fresh("run_hit")
+		for kind, off := range keys {
+			if s.run.kinds&(1<<kind) == 0 {
+				continue
+			}
+			g.emit(stiw(off+4, id))
+			g.lookup(refSets, int32(off))
+			g.emit(asm.JNE.Imm(asm.R0, 0, hit))
+		}
+		g.emit(asm.Ja.Label(fail))
+		g.label(hit)
 		return
 	}
 	m := &s.rule.Match
@@ -539,10 +596,17 @@ func runEntries(rs *compile.Ruleset, ru *run, id uint32, add func([lpmKeySize]by
 			if m.IPVersion != 0 && m.IPVersion != fam {
 				continue
 			}
-			for _, pr := range m.Dst.Ports {
-				for p := int(pr.Min); p <= int(pr.Max); p++ {
-					add(lpmKey(id, fam, m.Protocol, uint16(p), addr, bits))
+			switch {
+			case len(m.Dst.Ports) > 0:
+				for _, pr := range m.Dst.Ports {
+					for p := int(pr.Min); p <= int(pr.Max); p++ {
+						add(lpmKey(id, fam, m.Protocol, uint16(p), addr, bits))
+					}
 				}
+			case m.Protocol != 0:
+				add(lpmKey(id, fam|famProto, m.Protocol, 0, addr, bits))
+			default:
+				add(lpmKey(id, fam|famAnyProto, 0, 0, addr, bits))
 			}
 		}
 	}

@@ -3,11 +3,14 @@
 package ebpf
 
 import (
+	"fmt"
+	"net/netip"
 	"testing"
 
 	"pgregory.net/rapid"
 
 	"github.com/calyxnet/calyx/backend/model"
+	"github.com/calyxnet/calyx/compile"
 	"github.com/calyxnet/calyx/internal/lab"
 	"github.com/calyxnet/calyx/internal/lab/conformance"
 	"github.com/calyxnet/calyx/internal/lab/labtest"
@@ -112,4 +115,132 @@ func TestProgramsEqualModel(t *testing.T) {
 		t.Fatalf("only %d cases ran; want at least 10,000", cases)
 	}
 	t.Logf("%d (ruleset, packet) cases: ebpf == model", cases)
+}
+
+// runRuleset draws Rulesets made of the rule shapes that merge into LPM
+// runs: one net set on one side with destination ports, with a protocol
+// only, or with nothing else; runs cross policy boundaries, mix kinds and
+// sides, and are cut by the other action.
+func runRuleset(w *testgen.IRWorld) *rapid.Generator[*compile.Ruleset] {
+	return rapid.Custom(func(t *rapid.T) *compile.Ruleset {
+		b := testgen.NewIR()
+		var keys []string
+		for _, p := range w.Pods {
+			b.Endpoint(p.Key, p.Interface, p.Addrs...)
+			keys = append(keys, p.Key)
+		}
+		var sets []compile.SetID
+		for i := range 2 {
+			var members []string
+			for _, k := range keys {
+				if rapid.Bool().Draw(t, "member") {
+					members = append(members, k)
+				}
+			}
+			sets = append(sets, b.Selected(fmt.Sprintf("s%d", i), members...))
+		}
+		var all []netip.Addr
+		for _, p := range w.Pods {
+			all = append(all, p.Addrs...)
+		}
+		all = append(all, w.External...)
+		for i := range 2 {
+			a := rapid.SampledFrom(all).Draw(t, "netAddr")
+			bits := a.BitLen() - rapid.IntRange(0, 8).Draw(t, "widen")
+			n := netip.PrefixFrom(a, bits).Masked().String()
+			id := b.Nets(n)
+			s := b.RS.Sets[id]
+			delete(b.RS.Sets, id)
+			s.ID = compile.SetID(fmt.Sprintf("lit%d:%s", i, n))
+			b.RS.Sets[s.ID] = s
+			sets = append(sets, s.ID)
+		}
+		rule := func() compile.Rule {
+			a := compile.ActionAllow
+			if rapid.IntRange(0, 3).Draw(t, "deny") == 0 {
+				a = compile.ActionDeny
+			}
+			var m compile.Match
+			peer := compile.PeerMatch{Sets: []compile.SetID{rapid.SampledFrom(sets).Draw(t, "set")}}
+			if rapid.Bool().Draw(t, "srcSide") {
+				m.Src = peer
+			} else {
+				m.Dst = peer
+			}
+			switch rapid.IntRange(0, 2).Draw(t, "kind") {
+			case 0:
+				m.Protocol = rapid.SampledFrom([]uint8{6, 17, 132}).Draw(t, "proto")
+				p := rapid.SampledFrom(w.Ports).Draw(t, "port")
+				m.Dst.Ports = []compile.PortRange{{Min: p - uint16(rapid.IntRange(0, 2).Draw(t, "lo")), Max: p + uint16(rapid.IntRange(0, 2).Draw(t, "hi"))}}
+			case 1:
+				m.Protocol = rapid.SampledFrom([]uint8{1, 6, 17, 58, 132}).Draw(t, "proto")
+			}
+			if rapid.IntRange(0, 4).Draw(t, "ipv") == 0 {
+				m.IPVersion = rapid.SampledFrom([]uint8{4, 6}).Draw(t, "ipVersion")
+			}
+			return testgen.Rule(a, m)
+		}
+		prof := b.AllowAllProfile()
+		for pi, k := range keys {
+			ep := b.RS.Endpoints[k]
+			for _, dp := range []*compile.DirectionPolicy{&ep.Ingress, &ep.Egress} {
+				nt := rapid.IntRange(0, 2).Draw(t, "tiers")
+				for ti := range nt {
+					var ids []compile.PolicyID
+					for pj := range rapid.IntRange(1, 3).Draw(t, "policies") {
+						var rules []compile.Rule
+						for range rapid.IntRange(1, 5).Draw(t, "rules") {
+							rules = append(rules, rule())
+						}
+						dir := compile.Ingress
+						if dp == &ep.Egress {
+							dir = compile.Egress
+						}
+						ids = append(ids, b.Policy(dir, fmt.Sprintf("t%d", ti), fmt.Sprintf("p%d-%d-%d", pi, ti, pj), rules...))
+					}
+					end := compile.ActionDeny
+					if rapid.IntRange(0, 3).Draw(t, "endPass") == 0 {
+						end = compile.ActionPass
+					}
+					dp.Tiers = append(dp.Tiers, compile.TierPolicies{Tier: fmt.Sprintf("t%d", ti), Policies: ids, EndAction: end})
+				}
+				if rapid.Bool().Draw(t, "profile") {
+					dp.Profiles = []compile.PolicyID{prof}
+				}
+			}
+		}
+		return b.RS
+	})
+}
+
+// TestRunsEqualModel: Rulesets of mergeable rules, where most of the
+// policy is LPM runs, judge every first packet as the model does.
+func TestRunsEqualModel(t *testing.T) {
+	h := newHarness(t)
+	w := propertyWorld()
+	cases, runs := 0, 0
+	rapid.Check(t, func(rt *rapid.T) {
+		rs := runRuleset(w).Draw(rt, "ruleset")
+		h.apply(rs)
+		for _, ps := range h.plan.progs {
+			runs += len(ps.runs)
+		}
+		for range 40 {
+			mp := model.Packet(testgen.IRPacket(w).Draw(rt, "packet"))
+			if mp.Protocol == 17 && rapid.IntRange(0, 4).Draw(rt, "sctp") == 0 {
+				mp.Protocol = 132
+			}
+			h.flush()
+			cases++
+			want := h.idx.Allowed(mp)
+			if got := h.verdict(&pkt{Packet: mp, tcpFlags: tcpSYN}); got != want {
+				v := h.idx.Verdict(mp)
+				rt.Fatalf("%s: ebpf allowed=%v, want %v\nmodel:\n%s\nruleset:\n%s", mp, got, want, v.String(), rs)
+			}
+		}
+	})
+	if runs == 0 {
+		t.Fatalf("no rule merged into a run")
+	}
+	t.Logf("%d cases over %d runs: ebpf == model", cases, runs)
 }

@@ -117,10 +117,11 @@ func (b *Backend) Reconcile(ctx context.Context) (*Drift, error) {
 		return nil, err
 	}
 	actual := &plan{raw: true, lpm: lpm, np: np}
-	if d.EntriesAdded, err = addEntries(b.objs, actual, b.cur); err != nil {
+	diff := entryDiff(actual, b.cur)
+	if d.EntriesAdded, err = diff.add(b.objs); err != nil {
 		return nil, err
 	}
-	if d.EntriesDeleted, err = delEntries(b.objs, actual, b.cur); err != nil {
+	if d.EntriesDeleted, err = diff.del(b.objs); err != nil {
 		return nil, err
 	}
 	if !d.Empty() {
