@@ -3,6 +3,7 @@
 package nftables
 
 import (
+	"encoding/binary"
 	"fmt"
 	"net"
 	"net/netip"
@@ -185,16 +186,23 @@ func portRangesTermNoDim(side string, ranges []compile.PortRange, neg bool) term
 			text: fmt.Sprintf("%s %s%d-%d", pt, nt, rg.Min, rg.Max)}
 	}
 	merged := mergePorts(ranges)
-	as := &anonSet{keyType: nftables.TypeInetService, interval: true}
-	var texts []string
-	for _, rg := range merged {
-		group := []nftables.SetElement{{Key: binaryutil.BigEndian.PutUint16(rg.Min)}}
+	as := &anonSet{keyType: nftables.TypeInetService, interval: true,
+		elems: make([]nftables.SetElement, 0, 2*len(merged)), texts: make([]string, 0, len(merged)),
+		groups: make([][]nftables.SetElement, 0, len(merged))}
+	keys := make([]byte, 4*len(merged))
+	for i, rg := range merged {
+		k := keys[4*i : 4*i+4 : 4*i+4]
+		binary.BigEndian.PutUint16(k[0:2], rg.Min)
+		binary.BigEndian.PutUint16(k[2:4], rg.Max+1)
+		start := len(as.elems)
+		as.elems = append(as.elems, nftables.SetElement{Key: k[0:2:2]})
 		if rg.Max < 65535 {
-			group = append(group, nftables.SetElement{Key: binaryutil.BigEndian.PutUint16(rg.Max + 1), IntervalEnd: true})
+			as.elems = append(as.elems, nftables.SetElement{Key: k[2:4:4], IntervalEnd: true})
 		}
-		as.add(portRangeText(rg), group...)
-		texts = append(texts, portRangeText(rg))
+		as.texts = append(as.texts, portRangeText(rg))
+		as.groups = append(as.groups, as.elems[start:len(as.elems):len(as.elems)])
 	}
+	texts := as.texts
 	return term{exprs: []expr.Any{p, &expr.Lookup{SourceRegister: reg1, Invert: neg}},
 		text: fmt.Sprintf("%s %s{ %s }", pt, nt, strings.Join(texts, ", ")), anon: as}
 }
@@ -268,6 +276,9 @@ func (r *renderer) alternatives(m *compile.Match) [][]term {
 		fams = []uint8{0}
 	}
 	var out [][]term
+	// Port terms do not depend on the family: build each once, and let
+	// the IPv4 and IPv6 rules share its set.
+	var ports [2]portTerms
 	for _, fam := range fams {
 		var base []term
 		if fam != 0 {
@@ -283,8 +294,8 @@ func (r *renderer) alternatives(m *compile.Match) [][]term {
 		if len(icmp) == 0 {
 			continue
 		}
-		src := r.peerAlts(&m.Src, "src", fam, m.Protocol)
-		dst := r.peerAlts(&m.Dst, "dst", fam, m.Protocol)
+		src := r.peerAlts(&m.Src, "src", fam, m.Protocol, &ports[0])
+		dst := r.peerAlts(&m.Dst, "dst", fam, m.Protocol, &ports[1])
 		out = append(out, cross([][]term{base}, icmp, src, dst)...)
 	}
 	return out
@@ -337,7 +348,22 @@ func (r *renderer) icmpAlts(m *compile.Match, fam uint8) [][]term {
 	return cross(pos, neg)
 }
 
-func (r *renderer) peerAlts(pm *compile.PeerMatch, side string, fam uint8, proto uint8) [][]term {
+// portTerms memoises a side's port terms across families.
+type portTerms struct{ pos, neg *term }
+
+func (pt *portTerms) get(neg bool, side string, ranges []compile.PortRange) term {
+	p := &pt.pos
+	if neg {
+		p = &pt.neg
+	}
+	if *p == nil {
+		t := portRangesTerm(side, ranges, neg)
+		*p = &t
+	}
+	return **p
+}
+
+func (r *renderer) peerAlts(pm *compile.PeerMatch, side string, fam uint8, proto uint8, pt *portTerms) [][]term {
 	var conj []term
 	var inlineAlts [][][]term
 	for _, id := range pm.Sets {
@@ -387,7 +413,7 @@ func (r *renderer) peerAlts(pm *compile.PeerMatch, side string, fam uint8, proto
 	if len(pm.Ports) > 0 || len(pm.NamedPorts) > 0 {
 		var or [][]term
 		if len(pm.Ports) > 0 {
-			or = append(or, append(needProto(), portRangesTerm(side, pm.Ports, false)))
+			or = append(or, append(needProto(), pt.get(false, side, pm.Ports)))
 		}
 		for _, id := range pm.NamedPorts {
 			or = append(or, []term{namedPortTerm(fam, side, namedPortSetName(id, fam), false)})
@@ -397,7 +423,7 @@ func (r *renderer) peerAlts(pm *compile.PeerMatch, side string, fam uint8, proto
 	if len(pm.NotPorts) > 0 || len(pm.NotNamedPorts) > 0 {
 		and := needProto()
 		if len(pm.NotPorts) > 0 {
-			and = append(and, portRangesTerm(side, pm.NotPorts, true))
+			and = append(and, pt.get(true, side, pm.NotPorts))
 		}
 		for _, id := range pm.NotNamedPorts {
 			and = append(and, namedPortTerm(fam, side, namedPortSetName(id, fam), true))

@@ -238,17 +238,30 @@ func netsTerm(fam uint8, side string, ivs []interval) term {
 		}
 	}
 	pl, t := addrPayload(fam, side, reg1)
-	as := &anonSet{keyType: nftables.TypeIPAddr, interval: true}
+	as := &anonSet{keyType: nftables.TypeIPAddr, interval: true,
+		elems: make([]nftables.SetElement, 0, 2*len(ivs)), texts: make([]string, 0, len(ivs)),
+		groups: make([][]nftables.SetElement, 0, len(ivs))}
 	if fam == 6 {
 		as.keyType = nftables.TypeIP6Addr
 	}
-	texts := make([]string, 0, len(ivs))
+	w := 4
+	if fam == 6 {
+		w = 16
+	}
+	keys := make([]byte, 0, 2*w*len(ivs))
 	for _, iv := range ivs {
-		as.add(iv.text(), iv.elements()...)
-		texts = append(texts, iv.text())
+		start := len(as.elems)
+		keys = appendAddr(keys, iv.first)
+		as.elems = append(as.elems, nftables.SetElement{Key: keys[len(keys)-w : len(keys) : len(keys)]})
+		if next := iv.last.Next(); next.IsValid() {
+			keys = appendAddr(keys, next)
+			as.elems = append(as.elems, nftables.SetElement{Key: keys[len(keys)-w : len(keys) : len(keys)], IntervalEnd: true})
+		}
+		as.texts = append(as.texts, iv.text())
+		as.groups = append(as.groups, as.elems[start:len(as.elems):len(as.elems)])
 	}
 	return term{exprs: []expr.Any{pl, &expr.Lookup{SourceRegister: reg1}},
-		text: fmt.Sprintf("%s { %s }", t, strings.Join(texts, ", ")), anon: as,
+		text: fmt.Sprintf("%s { %s }", t, strings.Join(as.texts, ", ")), anon: as,
 		dim: &mergeDim{kind: dimNets, side: side, fam: fam, nets: ivs}}
 }
 
@@ -263,6 +276,7 @@ func namedSets(rules []*nrule) ([]*nrule, []*nset) {
 	var out []*nrule
 	var sets []*nset
 	seen := map[string]bool{}
+	named := map[*anonSet]*nset{}
 	for i, ru := range rules {
 		if len(ru.anon) == 0 {
 			if out != nil {
@@ -280,7 +294,11 @@ func namedSets(rules []*nrule) ([]*nrule, []*nset) {
 			if as == nil {
 				continue
 			}
-			ns := as.named()
+			ns, ok := named[as]
+			if !ok {
+				ns = as.named()
+				named[as] = ns
+			}
 			if !seen[ns.name] {
 				seen[ns.name] = true
 				sets = append(sets, ns)
@@ -316,4 +334,14 @@ func (as *anonSet) named() *nset {
 	ns.groups = as.groups
 	ns.elems = as.elems
 	return ns
+}
+
+// appendAddr appends the address's bytes (4 for IPv4, 16 for IPv6).
+func appendAddr(b []byte, a netip.Addr) []byte {
+	if a.Is4() {
+		v := a.As4()
+		return append(b, v[:]...)
+	}
+	v := a.As16()
+	return append(b, v[:]...)
 }

@@ -96,11 +96,6 @@ type anonSet struct {
 	groups [][]nftables.SetElement
 }
 
-func (as *anonSet) add(text string, group ...nftables.SetElement) {
-	as.texts = append(as.texts, text)
-	as.groups = append(as.groups, group)
-	as.elems = append(as.elems, group...)
-}
 
 // nset is one named set or verdict map.
 type nset struct {
