@@ -23,10 +23,12 @@
 //     policies' rules in order (Allow and Deny end the walk, Pass jumps to
 //     the next tier, Log writes a ring buffer event naming policy and rule
 //     and goes on), the tier's end action, then the profiles (where Pass
-//     is ignored), then deny. A run of consecutive rules of one action that
-//     each match a protocol, one net set on one side and destination ports
-//     (the "hundreds of CIDR+port Allow rules" shape) becomes one LPM
-//     lookup keyed by (run, protocol, port, address);
+//     is ignored), then deny. A run of consecutive rules of one tier (across
+//     policies) with one action, each matching one net set on one side and
+//     at most a protocol, an IP version and destination ports (the shapes
+//     Kubernetes NetworkPolicy and "hundreds of CIDR+port Allow rules"
+//     produce), becomes at most three LPM lookups keyed by (run, protocol,
+//     port, address), (run, protocol, address) and (run, address);
 //  4. on Allow: with DefaultEndpointToHostAction Deny, traffic from a pod
 //     to its own node (a FIB lookup that finds a local route) is dropped;
 //     otherwise a conntrack entry is made and, for a first fragment, a

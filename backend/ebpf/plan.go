@@ -185,9 +185,10 @@ func validatePolicies(rs *compile.Ruleset, pols []*compile.Policy) error {
 // tiers share policy lists (same backing arrays) have the same contents
 // (the IR is read-only). Up to four tiers; longer lists go by contents.
 type dpIdentity struct {
-	t        [4]tierIdentity
-	nt       int
-	profiles *compile.PolicyID
+	t  [4]tierIdentity
+	nt int
+	// Profiles are short lists, often built per endpoint: by value.
+	profiles [2]compile.PolicyID
 	np       int
 	h        hook
 }
@@ -210,9 +211,10 @@ func identity(dp *compile.DirectionPolicy, h hook) (dpIdentity, bool) {
 			id.t[i].pols = &t.Policies[0]
 		}
 	}
-	if len(dp.Profiles) > 0 {
-		id.profiles = &dp.Profiles[0]
+	if len(dp.Profiles) > len(id.profiles) {
+		return id, false
 	}
+	copy(id.profiles[:], dp.Profiles)
 	return id, true
 }
 
@@ -248,9 +250,11 @@ type progCache struct {
 	runs    map[*run]*cachedRun
 }
 
-// cachedRun is a run's entries and the set values they were made from.
+// cachedRun is a run's entries, rule by rule, and the set values they
+// were made from: a membership change recomputes the rules of that set.
 type cachedRun struct {
 	sets []*compile.IPSet
+	per  [][][lpmKeySize]byte
 	e    *setEntries
 }
 
@@ -402,20 +406,30 @@ func makePlan(rs *compile.Ruleset, x *ids, cfg config, cache ...*progCache) (*pl
 	for name := range p.used {
 		id := x.get(name)
 		if r, ok := runs[name]; ok {
-			var sets []*compile.IPSet
+			sets := runSets(rs, r)
+			var prev *cachedRun
 			if pc != nil {
-				sets = runSets(rs, r)
-				if c, ok := pc.runs[r]; ok && c.e.id == id && slices.Equal(c.sets, sets) {
-					next.runs[r] = c
-					p.sets[name] = c.e
-					continue
+				if c, ok := pc.runs[r]; ok && c.e.id == id {
+					if slices.Equal(c.sets, sets) {
+						next.runs[r] = c
+						p.sets[name] = c.e
+						continue
+					}
+					prev = c
 				}
 			}
-			e := &setEntries{id: id}
-			runEntries(rs, r, id, func(k [lpmKeySize]byte) { e.lpm = append(e.lpm, k) })
-			p.sets[name] = e
+			c := &cachedRun{sets: sets, per: make([][][lpmKeySize]byte, len(r.rules)), e: &setEntries{id: id}}
+			for i := range r.rules {
+				if prev != nil && prev.sets[i] == sets[i] {
+					c.per[i] = prev.per[i]
+				} else {
+					runRuleEntries(rs, r, i, id, func(k [lpmKeySize]byte) { c.per[i] = append(c.per[i], k) })
+				}
+				c.e.lpm = append(c.e.lpm, c.per[i]...)
+			}
+			p.sets[name] = c.e
 			if pc != nil {
-				next.runs[r] = &cachedRun{sets: sets, e: e}
+				next.runs[r] = c
 			}
 			continue
 		}

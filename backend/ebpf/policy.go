@@ -583,31 +583,30 @@ func denyAllProgram() asm.Instructions {
 	return asm.Instructions{asm.Mov.Imm(asm.R0, tcxDrop), asm.Return()}
 }
 
-// runEntries are the LPM keys of a run: one per (rule, net, port).
-func runEntries(rs *compile.Ruleset, ru *run, id uint32, add func([lpmKeySize]byte)) {
-	for _, r := range ru.rules {
-		m := &r.Match
-		set := m.Src.Sets
-		if ru.side == 1 {
-			set = m.Dst.Sets
+// runRuleEntries are the LPM keys of rule i of a run.
+func runRuleEntries(rs *compile.Ruleset, ru *run, i int, id uint32, add func([lpmKeySize]byte)) {
+	r := ru.rules[i]
+	m := &r.Match
+	set := m.Src.Sets
+	if ru.side == 1 {
+		set = m.Dst.Sets
+	}
+	for _, n := range rs.Sets[set[0]].Nets {
+		fam, addr, bits := lpmPrefix(n)
+		if m.IPVersion != 0 && m.IPVersion != fam {
+			continue
 		}
-		for _, n := range rs.Sets[set[0]].Nets {
-			fam, addr, bits := lpmPrefix(n)
-			if m.IPVersion != 0 && m.IPVersion != fam {
-				continue
-			}
-			switch {
-			case len(m.Dst.Ports) > 0:
-				for _, pr := range m.Dst.Ports {
-					for p := int(pr.Min); p <= int(pr.Max); p++ {
-						add(lpmKey(id, fam, m.Protocol, uint16(p), addr, bits))
-					}
+		switch {
+		case len(m.Dst.Ports) > 0:
+			for _, pr := range m.Dst.Ports {
+				for p := int(pr.Min); p <= int(pr.Max); p++ {
+					add(lpmKey(id, fam, m.Protocol, uint16(p), addr, bits))
 				}
-			case m.Protocol != 0:
-				add(lpmKey(id, fam|famProto, m.Protocol, 0, addr, bits))
-			default:
-				add(lpmKey(id, fam|famAnyProto, 0, 0, addr, bits))
 			}
+		case m.Protocol != 0:
+			add(lpmKey(id, fam|famProto, m.Protocol, 0, addr, bits))
+		default:
+			add(lpmKey(id, fam|famAnyProto, 0, 0, addr, bits))
 		}
 	}
 }
