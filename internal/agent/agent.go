@@ -27,7 +27,7 @@ const (
 	DefaultCoalesce          = 10 * time.Millisecond
 	DefaultRetryMin          = 100 * time.Millisecond
 	DefaultRetryMax          = 30 * time.Second
-	DefaultApplyTimeout      = 2 * time.Minute
+	DefaultApplyTimeout      = 5 * time.Minute
 )
 
 // Errors callers branch on.

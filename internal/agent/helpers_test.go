@@ -173,3 +173,5 @@ func allowedIn(rs *compile.Ruleset, peer, host netip.Addr, port uint16) bool {
 func allowedOutUDP53(rs *compile.Ruleset) bool {
 	return model.NewIndex(rs).Allowed(model.Packet{Src: addr("192.0.2.10"), Dst: addr("198.51.100.53"), Protocol: 17, SrcPort: 40000, DstPort: 53})
 }
+
+func mustAddr(s string) netip.Addr { return netip.MustParseAddr(s) }
