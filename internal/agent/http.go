@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -95,15 +96,7 @@ func (a *Agent) NodeStatus() Status {
 	for src, msg := range a.sourceErrs {
 		st.Datastore.Errors = append(st.Datastore.Errors, SourceError{Source: src, Error: msg})
 	}
-	slices.SortFunc(st.Datastore.Errors, func(x, y SourceError) int {
-		if x.Source < y.Source {
-			return -1
-		}
-		if x.Source > y.Source {
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(st.Datastore.Errors, func(x, y SourceError) int { return strings.Compare(x.Source, y.Source) })
 	st.Live = running && (a.state.busySince.IsZero() || time.Since(a.state.busySince) < a.cfg.ApplyTimeout)
 	st.Ready = a.synced && a.applied != nil && !a.state.failing
 	return st
