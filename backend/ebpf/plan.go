@@ -266,6 +266,10 @@ func runSets(rs *compile.Ruleset, r *run) []*compile.IPSet {
 		if r.side == 1 {
 			ids = ru.Match.Dst.Sets
 		}
+		if len(ids) == 0 {
+			out = append(out, nil) // any address
+			continue
+		}
 		out = append(out, rs.Sets[ids[0]])
 	}
 	return out

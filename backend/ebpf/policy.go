@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"maps"
+	"net/netip"
 	"slices"
 
 	"github.com/cilium/ebpf/asm"
@@ -142,6 +143,11 @@ func ruleID(pid compile.PolicyID, i int) uint64 {
 	return h.Sum64() | 1 // never 0
 }
 
+// anyAddress are the nets of a rule without sets.
+func anyAddress() []netip.Prefix {
+	return []netip.Prefix{netip.PrefixFrom(netip.IPv4Unspecified(), 0), netip.PrefixFrom(netip.IPv6Unspecified(), 0)}
+}
+
 // runShape reports whether a rule can join a run: Allow or Deny, one net
 // set on one side and nothing else but a protocol, an IP version and
 // destination ports (few enough to list). It returns the side of the set
@@ -188,6 +194,9 @@ func runShape(rs *compile.Ruleset, r *compile.Rule) (side, kind int, ok bool) {
 		set, side = s.Sets[0], 0
 	case len(s.Sets) == 0 && len(d.Sets) == 1:
 		set, side = d.Sets[0], 1
+	case len(s.Sets) == 0 && len(d.Sets) == 0:
+		// Any address: /0 entries on the destination side.
+		return 1, kind, true
 	default:
 		return 0, 0, false
 	}
@@ -591,7 +600,11 @@ func runRuleEntries(rs *compile.Ruleset, ru *run, i int, id uint32, add func([lp
 	if ru.side == 1 {
 		set = m.Dst.Sets
 	}
-	for _, n := range rs.Sets[set[0]].Nets {
+	nets := anyAddress()
+	if len(set) > 0 {
+		nets = rs.Sets[set[0]].Nets
+	}
+	for _, n := range nets {
 		fam, addr, bits := lpmPrefix(n)
 		if m.IPVersion != 0 && m.IPVersion != fam {
 			continue

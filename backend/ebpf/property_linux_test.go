@@ -162,10 +162,12 @@ func runRuleset(w *testgen.IRWorld) *rapid.Generator[*compile.Ruleset] {
 			}
 			var m compile.Match
 			peer := compile.PeerMatch{Sets: []compile.SetID{rapid.SampledFrom(sets).Draw(t, "set")}}
-			if rapid.Bool().Draw(t, "srcSide") {
+			switch rapid.IntRange(0, 4).Draw(t, "side") {
+			case 0, 1:
 				m.Src = peer
-			} else {
+			case 2, 3:
 				m.Dst = peer
+			default: // any address
 			}
 			switch rapid.IntRange(0, 2).Draw(t, "kind") {
 			case 0:
