@@ -62,8 +62,10 @@ type Config struct {
 	// a backend.Repairer); 0 means DefaultReconcileInterval, negative
 	// disables periodic repair.
 	ReconcileInterval time.Duration
-	// Coalesce is how long a burst of changes may settle before the newest
-	// Ruleset is applied; 0 means DefaultCoalesce, negative means none.
+	// Coalesce is the least time between the end of one apply and the
+	// start of the next: a change after a quiet spell is applied at once,
+	// a burst is applied at most once per window, newest Ruleset only. 0
+	// means DefaultCoalesce, negative means none.
 	Coalesce time.Duration
 	// RetryMin and RetryMax bound the exponential backoff between retries
 	// after an apply error; 0 means the defaults.

@@ -27,6 +27,7 @@ func (a *Agent) applyLoop(ctx context.Context) {
 		}
 	}()
 	backoff := a.cfg.RetryMin
+	var lastEnd time.Time // of the last apply
 	failed := func() {
 		retryTimer = time.NewTimer(backoff)
 		retry = retryTimer.C
@@ -42,10 +43,15 @@ func (a *Agent) applyLoop(ctx context.Context) {
 				// Failing: the retry applies the newest Ruleset anyway.
 				continue
 			}
-			if a.cfg.Coalesce > 0 && !sleep(ctx, a.cfg.Coalesce) {
+			// An isolated change goes out at once; a burst is held to
+			// one apply per Coalesce window (and whatever arrives while
+			// the kernel is busy goes in the next apply anyway).
+			if wait := a.cfg.Coalesce - time.Since(lastEnd); wait > 0 && !sleep(ctx, wait) {
 				return
 			}
-			if err := a.applyLatest(ctx); err != nil {
+			err := a.applyLatest(ctx)
+			lastEnd = time.Now()
+			if err != nil {
 				if ctx.Err() != nil {
 					return
 				}

@@ -19,9 +19,11 @@
 // goroutine drains the store's events in batches, updates the Set and the
 // Compiler and publishes the newest Ruleset with a generation number; it
 // then raises a "dirty" signal that never blocks. The apply goroutine waits
-// for that signal, lets a burst settle for Config.Coalesce, and applies
-// the newest Ruleset: a hundred events in quick succession cost a few
-// applies, and a slow kernel never holds up the watch.
+// for that signal and applies the newest Ruleset: at once after a quiet
+// spell, else no sooner than Config.Coalesce after the previous apply
+// ended. A hundred events in quick succession cost a few applies (those
+// arriving while the kernel is busy go in the next one), an isolated
+// change waits for nothing, and a slow kernel never holds up the watch.
 //
 // After an apply error the apply goroutine retries with exponential backoff
 // (Config.RetryMin to Config.RetryMax), asking the backend to Repair first
