@@ -229,9 +229,10 @@ func BenchmarkPolicyChangeEnforced(b *testing.B) {
 			b.ReportMetric(ms(percentile(lat, 99)), "p99-ms")
 			b.ReportMetric(ms(lat[len(lat)-1]), "max-ms")
 			st := n.agent.NodeStatus()
-			b.Logf("%s store: %d changes → %d applies; p50 %v p99 %v max %v; store write done p50 %v, compiled p50 %v, backend Apply p50 %v p99 %v", kind, len(lat), st.Applies,
+			b.Logf("%s store: %d changes → %d applies; p50 %v p99 %v max %v; store write done p50 %v p99 %v, compiled p50 %v p99 %v, backend Apply p50 %v p99 %v", kind, len(lat), st.Applies,
 				percentile(lat, 50).Round(10*time.Microsecond), percentile(lat, 99).Round(10*time.Microsecond), lat[len(lat)-1].Round(10*time.Microsecond),
-				percentile(writes, 50).Round(10*time.Microsecond), percentile(seen, 50).Round(10*time.Microsecond),
+				percentile(writes, 50).Round(10*time.Microsecond), percentile(writes, 99).Round(10*time.Microsecond),
+				percentile(seen, 50).Round(10*time.Microsecond), percentile(seen, 99).Round(10*time.Microsecond),
 				percentile(kernel, 50).Round(10*time.Microsecond), percentile(kernel, 99).Round(10*time.Microsecond))
 		})
 	}
