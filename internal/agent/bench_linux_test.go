@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -243,13 +244,25 @@ func BenchmarkPolicyChangeEnforced(b *testing.B) {
 // directory store. Memory is the Go heap in use after a GC and the
 // process's resident set (the benchmark's own copy of the cluster is
 // dropped first); CPU is user+system time over an idle window of 10 s
-// per iteration. Run it with -benchtime=1x.
+// per iteration. Run it with -benchtime=1x; CALYX_BENCH_HEAP_PROFILE=file
+// writes the idle heap profile there.
 func BenchmarkAgentIdle(b *testing.B) {
 	n := newBenchNode(b, b, "dir", 0)
 	runtime.GC()
 	runtime.GC()
 	var mem runtime.MemStats
 	runtime.ReadMemStats(&mem)
+	if path := os.Getenv("CALYX_BENCH_HEAP_PROFILE"); path != "" {
+		// The live heap at idle, for `go tool pprof -sample_index=inuse_space`.
+		f, err := os.Create(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := pprof.WriteHeapProfile(f); err != nil {
+			b.Fatal(err)
+		}
+		_ = f.Close()
+	}
 	rss := vmRSS(b)
 	const window = 10 * time.Second
 	var cpu time.Duration
