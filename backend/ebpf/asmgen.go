@@ -15,6 +15,7 @@ const (
 	refFrags   = "map_frags"
 	refEvents  = "map_events"
 	refTail    = "map_tail"
+	refAddrs   = "map_addrs"
 )
 
 // Registers: R6 holds the context, R7 the scratch area in every program.

@@ -18,7 +18,11 @@
 //     ethertypes, truncated headers and unknown IP versions are dropped.
 //     IPv6 neighbour and router discovery (types 133–136, hop limit 255,
 //     never forwarded) always passes, as in the nftables dataplane;
-//  2. looks the packet up in conntrack (below); a live flow passes;
+//  2. on TCX ingress, drops a packet whose source address is not one of
+//     the pod's own on that interface (a hash map of (interface index,
+//     address)): a forged source would otherwise pass as another
+//     endpoint's traffic further on. Then it looks the packet up in
+//     conntrack (below); a live flow passes;
 //  3. walks the direction flattened into straight-line code: each tier's
 //     policies' rules in order (Allow and Deny end the walk, Pass jumps to
 //     the next tier, Log writes a ring buffer event naming policy and rule

@@ -70,6 +70,8 @@ type Backend struct {
 	cache  *progCache
 	// dirtyLinks are links whose meta entry is not written yet.
 	dirtyLinks map[attachKey]bool
+	// addrs are the source-check entries as last written; nil: unknown.
+	addrs map[[addrKeySize]byte]bool
 }
 
 // attachment is one pinned TCX link.
@@ -438,6 +440,17 @@ func (b *Backend) Apply(ctx context.Context, rs *compile.Ruleset) error {
 		}
 		old = &plan{raw: true, lpm: lpm, np: np}
 	}
+	addrs := sourceEntries(rs, p, ifaces)
+	if b.addrs == nil {
+		if b.addrs, err = readAddrs(b.objs); err != nil {
+			return err
+		}
+	}
+	addAddrs, delAddrs := diffSet(b.addrs, addrs)
+	if err := putAll(b.objs.maps[refAddrs], addAddrs, 1); err != nil {
+		b.addrs = nil
+		return err
+	}
 	diff := entryDiff(old, p)
 	if st.EntriesAdded, err = diff.add(b.objs); err != nil {
 		b.cur = nil
@@ -454,6 +467,15 @@ func (b *Backend) Apply(ctx context.Context, rs *compile.Ruleset) error {
 		b.cur = nil
 		return err
 	}
+	for _, k := range delAddrs {
+		if err := b.objs.maps[refAddrs].Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			b.addrs = nil
+			return fmt.Errorf("ebpf: addrs: delete: %w", err)
+		}
+	}
+	b.addrs = addrs
+	st.EntriesAdded += len(addAddrs)
+	st.EntriesDeleted += len(delAddrs)
 	st.ProgramsFreed = b.freePrograms(p)
 	b.ids.release(p.used)
 	if err := b.writeMeta(); err != nil {
@@ -469,6 +491,53 @@ func (b *Backend) Apply(ctx context.Context, rs *compile.Ruleset) error {
 	b.log.Debug("ebpf apply", "programs", len(p.progs), "loaded", st.ProgramsLoaded, "links", len(b.links),
 		"updated", st.LinksUpdated, "entries+", st.EntriesAdded, "entries-", st.EntriesDeleted)
 	return nil
+}
+
+// sourceEntries are the addresses each pod may send from, on the index of
+// its interface.
+func sourceEntries(rs *compile.Ruleset, p *plan, ifaces map[string]int) map[[addrKeySize]byte]bool {
+	out := map[[addrKeySize]byte]bool{}
+	for ak, key := range p.owner {
+		idx, ok := ifaces[ak.iface]
+		if ak.hook != hookIngress || !ok {
+			continue
+		}
+		for _, a := range rs.Endpoints[key].Addrs {
+			out[srcKey(uint32(idx), a)] = true
+		}
+	}
+	return out
+}
+
+// diffSet lists the keys of want missing from have, and those of have
+// missing from want.
+func diffSet[K comparable](have, want map[K]bool) (add, del []K) {
+	for k := range want {
+		if !have[k] {
+			add = append(add, k)
+		}
+	}
+	for k := range have {
+		if !want[k] {
+			del = append(del, k)
+		}
+	}
+	return add, del
+}
+
+// readAddrs reads the source-check map back.
+func readAddrs(o *objects) (map[[addrKeySize]byte]bool, error) {
+	out := map[[addrKeySize]byte]bool{}
+	var k [addrKeySize]byte
+	var v uint32
+	it := o.maps[refAddrs].Iterate()
+	for it.Next(&k, &v) {
+		out[k] = true
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("ebpf: read addrs: %w", err)
+	}
+	return out, nil
 }
 
 // wantedLinks is every attachment p asks for on interfaces that exist,

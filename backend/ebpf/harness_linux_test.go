@@ -76,6 +76,15 @@ func (h *harness) apply(rs *compile.Ruleset) {
 	if err := syncEntries(h.objs, h.plan, p); err != nil {
 		h.tb.Fatalf("entries: %v", err)
 	}
+	// BPF_PROG_TEST_RUN runs on the loopback device: every endpoint's
+	// addresses are its own there.
+	for _, ep := range rs.Endpoints {
+		for _, a := range ep.Addrs {
+			if err := h.objs.maps[refAddrs].Put(srcKey(1, a), uint32(1)); err != nil {
+				h.tb.Fatalf("addrs: %v", err)
+			}
+		}
+	}
 	h.rs, h.plan, h.idx = rs, p, model.NewIndex(rs)
 }
 

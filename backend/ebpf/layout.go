@@ -75,8 +75,10 @@ const (
 	oRunDstP = 604
 	oRunSrcA = 632
 	oRunDstA = 660
+	// Source check key: ifindex u32 | fam u8 | pad [3] | addr [16]
+	oAddrKey = 688
 
-	scratchSize = 688
+	scratchSize = 712
 	zeroedSize  = 448 // bytes cleared for every packet
 )
 
@@ -84,6 +86,7 @@ const (
 	lpmKeySize  = 28
 	lpmDataBits = 64 // id + fam + proto + port before the address
 	npKeySize   = 24
+	addrKeySize = 24
 	ctKeySize   = 44
 	ctValSize   = 16
 	fragKeySize = 44
@@ -177,6 +180,17 @@ func lpmKey(id uint32, fam, proto uint8, port uint16, addr [16]byte, bits int) [
 	k[9] = proto
 	binary.BigEndian.PutUint16(k[10:], port)
 	copy(k[12:], addr[:])
+	return k
+}
+
+// srcKey is an endpoint's address on its interface: what the source check
+// of traffic from a pod looks up.
+func srcKey(ifindex uint32, a netip.Addr) [addrKeySize]byte {
+	var k [addrKeySize]byte
+	binary.NativeEndian.PutUint32(k[0:], ifindex)
+	fam, b := addrKey(a)
+	k[4] = fam
+	copy(k[8:], b[:])
 	return k
 }
 

@@ -35,6 +35,7 @@ func mapSpecs() map[string]*ebpf.MapSpec {
 		refCT:     {Name: "calyx_ct", Type: ebpf.LRUHash, KeySize: ctKeySize, ValueSize: ctValSize, MaxEntries: ctMax},
 		refFrags:  {Name: "calyx_frags", Type: ebpf.LRUHash, KeySize: fragKeySize, ValueSize: ctValSize, MaxEntries: fragsMax},
 		refEvents: {Name: "calyx_events", Type: ebpf.RingBuf, MaxEntries: eventsSz},
+		refAddrs:  {Name: "calyx_addrs", Type: ebpf.Hash, KeySize: addrKeySize, ValueSize: 4, MaxEntries: portsMax, Flags: 1},
 		refMeta:   {Name: "calyx_meta", Type: ebpf.Hash, KeySize: 32, ValueSize: 32, MaxEntries: metaMax, Flags: 1},
 	}
 }

@@ -40,8 +40,13 @@ func (g *gen) parse(h hook) {
 	}
 	// Interface and hook in every key that has them.
 	g.emit(asm.LoadMem(asm.R1, rCtx, skbIfindex, asm.Word))
-	for _, off := range []int16{oCTFwd, oCTRev, oCTRel, oFragKey} {
+	for _, off := range []int16{oCTFwd, oCTRev, oCTRel, oFragKey, oAddrKey} {
 		g.emit(stw(off, asm.R1))
+	}
+	// The source check key lies beyond the cleared area.
+	g.emit(asm.Mov.Imm(asm.R2, 0), stw(oAddrKey+4, asm.R2))
+	for off := int16(8); off < addrKeySize; off += 4 {
+		g.emit(stw(oAddrKey+off, asm.R2))
 	}
 	g.emit(stw(oEvent+8, asm.R1), stib(oEvent+12, int64(h)))
 	g.emit(stib(oCTFwd+4, int64(h)), stib(oCTRev+4, int64(h.opposite())), stib(oCTRel+4, int64(h.opposite())), stib(oFragKey+4, int64(h)))
@@ -154,7 +159,7 @@ func (g *gen) parse(h hook) {
 
 // srcSlots and dstSlots are where a packet's addresses go.
 func srcSlots() []int16 {
-	return []int16{oSetSrc + 12, oRunSrc + 12, oRunSrcP + 12, oRunSrcA + 12, oNPSrc + 8, oCTFwd + 12, oCTRev + 28, oFragKey + 12, oEvent + 20}
+	return []int16{oAddrKey + 8, oSetSrc + 12, oRunSrc + 12, oRunSrcP + 12, oRunSrcA + 12, oNPSrc + 8, oCTFwd + 12, oCTRev + 28, oFragKey + 12, oEvent + 20}
 }
 
 func dstSlots() []int16 {
@@ -165,7 +170,7 @@ func dstSlots() []int16 {
 func (g *gen) family(fam int64) {
 	g.emit(stib(oFam, fam))
 	for _, off := range []int16{oSetSrc + 8, oSetDst + 8, oRunSrc + 8, oRunDst + 8, oNPSrc + 4, oNPDst + 4,
-		oCTFwd + 5, oCTRev + 5, oCTRel + 5, oFragKey + 5, oEvent + 13} {
+		oCTFwd + 5, oCTRev + 5, oCTRel + 5, oFragKey + 5, oEvent + 13, oAddrKey + 4} {
 		g.emit(stib(off, fam))
 	}
 	bits := int64(lpmDataBits + 32)
@@ -251,8 +256,11 @@ func (g *gen) icmp(fam int, label string) {
 // (a reply) and, for ICMP errors, the flow quoted (related). A live entry
 // allows the packet without policy; a miss, or an expired or closed
 // entry, goes to policy.
-func (g *gen) conntrack(t Timeouts) {
+func (g *gen) conntrack(h hook, t Timeouts) {
 	g.label(lCT)
+	if h == hookIngress {
+		g.sourceCheck()
+	}
 	g.lookup(refCT, oCTFwd)
 	rev, rel := "ct_rev", "ct_rel"
 	g.emit(asm.JEq.Imm(asm.R0, 0, rev), asm.Mov.Reg(asm.R8, asm.R0))
@@ -290,9 +298,20 @@ func (g *gen) conntrack(t Timeouts) {
 	// A later fragment carries no ports: it passes if its first fragment
 	// did (same interface, direction, addresses, protocol and ID).
 	g.label(lLaterFrg)
+	if h == hookIngress {
+		g.sourceCheck()
+	}
 	g.lookup(refFrags, oFragKey)
 	g.emit(asm.JEq.Imm(asm.R0, 0, lDrop))
 	g.ret(tcxNext)
+}
+
+// sourceCheck drops traffic from a pod whose source address is not one of
+// the pod's own on this interface: a forged source would otherwise be
+// judged as another endpoint's traffic further on.
+func (g *gen) sourceCheck() {
+	g.lookup(refAddrs, oAddrKey)
+	g.emit(asm.JEq.Imm(asm.R0, 0, lDrop))
 }
 
 // expired leaves R9 = now and jumps to label when the entry at R8 timed

@@ -330,7 +330,7 @@ func genProgram(rs *compile.Ruleset, dp *compile.DirectionPolicy, h hook, cfg co
 		g.prologue()
 		if c == 0 {
 			g.parse(h)
-			g.conntrack(cfg.timeouts)
+			g.conntrack(h, cfg.timeouts)
 			g.label(lPolicy)
 		} else {
 			// Resume at a tier a Pass jumped to, or at the first step.

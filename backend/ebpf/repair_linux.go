@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/cilium/ebpf"
+
 	"github.com/calyxnet/calyx/backend"
 )
 
@@ -123,6 +125,23 @@ func (b *Backend) Reconcile(ctx context.Context) (*Drift, error) {
 	}
 	if d.EntriesDeleted, err = diff.del(b.objs); err != nil {
 		return nil, err
+	}
+	if b.addrs != nil {
+		actualAddrs, err := readAddrs(b.objs)
+		if err != nil {
+			return nil, err
+		}
+		add, del := diffSet(actualAddrs, b.addrs)
+		if err := putAll(b.objs.maps[refAddrs], add, 1); err != nil {
+			return nil, err
+		}
+		for _, k := range del {
+			if err := b.objs.maps[refAddrs].Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+				return nil, fmt.Errorf("ebpf: addrs: delete: %w", err)
+			}
+		}
+		d.EntriesAdded += len(add)
+		d.EntriesDeleted += len(del)
 	}
 	if !d.Empty() {
 		b.log.Info("ebpf drift repaired", "dir", b.dir, "drift", d.String())
