@@ -16,6 +16,7 @@ import (
 	"time"
 
 	goipt "github.com/coreos/go-iptables/iptables"
+	"github.com/vishvananda/netlink"
 
 	"github.com/calyxnet/calyx/backend"
 	"github.com/calyxnet/calyx/compile"
@@ -83,10 +84,14 @@ type Backend struct {
 	planned *plan
 	cache   *renderCache
 	// gen numbers the states applied (state.gen).
-	gen  uint64
-	cur  [2]*state
-	sets map[string]*ipset
-	last Stats
+	gen uint64
+	// nlh changes ipset members over netlink (members_linux.go);
+	// nlFailed records that it could not be opened.
+	nlh      *netlink.Handle
+	nlFailed bool
+	cur      [2]*state
+	sets     map[string]*ipset
+	last     Stats
 }
 
 var _ backend.Backend = (*Backend)(nil)
@@ -222,7 +227,13 @@ func (b *Backend) readKernel(ctx context.Context) ([2]*state, map[string]*ipset,
 // iptables-restore per family, then sets no rule uses any more.
 func (b *Backend) transact(ctx context.Context, cur [2]*state, curSets map[string]*ipset, want *plan, d *Drift) (st Stats, err error) {
 	start := time.Now()
-	prep, destroy := setsInputs(curSets, want.allSets(), d)
+	wantSets := want.allSets()
+	prep, destroy := setsInputs(curSets, wantSets, d)
+	var ops []memberOp
+	members := false
+	if len(prep) > 0 && len(destroy) == 0 {
+		ops, members = memberOps(curSets, wantSets)
+	}
 	var inputs [2][]byte
 	for i, fp := range want.fams {
 		inputs[i] = rulesInput(cur[i], fp, d)
@@ -241,7 +252,16 @@ func (b *Backend) transact(ctx context.Context, cur [2]*state, curSets map[strin
 		}
 		return nil
 	}
-	if err := run(prep, "ipset", "restore", "-exist"); err != nil {
+	var h *netlink.Handle
+	if members {
+		h = b.ipsetHandle()
+	}
+	if h != nil {
+		st.Commands++
+		if err := b.applyMembers(h, ops); err != nil {
+			return st, fmt.Errorf("%w: %w", ErrRestoreFailed, err)
+		}
+	} else if err := run(prep, "ipset", "restore", "-exist"); err != nil {
 		return st, err
 	}
 	for i, fp := range want.fams {
@@ -373,6 +393,7 @@ func (b *Backend) Close(ctx context.Context) error {
 	}
 	b.closed = true
 	defer b.closeNS()
+	defer b.closeNetlink()
 	cur, curSets, err := b.readKernel(ctx)
 	if err != nil {
 		return err
