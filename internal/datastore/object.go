@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/calyxnet/calyx/policy"
@@ -33,6 +35,45 @@ var kinds = [...]policy.Kind{
 	policy.KindNamespace,
 	policy.KindServiceAccount,
 	policy.KindPod,
+}
+
+// NewObject returns an empty object of a kind, nil for an unknown kind.
+func NewObject(k policy.Kind) policy.Object {
+	switch k {
+	case policy.KindNetworkPolicy:
+		return &policy.NetworkPolicy{}
+	case policy.KindGlobalNetworkPolicy:
+		return &policy.GlobalNetworkPolicy{}
+	case policy.KindStagedNetworkPolicy:
+		return &policy.StagedNetworkPolicy{}
+	case policy.KindStagedGlobalNetworkPolicy:
+		return &policy.StagedGlobalNetworkPolicy{}
+	case policy.KindStagedKubernetesNetworkPolicy:
+		return &policy.StagedKubernetesNetworkPolicy{}
+	case policy.KindTier:
+		return &policy.Tier{}
+	case policy.KindNetworkSet:
+		return &policy.NetworkSet{}
+	case policy.KindGlobalNetworkSet:
+		return &policy.GlobalNetworkSet{}
+	case policy.KindHostEndpoint:
+		return &policy.HostEndpoint{}
+	case policy.KindProfile:
+		return &policy.Profile{}
+	case policy.KindIPPool:
+		return &policy.IPPool{}
+	case policy.KindFelixConfiguration:
+		return &policy.FelixConfiguration{}
+	case policy.KindK8sNetworkPolicy:
+		return &networkingv1.NetworkPolicy{}
+	case policy.KindNamespace:
+		return &corev1.Namespace{}
+	case policy.KindPod:
+		return &corev1.Pod{}
+	case policy.KindServiceAccount:
+		return &corev1.ServiceAccount{}
+	}
+	return nil
 }
 
 // Kinds returns every kind a store can hold.
@@ -192,13 +233,24 @@ func Encoding(obj policy.Object) ([]byte, error) {
 	return b.Bytes(), nil
 }
 
-// ContentRevision returns a revision derived from an object's canonical
-// encoding: equal objects have equal revisions wherever they are stored.
-// The directory store uses it.
+// ContentRevision returns a revision derived from an object's content:
+// equal objects have equal revisions wherever they are stored, whatever
+// their apiVersion alias or resourceVersion. The directory store uses it.
 func ContentRevision(obj policy.Object) (string, error) {
-	b, err := Encoding(obj)
+	k := policy.KindOf(obj)
+	if k == "" {
+		return "", fmt.Errorf("datastore: unsupported object type %T", obj)
+	}
+	// A shallow copy is enough to clear two value fields without
+	// touching obj, and JSON is far cheaper than the YAML of Encoding.
+	v := reflect.New(reflect.TypeOf(obj).Elem())
+	v.Elem().Set(reflect.ValueOf(obj).Elem())
+	cp := v.Interface().(policy.Object)
+	cp.SetResourceVersion("")
+	cp.GetObjectKind().SetGroupVersionKind(gvk(k))
+	b, err := json.Marshal(cp)
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("datastore: %s: %w", policy.KeyOf(obj), err)
 	}
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:8]), nil

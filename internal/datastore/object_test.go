@@ -110,3 +110,10 @@ func TestContentRevision(t *testing.T) {
 	assert.Equal(t, ra, rb, "apiVersion alias and resourceVersion do not change the content")
 	assert.NotEqual(t, ra, rc)
 }
+
+func TestNewObject(t *testing.T) {
+	for _, k := range datastore.Kinds() {
+		assert.Equal(t, k, policy.KindOf(datastore.NewObject(k)), k)
+	}
+	assert.Nil(t, datastore.NewObject("Service"))
+}

@@ -74,7 +74,7 @@ import (
 // Options are the optional knobs of Open.
 type Options struct {
 	// Debounce is the quiet period after the last filesystem event before
-	// the tree is re-read; 0 means 100 ms.
+	// the tree is re-read; 0 means 50 ms.
 	Debounce time.Duration
 	// MaxDelay bounds how long a continuous burst of events can hold a
 	// re-read back; 0 means 1 s.
@@ -126,6 +126,7 @@ type Store struct {
 
 	mu     sync.Mutex
 	files  map[string]*file
+	cached *view // the merged view of files; nil when a file changed
 	closed bool
 }
 
@@ -157,7 +158,7 @@ type entry struct {
 // It reads nothing yet: List, Get and Watch read on demand.
 func Open(ctx context.Context, root string, opts Options) (*Store, error) {
 	if opts.Debounce <= 0 {
-		opts.Debounce = 100 * time.Millisecond
+		opts.Debounce = 50 * time.Millisecond
 	}
 	if opts.MaxDelay <= 0 {
 		opts.MaxDelay = time.Second
@@ -277,7 +278,7 @@ func (s *Store) refreshLocked(ctx context.Context, force map[string]bool) error 
 	for p := range s.files {
 		if !seen[p] {
 			s.log.Debug("policy file removed", "file", p)
-			delete(s.files, p)
+			s.forgetLocked(p)
 		}
 	}
 	return nil
@@ -332,6 +333,7 @@ func (s *Store) readFile(p string, force bool) {
 	f := s.files[p]
 	info, err := os.Stat(p)
 	if err != nil {
+		s.cached = nil
 		if f == nil {
 			f = &file{}
 			s.files[p] = f
@@ -343,6 +345,7 @@ func (s *Store) readFile(p string, force bool) {
 	if f != nil && !force && f.stat == st {
 		return
 	}
+	s.cached = nil
 	data, err := os.ReadFile(p)
 	if f == nil {
 		f = &file{}
@@ -408,9 +411,22 @@ type problem struct {
 	err    error
 }
 
+// forgetLocked drops a file that is gone.
+func (s *Store) forgetLocked(p string) {
+	delete(s.files, p)
+	s.cached = nil
+}
+
 // viewLocked merges the files' objects: the first definition in path
-// order wins.
+// order wins. The view is shared until a file changes: do not modify it.
 func (s *Store) viewLocked() *view {
+	if s.cached == nil {
+		s.cached = s.mergeLocked()
+	}
+	return s.cached
+}
+
+func (s *Store) mergeLocked() *view {
 	paths := make([]string, 0, len(s.files))
 	for p := range s.files {
 		paths = append(paths, p)

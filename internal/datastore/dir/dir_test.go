@@ -399,3 +399,30 @@ func TestTruncatedFileKeepsObjects(t *testing.T) {
 		assert.Equal(t, datastore.EventDelete, ev.Type)
 	}
 }
+
+// TestConfigMapMount: a ConfigMap mounted as a volume is files that are
+// symlinks through a hidden ..data link, swapped atomically on update.
+func TestConfigMapMount(t *testing.T) {
+	root := t.TempDir()
+	gns := func(net string) string {
+		return `{apiVersion: projectcalico.org/v3, kind: GlobalNetworkSet, metadata: {name: pools}, spec: {nets: [` + net + `]}}`
+	}
+	write(t, filepath.Join(root, "..v1", "pools.yaml"), gns("192.0.2.0/24"))
+	require.NoError(t, os.Symlink("..v1", filepath.Join(root, "..data")))
+	require.NoError(t, os.Symlink(filepath.Join("..data", "pools.yaml"), filepath.Join(root, "pools.yaml")))
+	s := open(t, root)
+	ch, err := s.Watch(t.Context())
+	require.NoError(t, err)
+	state := storetest.UntilSynced(t, ch, 5*time.Second)
+	require.Len(t, state, 1, "the hidden ..v1 directory is not read twice")
+
+	// The kubelet's update: a new directory, a new link renamed over
+	// ..data, the old directory removed.
+	write(t, filepath.Join(root, "..v2", "pools.yaml"), gns("198.51.100.0/24"))
+	require.NoError(t, os.Symlink("..v2", filepath.Join(root, "..data_tmp")))
+	require.NoError(t, os.Rename(filepath.Join(root, "..data_tmp"), filepath.Join(root, "..data")))
+	require.NoError(t, os.RemoveAll(filepath.Join(root, "..v1")))
+	ev := storetest.Next(t, ch, 5*time.Second)
+	require.Equal(t, datastore.EventUpsert, ev.Type, "%+v", ev)
+	assert.Equal(t, []string{"198.51.100.0/24"}, ev.Item.Object.(*policy.GlobalNetworkSet).Spec.Nets)
+}

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -186,8 +188,10 @@ func (w *watch) changes(ctx context.Context, force map[string]bool) ([]datastore
 	s := w.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.refreshLocked(ctx, force); err != nil {
-		return nil, err
+	if !s.refreshPathsLocked(force) {
+		if err := s.refreshLocked(ctx, force); err != nil {
+			return nil, err
+		}
 	}
 	v := s.viewLocked()
 	var evs []datastore.Event
@@ -221,6 +225,42 @@ func (w *watch) changes(ctx context.Context, force map[string]bool) ([]datastore
 	}
 	w.reported = now
 	return evs, nil
+}
+
+// refreshPathsLocked re-reads just the files events named, when that is
+// enough: every path is a regular policy file (or one that is gone) or
+// one of the store's own temporary files. Anything else (a directory, a
+// symlink, a hidden name such as a ConfigMap's ..data) needs the whole
+// tree walked: it returns false and reads nothing.
+func (s *Store) refreshPathsLocked(paths map[string]bool) bool {
+	if len(paths) == 0 || s.closed {
+		return false
+	}
+	var files []string
+	for p := range paths {
+		base := filepath.Base(p)
+		if strings.HasPrefix(base, ownPrefix) {
+			continue
+		}
+		if hidden(base) || !policyFile(p) {
+			return false
+		}
+		info, err := os.Lstat(p)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+		case err != nil || !info.Mode().IsRegular():
+			return false
+		}
+		files = append(files, p)
+	}
+	for _, p := range files {
+		if _, err := os.Lstat(p); errors.Is(err, fs.ErrNotExist) {
+			s.forgetLocked(p)
+			continue
+		}
+		s.readFile(p, true)
+	}
+	return true
 }
 
 func sortKeys(keys []policy.ObjectKey) { slices.SortFunc(keys, datastore.CompareKeys) }

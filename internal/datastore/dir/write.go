@@ -18,8 +18,12 @@ import (
 	"github.com/calyxnet/calyx/policy"
 )
 
-// lockName is the lock file writers hold; hidden, so never read as policy.
-const lockName = ".calyx.lock"
+// ownPrefix starts the names of the store's own files: the lock and
+// temporary files. Hidden, so never read as policy.
+const ownPrefix = ".calyx"
+
+// lockName is the lock file writers hold.
+const lockName = ownPrefix + ".lock"
 
 // Create implements datastore.Store.
 func (s *Store) Create(ctx context.Context, obj policy.Object) (datastore.Item, error) {
@@ -234,7 +238,7 @@ func (s *Store) rewriteLocked(p string, key policy.ObjectKey, obj policy.Object)
 			return fmt.Errorf("directory store: %w", err)
 		}
 		syncDir(filepath.Dir(p))
-		delete(s.files, p)
+		s.forgetLocked(p)
 		return nil
 	}
 	var out []byte
@@ -425,7 +429,7 @@ func rewriteJSON(entries []entry, key policy.ObjectKey, obj policy.Object) ([]by
 // editor) see the old content or the new, never a mix.
 func writeAtomic(p string, data []byte, mode fs.FileMode) error {
 	dir := filepath.Dir(p)
-	tmp, err := os.CreateTemp(dir, ".calyx-tmp-*")
+	tmp, err := os.CreateTemp(dir, ownPrefix+"-tmp-*")
 	if err != nil {
 		return fmt.Errorf("directory store: %w", err)
 	}

@@ -1,0 +1,97 @@
+package dir_test
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/calyxnet/calyx/internal/datastore"
+	"github.com/calyxnet/calyx/internal/datastore/dir"
+	"github.com/calyxnet/calyx/internal/datastore/storetest"
+	"github.com/calyxnet/calyx/policy"
+)
+
+// policyTree writes n GlobalNetworkPolicies, one file each, as calyxctl
+// apply lays them out.
+func policyTree(b *testing.B, n int) string {
+	b.Helper()
+	root := b.TempDir()
+	for i := range n {
+		doc := fmt.Sprintf(`apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: p%05d}
+spec:
+  selector: app == 'a%d'
+  ingress: [{action: Allow, protocol: TCP, source: {selector: app == 'b%d'}, destination: {ports: [%d]}}]
+`, i, i%100, i%37, 1+i%1000)
+		require.NoError(b, os.WriteFile(filepath.Join(root, fmt.Sprintf("globalnetworkpolicy.p%05d.yaml", i)), []byte(doc), 0o644))
+	}
+	return root
+}
+
+// BenchmarkWatchSync is the time from Watch to EventSynced over 10,000
+// policies: what an agent start costs the datastore.
+func BenchmarkWatchSync(b *testing.B) {
+	root := policyTree(b, 10000)
+	for b.Loop() {
+		s, err := dir.Open(b.Context(), root, dir.Options{})
+		require.NoError(b, err)
+		ch, err := s.Watch(b.Context())
+		require.NoError(b, err)
+		require.Len(b, storetest.UntilSynced(b, ch, time.Minute), 10000)
+		s.Close()
+	}
+}
+
+// BenchmarkApplyToEvent is the time from a write through the store (what
+// calyxctl apply does) to the watching agent's event, in a directory of
+// 10,000 policies, with the default debounce; p50 and p99 are reported.
+func BenchmarkApplyToEvent(b *testing.B) {
+	root := policyTree(b, 10000)
+	writer, err := dir.Open(b.Context(), root, dir.Options{})
+	require.NoError(b, err)
+	watcher, err := dir.Open(b.Context(), root, dir.Options{})
+	require.NoError(b, err)
+	defer writer.Close()
+	defer watcher.Close()
+	ch, err := watcher.Watch(b.Context())
+	require.NoError(b, err)
+	storetest.UntilSynced(b, ch, time.Minute)
+	key := policy.ObjectKey{Kind: policy.KindGlobalNetworkPolicy, Name: "p00042"}
+	it, err := writer.Get(b.Context(), key)
+	require.NoError(b, err)
+	obj := it.Object
+	var lat, writes []time.Duration
+	i := 0
+	for b.Loop() {
+		i++
+		obj.SetLabels(map[string]string{"change": fmt.Sprint(i)})
+		start := time.Now()
+		_, err := writer.Apply(b.Context(), obj)
+		require.NoError(b, err)
+		writes = append(writes, time.Since(start))
+		for {
+			ev := storetest.Next(b, ch, time.Minute)
+			if ev.Type == datastore.EventUpsert && ev.Key == key && ev.Item.Object.GetLabels()["change"] == fmt.Sprint(i) {
+				break
+			}
+		}
+		lat = append(lat, time.Since(start))
+	}
+	reportPercentiles(b, lat, "")
+	reportPercentiles(b, writes, "write-")
+}
+
+func reportPercentiles(b *testing.B, lat []time.Duration, prefix string) {
+	slices.Sort(lat)
+	at := func(q float64) float64 {
+		return float64(lat[min(len(lat)-1, int(q*float64(len(lat))))]) / float64(time.Millisecond)
+	}
+	b.ReportMetric(at(0.5), prefix+"p50-ms")
+	b.ReportMetric(at(0.99), prefix+"p99-ms")
+}
