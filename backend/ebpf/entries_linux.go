@@ -70,16 +70,20 @@ func entryDiffLists(old, p *plan) (addL, delL [][lpmKeySize]byte, addN, delN [][
 		if oe == e {
 			continue
 		}
+		if oe != nil && e.delta != nil && e.delta.from == oe {
+			addL, delL = append(addL, e.delta.add...), append(delL, e.delta.del...)
+			continue
+		}
 		if oe == nil {
 			oe = empty
 		}
-		al, dl := diffKeys(oe.lpm, e.lpm)
+		al, dl := diffKeys(oe.keys(), e.keys())
 		an, dn := diffKeys(oe.np, e.np)
 		addL, delL, addN, delN = append(addL, al...), append(delL, dl...), append(addN, an...), append(delN, dn...)
 	}
 	for name, oe := range old.sets {
 		if _, ok := p.sets[name]; !ok {
-			delL, delN = append(delL, oe.lpm...), append(delN, oe.np...)
+			delL, delN = append(delL, oe.keys()...), append(delN, oe.np...)
 		}
 	}
 	return

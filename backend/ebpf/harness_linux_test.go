@@ -36,6 +36,7 @@ type harness struct {
 	rs    *compile.Ruleset
 	plan  *plan
 	idx   *model.Index
+	cache *progCache
 }
 
 func newHarness(tb testing.TB) *harness {
@@ -45,7 +46,7 @@ func newHarness(tb testing.TB) *harness {
 	if err != nil {
 		tb.Fatalf("maps: %v", err)
 	}
-	h := &harness{tb: tb, objs: objs, ids: newIDs(), progs: map[string]*loaded{}}
+	h := &harness{tb: tb, objs: objs, ids: newIDs(), progs: map[string]*loaded{}, cache: newProgCache()}
 	tb.Cleanup(func() {
 		for _, l := range h.progs {
 			l.close()
@@ -59,7 +60,7 @@ func newHarness(tb testing.TB) *harness {
 // removed, as the backend does).
 func (h *harness) apply(rs *compile.Ruleset) {
 	h.tb.Helper()
-	p, err := makePlan(rs, h.ids, config{timeouts: DefaultTimeouts()})
+	p, err := makePlan(rs, h.ids, config{timeouts: DefaultTimeouts()}, h.cache)
 	if err != nil {
 		h.tb.Fatalf("plan: %v", err)
 	}

@@ -41,6 +41,27 @@ type setEntries struct {
 	id  uint32
 	lpm [][lpmKeySize]byte
 	np  [][npKeySize]byte
+	// delta, when set, is how these entries differ from from's: what a
+	// membership change did to a run, without comparing all its entries.
+	delta *entryDelta
+	// parts, for a run, are its entries rule by rule; keys joins them
+	// when asked.
+	parts [][][lpmKeySize]byte
+}
+
+// keys returns the LPM entries.
+func (e *setEntries) keys() [][lpmKeySize]byte {
+	if e.lpm == nil && e.parts != nil {
+		for _, p := range e.parts {
+			e.lpm = append(e.lpm, p...)
+		}
+	}
+	return e.lpm
+}
+
+type entryDelta struct {
+	from     *setEntries
+	add, del [][lpmKeySize]byte
 }
 
 // flat returns every entry of p, by key, with the set it belongs to.
@@ -50,7 +71,7 @@ func (p *plan) flat() (map[[lpmKeySize]byte]string, map[[npKeySize]byte]string) 
 	}
 	p.lpm, p.np = map[[lpmKeySize]byte]string{}, map[[npKeySize]byte]string{}
 	for name, e := range p.sets {
-		for _, k := range e.lpm {
+		for _, k := range e.keys() {
 			p.lpm[k] = name
 		}
 		for _, k := range e.np {
@@ -256,6 +277,8 @@ type cachedRun struct {
 	sets []*compile.IPSet
 	per  [][][lpmKeySize]byte
 	e    *setEntries
+	// count says how many rules of the run make each entry.
+	count map[[lpmKeySize]byte]int32
 }
 
 // runSets lists the set values a run's entries come from.
@@ -419,18 +442,61 @@ func makePlan(rs *compile.Ruleset, x *ids, cfg config, cache ...*progCache) (*pl
 						p.sets[name] = c.e
 						continue
 					}
-					prev = c
+					if c.count != nil {
+						prev = c
+					}
 				}
 			}
 			c := &cachedRun{sets: sets, per: make([][][lpmKeySize]byte, len(r.rules)), e: &setEntries{id: id}}
-			for i := range r.rules {
-				if prev != nil && prev.sets[i] == sets[i] {
-					c.per[i] = prev.per[i]
-				} else {
+			if prev != nil {
+				// Only the rules whose set changed: count what they add
+				// and drop, and keep the difference.
+				c.count = prev.count
+				prev.count = nil // owned by c from now on
+				before := map[[lpmKeySize]byte]bool{}
+				for i := range r.rules {
+					if prev.sets[i] == sets[i] {
+						c.per[i] = prev.per[i]
+						continue
+					}
 					runRuleEntries(rs, r, i, id, func(k [lpmKeySize]byte) { c.per[i] = append(c.per[i], k) })
+					for _, k := range prev.per[i] {
+						if _, seen := before[k]; !seen {
+							before[k] = c.count[k] > 0
+						}
+						c.count[k]--
+					}
+					for _, k := range c.per[i] {
+						if _, seen := before[k]; !seen {
+							before[k] = c.count[k] > 0
+						}
+						c.count[k]++
+					}
 				}
-				c.e.lpm = append(c.e.lpm, c.per[i]...)
+				d := &entryDelta{from: prev.e}
+				for k, was := range before {
+					now := c.count[k] > 0
+					if c.count[k] <= 0 {
+						delete(c.count, k)
+					}
+					switch {
+					case now && !was:
+						d.add = append(d.add, k)
+					case was && !now:
+						d.del = append(d.del, k)
+					}
+				}
+				c.e.delta = d
+			} else {
+				c.count = map[[lpmKeySize]byte]int32{}
+				for i := range r.rules {
+					runRuleEntries(rs, r, i, id, func(k [lpmKeySize]byte) { c.per[i] = append(c.per[i], k) })
+					for _, k := range c.per[i] {
+						c.count[k]++
+					}
+				}
 			}
+			c.e.parts = c.per
 			p.sets[name] = c.e
 			if pc != nil {
 				next.runs[r] = c
