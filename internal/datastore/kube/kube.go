@@ -125,6 +125,7 @@ type Store struct {
 
 	mu     sync.Mutex
 	closed bool
+	queues map[*queue]struct{} // of the running watches
 }
 
 var _ datastore.Store = (*Store)(nil)
@@ -176,7 +177,7 @@ func New(ctx context.Context, kc kubernetes.Interface, dc dynamic.Interface, opt
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Store{log: log, stop: make(chan struct{})}
+	s := &Store{log: log, stop: make(chan struct{}), queues: map[*queue]struct{}{}}
 	factory := informers.NewSharedInformerFactory(kc, opts.Resync)
 	podFactory := factory
 	if opts.LocalPodsOnly && opts.NodeName != "" {
@@ -215,6 +216,11 @@ func New(ctx context.Context, kc kubernetes.Interface, dc dynamic.Interface, opt
 			s.sources = append(s.sources, &source{Resource: r, inf: inf, convert: convertUnstructured})
 		}
 	}
+	for _, src := range s.sources {
+		if err := src.inf.SetWatchErrorHandler(s.watchError(src)); err != nil {
+			return nil, fmt.Errorf("kubernetes store: %w", err)
+		}
+	}
 	factory.Start(s.stop)
 	if podFactory != factory {
 		podFactory.Start(s.stop)
@@ -223,6 +229,22 @@ func New(ctx context.Context, kc kubernetes.Interface, dc dynamic.Interface, opt
 		dfactory.Start(s.stop)
 	}
 	return s, nil
+}
+
+// watchError reports an informer's failed list or watch (RBAC missing,
+// API server gone) to every watch, so a consumer waiting for EventSynced
+// learns why; the informer retries on its own.
+func (s *Store) watchError(src *source) cache.WatchErrorHandler {
+	return func(_ *cache.Reflector, err error) {
+		s.log.Warn("kubernetes list/watch failed; retrying", "resource", src.GVR.Resource, "err", err)
+		ev := datastore.Event{Type: datastore.EventError, Source: src.GVR.Resource,
+			Err: fmt.Errorf("kubernetes store: list/watch %s: %w", src.GVR.GroupResource(), err)}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for q := range s.queues {
+			q.push(ev)
+		}
+	}
 }
 
 // calicoResources asks discovery which Calico CRDs the cluster has.
@@ -456,11 +478,17 @@ func (s *Store) Watch(ctx context.Context) (<-chan datastore.Event, error) {
 		return nil, datastore.ErrClosed
 	}
 	q := &queue{wake: make(chan struct{}, 1)}
+	s.mu.Lock()
+	s.queues[q] = struct{}{}
+	s.mu.Unlock()
 	var regs []cache.ResourceEventHandlerRegistration
 	remove := func() {
 		for i, r := range regs {
 			_ = s.sources[i].inf.RemoveEventHandler(r)
 		}
+		s.mu.Lock()
+		delete(s.queues, q)
+		s.mu.Unlock()
 	}
 	for _, src := range s.sources {
 		reg, err := src.inf.AddEventHandler(s.handler(src, q))

@@ -1,6 +1,7 @@
 package kube_test
 
 import (
+	"errors"
 	"os"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -17,6 +19,7 @@ import (
 	fakediscovery "k8s.io/client-go/discovery/fake"
 	dynamicfake "k8s.io/client-go/dynamic/fake"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 	"sigs.k8s.io/yaml"
 
 	"github.com/calyxnet/calyx/internal/datastore"
@@ -229,4 +232,27 @@ func TestClusterRole(t *testing.T) {
 		want[r.GVR.GroupResource()] = true
 	}
 	assert.Equal(t, want, granted)
+}
+
+// TestForbiddenIsReported: without RBAC for a resource, the watch never
+// syncs, and says why.
+func TestForbiddenIsReported(t *testing.T) {
+	kc := fake.NewClientset()
+	kc.PrependReactor("list", "pods", func(k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, apierrors.NewForbidden(schema.GroupResource{Resource: "pods"}, "", errors.New("RBAC: no list"))
+	})
+	s, err := kube.New(t.Context(), kc, nil, kube.Options{})
+	require.NoError(t, err)
+	t.Cleanup(func() { s.Close() })
+	ch, err := s.Watch(t.Context())
+	require.NoError(t, err)
+	for {
+		ev := storetest.Next(t, ch, wait)
+		require.NotEqual(t, datastore.EventSynced, ev.Type, "no sync without pods")
+		if ev.Type == datastore.EventError {
+			assert.Equal(t, "pods", ev.Source)
+			assert.True(t, apierrors.IsForbidden(ev.Err), "%v", ev.Err)
+			return
+		}
+	}
 }
