@@ -62,6 +62,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -268,12 +269,18 @@ func (s *Store) refreshLocked(ctx context.Context, force map[string]bool) error 
 		return err
 	}
 	seen := make(map[string]bool, len(paths))
+	var jobs []*readJob
 	for _, p := range paths {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
 		seen[p] = true
-		s.readFile(p, force[p])
+		if j := s.probe(p, force[p]); j != nil {
+			jobs = append(jobs, j)
+		}
+	}
+	if err := runJobs(ctx, jobs); err != nil {
+		return err
+	}
+	for _, j := range jobs {
+		s.apply(j)
 	}
 	for p := range s.files {
 		if !seen[p] {
@@ -282,6 +289,36 @@ func (s *Store) refreshLocked(ctx context.Context, force map[string]bool) error 
 		}
 	}
 	return nil
+}
+
+// runJobs reads and decodes files on every CPU: a directory of 10,000
+// policies is read at start (the agent) and by every calyxctl process.
+func runJobs(ctx context.Context, jobs []*readJob) error {
+	workers := min(runtime.GOMAXPROCS(0), len(jobs))
+	next := make(chan *readJob)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range next {
+				j.run()
+			}
+		}()
+	}
+	var err error
+feed:
+	for _, j := range jobs {
+		select {
+		case next <- j:
+		case <-ctx.Done():
+			err = ctx.Err()
+			break feed
+		}
+	}
+	close(next)
+	wg.Wait()
+	return err
 }
 
 // walk lists the policy files below the root in lexical order.
@@ -330,51 +367,95 @@ func policyFile(p string) bool {
 
 // readFile updates the cache entry of one file.
 func (s *Store) readFile(p string, force bool) {
+	if j := s.probe(p, force); j != nil {
+		j.run()
+		s.apply(j)
+	}
+}
+
+// readJob is the reading of one file: probe decides it is needed (from
+// the cache, under s.mu), run reads and decodes (touching nothing shared,
+// so jobs run in parallel), apply updates the cache (under s.mu).
+type readJob struct {
+	p       string
+	st      fileStat
+	prevSum [32]byte
+	err     error // stat or read error
+	empty   bool
+	sum     [32]byte
+	same    bool // the content is the one last decoded
+	entries []entry
+	decErr  error
+}
+
+func (s *Store) probe(p string, force bool) *readJob {
 	f := s.files[p]
 	info, err := os.Stat(p)
 	if err != nil {
-		s.cached = nil
-		if f == nil {
-			f = &file{}
-			s.files[p] = f
-		}
-		f.err = &SourceError{Path: p, Err: err}
-		return
+		return &readJob{p: p, err: err}
 	}
 	st := statOf(info)
 	if f != nil && !force && f.stat == st {
+		return nil
+	}
+	j := &readJob{p: p, st: st}
+	if f != nil {
+		j.prevSum = f.sum
+	}
+	return j
+}
+
+func (j *readJob) run() {
+	if j.err != nil {
 		return
 	}
+	data, err := os.ReadFile(j.p)
+	if err != nil {
+		j.err = err
+		return
+	}
+	if len(data) == 0 {
+		j.empty = true
+		return
+	}
+	j.sum = sha256.Sum256(data)
+	if j.sum == j.prevSum {
+		j.same = true
+		return
+	}
+	j.entries, j.decErr = decode(data, j.p)
+}
+
+func (s *Store) apply(j *readJob) {
 	s.cached = nil
-	data, err := os.ReadFile(p)
+	f := s.files[j.p]
 	if f == nil {
 		f = &file{}
-		s.files[p] = f
+		s.files[j.p] = f
 	}
-	if err != nil {
-		f.err = &SourceError{Path: p, Err: err}
+	switch {
+	case j.err != nil:
+		f.err = &SourceError{Path: j.p, Err: j.err}
 		return
-	}
-	f.stat = st
-	if len(data) == 0 {
+	case j.empty:
 		// Truncated by a writer that has not written yet (os.WriteFile,
 		// editors, git): not a decision to drop the file's objects.
+		f.stat = j.st
 		return
 	}
-	sum := sha256.Sum256(data)
-	if sum == f.sum {
+	f.stat = j.st
+	if j.same {
 		f.err = f.badSum
 		return
 	}
-	f.sum = sum
-	entries, err := decode(data, p)
-	if err != nil {
-		s.log.Warn("policy file has errors; its last good objects stay in force", "file", p, "err", err)
-		f.err = &SourceError{Path: p, Err: err}
+	f.sum = j.sum
+	if j.decErr != nil {
+		s.log.Warn("policy file has errors; its last good objects stay in force", "file", j.p, "err", j.decErr)
+		f.err = &SourceError{Path: j.p, Err: j.decErr}
 		f.badSum = f.err
 		return
 	}
-	f.entries, f.err, f.badSum = entries, nil, nil
+	f.entries, f.err, f.badSum = j.entries, nil, nil
 }
 
 // decode reads the objects of one file's content.
