@@ -13,8 +13,11 @@
 // Err is a *SourceError naming the file and wrapping its
 // policy.ValidationErrors) and the objects last read from it stay in force:
 // a typo never drops enforcement. The last good version is what this
-// process has seen; a process that starts while a file is broken has none
-// for it. A file that is valid but holds no objects (only comments, say)
+// process has seen or, with Options.StateDir, what an earlier process saw:
+// the store keeps a copy of each file's last good content there, so an
+// agent restarted while a file is broken still enforces what it held
+// (without StateDir, a process starting while a file is broken has
+// nothing for it). A file that is valid but holds no objects (only comments, say)
 // removes what it held; so does deleting the file. An empty file (zero
 // bytes) is taken as one being written: what it held stays until it has
 // content, or is removed.
@@ -83,6 +86,10 @@ type Options struct {
 	// Resync is the period of a full rescan that catches what fsnotify
 	// missed; 0 means 1 min, negative disables it.
 	Resync time.Duration
+	// StateDir, when set, is where the store keeps a copy of each file's
+	// last good content (see the package doc); the directory is created
+	// as needed. The agent sets it, e.g. /var/lib/calyx/dirstore.
+	StateDir string
 	// Logger receives debug and warning logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -127,7 +134,8 @@ type Store struct {
 
 	mu     sync.Mutex
 	files  map[string]*file
-	cached *view // the merged view of files; nil when a file changed
+	cached *view     // the merged view of files; nil when a file changed
+	last   *lastGood // nil without Options.StateDir
 	closed bool
 }
 
@@ -140,6 +148,8 @@ type file struct {
 	badSum  error    // that content's decode error, nil when it was good
 	entries []entry  // the last good objects
 	err     error    // the current problem, nil when the file is good
+	// recalled: the last good copy of a previous process was looked for.
+	recalled bool
 }
 
 type fileStat struct {
@@ -181,7 +191,11 @@ func Open(ctx context.Context, root string, opts Options) (*Store, error) {
 	if !info.IsDir() {
 		return nil, fmt.Errorf("directory store: %s is not a directory", root)
 	}
-	return &Store{root: filepath.Clean(root), opts: opts, log: log, done: make(chan struct{}), files: map[string]*file{}}, nil
+	s := &Store{root: filepath.Clean(root), opts: opts, log: log, done: make(chan struct{}), files: map[string]*file{}}
+	if opts.StateDir != "" {
+		s.last = &lastGood{dir: opts.StateDir, log: log}
+	}
+	return s, nil
 }
 
 // Root returns the directory.
@@ -281,6 +295,9 @@ func (s *Store) refreshLocked(ctx context.Context, force map[string]bool) error 
 	}
 	for _, j := range jobs {
 		s.apply(j)
+	}
+	if s.last != nil {
+		s.last.sweep(paths)
 	}
 	for p := range s.files {
 		if !seen[p] {
@@ -382,6 +399,7 @@ type readJob struct {
 	prevSum [32]byte
 	err     error // stat or read error
 	empty   bool
+	data    []byte // kept for the last good copy
 	sum     [32]byte
 	same    bool // the content is the one last decoded
 	entries []entry
@@ -424,6 +442,7 @@ func (j *readJob) run() {
 		return
 	}
 	j.entries, j.decErr = decode(data, j.p)
+	j.data = data
 }
 
 func (s *Store) apply(j *readJob) {
@@ -436,6 +455,7 @@ func (s *Store) apply(j *readJob) {
 	switch {
 	case j.err != nil:
 		f.err = &SourceError{Path: j.p, Err: j.err}
+		s.recallLocked(j.p, f)
 		return
 	case j.empty:
 		// Truncated by a writer that has not written yet (os.WriteFile,
@@ -453,9 +473,25 @@ func (s *Store) apply(j *readJob) {
 		s.log.Warn("policy file has errors; its last good objects stay in force", "file", j.p, "err", j.decErr)
 		f.err = &SourceError{Path: j.p, Err: j.decErr}
 		f.badSum = f.err
+		s.recallLocked(j.p, f)
 		return
 	}
 	f.entries, f.err, f.badSum = j.entries, nil, nil
+	if s.last != nil {
+		s.last.save(j.p, j.sum, j.data)
+	}
+}
+
+// recallLocked gives a broken file this process never read good the last
+// good objects a previous process kept.
+func (s *Store) recallLocked(p string, f *file) {
+	if s.last == nil || f.entries != nil || f.recalled {
+		return
+	}
+	f.recalled = true
+	if entries, ok := s.last.load(p); ok {
+		f.entries = entries
+	}
 }
 
 // decode reads the objects of one file's content.
@@ -496,6 +532,9 @@ type problem struct {
 func (s *Store) forgetLocked(p string) {
 	delete(s.files, p)
 	s.cached = nil
+	if s.last != nil {
+		s.last.forget(p)
+	}
 }
 
 // viewLocked merges the files' objects: the first definition in path

@@ -426,3 +426,60 @@ func TestConfigMapMount(t *testing.T) {
 	require.Equal(t, datastore.EventUpsert, ev.Type, "%+v", ev)
 	assert.Equal(t, []string{"198.51.100.0/24"}, ev.Item.Object.(*policy.GlobalNetworkSet).Spec.Nets)
 }
+
+// TestLastGoodAcrossRestart: with a state directory, a process that
+// starts while a file is broken still has the file's last good objects.
+func TestLastGoodAcrossRestart(t *testing.T) {
+	root, state := t.TempDir(), t.TempDir()
+	p := filepath.Join(root, "shop.yaml")
+	write(t, p, twoDocs)
+	gone := filepath.Join(root, "gone.yaml")
+	write(t, gone, `{apiVersion: v1, kind: Namespace, metadata: {name: gone}}`)
+	opts := fast
+	opts.StateDir = state
+
+	first, err := dir.Open(t.Context(), root, opts)
+	require.NoError(t, err)
+	items, err := first.List(t.Context())
+	require.NoError(t, err)
+	require.Len(t, items, 4)
+	require.NoError(t, first.Close())
+
+	// While no process runs: a typo, and a file removed.
+	write(t, p, strings.Replace(twoDocs, "all()", "all(", 1))
+	require.NoError(t, os.Remove(gone))
+
+	second, err := dir.Open(t.Context(), root, opts)
+	require.NoError(t, err)
+	t.Cleanup(func() { second.Close() })
+	ch, err := second.Watch(t.Context())
+	require.NoError(t, err)
+	var errs int
+	state0 := map[policy.ObjectKey]bool{}
+	for {
+		ev := storetest.Next(t, ch, 5*time.Second)
+		if ev.Type == datastore.EventSynced {
+			break
+		}
+		switch ev.Type {
+		case datastore.EventUpsert:
+			state0[ev.Key] = true
+		case datastore.EventError:
+			errs++
+		}
+	}
+	assert.Equal(t, map[policy.ObjectKey]bool{keyGNP: true, keyNP: true, keyGNS: true}, state0, "the broken file's last good objects, from the state directory")
+	assert.Equal(t, 1, errs, "and its problem reported")
+	copies, err := os.ReadDir(state)
+	require.NoError(t, err)
+	assert.Len(t, copies, 1, "the removed file's copy is swept")
+
+	// The fix replaces the kept copy.
+	write(t, p, strings.Replace(twoDocs, "types: [Ingress]", "types: [Egress]", 1))
+	ev := storetest.Next(t, ch, 5*time.Second)
+	require.Equal(t, datastore.EventUpsert, ev.Type)
+	assert.Equal(t, keyGNP, ev.Key)
+	copies, err = os.ReadDir(state)
+	require.NoError(t, err)
+	assert.Len(t, copies, 1)
+}
