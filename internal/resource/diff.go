@@ -70,12 +70,13 @@ func UnifiedDiff(aName, bName, a, b string) string {
 	return out.String()
 }
 
+// splitLines cuts text into lines; a final newline ends the last line
+// (text written without one diffs as if it had it).
 func splitLines(s string) []string {
-	s = strings.TrimSuffix(s, "\n")
 	if s == "" {
 		return nil
 	}
-	return strings.Split(s, "\n")
+	return strings.Split(strings.TrimSuffix(s, "\n"), "\n")
 }
 
 // lineOp is one line of a diff: ' ' kept, '-' removed, '+' added; ai and
