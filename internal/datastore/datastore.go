@@ -70,6 +70,9 @@ type Item struct {
 	Origin *policy.Origin
 }
 
+// Key returns the key of the item's object.
+func (it Item) Key() policy.ObjectKey { return policy.KeyOf(it.Object) }
+
 // EventType says what an Event reports.
 type EventType uint8
 
