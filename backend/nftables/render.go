@@ -96,7 +96,6 @@ type anonSet struct {
 	groups [][]nftables.SetElement
 }
 
-
 // nset is one named set or verdict map.
 type nset struct {
 	name     string
