@@ -27,18 +27,18 @@ import (
 // with BPF_PROG_TEST_RUN, for an ingress policy of n rules. The packet
 // matches no rule and is denied at the end: the worst case, and no
 // conntrack entry is made, so every run walks the whole policy.
-// "distinct" rules (alternating Allow/Deny on distinct UDP ports) are
-// checked one after the other across tail calls; "cidr+port" rules (Allow,
-// a CIDR and a port each) merge into one LPM lookup. "established" is a
-// packet of a flow conntrack already knows.
+// Shapes as bigPolicy builds them: "distinct" rules are checked one after
+// the other across tail calls; "ports" (Allow and Deny on distinct ports)
+// is one dispatch lookup; "cidr+port" (Allow, a CIDR and a port each) one
+// LPM lookup. "established" is a packet of a flow conntrack already knows.
 //
 //	go test -run '^$' -bench ProgramRun -benchtime 20000x ./backend/ebpf
 func BenchmarkProgramRun(b *testing.B) {
 	for _, n := range []int{10, 1000, 50000} {
-		for _, shape := range []string{"distinct", "cidr+port"} {
+		for _, shape := range []string{"distinct", "ports", "cidr+port"} {
 			b.Run(fmt.Sprintf("rules=%d/%s", n, shape), func(b *testing.B) {
 				h := newHarness(b)
-				rs, _ := bigPolicy(n, shape == "cidr+port")
+				rs, _ := bigPolicy(n, shape)
 				h.apply(rs)
 				prog := h.progs[h.plan.attach[attachKey{"calyxb000000002", hookEgress}]].entry
 				p := &pkt{Packet: model.Packet{Src: a4, Dst: b4, Protocol: 6, SrcPort: 46000, DstPort: 444}, tcpFlags: tcpSYN}
@@ -48,7 +48,7 @@ func BenchmarkProgramRun(b *testing.B) {
 	}
 	b.Run("established", func(b *testing.B) {
 		h := newHarness(b)
-		rs, last := bigPolicy(1000, false)
+		rs, last := bigPolicy(1000, "distinct")
 		h.apply(rs)
 		prog := h.progs[h.plan.attach[attachKey{"calyxb000000002", hookEgress}]].entry
 		p := &pkt{Packet: last, tcpFlags: tcpSYN}

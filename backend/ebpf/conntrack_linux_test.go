@@ -308,17 +308,18 @@ func TestLogEvents(t *testing.T) {
 	}
 }
 
-// bigPolicy builds an endpoint whose ingress has n rules. mergeable: n
-// Allow rules each CIDR + port (one lookup); otherwise rules alternate
-// between Allow and Deny on distinct ports, so nothing merges and the
-// program needs tail calls.
-func bigPolicy(n int, mergeable bool) (*compile.Ruleset, model.Packet) {
+// bigPolicy builds an endpoint whose ingress has n rules of one shape:
+// "cidr+port" (Allow, a CIDR and a port each: one LPM lookup), "ports"
+// (alternating Allow and Deny on distinct UDP ports, no addresses: one
+// dispatch lookup), "distinct" (the same with a source port range, which
+// nothing merges: checked one after the other across tail calls).
+func bigPolicy(n int, shape string) (*compile.Ruleset, model.Packet) {
 	b := testgen.NewIR()
 	b.Endpoint(podA, "calyxa000000001", a4)
 	b.Endpoint(podB, "calyxb000000002", b4)
 	var rules []compile.Rule
 	for i := range n {
-		if mergeable {
+		if shape == "cidr+port" {
 			set := b.Nets(fmt.Sprintf("10.%d.%d.0/24", 100+i/256/256, i/256%256))
 			rules = append(rules, testgen.Rule(compile.ActionAllow, compile.Match{Protocol: 6,
 				Src: compile.PeerMatch{Sets: []compile.SetID{set}}, Dst: compile.PeerMatch{Ports: testgen.Ports(uint16(1000 + i%50000))}}))
@@ -328,7 +329,11 @@ func bigPolicy(n int, mergeable bool) (*compile.Ruleset, model.Packet) {
 		if i%2 == 1 {
 			a = compile.ActionAllow
 		}
-		rules = append(rules, testgen.Rule(a, compile.Match{Protocol: 17, Dst: compile.PeerMatch{Ports: testgen.Ports(uint16(1000 + i%60000))}}))
+		m := compile.Match{Protocol: 17, Dst: compile.PeerMatch{Ports: testgen.Ports(uint16(1000 + i%60000))}}
+		if shape == "distinct" {
+			m.Src.Ports = []compile.PortRange{{Min: 1024, Max: 65535}}
+		}
+		rules = append(rules, testgen.Rule(a, m))
 	}
 	last := b.Nets("10.77.0.1/32")
 	rules = append(rules, testgen.Rule(compile.ActionAllow, compile.Match{Protocol: 6,
@@ -339,13 +344,13 @@ func bigPolicy(n int, mergeable bool) (*compile.Ruleset, model.Packet) {
 	return b.RS, model.Packet{Src: a4, Dst: b4, Protocol: 6, SrcPort: 46000, DstPort: 443}
 }
 
-// TestFiftyThousandRules: an endpoint with 50,000 rules loads, in both
-// shapes, and the last rule still decides.
+// TestFiftyThousandRules: an endpoint with 50,000 rules loads, in every
+// shape, and the last rule still decides.
 func TestFiftyThousandRules(t *testing.T) {
-	for _, mergeable := range []bool{true, false} {
-		t.Run(fmt.Sprintf("mergeable=%v", mergeable), func(t *testing.T) {
+	for _, shape := range []string{"cidr+port", "ports", "distinct"} {
+		t.Run(shape, func(t *testing.T) {
 			h := newHarness(t)
-			rs, last := bigPolicy(50000, mergeable)
+			rs, last := bigPolicy(50000, shape)
 			start := time.Now()
 			h.apply(rs)
 			ps := h.plan.progs[h.plan.attach[attachKey{"calyxb000000002", hookEgress}]]
@@ -353,25 +358,24 @@ func TestFiftyThousandRules(t *testing.T) {
 			for _, c := range ps.chunks {
 				n += len(c)
 			}
-			t.Logf("50,000 rules: %d chunks, %d instructions, %d runs, loaded in %s", len(ps.chunks), n, len(ps.runs), time.Since(start))
-			if mergeable && len(ps.runs) != 1 {
-				t.Errorf("mergeable rules became %d runs, want 1", len(ps.runs))
+			t.Logf("50,000 rules: %d chunks, %d instructions, %d lookups, loaded in %s", len(ps.chunks), n, len(ps.runs), time.Since(start))
+			if shape != "distinct" && len(ps.runs) != 1 {
+				t.Errorf("the rules became %d lookups, want 1", len(ps.runs))
 			}
-			if !mergeable && len(ps.chunks) < 2 {
+			if shape == "distinct" && len(ps.chunks) < 2 {
 				t.Errorf("expected tail calls, got %d chunk", len(ps.chunks))
 			}
-			for _, c := range []struct {
-				p    model.Packet
-				want bool
-			}{
-				{last, true},
-				{model.Packet{Src: a4, Dst: b4, Protocol: 6, SrcPort: 46000, DstPort: 444}, false},
-				{model.Packet{Src: a4, Dst: b4, Protocol: 17, SrcPort: 46000, DstPort: 1001}, h.idx.Allowed(model.Packet{Src: a4, Dst: b4, Protocol: 17, SrcPort: 46000, DstPort: 1001})},
-				{model.Packet{Src: a4, Dst: b4, Protocol: 17, SrcPort: 46000, DstPort: 1000 + 49999}, h.idx.Allowed(model.Packet{Src: a4, Dst: b4, Protocol: 17, SrcPort: 46000, DstPort: 1000 + 49999})},
+			for _, p := range []model.Packet{
+				last,
+				{Src: a4, Dst: b4, Protocol: 6, SrcPort: 46000, DstPort: 444},
+				{Src: a4, Dst: b4, Protocol: 17, SrcPort: 46000, DstPort: 1000},
+				{Src: a4, Dst: b4, Protocol: 17, SrcPort: 46000, DstPort: 1001},
+				{Src: a4, Dst: b4, Protocol: 17, SrcPort: 46000, DstPort: 1000 + 49999},
+				{Src: a4, Dst: b4, Protocol: 17, SrcPort: 80, DstPort: 1001},
 			} {
 				h.flush()
-				if got := h.verdict(&pkt{Packet: c.p, tcpFlags: tcpSYN}); got != c.want {
-					t.Errorf("%s: allowed=%v, want %v", c.p, got, c.want)
+				if got, want := h.verdict(&pkt{Packet: p, tcpFlags: tcpSYN}), h.idx.Allowed(p); got != want {
+					t.Errorf("%s: allowed=%v, want %v", p, got, want)
 				}
 			}
 		})

@@ -32,7 +32,11 @@
 //     at most a protocol, an IP version and destination ports (the shapes
 //     Kubernetes NetworkPolicy and "hundreds of CIDR+port Allow rules"
 //     produce), becomes at most three LPM lookups keyed by (run, protocol,
-//     port, address), (run, protocol, address) and (run, address);
+//     port, address), (run, protocol, address) and (run, address). A run
+//     of rules without addresses (protocol, IP version and ports only) may
+//     mix Allow and Deny: its entries carry the index of the first rule
+//     that makes them, and the lowest index among the hits decides
+//     (a "dispatch");
 //  4. on Allow: with DefaultEndpointToHostAction Deny, traffic from a pod
 //     to its own node (a FIB lookup that finds a local route) is dropped;
 //     otherwise a conntrack entry is made and, for a first fragment, a
@@ -43,7 +47,8 @@
 // instructions (more when needed to stay within 33 chunks) that tail-call
 // each other through a program array of their own; a Pass into a later
 // chunk resumes at its tier. An endpoint with 50,000 distinct rules loads
-// as 32 chunks; 50,000 CIDR+port rules are one lookup. Programs are run
+// as up to 33 chunks; 50,000 CIDR+port rules, or 50,000 port rules of
+// both actions, are one lookup. Programs are run
 // in tests with BPF_PROG_TEST_RUN against the model (rapid, more than
 // 10,000 cases per run).
 //

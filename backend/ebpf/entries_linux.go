@@ -25,6 +25,8 @@ func syncEntries(o *objects, old, p *plan) error {
 type changes struct {
 	addL, delL [][lpmKeySize]byte
 	addN, delN [][npKeySize]byte
+	// vals holds the values of added entries that are not 1.
+	vals map[[lpmKeySize]byte]uint32
 }
 
 // entryDiff lists the entries p has and old has not (add) and those old
@@ -32,6 +34,14 @@ type changes struct {
 // without looking at their members.
 func entryDiff(old, p *plan) (c changes) {
 	c.addL, c.delL, c.addN, c.delN = entryDiffLists(old, p)
+	for _, e := range p.sets {
+		for i, v := range e.vals {
+			if c.vals == nil {
+				c.vals = map[[lpmKeySize]byte]uint32{}
+			}
+			c.vals[e.lpm[i]] = v
+		}
+	}
 	return c
 }
 
@@ -111,7 +121,17 @@ func diffKeys[K comparable](old, cur []K) (add, del []K) {
 
 // add writes the entries to add.
 func (c *changes) add(o *objects) (int, error) {
-	if err := putAll(o.maps[refSets], c.addL, 1); err != nil {
+	var vals []uint32
+	if c.vals != nil {
+		vals = make([]uint32, len(c.addL))
+		for i, k := range c.addL {
+			vals[i] = 1
+			if v, ok := c.vals[k]; ok {
+				vals[i] = v
+			}
+		}
+	}
+	if err := putVals(o.maps[refSets], c.addL, vals); err != nil {
 		return 0, err
 	}
 	if err := putAll(o.maps[refPorts], c.addN, 1); err != nil {
@@ -137,22 +157,30 @@ func (c *changes) del(o *objects) (int, error) {
 
 // putAll writes keys with value v, in batches where the kernel allows.
 func putAll[K any](m *ebpf.Map, keys []K, v uint32) error {
+	vals := make([]uint32, len(keys))
+	for i := range vals {
+		vals[i] = v
+	}
+	return putVals(m, keys, vals)
+}
+
+// putVals writes keys with their values (nil: 1 each).
+func putVals[K any](m *ebpf.Map, keys []K, vals []uint32) error {
+	if vals == nil {
+		return putAll(m, keys, 1)
+	}
 	const batch = 4096
 	for len(keys) > 0 {
 		n := min(len(keys), batch)
-		vals := make([]uint32, n)
-		for i := range vals {
-			vals[i] = v
-		}
-		if _, err := m.BatchUpdate(keys[:n], vals, nil); err != nil {
+		if _, err := m.BatchUpdate(keys[:n], vals[:n], nil); err != nil {
 			// Fall back to one update per key.
-			for _, k := range keys[:n] {
-				if err := m.Put(k, v); err != nil {
+			for i, k := range keys[:n] {
+				if err := m.Put(k, vals[i]); err != nil {
 					return fmt.Errorf("ebpf: %s: put: %w", m, err)
 				}
 			}
 		}
-		keys = keys[n:]
+		keys, vals = keys[n:], vals[n:]
 	}
 	return nil
 }

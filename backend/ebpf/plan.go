@@ -47,6 +47,8 @@ type setEntries struct {
 	// parts, for a run, are its entries rule by rule; keys joins them
 	// when asked.
 	parts [][][lpmKeySize]byte
+	// vals are the values of lpm, for a dispatch; nil: every value is 1.
+	vals []uint32
 }
 
 // keys returns the LPM entries.
@@ -168,7 +170,7 @@ func missingPolicies(rs *compile.Ruleset, dp *compile.DirectionPolicy) string {
 // in rs.
 func setsPresent(rs *compile.Ruleset, used []string) bool {
 	for _, n := range used {
-		if strings.HasPrefix(n, "run:") {
+		if strings.HasPrefix(n, "run:") || strings.HasPrefix(n, "dispatch:") {
 			continue
 		}
 		if _, ok := rs.Sets[compile.SetID(n)]; !ok {
@@ -432,6 +434,22 @@ func makePlan(rs *compile.Ruleset, x *ids, cfg config, cache ...*progCache) (*pl
 	// (the same value as last time) reuse their entries.
 	for name := range p.used {
 		id := x.get(name)
+		if r, ok := runs[name]; ok && r.dispatch {
+			if pc != nil {
+				if c, ok := pc.runs[r]; ok && c.e.id == id {
+					next.runs[r] = c
+					p.sets[name] = c.e
+					continue
+				}
+			}
+			e := &setEntries{id: id}
+			e.lpm, e.vals = dispatchEntries(r, id)
+			p.sets[name] = e
+			if pc != nil {
+				next.runs[r] = &cachedRun{e: e}
+			}
+			continue
+		}
 		if r, ok := runs[name]; ok {
 			sets := runSets(rs, r)
 			var prev *cachedRun

@@ -45,6 +45,10 @@ type run struct {
 	side  int    // 0: the set is on the source, 1: on the destination
 	rules []*compile.Rule
 	kinds uint8 // the key kinds its entries use (1 << runPorts, …)
+	// dispatch: rules without sets, of either action; an entry's value is
+	// the index of the first rule that makes it, shifted left, or-ed with
+	// 1 for Deny. The lowest value among the hits decides.
+	dispatch bool
 }
 
 // Kinds of run entries, told apart by high bits of the family byte: a
@@ -99,6 +103,11 @@ func flatten(rs *compile.Ruleset, dp *compile.DirectionPolicy, refs map[uint64]R
 		for k := 0; k < len(items); k++ {
 			it := items[k]
 			r := rules[k]
+			if j, ru := findDispatch(rules, k); ru != nil {
+				out = append(out, step{kind: stepRule, tier: ti, run: ru})
+				k = j - 1
+				continue
+			}
 			if j, ru := findRun(rs, rules, k); ru != nil {
 				out = append(out, step{kind: stepRule, tier: ti, action: r.Action, run: ru})
 				k = j - 1
@@ -244,6 +253,90 @@ func findRun(rs *compile.Ruleset, rules []*compile.Rule, i int) (int, *run) {
 	return j, ru
 }
 
+// dispatchShape reports whether a rule can join a dispatch: Allow or
+// Deny, no set on either side, at most a protocol, an IP version and
+// destination ports.
+func dispatchShape(r *compile.Rule) (kind int, ok bool) {
+	m := &r.Match
+	if len(m.Src.Sets)+len(m.Dst.Sets) > 0 {
+		return 0, false
+	}
+	side, kind, ok := runShape(nil, r)
+	return kind, ok && side == 1
+}
+
+// findDispatch returns the dispatch starting at rules[i] and the index
+// after it, or nil when fewer than minRun set-less rules line up.
+func findDispatch(rules []*compile.Rule, i int) (int, *run) {
+	var kinds uint8
+	j := i
+	for ; j < len(rules); j++ {
+		k, ok := dispatchShape(rules[j])
+		if !ok {
+			break
+		}
+		kinds |= 1 << k
+	}
+	if j-i < minRun {
+		return i, nil
+	}
+	ru := &run{side: 1, kinds: kinds, dispatch: true}
+	h := sha256.New()
+	h.Write([]byte("dispatch"))
+	for k := i; k < j; k++ {
+		r := rules[k]
+		ru.rules = append(ru.rules, r)
+		m := &r.Match
+		fmt.Fprintf(h, "|%d %d %d", r.Action, m.Protocol, m.IPVersion)
+		for _, p := range m.Dst.Ports {
+			fmt.Fprintf(h, " %d-%d", p.Min, p.Max)
+		}
+	}
+	ru.name = "dispatch:" + hex.EncodeToString(h.Sum(nil)[:12])
+	return j, ru
+}
+
+// dispatchEntries are the keys and values of a dispatch: for each key,
+// the first rule that makes it.
+func dispatchEntries(ru *run, id uint32) ([][lpmKeySize]byte, []uint32) {
+	seen := map[[lpmKeySize]byte]bool{}
+	var keys [][lpmKeySize]byte
+	var vals []uint32
+	var zero [16]byte
+	for i, r := range ru.rules {
+		m := &r.Match
+		v := uint32(i) << 1
+		if r.Action == compile.ActionDeny {
+			v |= 1
+		}
+		add := func(k [lpmKeySize]byte) {
+			if !seen[k] {
+				seen[k] = true
+				keys = append(keys, k)
+				vals = append(vals, v)
+			}
+		}
+		for _, fam := range []uint8{4, 6} {
+			if m.IPVersion != 0 && m.IPVersion != fam {
+				continue
+			}
+			switch {
+			case len(m.Dst.Ports) > 0:
+				for _, pr := range m.Dst.Ports {
+					for p := int(pr.Min); p <= int(pr.Max); p++ {
+						add(lpmKey(id, fam, m.Protocol, uint16(p), zero, 0))
+					}
+				}
+			case m.Protocol != 0:
+				add(lpmKey(id, fam|famProto, m.Protocol, 0, zero, 0))
+			default:
+				add(lpmKey(id, fam|famAnyProto, 0, 0, zero, 0))
+			}
+		}
+	}
+	return keys, vals
+}
+
 // idOf resolves set and run names to the 32-bit IDs in map keys.
 type idOf func(name string) uint32
 
@@ -387,6 +480,9 @@ func (g *gen) action(s *step, chunk int, chunkOf func(int) int, tierStep map[int
 		g.emit(asm.Ja.Label(lDrop))
 		return
 	}
+	if s.run != nil && s.run.dispatch {
+		return // its code ends in its verdicts
+	}
 	switch s.action {
 	case compile.ActionAllow:
 		g.emit(asm.Ja.Label("allow"))
@@ -481,6 +577,27 @@ func (g *gen) hostCheck() {
 // match; on a match the code falls through to the action.
 func (g *gen) match(s *step, ids idOf, fail string) {
 	if s.kind == stepDeny {
+		return
+	}
+	if s.run != nil && s.run.dispatch {
+		id := int64(int32(ids(s.run.name)))
+		g.emit(asm.Mov.Imm(asm.R8, -1))
+		for kind, off := range [3]int16{oRunDst, oRunDstP, oRunDstA} {
+			if s.run.kinds&(1<<kind) == 0 {
+				continue
+			}
+			miss := g.fresh("dispatch_miss")
+			g.emit(stiw(off+4, id))
+			g.lookup(refSets, int32(off))
+			g.emit(asm.JEq.Imm(asm.R0, 0, miss),
+				asm.LoadMem(asm.R1, asm.R0, 0, asm.Word),
+				asm.JGE.Reg(asm.R1, asm.R8, miss),
+				asm.Mov.Reg(asm.R8, asm.R1))
+			g.label(miss)
+		}
+		g.emit(asm.JEq.Imm(asm.R8, -1, fail),
+			asm.And.Imm(asm.R8, 1), asm.JEq.Imm(asm.R8, 1, lDrop),
+			asm.Ja.Label("allow"))
 		return
 	}
 	if s.run != nil {
