@@ -140,9 +140,11 @@ func (w *watch) run(ctx context.Context, ch chan<- datastore.Event) {
 			}
 			if ev.Has(fsnotify.Create) {
 				// A new directory (mkdir, git checkout, a ConfigMap's
-				// new ..data target) must be watched too; a walk that
-				// finds nothing new costs little.
-				_ = w.addTree(filepath.Dir(ev.Name))
+				// new ..data target) must be watched too, with what it
+				// already holds.
+				if info, err := os.Stat(ev.Name); err == nil && info.IsDir() {
+					_ = w.addTree(ev.Name)
+				}
 			}
 			dirty[ev.Name] = true
 			now := time.Now()
