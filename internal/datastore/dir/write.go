@@ -120,14 +120,17 @@ func (s *Store) put(ctx context.Context, obj policy.Object, check func(cur datas
 	if err != nil {
 		return datastore.Item{}, err
 	}
+	var p string
 	switch {
 	case exists && cur.Revision == rev:
 		// The same content: nothing to write.
+		return copyItem(cur)
 	case exists:
-		if err := s.files[v.where[key]].err; err != nil {
+		p = v.where[key]
+		if err := s.files[p].err; err != nil {
 			return datastore.Item{}, fmt.Errorf("directory store: %s lives in a file with errors (fix it first): %w", key, err)
 		}
-		if err := s.rewriteLocked(v.where[key], key, obj); err != nil {
+		if err := s.rewriteLocked(p, key, obj); err != nil {
 			return datastore.Item{}, err
 		}
 	default:
@@ -135,18 +138,23 @@ func (s *Store) put(ctx context.Context, obj policy.Object, check func(cur datas
 		if err != nil {
 			return datastore.Item{}, err
 		}
-		p := s.newPathLocked(key)
+		p = s.newPathLocked(key)
 		if err := writeAtomic(p, data, 0o644); err != nil {
 			return datastore.Item{}, err
 		}
 		s.readFile(p, true)
 	}
-	it, ok := s.viewLocked().items[key]
-	if !ok || it.Revision != rev {
-		// Someone outside calyxctl changed the file under us.
-		return datastore.Item{}, fmt.Errorf("%s: %w: the file changed while it was written", key, datastore.ErrConflict)
+	// The object as read back from its file (the merged view need not
+	// be rebuilt for it: this file is where the key is in force).
+	if f := s.files[p]; f != nil && f.err == nil {
+		for _, e := range f.entries {
+			if policy.KeyOf(e.obj) == key && e.rev == rev {
+				return copyItem(datastore.Item{Object: e.obj, Revision: e.rev, Origin: e.origin})
+			}
+		}
 	}
-	return copyItem(it)
+	// Someone outside calyxctl changed the file under us.
+	return datastore.Item{}, fmt.Errorf("%s: %w: the file changed while it was written", key, datastore.ErrConflict)
 }
 
 // lock takes the directory's write lock.
