@@ -271,11 +271,15 @@ type progCache struct {
 	entries map[string]*cachedProg
 	sets    map[*compile.IPSet]*setEntries
 	runs    map[*run]*cachedRun
+	// setPtr is the last plan's Ruleset.Sets (read-only, as the IR is):
+	// comparing values by identity tells which sets changed.
+	setPtr map[compile.SetID]*compile.IPSet
 }
 
 // cachedRun is a run's entries, rule by rule, and the set values they
 // were made from: a membership change recomputes the rules of that set.
 type cachedRun struct {
+	ids  []compile.SetID // the set each rule reads ("" for any address)
 	sets []*compile.IPSet
 	per  [][][lpmKeySize]byte
 	e    *setEntries
@@ -283,21 +287,34 @@ type cachedRun struct {
 	count map[[lpmKeySize]byte]int32
 }
 
-// runSets lists the set values a run's entries come from.
-func runSets(rs *compile.Ruleset, r *run) []*compile.IPSet {
-	out := make([]*compile.IPSet, 0, len(r.rules))
+// runSetIDs lists the set each rule of a run reads ("" for any address).
+func runSetIDs(r *run) []compile.SetID {
+	out := make([]compile.SetID, 0, len(r.rules))
 	for _, ru := range r.rules {
 		ids := ru.Match.Src.Sets
 		if r.side == 1 {
 			ids = ru.Match.Dst.Sets
 		}
 		if len(ids) == 0 {
-			out = append(out, nil) // any address
+			out = append(out, "")
 			continue
 		}
-		out = append(out, rs.Sets[ids[0]])
+		out = append(out, ids[0])
 	}
 	return out
+}
+
+// anyChanged reports whether one of ids is in changed.
+func anyChanged(ids []compile.SetID, changed map[compile.SetID]bool) bool {
+	if len(changed) == 0 {
+		return false
+	}
+	for _, id := range ids {
+		if changed[id] {
+			return true
+		}
+	}
+	return false
 }
 
 type cachedProg struct {
@@ -333,6 +350,24 @@ func makePlan(rs *compile.Ruleset, x *ids, cfg config, cache ...*progCache) (*pl
 		pc = cache[0]
 	}
 	next := newProgCache()
+	// Sets whose value changed since the last plan (nil: unknown).
+	var changed map[compile.SetID]bool
+	if pc != nil && pc.setPtr != nil {
+		changed = map[compile.SetID]bool{}
+		for id, s := range rs.Sets {
+			if pc.setPtr[id] != s {
+				changed[id] = true
+			}
+		}
+		for id := range pc.setPtr {
+			if _, ok := rs.Sets[id]; !ok {
+				changed[id] = true
+			}
+		}
+	}
+	if pc != nil {
+		next.setPtr = rs.Sets
+	}
 	p := &plan{
 		progs:  map[string]*progSpec{},
 		attach: map[attachKey]string{},
@@ -451,21 +486,42 @@ func makePlan(rs *compile.Ruleset, x *ids, cfg config, cache ...*progCache) (*pl
 			continue
 		}
 		if r, ok := runs[name]; ok {
-			sets := runSets(rs, r)
 			var prev *cachedRun
 			if pc != nil {
 				if c, ok := pc.runs[r]; ok && c.e.id == id {
-					if slices.Equal(c.sets, sets) {
-						next.runs[r] = c
-						p.sets[name] = c.e
-						continue
-					}
-					if c.count != nil {
-						prev = c
-					}
+					prev = c
 				}
 			}
-			c := &cachedRun{sets: sets, per: make([][][lpmKeySize]byte, len(r.rules)), e: &setEntries{id: id}}
+			if prev != nil && changed != nil && !anyChanged(prev.ids, changed) {
+				next.runs[r] = prev
+				p.sets[name] = prev.e
+				continue
+			}
+			var ids []compile.SetID
+			if prev != nil {
+				ids = prev.ids
+			} else {
+				ids = runSetIDs(r)
+			}
+			sets := make([]*compile.IPSet, len(ids))
+			for i, sid := range ids {
+				switch {
+				case sid == "":
+				case prev != nil && changed != nil && !changed[sid]:
+					sets[i] = prev.sets[i]
+				default:
+					sets[i] = rs.Sets[sid]
+				}
+			}
+			if prev != nil && slices.Equal(prev.sets, sets) {
+				next.runs[r] = prev
+				p.sets[name] = prev.e
+				continue
+			}
+			if prev != nil && prev.count == nil {
+				prev = nil // its counts went to a later plan: start afresh
+			}
+			c := &cachedRun{ids: ids, sets: sets, per: make([][][lpmKeySize]byte, len(r.rules)), e: &setEntries{id: id}}
 			if prev != nil {
 				// Only the rules whose set changed: count what they add
 				// and drop, and keep the difference.
@@ -545,7 +601,7 @@ func makePlan(rs *compile.Ruleset, x *ids, cfg config, cache ...*progCache) (*pl
 		p.sets[name] = e
 	}
 	if pc != nil {
-		pc.sets, pc.runs = next.sets, next.runs
+		pc.sets, pc.runs, pc.setPtr = next.sets, next.runs, next.setPtr
 	}
 	return p, nil
 }
