@@ -161,6 +161,7 @@ type fileStat struct {
 // entry is one object of a file.
 type entry struct {
 	obj    policy.Object // resourceVersion set to rev; never modified
+	key    policy.ObjectKey
 	origin *policy.Origin
 	rev    string
 }
@@ -510,7 +511,7 @@ func decode(data []byte, p string) ([]entry, error) {
 			return nil, err
 		}
 		obj.SetResourceVersion(rev)
-		entries = append(entries, entry{obj: obj, origin: res.Origins[i], rev: rev})
+		entries = append(entries, entry{obj: obj, key: policy.KeyOf(obj), origin: res.Origins[i], rev: rev})
 	}
 	return entries, nil
 }
@@ -548,18 +549,22 @@ func (s *Store) viewLocked() *view {
 
 func (s *Store) mergeLocked() *view {
 	paths := make([]string, 0, len(s.files))
-	for p := range s.files {
+	n := 0
+	for p, f := range s.files {
 		paths = append(paths, p)
+		n += len(f.entries)
 	}
 	slices.Sort(paths)
-	v := &view{items: map[policy.ObjectKey]datastore.Item{}, where: map[policy.ObjectKey]string{}}
+	// Sized up front: with 10,000 objects the view is rebuilt on every
+	// change, and growing its maps was most of that.
+	v := &view{items: make(map[policy.ObjectKey]datastore.Item, n), where: make(map[policy.ObjectKey]string, n), keys: make([]policy.ObjectKey, 0, n)}
 	for _, p := range paths {
 		f := s.files[p]
 		if f.err != nil {
 			v.problems = append(v.problems, problem{source: p, err: f.err})
 		}
 		for _, e := range f.entries {
-			k := policy.KeyOf(e.obj)
+			k := e.key
 			if prev, dup := v.items[k]; dup {
 				v.problems = append(v.problems, problem{source: p, err: &DuplicateError{Key: k, Used: prev.Origin.Position, Ignored: e.origin.Position}})
 				continue
