@@ -41,8 +41,8 @@ type Result struct {
 type Origin struct {
 	// Position is where the object starts.
 	Position
-	// node is the object's YAML mapping, used to find the line of a field.
-	node *yaml.Node
+	// lines are the lines of the object's fields.
+	lines *lineTree
 	// prefix is the field path of the object inside its document (for
 	// items of a List: "items[3]").
 	prefix string
@@ -56,8 +56,8 @@ func (o *Origin) At(field string) Position {
 		return Position{}
 	}
 	p := o.Position
-	if n := lookupNode(o.node, field); n != nil && n.Line > 0 {
-		p.Line = n.Line
+	if l := o.lines.lookup(field); l > 0 {
+		p.Line = l
 	}
 	return p
 }
@@ -238,7 +238,7 @@ func (d *decoder) decodeValue(m map[string]any, node *yaml.Node, pos Position, p
 		kind = defKind
 	}
 	ns, name := metaIDs(m)
-	origin := &Origin{Position: pos, node: node, prefix: prefix}
+	origin := &Origin{Position: pos, lines: newLineTree(node), prefix: prefix}
 	fail := func(field, format string, args ...any) {
 		d.errs = append(d.errs, &ValidationError{
 			Position: origin.At(field), Namespace: ns, Name: name,
@@ -386,7 +386,7 @@ func (d *decoder) dropUnknownFelixFields(m map[string]any, origin *Origin, ns, n
 
 func (d *decoder) decodeList(m map[string]any, items any, node *yaml.Node, pos Position, prefix, apiVersion, kind string) {
 	report := func(field, msg string) {
-		d.errs = append(d.errs, &ValidationError{Position: (&Origin{Position: pos, node: node}).At(field), Field: joinPath(prefix, field), Message: kind + ": " + msg})
+		d.errs = append(d.errs, &ValidationError{Position: (&Origin{Position: pos, lines: newLineTree(node)}).At(field), Field: joinPath(prefix, field), Message: kind + ": " + msg})
 	}
 	for key := range m {
 		switch key {
