@@ -190,11 +190,12 @@ type renderCache struct {
 	sets   map[*compile.IPSet]*setEntry
 	setIDs map[compile.SetID]struct{}
 	nIDs   int
+	nNamed int
 	// pols holds the policy values found valid since a set was last
 	// removed, by the last render that held them; nPols counts the last
 	// render's policies. polsSame says this render's policies are the
 	// very values of the last one's.
-	pols     map[*compile.Policy]uint64
+	pols     map[*compile.Policy]*uint64
 	nPols    int
 	polsSame bool
 	// lists holds tier policy lists (by identity) known to name only
@@ -228,7 +229,7 @@ func newRenderCache() *renderCache {
 	return &renderCache{policies: map[string]*cachedPolicy{}, chains: map[string]*cachedChain{},
 		ptrs: map[*compile.Policy]string{}, tiers: map[uint64]*tierEntry{}, seed: maphash.MakeSeed(),
 		sets: map[*compile.IPSet]*setEntry{}, setIDs: map[compile.SetID]struct{}{},
-		pols: map[*compile.Policy]uint64{}, lists: map[listID]bool{}, tierLists: map[tierMemo]*tierEntry{}}
+		pols: map[*compile.Policy]*uint64{}, lists: map[listID]bool{}, tierLists: map[tierMemo]*tierEntry{}}
 }
 
 // setEntry is what was rendered for one IPSet value: nothing for one
@@ -252,6 +253,8 @@ type listID struct {
 // seen in the last render: a new pod must not cost a string hash per set.
 func (c *renderCache) scanSets(rs *compile.Ruleset) (named []*nset, removed bool) {
 	g := c.gen
+	named = make([]*nset, 0, c.nNamed)
+	defer func() { c.nNamed = len(named) }()
 	kept := 0
 	for id, s := range rs.Sets {
 		e := c.sets[s]
@@ -358,22 +361,25 @@ func renderCached(rs *compile.Ruleset, cache *renderCache) (*desired, error) {
 func validate(rs *compile.Ruleset, c *renderCache, removed bool) error {
 	var problems []string
 	if removed || len(c.pols) > 2*len(rs.Policies)+1000 {
-		c.pols = make(map[*compile.Policy]uint64, len(rs.Policies))
+		c.pols = make(map[*compile.Policy]*uint64, len(rs.Policies))
 	}
 	same := len(rs.Policies) == c.nPols
 	for id, p := range rs.Policies {
-		g, ok := c.pols[p]
-		if !ok {
+		// One look-up per policy: the entry is updated in place.
+		g := c.pols[p]
+		if g == nil {
 			if probs := policyProblems(id, p, rs); len(probs) > 0 {
 				problems = append(problems, probs...)
 				same = false
 				continue
 			}
+			g = new(uint64)
+			c.pols[p] = g
 		}
-		if g+1 != c.gen {
+		if *g+1 != c.gen {
 			same = false
 		}
-		c.pols[p] = c.gen
+		*g = c.gen
 	}
 	c.nPols = len(rs.Policies)
 	c.polsSame = same && len(problems) == 0
