@@ -32,10 +32,7 @@ import (
 )
 
 // benchScale is the node: 10,000 cluster pods in 100 namespaces,
-// 10,000 namespaced policies (plus 4 global), 110 pods on node0. An odd
-// number of apps: ScaleCluster names its Kubernetes policies after the app
-// of every other policy index, so with an even count names repeat and the
-// cluster holds fewer distinct policies.
+// 10,000 namespaced policies (plus 4 global), 110 pods on node0.
 var benchScale = testgen.ScaleOptions{Namespaces: 100, PodsPerNamespace: 100, AppsPerNamespace: 51, PoliciesPerNamespace: 100, LocalPods: 110}
 
 // benchDebounce is the directory store's quiet period in the figures:

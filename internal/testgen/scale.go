@@ -59,7 +59,7 @@ func ScaleCluster(o ScaleOptions) []policy.Object {
 		for i := range o.PoliciesPerNamespace {
 			app := i % o.AppsPerNamespace
 			if i%2 == 0 {
-				objs = append(objs, scaleK8sPolicy(ns, app, o.AppsPerNamespace))
+				objs = append(objs, scaleK8sPolicy(ns, i, app, o.AppsPerNamespace))
 			} else {
 				objs = append(objs, scaleCalicoPolicy(ns, i, app))
 			}
@@ -116,7 +116,7 @@ func ScalePod(ns, name string, idx int, labels map[string]string, node string) *
 	}
 }
 
-func scaleK8sPolicy(ns string, app, apps int) *networkingv1.NetworkPolicy {
+func scaleK8sPolicy(ns string, i, app, apps int) *networkingv1.NetworkPolicy {
 	tcp := corev1.ProtocolTCP
 	http := intstr.FromString("http")
 	metrics := intstr.FromInt32(9090)
@@ -124,7 +124,7 @@ func scaleK8sPolicy(ns string, app, apps int) *networkingv1.NetworkPolicy {
 	next := fmt.Sprintf("app%d", (app+1)%apps)
 	return &networkingv1.NetworkPolicy{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "networking.k8s.io/v1", Kind: "NetworkPolicy"},
-		ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("app%d", app), Namespace: ns},
+		ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("app%d-%d", app, i), Namespace: ns},
 		Spec: networkingv1.NetworkPolicySpec{
 			PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{"app": fmt.Sprintf("app%d", app)}},
 			PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress},
