@@ -40,6 +40,7 @@ type options struct {
 	LogLevel          string   `json:"logLevel,omitempty"`
 	LogFormat         string   `json:"logFormat,omitempty"`
 	UninstallOnExit   bool     `json:"uninstallOnExit,omitempty"`
+	DirStateDir       string   `json:"dirStateDir,omitempty"`
 
 	// Uninstall (flag only) removes the dataplane and exits.
 	Uninstall bool `json:"-"`
@@ -81,8 +82,14 @@ func defaults() options {
 		Listen:            "127.0.0.1:9099",
 		LogLevel:          "info",
 		LogFormat:         "text",
+		DirStateDir:       DefaultDirStateDir,
 	}
 }
+
+// DefaultDirStateDir is where the directory datastore keeps the last good
+// content of every file, so an agent restarted while a file is broken
+// still enforces what that file last said.
+const DefaultDirStateDir = "/var/lib/calyx/dirstore"
 
 // setting is one knob reachable by flag and environment variable.
 type setting struct {
@@ -128,6 +135,7 @@ var settings = []setting{
 	{"listen", "CALYX_LISTEN", "address of /livez, /readyz, /metrics and /status (empty: none)", str(func(o *options) *string { return &o.Listen })},
 	{"log-level", "CALYX_LOG_LEVEL", "debug, info, warn or error", str(func(o *options) *string { return &o.LogLevel })},
 	{"log-format", "CALYX_LOG_FORMAT", "text or json", str(func(o *options) *string { return &o.LogFormat })},
+	{"dir-state-dir", "CALYX_DIR_STATE_DIR", "where the directory datastore keeps each file's last good content across restarts (empty: nowhere)", str(func(o *options) *string { return &o.DirStateDir })},
 	{"uninstall-on-exit", "CALYX_UNINSTALL_ON_EXIT", "remove the dataplane when the agent stops (default: leave enforcement in place)", boolean(func(o *options) *bool { return &o.UninstallOnExit })},
 }
 

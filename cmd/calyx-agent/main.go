@@ -32,6 +32,7 @@ import (
 	"github.com/calyxnet/calyx/backend/nftables"
 	"github.com/calyxnet/calyx/compile"
 	"github.com/calyxnet/calyx/internal/agent"
+	"github.com/calyxnet/calyx/internal/datastore/dir"
 	"github.com/calyxnet/calyx/internal/datastore/dsconfig"
 )
 
@@ -92,7 +93,7 @@ func serve(ctx context.Context, o options, log *slog.Logger) error {
 		log.Info("dataplane removed", "dataplane", o.Dataplane)
 		return nil
 	}
-	store, err := dsconfig.Open(ctx, o.Store, dsconfig.Options{Logger: log})
+	store, err := dsconfig.Open(ctx, o.Store, dsconfig.Options{Logger: log, DirOptions: dir.Options{StateDir: o.DirStateDir}})
 	if err != nil {
 		return fmt.Errorf("datastore %s: %w", o.Store, err)
 	}

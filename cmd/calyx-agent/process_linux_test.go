@@ -121,7 +121,7 @@ func TestAgentProcess(t *testing.T) {
 	}
 	require.NoError(t, os.WriteFile(filepath.Join(root, "pods.yaml"), docs.Bytes(), 0o644))
 	args := []string{"--datastore-dir", root, "--netns", l.NodeNS().Path(), "--dataplane", "nftables", "--dataplane-name", l.ID(),
-		"--reconcile-interval", "500ms", "--endpoint-socket", filepath.Join(t.TempDir(), "ep.sock"), "--log-level", "debug"}
+		"--reconcile-interval", "500ms", "--endpoint-socket", filepath.Join(t.TempDir(), "ep.sock"), "--dir-state-dir", filepath.Join(t.TempDir(), "dirstate"), "--log-level", "debug"}
 
 	a1 := startAgent(t, bin, args...)
 	st := a1.waitReady(t)
