@@ -92,6 +92,15 @@ type labRig struct {
 func newLabRig(t *testing.T, dp dataplane, extra ...policy.Object) *labRig {
 	t.Helper()
 	l := labtest.New(t, lab.Spec{Pods: labtest.Pods(4, tcp80)}, lab.Options{ProbeTimeout: 300 * time.Millisecond})
+	// Stopped agents leave enforcement in place, as they must: once the
+	// test is over, remove what they programmed (BPF pins outlive the
+	// lab's namespaces) before the lab goes. Cleanups run last-in first.
+	t.Cleanup(func() {
+		ctx := context.Background()
+		be, err := dp.open(ctx, backend.Options{NetNS: l.NodeNS().Path(), Name: l.ID()})
+		require.NoError(t, err)
+		require.NoError(t, be.Close(ctx))
+	})
 	// Pods reach their node freely: the lab probes pod to pod.
 	objs := decode(t, `apiVersion: projectcalico.org/v3
 kind: FelixConfiguration
