@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/calyxnet/calyx/internal/netns/netnstest"
+	"github.com/calyxnet/calyx/internal/testgen"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -14,8 +15,8 @@ import (
 // is the matrix the model computes, line for line.
 func TestReachDataplanesEqualModel(t *testing.T) {
 	netnstest.RequireRoot(t)
-	for _, dp := range []string{"nftables", "iptables"} {
-		for _, dir := range []string{"ecommerce", "default-deny", "pci", "tiers"} {
+	for _, dp := range []string{"nftables", "iptables", "ebpf"} {
+		for _, dir := range testgen.ExampleScenarios() {
 			t.Run(dp+"/"+dir, func(t *testing.T) {
 				var want, got, stderr bytes.Buffer
 				require.Equal(t, exitOK, run([]string{"reach", "-f", "../../examples/" + dir}, nil, &want, &stderr), stderr.String())
