@@ -46,8 +46,17 @@
 //   - [github.com/calyxnet/calyx/ipam]: pools, node-affine blocks and a store
 //     that never hands out an address twice.
 //
-// The command calyxctl (cmd/calyxctl) is built on the same packages:
-// `calyxctl reach -f examples/ecommerce` prints who can reach whom.
+//   - [github.com/calyxnet/calyx/backend/nftables],
+//     [github.com/calyxnet/calyx/backend/iptables] and
+//     [github.com/calyxnet/calyx/backend/ebpf]: the kernel dataplanes.
+//   - [github.com/calyxnet/calyx/cni]: the CNI plugin that gives pods an
+//     interface, an address and, before ADD returns, their policy.
+//
+// The commands are built on the same packages: calyxctl (cmd/calyxctl;
+// `calyxctl reach -f examples/ecommerce` prints who can reach whom,
+// `calyxctl apply -f` writes to a datastore), calyx-agent (cmd/calyx-agent,
+// the node agent: datastore → compiler → dataplane, kept enforced) and
+// calyx-cni (cmd/calyx-cni).
 //
 // This package itself holds no code; it documents the SDK as a whole.
 package calyx
