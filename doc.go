@@ -45,10 +45,8 @@
 //     label index.
 //   - [github.com/calyxnet/calyx/ipam]: pools, node-affine blocks and a store
 //     that never hands out an address twice.
-//
-//   - [github.com/calyxnet/calyx/backend/nftables],
-//     [github.com/calyxnet/calyx/backend/iptables] and
-//     [github.com/calyxnet/calyx/backend/ebpf]: the kernel dataplanes.
+//   - [github.com/calyxnet/calyx/backend/nftables], backend/iptables and
+//     backend/ebpf: the kernel dataplanes.
 //   - [github.com/calyxnet/calyx/cni]: the CNI plugin that gives pods an
 //     interface, an address and, before ADD returns, their policy.
 //
