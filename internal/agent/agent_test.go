@@ -169,7 +169,7 @@ func TestStoreErrorKeepsLastGood(t *testing.T) {
 	r := newRig(t, objs)
 	r.waitRS(t, "policy", func(rs *compile.Ruleset) bool { return len(ingressPolicies(rs, "shop/api")) == 1 })
 
-	r.store.InjectError("policies/api.yaml", errors.New("line 3: mapping values are not allowed here"))
+	r.store.ReportError("policies/api.yaml", errors.New("line 3: mapping values are not allowed here"))
 	eventually(t, "error in status", func() bool { return len(r.agent.NodeStatus().Datastore.Errors) == 1 })
 	st := r.agent.NodeStatus()
 	assert.Equal(t, "policies/api.yaml", st.Datastore.Errors[0].Source)

@@ -20,6 +20,10 @@ import (
 // Store is an in-memory datastore.Store. The zero value is not ready: use
 // New.
 type Store struct {
+	// Source is what the store's events name as their source; empty
+	// means "memory". Tests of consumers set it to stand for one file.
+	Source string
+
 	mu       sync.Mutex
 	items    map[policy.ObjectKey]datastore.Item
 	rev      int64
@@ -133,7 +137,7 @@ func (s *Store) write(obj policy.Object, check func(cur datastore.Item, exists b
 	obj.SetResourceVersion(rev)
 	it := datastore.Item{Object: obj, Revision: rev}
 	s.items[key] = it
-	s.notify(datastore.Event{Type: datastore.EventUpsert, Key: key, Item: it, Source: "memory"})
+	s.notify(datastore.Event{Type: datastore.EventUpsert, Key: key, Item: it, Source: s.source()})
 	return copyItem(it)
 }
 
@@ -153,8 +157,33 @@ func (s *Store) Delete(ctx context.Context, key policy.ObjectKey, revision strin
 	}
 	delete(s.items, key)
 	s.rev++
-	s.notify(datastore.Event{Type: datastore.EventDelete, Key: key, Source: "memory"})
+	s.notify(datastore.Event{Type: datastore.EventDelete, Key: key, Source: s.source()})
 	return nil
+}
+
+func (s *Store) source() string {
+	if s.Source == "" {
+		return "memory"
+	}
+	return s.Source
+}
+
+// Disconnect ends every watch (their channels close) without closing the
+// store, as a lost connection to etcd or the API server would.
+func (s *Store) Disconnect() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for w := range s.watchers {
+		w.close()
+	}
+	clear(s.watchers)
+}
+
+// Watchers returns how many watches are open.
+func (s *Store) Watchers() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.watchers)
 }
 
 // ReportError sends an EventError to every watcher, as a store does when a
@@ -179,7 +208,7 @@ func (s *Store) Watch(ctx context.Context) (<-chan datastore.Event, error) {
 	}
 	datastore.SortItems(items)
 	for _, it := range items {
-		w.queue = append(w.queue, datastore.Event{Type: datastore.EventUpsert, Key: policy.KeyOf(it.Object), Item: it, Source: "memory"})
+		w.queue = append(w.queue, datastore.Event{Type: datastore.EventUpsert, Key: policy.KeyOf(it.Object), Item: it, Source: s.source()})
 	}
 	w.queue = append(w.queue, datastore.Event{Type: datastore.EventSynced})
 	s.watchers[w] = struct{}{}
