@@ -32,7 +32,7 @@
 //	tier-HASH  one tier's policies for an endpoint: "jump pol-…" per
 //	           policy, then the end action (drop for Deny; nothing for Pass)
 //	pol-HASH   one compiled policy's rules: accept, drop, log (a policy
-//	           of up to three nft rules is written into its tier chains
+//	           of up to eight rules is written into its tier chains
 //	           instead: cheaper than a jump, and fewer kernel objects)
 //	prof-HASH  one profile's rules
 //
@@ -49,9 +49,19 @@
 // (ipv4_addr, interval) and "s-HASH-6" for nets, "np-HASH-4"
 // (ipv4_addr . inet_proto . inet_service) and "np-HASH-6" for named ports.
 // Names derive from the set ID, so a membership change adds and deletes
-// elements only. A run of rules of one shape in a policy (same action, a
-// literal net, a protocol, ports) becomes one rule with an anonymous
-// concatenated interval set: one lookup per packet however long the run.
+// elements only.
+//
+// Within a run of rules with one terminal action (accept, drop, return)
+// order does not matter, so rules equal but for their destination ports
+// become one rule on the union of the ports, and rules equal but for one
+// literal set of nets become one rule on the union of the nets, across the
+// small policies of a tier too: a tier of 10,000 two-rule policies is a
+// few hundred rules. A run of rules of one shape in a policy (same action,
+// a literal net, a protocol, ports) becomes one rule with a concatenated
+// interval set: one lookup per packet however long the run. Constant sets
+// are named by their content ("c-HASH"), shared by the two families and
+// by chains: the kernel finds named sets much faster than it builds
+// anonymous ones.
 //
 // # Transactions
 //
@@ -60,7 +70,8 @@
 // (new chains, flushed-and-refilled changed chains, set and map elements
 // added or deleted, dead chains and sets deleted). Set element additions
 // are split into bounded messages and the socket buffers are sized for big
-// batches. Reconcile reads the table back and repairs what others changed:
+// batches. The netlink connection stays open between Applies (closing one
+// waits for the kernel's deferred frees). Reconcile reads the table back and repairs what others changed:
 // rules deleted, replaced or appended, elements removed, chains added.
 // Close deletes the table and nothing else.
 //
