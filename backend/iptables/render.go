@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/calyxnet/calyx/backend/internal/irmerge"
 	"github.com/calyxnet/calyx/compile"
 )
 
@@ -154,8 +155,9 @@ type renderer struct {
 	// tiers memoizes tier chains within one render: endpoints of one
 	// namespace usually share their tier lists.
 	tiers map[tierKey]tierMemo
-	// extra holds the literal sets this render made by merging rules.
-	extra map[compile.SetID]*compile.IPSet
+	// sets are the Ruleset's sets and the literal sets this render made
+	// by merging rules.
+	sets irmerge.Sets
 }
 
 type tierKey struct {
@@ -270,7 +272,7 @@ func render(rs *compile.Ruleset, n naming, cache *renderCache) (*plan, error) {
 		if cache != nil {
 			hint = cache.sizes[i]
 		}
-		r := &renderer{n: n, rs: rs, v: v, fp: &famPlan{v: v, chains: make(map[string]*chain, hint), sets: map[string]*ipset{}},
+		r := &renderer{n: n, rs: rs, sets: irmerge.Sets{RS: rs}, v: v, fp: &famPlan{v: v, chains: make(map[string]*chain, hint), sets: map[string]*ipset{}},
 			used: map[compile.SetID]bool{}, cache: cache, tiers: map[tierKey]tierMemo{}}
 		r.renderFamily()
 		errs = append(errs, r.errs...)
@@ -737,7 +739,7 @@ func (r *renderer) tierPasses(t *compile.TierPolicies) bool {
 // action.
 func (r *renderer) tierChain(key string, t *compile.TierPolicies) string {
 	var bodies []string
-	var run []irRule
+	var run []irmerge.Rule
 	flush := func() {
 		out, pending := r.renderRules(run)
 		bodies = append(bodies, out...)
@@ -749,7 +751,7 @@ func (r *renderer) tierChain(key string, t *compile.TierPolicies) string {
 	for _, pid := range t.Policies {
 		if pol, ok := r.rs.Policies[pid]; ok && len(pol.Rules) <= inlineRules {
 			for i := range pol.Rules {
-				run = append(run, irRule{pol: pol, idx: i, rule: &pol.Rules[i], n: 1})
+				run = append(run, irmerge.Rule{Policy: pol, Index: i, Rule: &pol.Rules[i], N: 1})
 			}
 			continue
 		}
@@ -1083,7 +1085,7 @@ func (r *renderer) matchAlts(pol *compile.Policy, m *compile.Match) (alts, excl 
 	for _, pm := range []*compile.PeerMatch{&m.Src, &m.Dst} {
 		for _, ids := range [][]compile.SetID{pm.Sets, pm.NotSets, pm.NamedPorts, pm.NotNamedPorts} {
 			for _, id := range ids {
-				if r.setOf(id) == nil {
+				if r.sets.Set(id) == nil {
 					r.errs = append(r.errs, fmt.Sprintf("policy %s: unknown set %s", pol.ID, id))
 				}
 			}
@@ -1109,8 +1111,8 @@ func (r *renderer) matchAlts(pol *compile.Policy, m *compile.Match) (alts, excl 
 			case literal && len(nets) == 1 && !inline:
 				inline = true
 				addrs = append(addrs, side.flag+" "+nets[0].String())
-			case r.extra[id] != nil:
-				common = append(common, "-m set --match-set "+r.mergedIPSet(r.extra[id])+" "+side.dir)
+			case r.sets.Extra[id] != nil:
+				common = append(common, "-m set --match-set "+r.mergedIPSet(r.sets.Extra[id])+" "+side.dir)
 			default:
 				common = append(common, "-m set --match-set "+r.set(id)+" "+side.dir)
 			}
@@ -1179,7 +1181,7 @@ func (r *renderer) matchAlts(pol *compile.Policy, m *compile.Match) (alts, excl 
 
 // literalNets returns the nets of a literal nets set in this family.
 func (r *renderer) literalNets(id compile.SetID) ([]netip.Prefix, bool) {
-	s := r.setOf(id)
+	s := r.sets.Set(id)
 	if s == nil || !s.Literal || s.Kind != compile.SetNets {
 		return nil, false
 	}

@@ -367,7 +367,7 @@ func (r *renderer) peerAlts(pm *compile.PeerMatch, side string, fam uint8, proto
 	var conj []term
 	var inlineAlts [][][]term
 	for _, id := range pm.Sets {
-		if s, ok := r.extra[id]; ok && len(s.Nets) > inlineLimit {
+		if s, ok := r.sets.Extra[id]; ok && len(s.Nets) > inlineLimit {
 			// A union of merged rules' nets: one lookup.
 			pfx := familyPrefixes(s.Nets, fam)
 			if len(pfx) == 0 {
@@ -486,7 +486,7 @@ const inlineLimit = 4
 // inlineNets returns the nets of family fam of a literal set small enough
 // to match inline.
 func (r *renderer) inlineNets(id compile.SetID, fam uint8) ([]netip.Prefix, bool) {
-	s := r.setOf(id)
+	s := r.sets.Set(id)
 	if !s.Literal || s.Kind != compile.SetNets || len(s.Nets) > inlineLimit {
 		return nil, false
 	}

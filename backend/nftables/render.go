@@ -17,6 +17,7 @@ import (
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
 
+	"github.com/calyxnet/calyx/backend/internal/irmerge"
 	"github.com/calyxnet/calyx/compile"
 )
 
@@ -160,8 +161,9 @@ type renderer struct {
 	// tiers memoises tier chains within one render by the identity of the
 	// policy list: endpoints of one namespace usually share it.
 	tiers map[tierMemo][2]string
-	// extra holds the literal sets this render made by merging rules.
-	extra map[compile.SetID]*compile.IPSet
+	// sets are the Ruleset's sets and the literal sets this render made
+	// by merging rules.
+	sets irmerge.Sets
 }
 
 type tierMemo struct {
@@ -317,6 +319,7 @@ func renderCached(rs *compile.Ruleset, cache *renderCache) (*desired, error) {
 	}
 	r := &renderer{
 		rs:           rs,
+		sets:         irmerge.Sets{RS: rs},
 		out:          &desired{chains: map[string]*nchain{}, sets: map[string]*nset{}},
 		policyPieces: map[compile.PolicyID][]*nrule{},
 		profiles:     map[compile.PolicyID]string{},
@@ -850,12 +853,12 @@ func (r *renderer) useTier(memo tierMemo, e *tierEntry) (string, string) {
 // its content).
 func (r *renderer) tierChainSlow(t *compile.TierPolicies) (string, string) {
 	var rules []*nrule
-	var run []irRule
+	var run []irmerge.Rule
 	for _, pid := range t.Policies {
 		pol := r.rs.Policies[pid]
 		if len(pol.Rules) <= irInlineRules {
 			for i := range pol.Rules {
-				run = append(run, irRule{pol: pol, idx: i, rule: &pol.Rules[i], n: 1})
+				run = append(run, irmerge.Rule{Policy: pol, Index: i, Rule: &pol.Rules[i], N: 1})
 			}
 			continue
 		}
