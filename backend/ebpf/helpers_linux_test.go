@@ -4,7 +4,6 @@ package ebpf
 
 import (
 	"context"
-	"fmt"
 	"testing"
 
 	"github.com/calyxnet/calyx/backend"
@@ -39,15 +38,7 @@ func newRig(t *testing.T, spec lab.Spec) *rig {
 }
 
 // ir returns a builder holding one endpoint per lab pod, with no policy.
-func (r *rig) ir() *testgen.IR {
-	b := testgen.NewIR()
-	spec := r.lab.Spec()
-	for i := range spec.Pods {
-		p := &spec.Pods[i]
-		b.Endpoint(p.Key(), p.Interface(), p.IPs...)
-	}
-	return b
-}
+func (r *rig) ir() *testgen.IR { return conformance.LabIR(r.lab) }
 
 // conform applies rs, checks that Reconcile finds the kernel exactly as
 // planned and that the observed matrix is the model's.
@@ -57,15 +48,6 @@ func (r *rig) conform(t *testing.T, rs *compile.Ruleset) *lab.Matrix {
 }
 
 // noDrift reports what Reconcile found changed, if anything.
-func (r *rig) noDrift(ctx context.Context) error {
-	d, err := r.b.Reconcile(ctx)
-	if err != nil {
-		return err
-	}
-	if !d.Empty() {
-		return fmt.Errorf("drift: %s", d)
-	}
-	return nil
-}
+func (r *rig) noDrift(ctx context.Context) error { return conformance.NoDrift(r.b)(ctx) }
 
 func r0(a compile.Action, m compile.Match) compile.Rule { return testgen.Rule(a, m) }

@@ -4,7 +4,6 @@ package nftables
 
 import (
 	"context"
-	"fmt"
 	"net/netip"
 	"testing"
 
@@ -40,15 +39,7 @@ func newRig(t *testing.T, spec lab.Spec) *rig {
 }
 
 // ir returns a builder holding one endpoint per lab pod, with no policy.
-func (r *rig) ir() *testgen.IR {
-	b := testgen.NewIR()
-	spec := r.lab.Spec()
-	for i := range spec.Pods {
-		p := &spec.Pods[i]
-		b.Endpoint(p.Key(), p.Interface(), p.IPs...)
-	}
-	return b
-}
+func (r *rig) ir() *testgen.IR { return conformance.LabIR(r.lab) }
 
 // conform applies rs, checks that Reconcile finds the kernel exactly as
 // planned and that the observed matrix is the model's.
@@ -58,16 +49,7 @@ func (r *rig) conform(t *testing.T, rs *compile.Ruleset) *lab.Matrix {
 }
 
 // noDrift reports what Reconcile found changed, if anything.
-func (r *rig) noDrift(ctx context.Context) error {
-	d, err := r.b.Reconcile(ctx)
-	if err != nil {
-		return err
-	}
-	if !d.Empty() {
-		return fmt.Errorf("drift: %s", d)
-	}
-	return nil
-}
+func (r *rig) noDrift(ctx context.Context) error { return conformance.NoDrift(r.b)(ctx) }
 
 type netipPrefixT = netip.Prefix
 

@@ -89,7 +89,7 @@ func TestNodeStatus(t *testing.T) {
 		assert.Contains(t, stdout, "dataplane: model\n")
 	})
 	t.Run("a broken source is shown", func(t *testing.T) {
-		store.InjectError("policies/api.yaml", errors.New("line 3: bad indentation"))
+		store.ReportError("policies/api.yaml", errors.New("line 3: bad indentation"))
 		var stdout string
 		require.Eventually(t, func() bool {
 			_, stdout, _ = runCLI(t, "", "node", "status", "--agent", url)

@@ -4,6 +4,7 @@ package conformance
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -89,4 +90,32 @@ func Conform(t Fataler, l *lab.Lab, b backend.Backend, rs *compile.Ruleset, noDr
 			b.Name(), len(diff), strings.Join(diff, "\n"), rs, dump)
 	}
 	return got
+}
+
+// LabIR returns a builder holding one endpoint per pod of l, with no
+// policy: where every dataplane's lab tests start.
+func LabIR(l *lab.Lab) *testgen.IR {
+	b := testgen.NewIR()
+	spec := l.Spec()
+	for i := range spec.Pods {
+		p := &spec.Pods[i]
+		b.Endpoint(p.Key(), p.Interface(), p.IPs...)
+	}
+	return b
+}
+
+// NoDrift returns the drift check Conform takes for a dataplane that
+// repairs drift: it fails when a repair right after an Apply found the
+// kernel other than the backend planned.
+func NoDrift(r backend.Repairer) func(context.Context) error {
+	return func(ctx context.Context) error {
+		d, err := r.Repair(ctx)
+		if err != nil {
+			return err
+		}
+		if !d.Empty() {
+			return fmt.Errorf("drift: %s", d)
+		}
+		return nil
+	}
 }
