@@ -690,9 +690,7 @@ func (c *Compiler) buildEndpoint(es *endpointState) *Endpoint {
 	e := &Endpoint{Key: es.key, Node: ep.Node}
 	if ep.Kind == policy.KindHostEndpoint {
 		e.Kind = HostEndpoint
-		if ep.InterfaceName != "*" {
-			e.Interface = ep.InterfaceName
-		}
+		e.Interface = ep.InterfaceName
 	} else {
 		e.Kind = WorkloadEndpoint
 		e.Interface = WorkloadInterface(ep.Namespace, ep.Name)

@@ -266,9 +266,11 @@ type Endpoint struct {
 	Kind EndpointKind
 	// Node is the node the endpoint lives on.
 	Node string
-	// Interface is the host-side interface name (for a workload, the veth
-	// in the node's namespace; for a host endpoint, its interfaceName;
-	// empty for a host endpoint that only names expected IPs).
+	// Interface is the host-side interface name: for a workload, the veth
+	// in the node's namespace; for a host endpoint, its interfaceName:
+	// "*" for every interface of the node but its workloads' and loopback,
+	// empty for a host endpoint that only names expected IPs (its policy
+	// applies to the node's traffic to and from those addresses).
 	Interface string
 	// Addrs are the endpoint's addresses, sorted.
 	Addrs []netip.Addr

@@ -100,6 +100,17 @@ func (x *Index) judge(p Packet, trace *[]Step) bool {
 		record(trace, Step{Kind: StepSelf, Endpoint: src.Key, Allowed: true})
 		return true
 	}
+	// Host endpoint policy governs the node's traffic with the world
+	// outside it. Traffic between a node and its own workloads passes
+	// through their veths, never a host interface: the workload's policy
+	// (and the endpoint-to-host action) decides it, as in Calico.
+	if srcOK && dstOK && src.Node == dst.Node {
+		if src.Kind == compile.HostEndpoint && dst.Kind == compile.WorkloadEndpoint {
+			srcOK = false
+		} else if dst.Kind == compile.HostEndpoint && src.Kind == compile.WorkloadEndpoint {
+			dstOK = false
+		}
+	}
 	if srcOK && !x.direction(src, compile.Egress, &p, trace) {
 		return false
 	}

@@ -168,6 +168,35 @@ func TestHostEndpointFailsafe(t *testing.T) {
 	assert.True(t, idx.Allowed(tcp(netip.MustParseAddr("10.1.2.3"), hostIP, 179)))
 }
 
+// Host endpoint policy judges the node's traffic with the outside, not
+// traffic between the node and its own workloads; a workload of another
+// node reaches the host endpoint like any outside peer.
+func TestHostEndpointSkipsOwnWorkloads(t *testing.T) {
+	hostIP := netip.MustParseAddr("10.1.0.1")
+	rs := scenario()
+	for _, ep := range rs.Endpoints {
+		ep.Node = "node1"
+	}
+	rs.Endpoints["host:node1/eth0"] = &compile.Endpoint{Key: "host:node1/eth0", Kind: compile.HostEndpoint, Node: "node1",
+		Interface: "eth0", Addrs: []netip.Addr{hostIP}}
+	idx := NewIndex(rs)
+	assert.False(t, idx.Allowed(tcp(extIP, hostIP, 80)), "outside to the host: the host endpoint (no policy) denies")
+	assert.False(t, idx.Allowed(tcp(hostIP, extIP, 80)), "host to outside: the host endpoint denies")
+	v := idx.Verdict(tcp(apiIP, hostIP, 80))
+	assert.True(t, v.Allowed, "own workload to the host: only the workload's egress decides: %s", v)
+	v = idx.Verdict(tcp(hostIP, apiIP, 80))
+	assert.False(t, v.Allowed, "host to own workload: only the workload's ingress (end of tier) decides: %s", v)
+	for _, st := range v.Steps {
+		assert.Equal(t, "shop/api", st.Endpoint, "no host endpoint step: %s", v)
+	}
+	v = idx.Verdict(tcp(hostIP, webIP, 80))
+	assert.True(t, v.Allowed, "host to web: web's ingress (profile) allows: %s", v)
+
+	rs.Endpoints["shop/api"].Node = "node2"
+	idx = NewIndex(rs)
+	assert.False(t, idx.Allowed(tcp(apiIP, hostIP, 80)), "another node's workload meets the host endpoint's policy")
+}
+
 func TestBackend(t *testing.T) {
 	ctx := context.Background()
 	var reg backend.Registry

@@ -19,6 +19,12 @@ const External = "external"
 // ExternalInterface is the node-side interface of the external namespace.
 const ExternalInterface = "cxext0"
 
+// Node is the From/To name of the node itself in probes.
+const Node = "node"
+
+// Default node addresses: documentation ranges, never routed anywhere.
+var defaultNodeAddrs = []netip.Addr{netip.MustParseAddr("192.0.2.254"), netip.MustParseAddr("2001:db8:ffff::fe")}
+
 // Errors callers branch on.
 var (
 	// ErrNotSupported is returned where network namespaces are missing.
@@ -64,6 +70,20 @@ type Spec struct {
 	ExternalPorts []Port
 	// NodeAddrs are the node's own addresses; defaults are used when empty.
 	NodeAddrs []netip.Addr
+	// NodePorts are served in the node's own namespace, on every address.
+	// When there are any, probes run between the node and the external
+	// namespace both ways (traffic a host endpoint's policy judges);
+	// traffic between the node and its pods is left to the backends' own
+	// tests.
+	NodePorts []Port
+}
+
+// Nodes returns the node's addresses: NodeAddrs, or the defaults.
+func (s *Spec) Nodes() []netip.Addr {
+	if len(s.NodeAddrs) > 0 {
+		return s.NodeAddrs
+	}
+	return defaultNodeAddrs
 }
 
 // Validate reports every problem of the spec.
@@ -118,6 +138,10 @@ func (s *Spec) Validate() error {
 		claim(External, a)
 	}
 	ports(External, s.ExternalPorts)
+	for _, a := range s.Nodes() {
+		claim(Node, a)
+	}
+	ports(Node, s.NodePorts)
 	if len(errs) > 0 {
 		return fmt.Errorf("%w: %w", ErrInvalidSpec, errors.Join(errs...))
 	}
@@ -169,7 +193,8 @@ func (p *Probe) String() string {
 
 // Probes returns every probe of the spec: from every pod and the external
 // namespace to every address of every other pod or the external namespace
-// (and to itself) on each declared port, from the source's address of the
+// (and to itself) on each declared port, between the node and the external
+// namespace when the node serves ports, from the source's address of the
 // same family. Source ports are assigned from base upwards.
 func (s *Spec) Probes(base uint16) []Probe {
 	type party struct {
@@ -184,10 +209,19 @@ func (s *Spec) Probes(base uint16) []Probe {
 	if len(s.External) > 0 {
 		parties = append(parties, party{External, s.External, s.ExternalPorts})
 	}
+	if len(s.NodePorts) > 0 {
+		parties = append(parties, party{Node, s.Nodes(), s.NodePorts})
+	}
 	var out []Probe
 	sport := base
 	for _, from := range parties {
 		for _, to := range parties {
+			if from.name == Node && to.name == Node {
+				continue
+			}
+			if (from.name == Node || to.name == Node) && from.name != External && to.name != External {
+				continue // node <-> pod: not this lab's business
+			}
 			for _, dst := range to.ips {
 				src, ok := sameFamily(from.ips, dst)
 				if !ok {

@@ -24,9 +24,6 @@ import (
 	"github.com/calyxnet/calyx/internal/podnet"
 )
 
-// Default node addresses: documentation ranges, never routed anywhere.
-var defaultNodeAddrs = []netip.Addr{netip.MustParseAddr("192.0.2.254"), netip.MustParseAddr("2001:db8:ffff::fe")}
-
 // Lab is a running lab. Close it.
 type Lab struct {
 	id   string
@@ -58,12 +55,13 @@ func New(ctx context.Context, spec Spec, opts Options) (l *Lab, err error) {
 	if l.node, err = netns.Create(l.id + "-node"); err != nil {
 		return nil, fmt.Errorf("lab: %w", err)
 	}
-	nodeAddrs := spec.NodeAddrs
-	if len(nodeAddrs) == 0 {
-		nodeAddrs = defaultNodeAddrs
-	}
-	if err := podnet.PrepareNode(ctx, l.node, nodeAddrs...); err != nil {
+	if err := podnet.PrepareNode(ctx, l.node, spec.Nodes()...); err != nil {
 		return nil, fmt.Errorf("lab: %w", err)
+	}
+	if len(spec.NodePorts) > 0 {
+		if err := l.serve(l.node, Node, spec.NodePorts); err != nil {
+			return nil, err
+		}
 	}
 	attach := func(key, nsName, hostIf string, ips []netip.Addr, ports []Port) error {
 		ns, err := netns.Create(nsName)
@@ -101,8 +99,11 @@ func (l *Lab) Spec() Spec { return l.spec }
 // backend.Options.NetNS.
 func (l *Lab) NodeNS() *netns.NS { return l.node }
 
-// NS returns the namespace of a pod (by key) or of External.
+// NS returns the namespace of a pod (by key), of External or of Node.
 func (l *Lab) NS(name string) (*netns.NS, bool) {
+	if name == Node {
+		return l.node, l.node != nil
+	}
 	ns, ok := l.nss[name]
 	return ns, ok
 }
@@ -287,12 +288,12 @@ func (l *Lab) run(ctx context.Context, probes []Probe, timeout time.Duration) (*
 	var wg sync.WaitGroup
 	errs := make([]error, len(probes))
 	for i := range probes {
-		if _, ok := l.nss[probes[i].From]; !ok {
+		if _, ok := l.NS(probes[i].From); !ok {
 			return nil, fmt.Errorf("lab: probe %s: unknown source", probes[i].String())
 		}
 	}
 	for i := range probes {
-		ns := l.nss[probes[i].From]
+		ns, _ := l.NS(probes[i].From)
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {

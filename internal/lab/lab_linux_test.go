@@ -74,3 +74,33 @@ func TestSourcePortsAvoidServedPorts(t *testing.T) {
 		require.NotContains(t, []uint16{20000, 20001}, p.SrcPort)
 	}
 }
+
+// The node serves its own ports: probes run between it and the external
+// namespace both ways, on both families, and never between it and a pod.
+func TestNodeProbesReachExternal(t *testing.T) {
+	tcp22 := lab.Port{Protocol: 6, Port: 22}
+	spec := lab.Spec{Pods: labtest.Pods(2, tcp80), External: labtest.ExternalAddrs,
+		ExternalPorts: []lab.Port{tcp80, udp53}, NodePorts: []lab.Port{tcp22, udp53}}
+	l := labtest.New(t, spec, lab.Options{})
+	m, err := l.Observe(context.Background())
+	require.NoError(t, err)
+	var toNode, fromNode int
+	for _, p := range m.Probes {
+		switch {
+		case p.To == lab.Node:
+			require.Equal(t, lab.External, p.From, "%s", p.String())
+			toNode++
+		case p.From == lab.Node:
+			require.Equal(t, lab.External, p.To, "%s", p.String())
+			fromNode++
+		}
+	}
+	// Two families, two node ports in; two families, two external ports out.
+	require.Equal(t, 4, toNode)
+	require.Equal(t, 4, fromNode)
+	want := lab.Expected(&compile.Ruleset{}, m.Probes)
+	require.Empty(t, m.Diff(want), "\n%s", m)
+	ns, ok := l.NS(lab.Node)
+	require.True(t, ok)
+	require.Equal(t, l.NodeNS(), ns)
+}

@@ -49,6 +49,16 @@ func (o *Oracle) Allowed(p model.Packet) bool {
 	if src != nil && src == dst {
 		return true
 	}
+	// A node and its own pods talk over the pods' veths: no host
+	// endpoint's policy is in the way.
+	if src != nil && dst != nil && src.Node == dst.Node {
+		switch {
+		case src.Kind == policy.KindHostEndpoint && dst.Kind == policy.KindPod:
+			src = nil
+		case dst.Kind == policy.KindHostEndpoint && src.Kind == policy.KindPod:
+			dst = nil
+		}
+	}
 	if src != nil && !o.direction(src, policy.Egress, p) {
 		return false
 	}

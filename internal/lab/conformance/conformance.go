@@ -5,6 +5,7 @@ package conformance
 
 import (
 	"fmt"
+	"net/netip"
 
 	"github.com/calyxnet/calyx/compile"
 	"github.com/calyxnet/calyx/internal/lab"
@@ -152,18 +153,84 @@ func Scenarios() []Scenario {
 	}
 }
 
-// Spec is the lab the scenarios are written for.
+// Spec is the lab the scenarios are written for. The node serves ports
+// too, so every scenario also checks the node's traffic with the external
+// namespace (untouched while no host endpoint exists).
 func Spec() lab.Spec {
 	return lab.Spec{Pods: labtest.Pods(4, tcp80, tcp443, udp53), External: labtest.ExternalAddrs,
-		ExternalPorts: []lab.Port{tcp80, udp53}}
+		ExternalPorts: []lab.Port{tcp80, udp53}, NodePorts: []lab.Port{tcp22, tcp8080, udp53}}
 }
 
-// Ports the lab's pods serve.
+// Ports the lab's pods, node and external namespace serve.
 var (
-	tcp80  = lab.Port{Protocol: 6, Port: 80}
-	tcp443 = lab.Port{Protocol: 6, Port: 443}
-	udp53  = lab.Port{Protocol: 17, Port: 53}
+	tcp22   = lab.Port{Protocol: 6, Port: 22}
+	tcp80   = lab.Port{Protocol: 6, Port: 80}
+	tcp443  = lab.Port{Protocol: 6, Port: 443}
+	tcp8080 = lab.Port{Protocol: 6, Port: 8080}
+	udp53   = lab.Port{Protocol: 17, Port: 53}
 )
+
+// HostEndpointKey is the key of the host endpoint HostScenarios add.
+const HostEndpointKey = "host:node/ext"
+
+// hostEndpoint adds the node's host endpoint on iface ("*" for every
+// interface, "" to go by its addresses), with the node's addresses and no
+// policy at all.
+func hostEndpoint(b *testgen.IR, iface string) *compile.Endpoint {
+	spec := Spec()
+	ep := &compile.Endpoint{Key: HostEndpointKey, Kind: compile.HostEndpoint, Interface: iface, Addrs: spec.Nodes()}
+	b.RS.Endpoints[ep.Key] = ep
+	return ep
+}
+
+// HostScenarios are the host endpoint cases: the node's own traffic with
+// the external namespace, judged by a host endpoint's policy after the
+// fail-safe ports, while pod traffic (forwarded, or between a pod and its
+// node) stays the pods' business. They run on the lab of Spec, after
+// WithAllowAllProfiles like Scenarios.
+func HostScenarios() []Scenario {
+	r := testgen.Rule
+	failsafe := func(b *testgen.IR) {
+		b.RS.Settings.FailsafeInbound = []compile.ProtoPort{{Protocol: 6, Port: 22}}
+		b.RS.Settings.FailsafeOutbound = []compile.ProtoPort{{Protocol: 17, Port: 53}}
+	}
+	return []Scenario{
+		{"host endpoint without policy denies all but the fail-safe ports", func(b *testgen.IR) {
+			failsafe(b)
+			hostEndpoint(b, lab.ExternalInterface)
+		}},
+		{"host endpoint tiers: ingress 8080 from the external net only, fail-safe limited to a net", func(b *testgen.IR) {
+			b.RS.Settings.FailsafeInbound = []compile.ProtoPort{{Protocol: 6, Port: 22, Net: netip.MustParsePrefix("203.0.113.0/24")}}
+			ext := b.Nets("198.51.100.0/24")
+			in := b.Policy(compile.Ingress, "security", "host-in",
+				r(allow, compile.Match{Protocol: 6, Src: compile.PeerMatch{Sets: sets(ext)}, Dst: compile.PeerMatch{Ports: testgen.Ports(8080)}}))
+			out := b.Policy(compile.Egress, "security", "host-out", r(allow, compile.Match{Protocol: 6}))
+			ep := hostEndpoint(b, lab.ExternalInterface)
+			ep.Ingress.Tiers = tiers(tier("security", deny, in))
+			ep.Egress.Tiers = tiers(tier("security", deny, out))
+		}},
+		{"all-interfaces host endpoint leaves pod traffic alone", func(b *testgen.IR) {
+			failsafe(b)
+			in := b.Policy(compile.Ingress, "default", "host-udp", r(allow, compile.Match{Protocol: 17}))
+			out := b.Policy(compile.Egress, "default", "host-v4", r(deny, compile.Match{IPVersion: 6}), r(allow, compile.Match{}))
+			ep := hostEndpoint(b, "*")
+			ep.Ingress.Tiers = tiers(tier("default", deny, in))
+			ep.Egress.Tiers = tiers(tier("default", deny, out))
+		}},
+		{"host endpoint by expected IPs, Pass to its profile", func(b *testgen.IR) {
+			failsafe(b)
+			pass := b.Policy(compile.Ingress, "security", "host-pass", r(pass, compile.Match{Protocol: 6, Dst: compile.PeerMatch{Ports: testgen.Ports(8080)}}),
+				r(deny, compile.Match{}))
+			id := compile.PolicyID("profile:host-web")
+			b.RS.Policies[id] = &compile.Policy{ID: id, Name: "profile:host-web", Rules: []compile.Rule{
+				r(allow, compile.Match{Protocol: 6, Dst: compile.PeerMatch{Ports: testgen.Ports(8080)}})}}
+			ep := hostEndpoint(b, "")
+			ep.Ingress.Tiers = tiers(tier("security", deny, pass))
+			ep.Ingress.Profiles = []compile.PolicyID{id}
+			ep.Egress.Profiles = []compile.PolicyID{b.AllowAllProfile()}
+		}},
+	}
+}
 
 // WithAllowAllProfiles gives every endpoint of b the allow-all profile in
 // both directions, as every scenario starts.
