@@ -16,6 +16,7 @@ const (
 	refEvents  = "map_events"
 	refTail    = "map_tail"
 	refAddrs   = "map_addrs"
+	refLost    = "map_lost"
 )
 
 // Registers: R6 holds the context, R7 the scratch area in every program.
@@ -32,6 +33,8 @@ type gen struct {
 	alias   map[string]string
 	n       int
 	pfx     string
+	events  bool // flow events
+	hostEP  bool // a host endpoint's program: no source check
 }
 
 func newGen() *gen { return &gen{alias: map[string]string{}} }

@@ -283,9 +283,11 @@ func TestLogEvents(t *testing.T) {
 	events := make(chan Event, 4)
 	done := make(chan error, 1)
 	go func() {
-		done <- readEvents(ctx, h.objs.maps[refEvents], func() map[uint64]RuleRef { return h.plan.refs }, func(e Event) {
-			events <- e
-			cancel()
+		done <- readEvents(ctx, h.objs.maps[refEvents], h.resolver, func(e Event) {
+			if e.Action == compile.ActionLog {
+				events <- e
+				cancel()
+			}
 		})
 	}()
 	p := model.Packet{Src: a4, Dst: b4, Protocol: 6, SrcPort: 45000, DstPort: 80}

@@ -63,7 +63,7 @@ type Backend struct {
 	progs  map[string]*loaded
 	links  map[attachKey]*attachment
 	cur    *plan
-	refs   map[uint64]RuleRef
+	refs   map[string]map[uint64]stepRef
 	closed bool
 	last   Stats
 	cfg    config
@@ -72,6 +72,14 @@ type Backend struct {
 	dirtyLinks map[attachKey]bool
 	// addrs are the source-check entries as last written; nil: unknown.
 	addrs map[[addrKeySize]byte]bool
+	set   settings
+	// rs is the Ruleset of the last Apply (read-only, as the IR is): the
+	// link watcher reads an endpoint's addresses from it.
+	rs *compile.Ruleset
+	// prevRefs are the rule references of the plan before b.cur, so
+	// events already in the ring buffer still resolve.
+	prevRefs map[string]map[uint64]stepRef
+	watch    *watcher
 }
 
 // attachment is one pinned TCX link.
@@ -87,21 +95,32 @@ var (
 	_ backend.Repairer = (*Backend)(nil)
 )
 
-// Open is a backend.Factory.
+// Open is a backend.Factory: New with the default Options.
 func Open(ctx context.Context, opts backend.Options) (backend.Backend, error) {
 	return New(ctx, opts)
 }
 
+// Factory returns a backend.Factory that opens the backend with o.
+func Factory(o ...Option) backend.Factory {
+	return func(ctx context.Context, opts backend.Options) (backend.Backend, error) {
+		return New(ctx, opts, o...)
+	}
+}
+
 // New opens the backend: it checks for TCX, mounts bpffs if needed, and
 // adopts the maps and links a previous backend of the same name pinned.
-// Nothing is attached or changed until Apply.
-func New(ctx context.Context, opts backend.Options) (*Backend, error) {
+// With the link watcher (the default, see WithLinkWatch) it then attaches
+// the deny-all program to every workload interface created from now on;
+// otherwise nothing is attached or changed until Apply. The watcher runs
+// until Close, not until ctx is done.
+func New(ctx context.Context, opts backend.Options, o ...Option) (*Backend, error) {
 	if err := checkKernel(); err != nil {
 		return nil, err
 	}
+	set := applyOptions(o)
 	b := &Backend{opts: opts, log: opts.Logger, dir: PinDir(opts.Name), progs: map[string]*loaded{},
-		links: map[attachKey]*attachment{}, refs: map[uint64]RuleRef{}, ids: newIDs(),
-		cfg: config{timeouts: DefaultTimeouts()}, cache: newProgCache(), dirtyLinks: map[attachKey]bool{}}
+		links: map[attachKey]*attachment{}, ids: newIDs(), set: set,
+		cfg: config{timeouts: DefaultTimeouts(), events: set.flowEvents}, cache: newProgCache(), dirtyLinks: map[attachKey]bool{}}
 	if b.log == nil {
 		b.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -129,6 +148,12 @@ func New(ctx context.Context, opts backend.Options) (*Backend, error) {
 	if err := b.adopt(); err != nil {
 		b.release()
 		return nil, err
+	}
+	if set.linkWatch {
+		if err := b.startWatch(); err != nil {
+			b.release()
+			return nil, err
+		}
 	}
 	return b, nil
 }
@@ -190,8 +215,13 @@ func (b *Backend) closeNS() {
 	}
 }
 
-// release closes every descriptor the backend holds; pins stay.
+// release closes every descriptor the backend holds; pins stay. It
+// tells the link watcher to stop without waiting for it (the caller may
+// hold b.mu, which the watcher takes).
 func (b *Backend) release() {
+	if b.watch != nil {
+		b.watch.signal()
+	}
 	for _, a := range b.links {
 		_ = a.link.Close()
 	}
@@ -483,9 +513,8 @@ func (b *Backend) Apply(ctx context.Context, rs *compile.Ruleset) error {
 		return err
 	}
 	st.Kernel = time.Since(start)
-	for id, r := range p.refs {
-		b.refs[id] = r
-	}
+	b.prevRefs, b.refs = b.refs, p.refs
+	b.rs = rs
 	b.cur = p
 	b.last = st
 	b.log.Debug("ebpf apply", "programs", len(p.progs), "loaded", st.ProgramsLoaded, "links", len(b.links),
@@ -499,10 +528,11 @@ func sourceEntries(rs *compile.Ruleset, p *plan, ifaces map[string]int) map[[add
 	out := map[[addrKeySize]byte]bool{}
 	for ak, key := range p.owner {
 		idx, ok := ifaces[ak.iface]
-		if ak.hook != hookIngress || !ok {
+		ep := rs.Endpoints[key]
+		if ak.hook != hookIngress || !ok || ep.Kind != compile.WorkloadEndpoint {
 			continue
 		}
-		for _, a := range rs.Endpoints[key].Addrs {
+		for _, a := range ep.Addrs {
 			out[srcKey(uint32(idx), a)] = true
 		}
 	}
@@ -553,6 +583,7 @@ func (b *Backend) wantedLinks(p *plan, ifaces map[string]int, st *Stats) map[att
 		}
 		want[ak] = fp
 	}
+	p.hostLinks(ifaces, want)
 	for name := range ifaces {
 		if !strings.HasPrefix(name, compile.InterfacePrefix) {
 			continue
@@ -580,7 +611,7 @@ func (b *Backend) program(fp string, h hook) (*ebpf.Program, error) {
 		if l, ok := b.progs[key]; ok {
 			return l.entry, nil
 		}
-		prog, err := loadDenyAll(h)
+		prog, err := b.objs.loadDenyAll(h, b.cfg.events)
 		if err != nil {
 			return nil, fmt.Errorf("ebpf: deny-all program: %w", err)
 		}
@@ -844,6 +875,13 @@ func (b *Backend) Check(ctx context.Context, rs *compile.Ruleset) error {
 // Close detaches and unpins everything the backend owns: its links,
 // programs and maps, and its pin directory. Closing twice is a no-op.
 func (b *Backend) Close(ctx context.Context) error {
+	// The watcher takes b.mu: stop it first, without holding it.
+	b.mu.Lock()
+	w := b.watch
+	b.mu.Unlock()
+	if w != nil {
+		w.stop()
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {

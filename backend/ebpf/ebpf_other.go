@@ -15,3 +15,7 @@ const Name = "ebpf"
 func Open(context.Context, backend.Options) (backend.Backend, error) {
 	return nil, backend.ErrNotSupported
 }
+
+// Factory returns a backend.Factory; on this system it fails: the eBPF
+// dataplane is Linux only.
+func Factory(...Option) backend.Factory { return Open }

@@ -13,10 +13,13 @@ import (
 	"github.com/cilium/ebpf/ringbuf"
 
 	"github.com/calyxnet/calyx/backend"
+	"github.com/calyxnet/calyx/compile"
 )
 
-// ReadEvents calls fn for every Log event until ctx is done; it returns
-// ctx's error then.
+// ReadEvents calls fn for every event (Log rules, and with flow events
+// the verdicts on new flows and denied packets) until ctx is done; it
+// returns ctx's error then. Events the ring buffer had no room for are
+// counted by LostEvents.
 func (b *Backend) ReadEvents(ctx context.Context, fn func(Event)) error {
 	b.mu.Lock()
 	if b.closed {
@@ -25,14 +28,45 @@ func (b *Backend) ReadEvents(ctx context.Context, fn func(Event)) error {
 	}
 	m := b.objs.maps[refEvents]
 	b.mu.Unlock()
-	return readEvents(ctx, m, func() map[uint64]RuleRef {
-		b.mu.Lock()
-		defer b.mu.Unlock()
-		return b.refs
-	}, fn)
+	return readEvents(ctx, m, b.resolver, fn)
 }
 
-func readEvents(ctx context.Context, m *ebpf.Map, refs func() map[uint64]RuleRef, fn func(Event)) error {
+// resolver names event IDs from the current and the previous plan.
+func (b *Backend) resolver() resolver {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var sets map[compile.SetID]*compile.IPSet
+	if b.rs != nil {
+		sets = b.rs.Sets
+	}
+	return resolver{refs: []map[string]map[uint64]stepRef{b.refs, b.prevRefs}, sets: sets}
+}
+
+// LostEvents returns how many events the programs could not write because
+// the ring buffer was full (nobody read it fast enough), summed over CPUs
+// since the maps were created.
+func (b *Backend) LostEvents() (uint64, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return 0, backend.ErrClosed
+	}
+	return lostEvents(b.objs)
+}
+
+func lostEvents(o *objects) (uint64, error) {
+	var per []uint64
+	if err := o.maps[refLost].Lookup(uint32(0), &per); err != nil {
+		return 0, fmt.Errorf("ebpf: lost events: %w", err)
+	}
+	var n uint64
+	for _, v := range per {
+		n += v
+	}
+	return n, nil
+}
+
+func readEvents(ctx context.Context, m *ebpf.Map, res func() resolver, fn func(Event)) error {
 	rd, err := ringbuf.NewReader(m)
 	if err != nil {
 		return fmt.Errorf("ebpf: ring buffer: %w", err)
@@ -53,7 +87,7 @@ func readEvents(ctx context.Context, m *ebpf.Map, refs func() map[uint64]RuleRef
 			}
 			return fmt.Errorf("ebpf: ring buffer: %w", err)
 		}
-		e, err := decodeEvent(rec.RawSample, refs())
+		e, err := decodeEvent(rec.RawSample, res())
 		if err != nil {
 			continue
 		}

@@ -16,24 +16,24 @@ import (
 // when the record is too short; the packet fields round-trip.
 func FuzzDecodeEvent(f *testing.F) {
 	ev := make([]byte, eventSize)
-	binary.NativeEndian.PutUint64(ev, 42)
+	binary.NativeEndian.PutUint64(ev, 43)
 	ev[13], ev[14] = 4, 6
 	copy(ev[20:], []byte{10, 0, 0, 1})
 	f.Add(ev)
 	f.Add([]byte{1, 2, 3})
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		refs := map[uint64]RuleRef{42: {Policy: "p", Index: 3}}
-		e, err := decodeEvent(raw, refs)
+		refs := map[string]map[uint64]stepRef{"fp": {43: {reason: ReasonRule, rule: RuleRef{Policy: "p", Index: 3}}}}
+		e, err := decodeEvent(raw, resolver{refs: []map[string]map[uint64]stepRef{refs}})
 		if (err != nil) != (len(raw) < 52) {
 			t.Fatalf("len %d: err %v", len(raw), err)
 		}
 		if err != nil {
 			return
 		}
-		if e.RuleID == 42 && e.Rule.Policy != "p" {
-			t.Fatalf("rule 42 not named")
+		if e.RuleID == 43 && (e.Rule.Policy != "p" || e.Reason != ReasonRule) {
+			t.Fatalf("rule 43 not named")
 		}
-		if got := binary.BigEndian.Uint16(raw[16:]); e.Src.Port() != got {
+		if got := binary.BigEndian.Uint16(raw[16:]); (raw[13] == 4 || raw[13] == 6) && e.Src.Port() != got {
 			t.Fatalf("source port %d, want %d", e.Src.Port(), got)
 		}
 		if raw[13] == 4 && e.Src.Addr() != netip.AddrFrom4([4]byte(raw[20:24])) {

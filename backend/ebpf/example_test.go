@@ -41,8 +41,8 @@ func ExampleRender() {
 	// Program names are hashes of their code; leave them out here.
 	fmt.Print(regexp.MustCompile(`program [0-9a-f]{32} ?`).ReplaceAllString(string(out), "program "))
 	// Output:
-	// program tcx-ingress chunks=1 instructions=1146 steps=2 runs=0
-	// program tcx-egress chunks=1 instructions=1150 steps=3 runs=0
+	// program tcx-ingress chunks=1 instructions=1190 steps=2 runs=0
+	// program tcx-egress chunks=1 instructions=1190 steps=3 runs=0
 	// link calyxad9c1afeaa/egress program (shop/db)
 	// link calyxad9c1afeaa/ingress program (shop/db)
 	// set web id=1 entries=2

@@ -37,6 +37,8 @@ type harness struct {
 	plan  *plan
 	idx   *model.Index
 	cache *progCache
+	// events: flow events in the programs (the backend's default).
+	events bool
 }
 
 func newHarness(tb testing.TB) *harness {
@@ -46,7 +48,8 @@ func newHarness(tb testing.TB) *harness {
 	if err != nil {
 		tb.Fatalf("maps: %v", err)
 	}
-	h := &harness{tb: tb, objs: objs, ids: newIDs(), progs: map[string]*loaded{}, cache: newProgCache()}
+	h := &harness{tb: tb, objs: objs, ids: newIDs(), progs: map[string]*loaded{}, cache: newProgCache(),
+		events: defaultSettings().flowEvents}
 	tb.Cleanup(func() {
 		for _, l := range h.progs {
 			l.close()
@@ -60,7 +63,7 @@ func newHarness(tb testing.TB) *harness {
 // removed, as the backend does).
 func (h *harness) apply(rs *compile.Ruleset) {
 	h.tb.Helper()
-	p, err := makePlan(rs, h.ids, config{timeouts: DefaultTimeouts()}, h.cache)
+	p, err := makePlan(rs, h.ids, config{timeouts: DefaultTimeouts(), events: h.events}, h.cache)
 	if err != nil {
 		h.tb.Fatalf("plan: %v", err)
 	}
@@ -87,6 +90,11 @@ func (h *harness) apply(rs *compile.Ruleset) {
 		}
 	}
 	h.rs, h.plan, h.idx = rs, p, model.NewIndex(rs)
+}
+
+// resolver names the events of the programs of the last apply.
+func (h *harness) resolver() resolver {
+	return resolver{refs: []map[string]map[uint64]stepRef{h.plan.refs}, sets: h.rs.Sets}
 }
 
 // run runs the program of endpoint ep at hook hk on p.

@@ -26,10 +26,10 @@ type rig struct {
 	b   *Backend
 }
 
-func newRig(t *testing.T, spec lab.Spec) *rig {
+func newRig(t *testing.T, spec lab.Spec, o ...Option) *rig {
 	t.Helper()
 	l := labtest.New(t, spec, lab.Options{ProbeTimeout: 400e6})
-	b, err := New(context.Background(), backend.Options{NetNS: l.NodeNS().Path(), Name: l.ID()})
+	b, err := New(context.Background(), backend.Options{NetNS: l.NodeNS().Path(), Name: l.ID()}, o...)
 	if err != nil {
 		t.Fatalf("open backend: %v", err)
 	}

@@ -5,12 +5,14 @@ package ebpf
 import (
 	"context"
 	"net"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/calyxnet/calyx/compile"
+	"github.com/calyxnet/calyx/internal/lab"
 	"github.com/calyxnet/calyx/internal/lab/conformance"
 	"github.com/calyxnet/calyx/internal/netns"
 )
@@ -36,18 +38,8 @@ func TestNodeTraffic(t *testing.T) {
 	r := newRig(t, conformance.Spec())
 	ctx := context.Background()
 	node := r.lab.NodeNS()
-	var ln net.Listener
-	require.NoError(t, node.Do(func() (err error) { ln, err = net.Listen("tcp", ":8080"); return }))
-	t.Cleanup(func() { _ = ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			_ = c.Close()
-		}
-	}()
+	// The lab serves TCP 8080 on the node (conformance.Spec's NodePorts).
+	require.True(t, slices.Contains(r.lab.Spec().NodePorts, lab.Port{Protocol: 6, Port: 8080}), "the node serves no TCP 8080")
 	pod0 := r.lab.Spec().Pods[0]
 	pod0NS, _ := r.lab.NS(pod0.Key())
 	const nodeAddr, nodeAddr6, pod0Addr = "192.0.2.254:8080", "[2001:db8:ffff::fe]:8080", "10.77.0.1:80"

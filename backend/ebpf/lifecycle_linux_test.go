@@ -5,12 +5,14 @@ package ebpf
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
@@ -279,51 +281,69 @@ func TestReconcileRepairsDrift(t *testing.T) {
 }
 
 // TestUnknownWorkloadInterfaceFailsClosed: a calyx… interface the Ruleset
-// does not know gets the deny-all program at Apply (and at Reconcile for
-// one created later); an interface without the prefix is left alone.
+// does not know gets the deny-all program at Apply; one created later gets
+// it from the link watcher at once, or without the watcher at the next
+// Reconcile; an interface without the prefix is left alone.
 func TestUnknownWorkloadInterfaceFailsClosed(t *testing.T) {
-	r := newRig(t, smallSpec())
-	ctx := context.Background()
-	h, err := netlink.NewHandleAt(nlns.NsHandle(r.lab.NodeNS().Fd()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	for _, name := range []string{"calyxstranger1", "other0"} {
-		if err := h.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: name}, PeerName: "p" + name[len(name)-4:]}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := r.b.Apply(ctx, denyIngressOf(r, false)); err != nil {
-		t.Fatal(err)
-	}
-	if st := r.b.LastApply(); !slices.Equal(st.UnknownInterfaces, []string{"calyxstranger1"}) {
-		t.Errorf("unknown interfaces %v", st.UnknownInterfaces)
-	}
-	for _, at := range []ebpf.AttachType{ebpf.AttachTCXIngress, ebpf.AttachTCXEgress} {
-		if got := r.attached(t, "calyxstranger1", at); len(got) != 1 {
-			t.Errorf("calyxstranger1 %v runs %v; want the deny-all program", at, got)
-		}
-		if got := r.attached(t, "other0", at); len(got) != 0 {
-			t.Errorf("other0 %v runs %v; want nothing", at, got)
-		}
-	}
-	if err := h.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "calyxstranger2"}, PeerName: "pngr2"}); err != nil {
-		t.Fatal(err)
-	}
-	d, err := r.b.Reconcile(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if d.LinksReattached != 2 || len(r.attached(t, "calyxstranger2", ebpf.AttachTCXIngress)) != 1 {
-		t.Errorf("a workload interface created after Apply is not covered by Reconcile: %s", d)
-	}
-	dump, err := r.b.Dump(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(string(dump), "link calyxstranger1/ingress program deny-all (unknown workload interface: fail closed)") {
-		t.Errorf("dump does not show the deny-all link:\n%s", dump)
+	for _, watch := range []bool{true, false} {
+		t.Run(fmt.Sprintf("watch=%v", watch), func(t *testing.T) {
+			r := newRig(t, smallSpec(), WithLinkWatch(watch))
+			ctx := context.Background()
+			h, err := netlink.NewHandleAt(nlns.NsHandle(r.lab.NodeNS().Fd()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer h.Close()
+			for _, name := range []string{"calyxstranger1", "other0"} {
+				if err := h.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: name}, PeerName: "p" + name[len(name)-4:]}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := r.b.Apply(ctx, denyIngressOf(r, false)); err != nil {
+				t.Fatal(err)
+			}
+			if st := r.b.LastApply(); !slices.Equal(st.UnknownInterfaces, []string{"calyxstranger1"}) {
+				t.Errorf("unknown interfaces %v", st.UnknownInterfaces)
+			}
+			for _, at := range []ebpf.AttachType{ebpf.AttachTCXIngress, ebpf.AttachTCXEgress} {
+				if got := r.attached(t, "calyxstranger1", at); len(got) != 1 {
+					t.Errorf("calyxstranger1 %v runs %v; want the deny-all program", at, got)
+				}
+				if got := r.attached(t, "other0", at); len(got) != 0 {
+					t.Errorf("other0 %v runs %v; want nothing", at, got)
+				}
+			}
+			if err := h.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "calyxstranger2"}, PeerName: "pngr2"}); err != nil {
+				t.Fatal(err)
+			}
+			if watch {
+				deadline := time.Now().Add(5 * time.Second)
+				for len(r.attached(t, "calyxstranger2", ebpf.AttachTCXIngress)) != 1 || len(r.attached(t, "calyxstranger2", ebpf.AttachTCXEgress)) != 1 {
+					if time.Now().After(deadline) {
+						t.Fatalf("the watcher did not cover calyxstranger2 within 5 s")
+					}
+					time.Sleep(2 * time.Millisecond)
+				}
+			}
+			d, err := r.b.Reconcile(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantReattached := 2
+			if watch {
+				wantReattached = 0 // covered already
+			}
+			if d.LinksReattached != wantReattached || len(r.attached(t, "calyxstranger2", ebpf.AttachTCXIngress)) != 1 {
+				t.Errorf("a workload interface created after Apply: Reconcile found %s; want %d links re-attached", d, wantReattached)
+			}
+			dump, err := r.b.Dump(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(string(dump), "link calyxstranger2/ingress program deny-all (unknown workload interface: fail closed)") {
+				t.Errorf("dump does not show the deny-all link:\n%s", dump)
+			}
+		})
 	}
 }
 

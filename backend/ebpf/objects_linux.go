@@ -35,6 +35,7 @@ func mapSpecs() map[string]*ebpf.MapSpec {
 		refCT:     {Name: "calyx_ct", Type: ebpf.LRUHash, KeySize: ctKeySize, ValueSize: ctValSize, MaxEntries: ctMax},
 		refFrags:  {Name: "calyx_frags", Type: ebpf.LRUHash, KeySize: fragKeySize, ValueSize: ctValSize, MaxEntries: fragsMax},
 		refEvents: {Name: "calyx_events", Type: ebpf.RingBuf, MaxEntries: eventsSz},
+		refLost:   {Name: "calyx_lost", Type: ebpf.PerCPUArray, KeySize: 4, ValueSize: 8, MaxEntries: 1},
 		refAddrs:  {Name: "calyx_addrs", Type: ebpf.Hash, KeySize: addrKeySize, ValueSize: 4, MaxEntries: portsMax, Flags: 1},
 		refMeta:   {Name: "calyx_meta", Type: ebpf.Hash, KeySize: 32, ValueSize: 32, MaxEntries: metaMax, Flags: 1},
 	}
@@ -205,10 +206,8 @@ func (o *objects) newProgram(name string, insns asm.Instructions, h hook, tail *
 	}, ebpf.ProgramOptions{})
 }
 
-// loadDenyAll loads the program unknown workload interfaces get.
-func loadDenyAll(h hook) (*ebpf.Program, error) {
-	return ebpf.NewProgram(&ebpf.ProgramSpec{
-		Name: "calyx_deny", Type: ebpf.SchedCLS, AttachType: attachType(h),
-		Instructions: denyAllProgram(), License: "Dual MIT/GPL",
-	})
+// loadDenyAll loads the program unknown workload interfaces get; with
+// events, it reports every packet it drops.
+func (o *objects) loadDenyAll(h hook, events bool) (*ebpf.Program, error) {
+	return o.newProgram("calyx_deny", denyAllProgram(h, events), h, nil)
 }

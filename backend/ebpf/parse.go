@@ -20,7 +20,8 @@ const (
 
 // Labels shared by the entry program's sections.
 const (
-	lDrop     = "drop"
+	lDrop     = "drop" // dropped without an event: malformed, or a fragment of nothing
+	lDeny     = "deny" // denied: with flow events, reported
 	lAllowCT  = "allow_ct"
 	lPolicy   = "policy"
 	lL4       = "l4"
@@ -258,7 +259,7 @@ func (g *gen) icmp(fam int, label string) {
 // entry, goes to policy.
 func (g *gen) conntrack(h hook, t Timeouts) {
 	g.label(lCT)
-	if h == hookIngress {
+	if h == hookIngress && !g.hostEP {
 		g.sourceCheck()
 	}
 	g.lookup(refCT, oCTFwd)
@@ -298,7 +299,7 @@ func (g *gen) conntrack(h hook, t Timeouts) {
 	// A later fragment carries no ports: it passes if its first fragment
 	// did (same interface, direction, addresses, protocol and ID).
 	g.label(lLaterFrg)
-	if h == hookIngress {
+	if h == hookIngress && !g.hostEP {
 		g.sourceCheck()
 	}
 	g.lookup(refFrags, oFragKey)
@@ -311,7 +312,11 @@ func (g *gen) conntrack(h hook, t Timeouts) {
 // judged as another endpoint's traffic further on.
 func (g *gen) sourceCheck() {
 	g.lookup(refAddrs, oAddrKey)
-	g.emit(asm.JEq.Imm(asm.R0, 0, lDrop))
+	ok := g.fresh("source_ok")
+	g.emit(asm.JNE.Imm(asm.R0, 0, ok))
+	g.eventID(idForgedSource)
+	g.emit(asm.Ja.Label(lDeny))
+	g.label(ok)
 }
 
 // expired leaves R9 = now and jumps to label when the entry at R8 timed

@@ -32,7 +32,11 @@ type plan struct {
 	lpm  map[[lpmKeySize]byte]string
 	np   map[[npKeySize]byte]string
 	used map[string]bool // set and run names the programs refer to
-	refs map[uint64]RuleRef
+	// hostAny are the programs of a host endpoint for every host
+	// interface (Interface "*" or ""), expanded by hostLinks.
+	hostAny []hostAny
+	// refs are the event IDs of each program, by fingerprint.
+	refs map[string]map[uint64]stepRef
 }
 
 // setEntries are the map entries of one set or run.
@@ -321,7 +325,7 @@ type cachedProg struct {
 	pols []*compile.Policy
 	ps   *progSpec
 	used []string
-	refs map[uint64]RuleRef
+	refs map[uint64]stepRef
 }
 
 func newProgCache() *progCache {
@@ -374,7 +378,7 @@ func makePlan(rs *compile.Ruleset, x *ids, cfg config, cache ...*progCache) (*pl
 		owner:  map[attachKey]string{},
 		sets:   map[string]*setEntries{},
 		used:   map[string]bool{},
-		refs:   map[uint64]RuleRef{},
+		refs:   map[string]map[uint64]stepRef{},
 	}
 	runs := map[string]*run{}
 	idf := func(name string) uint32 {
@@ -410,7 +414,7 @@ func makePlan(rs *compile.Ruleset, x *ids, cfg config, cache ...*progCache) (*pl
 				p.attach[ak] = fp
 				continue
 			}
-			mk := dpKey(d.dp, d.h) + "|" + fmt.Sprint(cfg.hostDeny)
+			mk := dpKey(d.dp, d.h) + "|" + fmt.Sprint(cfg.hostDeny, cfg.events)
 			if fp, ok := memo[mk]; ok {
 				p.attach[ak] = fp
 				if fkOK {
@@ -429,9 +433,7 @@ func makePlan(rs *compile.Ruleset, x *ids, cfg config, cache ...*progCache) (*pl
 					for _, n := range c.used {
 						idf(n)
 					}
-					for id, r := range c.refs {
-						p.refs[id] = r
-					}
+					p.refs[ps.fp] = c.refs
 					next.entries[mk] = c
 				}
 			}
@@ -440,15 +442,13 @@ func makePlan(rs *compile.Ruleset, x *ids, cfg config, cache ...*progCache) (*pl
 					return nil, err
 				}
 				used := map[string]bool{}
-				refs := map[uint64]RuleRef{}
+				refs := map[uint64]stepRef{}
 				var err error
 				ps, err = genProgram(rs, d.dp, d.h, cfg, func(name string) uint32 { used[name] = true; return idf(name) }, refs)
 				if err != nil {
 					return nil, fmt.Errorf("endpoint %s %s: %w", key, d.h, err)
 				}
-				for id, r := range refs {
-					p.refs[id] = r
-				}
+				p.refs[ps.fp] = refs
 				next.entries[mk] = &cachedProg{pols: pols, ps: ps, used: slices.Sorted(maps.Keys(used)), refs: refs}
 			}
 			for _, r := range ps.runs {
@@ -461,6 +461,9 @@ func makePlan(rs *compile.Ruleset, x *ids, cfg config, cache ...*progCache) (*pl
 			p.progs[ps.fp] = ps
 			p.attach[ak] = ps.fp
 		}
+	}
+	if err := planHosts(rs, p, cfg, idf, runs, pc, next); err != nil {
+		return nil, err
 	}
 	if pc != nil {
 		pc.entries = next.entries

@@ -77,8 +77,9 @@ type RuleRef struct {
 }
 
 // flatten turns one direction into steps, merging runs of same-shaped
-// rules. refs receives the rule IDs of Log rules.
-func flatten(rs *compile.Ruleset, dp *compile.DirectionPolicy, refs map[uint64]RuleRef) []step {
+// rules. refs receives the IDs of the steps that write events: Log rules,
+// and the rules, runs and tier ends that decide a verdict.
+func flatten(rs *compile.Ruleset, dp *compile.DirectionPolicy, refs map[uint64]stepRef) []step {
 	var out []step
 	type item struct {
 		pid compile.PolicyID
@@ -100,23 +101,39 @@ func flatten(rs *compile.Ruleset, dp *compile.DirectionPolicy, refs map[uint64]R
 		for k, it := range items {
 			rules[k] = &it.pol.Rules[it.i]
 		}
+		ref := func(it item) RuleRef {
+			return RuleRef{Tier: it.pol.Tier, Policy: it.pol.Name, Index: it.i, Origin: it.pol.Rules[it.i].Origin}
+		}
+		// runRef names the rules of a run, in order: an event of the run
+		// is resolved to the first of them that matches its packet.
+		runRef := func(ru *run, from, to int) uint64 {
+			h := fnv.New64a()
+			rr := &runRef{rules: ru.rules, side: ru.side}
+			for _, it := range items[from:to] {
+				fmt.Fprintf(h, "%s\x00%d\x00", it.pid, it.i)
+				rr.refs = append(rr.refs, ref(it))
+			}
+			id := h.Sum64() | 1
+			refs[id] = stepRef{reason: ReasonRule, run: rr}
+			return id
+		}
 		for k := 0; k < len(items); k++ {
 			it := items[k]
 			r := rules[k]
 			if j, ru := findDispatch(rules, k); ru != nil {
-				out = append(out, step{kind: stepRule, tier: ti, run: ru})
+				out = append(out, step{kind: stepRule, tier: ti, run: ru, ruleID: runRef(ru, k, j)})
 				k = j - 1
 				continue
 			}
 			if j, ru := findRun(rs, rules, k); ru != nil {
-				out = append(out, step{kind: stepRule, tier: ti, action: r.Action, run: ru})
+				out = append(out, step{kind: stepRule, tier: ti, action: r.Action, run: ru, ruleID: runRef(ru, k, j)})
 				k = j - 1
 				continue
 			}
 			st := step{kind: stepRule, tier: ti, rule: r, action: r.Action, passTo: ti + 1}
-			if r.Action == compile.ActionLog {
+			if r.Action != compile.ActionPass {
 				st.ruleID = ruleID(it.pid, it.i)
-				refs[st.ruleID] = RuleRef{Tier: it.pol.Tier, Policy: it.pol.Name, Index: it.i, Origin: r.Origin}
+				refs[st.ruleID] = stepRef{reason: ReasonRule, rule: ref(it)}
 			}
 			out = append(out, st)
 		}
@@ -134,18 +151,31 @@ func flatten(rs *compile.Ruleset, dp *compile.DirectionPolicy, refs map[uint64]R
 		from := len(out)
 		addRules(ti, t.Policies, false)
 		if t.EndAction != compile.ActionPass {
-			out = append(out, step{kind: stepDeny, tier: ti})
+			id := endID("tier\x00" + t.Tier)
+			refs[id] = stepRef{reason: ReasonTierEnd, rule: RuleRef{Tier: t.Tier, Index: -1}}
+			out = append(out, step{kind: stepDeny, tier: ti, ruleID: id})
 		}
 		mark(ti, from)
 	}
 	from := len(out)
 	addRules(len(dp.Tiers), dp.Profiles, true)
-	out = append(out, step{kind: stepDeny, tier: len(dp.Tiers)})
+	id := endID("profiles")
+	refs[id] = stepRef{reason: ReasonProfilesEnd, rule: RuleRef{Index: -1}}
+	out = append(out, step{kind: stepDeny, tier: len(dp.Tiers), ruleID: id})
 	mark(len(dp.Tiers), from)
 	return out
 }
 
-// ruleID names a rule in log events: stable across restarts.
+// endID names the end of a tier or of the profiles in events.
+func endID(what string) uint64 {
+	h := fnv.New64a()
+	fmt.Fprintf(h, "end\x00%s", what)
+	return h.Sum64() | 1
+}
+
+// ruleID names a rule in events: stable across restarts. Rule, run and
+// end IDs are odd; the fixed reasons (forged source, fail closed, node
+// denied) are small even numbers.
 func ruleID(pid compile.PolicyID, i int) uint64 {
 	h := fnv.New64a()
 	fmt.Fprintf(h, "%s\x00%d", pid, i)
@@ -361,10 +391,15 @@ const maxChunks = 33
 type config struct {
 	timeouts Timeouts
 	hostDeny bool // DefaultEndpointToHostAction Deny, on the ingress hook
+	events   bool // flow events: the verdict of new flows and denied packets
+
+	// host, for a host endpoint's program: what it checks before its
+	// policy (see hostPrelude). Nil for workloads.
+	host *hostProg
 }
 
 // genProgram generates the program of one direction at hook h.
-func genProgram(rs *compile.Ruleset, dp *compile.DirectionPolicy, h hook, cfg config, ids idOf, refs map[uint64]RuleRef) (*progSpec, error) {
+func genProgram(rs *compile.Ruleset, dp *compile.DirectionPolicy, h hook, cfg config, ids idOf, refs map[uint64]stepRef) (*progSpec, error) {
 	steps := flatten(rs, dp, refs)
 	// Code for each step's match, generated once to size the chunks.
 	bodies := make([]*gen, len(steps))
@@ -372,6 +407,7 @@ func genProgram(rs *compile.Ruleset, dp *compile.DirectionPolicy, h hook, cfg co
 	for i := range steps {
 		g := newGen()
 		g.pfx = fmt.Sprintf("s%d", i)
+		g.events = cfg.events
 		g.match(&steps[i], ids, fmt.Sprintf("next_%d", i))
 		bodies[i] = g
 		total += len(g.insns) + 4
@@ -420,11 +456,16 @@ func genProgram(rs *compile.Ruleset, dp *compile.DirectionPolicy, h hook, cfg co
 			last = bounds[c+1]
 		}
 		g := newGen()
+		g.events = cfg.events
 		g.prologue()
 		if c == 0 {
+			g.hostEP = cfg.host != nil
 			g.parse(h)
 			g.conntrack(h, cfg.timeouts)
 			g.label(lPolicy)
+			if cfg.host != nil {
+				g.hostPrelude(h, cfg.host)
+			}
 		} else {
 			// Resume at a tier a Pass jumped to, or at the first step.
 			for _, ti := range slices.Sorted(maps.Keys(tierStep)) {
@@ -477,7 +518,8 @@ func genProgram(rs *compile.Ruleset, dp *compile.DirectionPolicy, h hook, cfg co
 // action emits what a matching step does.
 func (g *gen) action(s *step, chunk int, chunkOf func(int) int, tierStep map[int]int, nChunks int) {
 	if s.kind == stepDeny {
-		g.emit(asm.Ja.Label(lDrop))
+		g.eventID(s.ruleID)
+		g.emit(asm.Ja.Label(lDeny))
 		return
 	}
 	if s.run != nil && s.run.dispatch {
@@ -485,17 +527,17 @@ func (g *gen) action(s *step, chunk int, chunkOf func(int) int, tierStep map[int
 	}
 	switch s.action {
 	case compile.ActionAllow:
+		g.eventID(s.ruleID)
 		g.emit(asm.Ja.Label("allow"))
 	case compile.ActionDeny:
-		g.emit(asm.Ja.Label(lDrop))
+		g.eventID(s.ruleID)
+		g.emit(asm.Ja.Label(lDeny))
 	case compile.ActionLog:
 		if s.ruleID == 0 {
 			return
 		}
-		g.emit(stiw(oEvent, int64(int32(uint32(s.ruleID)))), stiw(oEvent+4, int64(int32(uint32(s.ruleID>>32)))),
-			stib(oEvent+15, int64(compile.ActionLog)),
-			mapPtr(asm.R1, refEvents), asm.Mov.Reg(asm.R2, rS), asm.Add.Imm(asm.R2, oEvent),
-			asm.Mov.Imm(asm.R3, eventSize), asm.Mov.Imm(asm.R4, 0), asm.FnRingbufOutput.Call())
+		g.emit(stiw(oEvent, int64(int32(uint32(s.ruleID)))), stiw(oEvent+4, int64(int32(uint32(s.ruleID>>32)))))
+		g.output(compile.ActionLog)
 	case compile.ActionPass:
 		target, ok := tierStep[s.passTo]
 		if !ok {
@@ -541,9 +583,45 @@ func (g *gen) epilogue(h hook, cfg config) {
 	g.update(refCT, oCTFwd, oCTVal)
 	g.label(noCT)
 	g.recordFragment()
+	if g.events {
+		g.output(compile.ActionAllow)
+	}
 	g.ret(tcxNext)
+	g.label(lDeny)
+	if g.events {
+		g.output(compile.ActionDeny)
+	}
 	g.label(lDrop)
 	g.ret(tcxDrop)
+}
+
+// eventID stores the ID of what decides in the event (flow events only).
+func (g *gen) eventID(id uint64) {
+	if !g.events || id == 0 {
+		return
+	}
+	g.emit(stiw(oEvent, int64(int32(uint32(id)))), stiw(oEvent+4, int64(int32(uint32(id>>32)))))
+}
+
+// output writes the event in the scratch area to the ring buffer with
+// action a; when the ring buffer is full, it counts the event lost.
+func (g *gen) output(a compile.Action) {
+	done := g.fresh("event_done")
+	g.emit(stib(oEvent+15, int64(a)),
+		mapPtr(asm.R1, refEvents), asm.Mov.Reg(asm.R2, rS), asm.Add.Imm(asm.R2, oEvent),
+		asm.Mov.Imm(asm.R3, eventSize), asm.Mov.Imm(asm.R4, 0), asm.FnRingbufOutput.Call(),
+		asm.JEq.Imm(asm.R0, 0, done))
+	g.countLost(done)
+	g.label(done)
+}
+
+// countLost adds one to this CPU's lost-event counter, then goes to done.
+func (g *gen) countLost(done string) {
+	g.emit(asm.StoreImm(asm.R10, -8, 0, asm.Word),
+		mapPtr(asm.R1, refLost), asm.Mov.Reg(asm.R2, asm.R10), asm.Add.Imm(asm.R2, -8),
+		asm.FnMapLookupElem.Call(), asm.JEq.Imm(asm.R0, 0, done),
+		asm.LoadMem(asm.R1, asm.R0, 0, asm.DWord), asm.Add.Imm(asm.R1, 1), asm.StoreMem(asm.R0, 0, asm.R1, asm.DWord),
+		asm.Ja.Label(done))
 }
 
 // hostCheck drops what a pod sends to its own node (a FIB lookup that
@@ -569,7 +647,8 @@ func (g *gen) hostCheck() {
 	g.emit(asm.Mov.Reg(asm.R1, rCtx), asm.Mov.Reg(asm.R2, rS), asm.Add.Imm(asm.R2, oFib),
 		asm.Mov.Imm(asm.R3, 64), asm.Mov.Imm(asm.R4, 0), asm.FnFibLookup.Call(),
 		asm.JNE.Imm(asm.R0, 4, notLocal)) // BPF_FIB_LKUP_RET_NOT_FWDED: a local address
-	g.ret(tcxDrop)
+	g.eventID(idNodeDenied)
+	g.emit(asm.Ja.Label(lDeny))
 	g.label(notLocal)
 }
 
@@ -595,8 +674,9 @@ func (g *gen) match(s *step, ids idOf, fail string) {
 				asm.Mov.Reg(asm.R8, asm.R1))
 			g.label(miss)
 		}
-		g.emit(asm.JEq.Imm(asm.R8, -1, fail),
-			asm.And.Imm(asm.R8, 1), asm.JEq.Imm(asm.R8, 1, lDrop),
+		g.emit(asm.JEq.Imm(asm.R8, -1, fail))
+		g.eventID(s.ruleID)
+		g.emit(asm.And.Imm(asm.R8, 1), asm.JEq.Imm(asm.R8, 1, lDeny),
 			asm.Ja.Label("allow"))
 		return
 	}
@@ -705,8 +785,30 @@ func (g *gen) ranges(rs []compile.PortRange, portOff int16, in string) {
 }
 
 // denyAll is what an unknown workload interface gets: nothing passes.
-func denyAllProgram() asm.Instructions {
-	return asm.Instructions{asm.Mov.Imm(asm.R0, tcxDrop), asm.Return()}
+// With events, every packet is reported (interface and hook only: the
+// program parses nothing).
+func denyAllProgram(h hook, events bool) asm.Instructions {
+	if !events {
+		return asm.Instructions{asm.Mov.Imm(asm.R0, tcxDrop), asm.Return()}
+	}
+	g := newGen()
+	const ev = -eventSize - 8 // the event on the stack; R10-8 is the counter's key
+	g.emit(asm.Mov.Reg(rCtx, asm.R1), asm.Mov.Imm(asm.R1, 0))
+	for off := int16(0); off < eventSize; off += 8 {
+		g.emit(asm.StoreMem(asm.R10, ev+off, asm.R1, asm.DWord))
+	}
+	g.emit(asm.LoadImm(asm.R1, idFailClosed, asm.DWord), asm.StoreMem(asm.R10, ev, asm.R1, asm.DWord),
+		asm.LoadMem(asm.R1, rCtx, skbIfindex, asm.Word), asm.StoreMem(asm.R10, ev+8, asm.R1, asm.Word),
+		asm.StoreImm(asm.R10, ev+12, int64(h), asm.Byte),
+		asm.StoreImm(asm.R10, ev+15, int64(compile.ActionDeny), asm.Byte),
+		mapPtr(asm.R1, refEvents), asm.Mov.Reg(asm.R2, asm.R10), asm.Add.Imm(asm.R2, ev),
+		asm.Mov.Imm(asm.R3, eventSize), asm.Mov.Imm(asm.R4, 0), asm.FnRingbufOutput.Call(),
+		asm.JEq.Imm(asm.R0, 0, "done"))
+	g.countLost("done")
+	g.label("done")
+	g.ret(tcxDrop)
+	insns, _ := g.finish()
+	return insns
 }
 
 // runRuleEntries are the LPM keys of rule i of a run.

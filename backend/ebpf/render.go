@@ -16,12 +16,12 @@ import (
 // set's map entries. It needs no kernel: what Apply would load, as text.
 func Render(rs *compile.Ruleset) ([]byte, error) {
 	x := newIDs()
-	p, err := makePlan(rs, x, config{timeouts: DefaultTimeouts()})
+	p, err := makePlan(rs, x, config{timeouts: DefaultTimeouts(), events: defaultSettings().flowEvents})
 	if err != nil {
 		return nil, err
 	}
 	var w strings.Builder
-	planText(&w, p, x, p.attach)
+	planText(&w, p, x, p.renderLinks())
 	return []byte(w.String()), nil
 }
 
@@ -37,7 +37,7 @@ func planText(w *strings.Builder, p *plan, x *ids, links map[attachKey]string) {
 	}
 	keys := slices.SortedFunc(mapsKeys(links), func(a, b attachKey) int { return strings.Compare(a.String(), b.String()) })
 	for _, ak := range keys {
-		owner := p.owner[ak]
+		owner := p.ownerOf(ak)
 		if owner == "" {
 			owner = "unknown workload interface: fail closed"
 		}

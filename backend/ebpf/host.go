@@ -1,0 +1,362 @@
+package ebpf
+
+import (
+	"encoding/binary"
+	"fmt"
+	"maps"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"github.com/cilium/ebpf/asm"
+
+	"github.com/calyxnet/calyx/compile"
+)
+
+// skbIngressIfindex is the offset of ingress_ifindex in struct __sk_buff:
+// the interface a packet arrived on (skb->skb_iif), 0 for a packet the
+// node itself originated.
+const skbIngressIfindex = 36
+
+// loopback is the interface a wildcard host endpoint never covers.
+const loopback = "lo"
+
+// hostProg is what a host endpoint's program checks between conntrack and
+// its policy.
+type hostProg struct {
+	// addrs, for an endpoint known only by its addresses (Interface ""),
+	// are the node-side addresses it judges: the destination on ingress,
+	// the source on egress. Nil: every address.
+	addrs []netip.Addr
+	// failsafe are the fail-safe ports of the direction.
+	failsafe []compile.ProtoPort
+}
+
+// key identifies the prelude's code in the program cache.
+func (hp *hostProg) key() string {
+	var b strings.Builder
+	for _, a := range hp.addrs {
+		b.WriteString(a.Unmap().String())
+		b.WriteByte(',')
+	}
+	b.WriteByte('|')
+	for _, f := range hp.failsafe {
+		fmt.Fprintf(&b, "%d/%d/%s,", f.Protocol, f.Port, f.Net)
+	}
+	return b.String()
+}
+
+// hostAny is the program of a host endpoint that covers every host
+// interface (Interface "*" or ""), on one hook: which interfaces those
+// are is known only when Apply or Reconcile lists them.
+type hostAny struct {
+	key  string // the endpoint
+	hook hook
+	fp   string
+}
+
+// isHostInterface reports whether a wildcard host endpoint covers the
+// interface name: neither a workload interface nor loopback.
+func isHostInterface(name string) bool {
+	return name != loopback && !strings.HasPrefix(name, compile.InterfacePrefix)
+}
+
+// hostLinks adds to want the programs of wildcard host endpoints on every
+// host interface of ifaces that no named endpoint claims.
+func (p *plan) hostLinks(ifaces map[string]int, want map[attachKey]string) {
+	if len(p.hostAny) == 0 {
+		return
+	}
+	for name := range ifaces {
+		if !isHostInterface(name) {
+			continue
+		}
+		for _, ha := range p.hostAny {
+			ak := attachKey{name, ha.hook}
+			if _, named := p.attach[ak]; named {
+				continue
+			}
+			want[ak] = ha.fp
+		}
+	}
+}
+
+// ownerOf names the endpoint whose program runs at ak: a workload, a
+// named host endpoint, or the wildcard host endpoint; "" for an interface
+// no endpoint claims.
+func (p *plan) ownerOf(ak attachKey) string {
+	if o, ok := p.owner[ak]; ok {
+		return o
+	}
+	if ak.iface == "*" || isHostInterface(ak.iface) {
+		for _, ha := range p.hostAny {
+			if ha.hook == ak.hook {
+				return ha.key
+			}
+		}
+	}
+	return ""
+}
+
+// renderLinks are the links Render shows: the plan's named attachments,
+// and "*" for what wildcard host endpoints attach to every host interface.
+func (p *plan) renderLinks() map[attachKey]string {
+	if len(p.hostAny) == 0 {
+		return p.attach
+	}
+	out := maps.Clone(p.attach)
+	for _, ha := range p.hostAny {
+		out[attachKey{"*", ha.hook}] = ha.fp
+	}
+	return out
+}
+
+// hostPlanner generates host endpoint programs into a plan, with the
+// same program cache, set IDs and runs as the workloads' programs.
+type hostPlanner struct {
+	rs       *compile.Ruleset
+	p        *plan
+	cfg      config
+	idf      idOf
+	runs     map[string]*run
+	pc, next *progCache
+	wildcard string // the wildcard host endpoint planned so far
+	memo     map[string]string
+	failIn   []compile.ProtoPort
+	failOut  []compile.ProtoPort
+}
+
+// planHosts adds the programs and attachments of rs's host endpoints to
+// p: TCX ingress of a host interface runs the endpoint's ingress policy,
+// TCX egress its egress policy. A named endpoint is attached to its
+// interface; one with Interface "*" or "" to every host interface no
+// named endpoint claims (at most one such endpoint per node). An endpoint
+// with Interface "" and no address judges nothing and is not attached.
+func planHosts(rs *compile.Ruleset, p *plan, cfg config, idf idOf, runs map[string]*run, pc, next *progCache) error {
+	hp := &hostPlanner{rs: rs, p: p, cfg: cfg, idf: idf, runs: runs, pc: pc, next: next, memo: map[string]string{},
+		failIn: rs.Settings.FailsafeInbound, failOut: rs.Settings.FailsafeOutbound}
+	hp.cfg.hostDeny = false // DefaultEndpointToHostAction is the pods' business
+	var keys []string
+	for k, ep := range rs.Endpoints {
+		if ep.Kind == compile.HostEndpoint {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	for _, key := range keys {
+		if err := hp.endpoint(key, rs.Endpoints[key]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (hp *hostPlanner) endpoint(key string, ep *compile.Endpoint) error {
+	named := ep.Interface != "*" && ep.Interface != ""
+	switch {
+	case ep.Interface == "" && len(ep.Addrs) == 0:
+		return nil
+	case !named:
+		if hp.wildcard != "" {
+			return fmt.Errorf("%w: host endpoints %s and %s both cover every host interface (the eBPF dataplane renders one host endpoint without an interface name per node)",
+				ErrInvalidRuleset, hp.wildcard, key)
+		}
+		hp.wildcard = key
+	case strings.HasPrefix(ep.Interface, compile.InterfacePrefix):
+		return fmt.Errorf("%w: host endpoint %s names workload interface %s", ErrInvalidRuleset, key, ep.Interface)
+	}
+	for _, d := range []struct {
+		dp   *compile.DirectionPolicy
+		h    hook
+		fail []compile.ProtoPort
+	}{{&ep.Ingress, hookIngress, hp.failIn}, {&ep.Egress, hookEgress, hp.failOut}} {
+		prog := &hostProg{failsafe: d.fail}
+		if ep.Interface == "" {
+			prog.addrs = ep.Addrs
+		}
+		fp, err := hp.program(key, d.dp, d.h, prog)
+		if err != nil {
+			return err
+		}
+		if !named {
+			hp.p.hostAny = append(hp.p.hostAny, hostAny{key: key, hook: d.h, fp: fp})
+			continue
+		}
+		ak := attachKey{ep.Interface, d.h}
+		if prev, dup := hp.p.owner[ak]; dup {
+			return fmt.Errorf("%w: endpoints %s and %s share interface %s", ErrInvalidRuleset, prev, key, ep.Interface)
+		}
+		hp.p.owner[ak] = key
+		hp.p.attach[ak] = fp
+	}
+	return nil
+}
+
+// program generates (or finds in the cache) the program of one host
+// endpoint direction and returns its fingerprint.
+func (hp *hostPlanner) program(key string, dp *compile.DirectionPolicy, h hook, prog *hostProg) (string, error) {
+	rs, p := hp.rs, hp.p
+	cfg := hp.cfg
+	cfg.host = prog
+	mk := "host|" + dpKey(dp, h) + "|" + fmt.Sprint(cfg.events) + "|" + prog.key()
+	if fp, ok := hp.memo[mk]; ok {
+		return fp, nil
+	}
+	pols := policiesOf(rs, dp)
+	if slices.Contains(pols, nil) {
+		return "", fmt.Errorf("%w: endpoint %s: %s", ErrInvalidRuleset, key, missingPolicies(rs, dp))
+	}
+	var ps *progSpec
+	if hp.pc != nil {
+		if c, ok := hp.pc.entries[mk]; ok && slices.Equal(c.pols, pols) && setsPresent(rs, c.used) {
+			ps = c.ps
+			for _, n := range c.used {
+				hp.idf(n)
+			}
+			p.refs[ps.fp] = c.refs
+			hp.next.entries[mk] = c
+		}
+	}
+	if ps == nil {
+		if err := validatePolicies(rs, pols); err != nil {
+			return "", err
+		}
+		used := map[string]bool{}
+		refs := map[uint64]stepRef{}
+		var err error
+		ps, err = genProgram(rs, dp, h, cfg, func(name string) uint32 { used[name] = true; return hp.idf(name) }, refs)
+		if err != nil {
+			return "", fmt.Errorf("endpoint %s %s: %w", key, h, err)
+		}
+		p.refs[ps.fp] = refs
+		hp.next.entries[mk] = &cachedProg{pols: pols, ps: ps, used: slices.Sorted(maps.Keys(used)), refs: refs}
+	}
+	for _, r := range ps.runs {
+		hp.runs[r.name] = r
+	}
+	hp.memo[mk] = ps.fp
+	p.progs[ps.fp] = ps
+	return ps.fp, nil
+}
+
+// hostPrelude is what a host endpoint's program does after conntrack
+// missed and before its policy: a packet that is not the node's own
+// traffic (forwarded, or not to or from the endpoint's addresses) passes
+// untouched; a fail-safe port is allowed. On ingress the node's traffic
+// is what a FIB lookup finds a local route for; on egress what the node
+// originated (the packet arrived on no interface: ingress_ifindex 0).
+func (g *gen) hostPrelude(h hook, hp *hostProg) {
+	notOurs, body := g.fresh("host_not_ours"), g.fresh("host_policy")
+	own, peer := int16(oSetSrc+12), int16(oSetDst+12) // the node's side and the other side
+	if h == hookIngress {
+		own, peer = peer, own
+	}
+	if hp.addrs != nil {
+		ok := g.fresh("host_addr_ok")
+		for _, a := range hp.addrs {
+			a = a.Unmap()
+			next := g.fresh("host_addr_next")
+			g.prefixMatch(own, netip.PrefixFrom(a, a.BitLen()), next)
+			g.emit(asm.Ja.Label(ok))
+			g.label(next)
+		}
+		g.emit(asm.Ja.Label(notOurs))
+		g.label(ok)
+	}
+	if h == hookIngress {
+		g.fibLocal(notOurs)
+	} else {
+		g.emit(asm.LoadMem(asm.R1, rCtx, skbIngressIfindex, asm.Word), asm.JNE.Imm(asm.R1, 0, notOurs))
+	}
+	if len(hp.failsafe) > 0 {
+		noPorts := g.fresh("failsafe_none")
+		g.emit(ldb(asm.R1, oHasPorts), asm.JEq.Imm(asm.R1, 0, noPorts))
+		for _, f := range hp.failsafe {
+			next := g.fresh("failsafe_next")
+			g.emit(ldb(asm.R1, oProto), asm.JNE.Imm(asm.R1, int32(f.Protocol), next),
+				ldh(asm.R1, oDport), asm.JNE.Imm(asm.R1, int32(f.Port), next))
+			if f.Net.IsValid() {
+				g.prefixMatch(peer, f.Net, next)
+			}
+			g.emit(asm.Ja.Label("allow"))
+			g.label(next)
+		}
+		g.label(noPorts)
+	}
+	g.emit(asm.Ja.Label(body))
+	// Not the node's traffic: untouched. A first fragment opens the way
+	// for the rest, which carry no ports to tell.
+	g.label(notOurs)
+	g.recordFragment()
+	g.ret(tcxNext)
+	g.label(body)
+}
+
+// prefixMatch jumps to fail unless the address at R7+off (family oFam) is
+// in pfx. Words are compared as loaded: the constants are the prefix's
+// bytes in memory order.
+func (g *gen) prefixMatch(off int16, pfx netip.Prefix, fail string) {
+	pfx = pfx.Masked()
+	fam, addr, bits := int32(6), pfx.Addr().As16(), pfx.Bits()
+	if pfx.Addr().Is4() {
+		fam = 4
+		v := pfx.Addr().As4()
+		addr = [16]byte{}
+		copy(addr[:], v[:])
+	}
+	g.emit(ldb(asm.R1, oFam), asm.JNE.Imm(asm.R1, fam, fail))
+	for w := 0; bits > 0; w++ {
+		var mask [4]byte
+		for i := range 4 {
+			switch {
+			case bits >= 8:
+				mask[i] = 0xff
+				bits -= 8
+			case bits > 0:
+				mask[i] = byte(0xff << (8 - bits))
+				bits = 0
+			}
+		}
+		var want [4]byte
+		for i := range 4 {
+			want[i] = addr[4*w+i] & mask[i]
+		}
+		m, v := binary.NativeEndian.Uint32(mask[:]), binary.NativeEndian.Uint32(want[:])
+		g.emit(ldw(asm.R1, off+int16(4*w)))
+		if m != 0xffffffff {
+			g.emit(asm.And.Imm32(asm.R1, int32(m)))
+		}
+		g.emit(asm.JNE.Imm32(asm.R1, int32(v), fail))
+	}
+}
+
+// fibLocal jumps to notLocal unless a FIB lookup of the packet (from the
+// interface it arrived on) finds a local route: the node receives it.
+// Forwarded results (success, no neighbour, encapsulation, fragmentation
+// needed) and routes that drop (blackhole, unreachable, prohibit) are not
+// local; with forwarding off on the interface everything is.
+func (g *gen) fibLocal(notLocal string) {
+	v6, call := g.fresh("hfib_v6"), g.fresh("hfib_call")
+	g.emit(asm.Mov.Imm(asm.R1, 0))
+	for off := int16(0); off < 64; off += 8 {
+		g.emit(asm.StoreMem(rS, oFib+off, asm.R1, asm.DWord))
+	}
+	g.emit(ldb(asm.R1, oProto), stb(oFib+1, asm.R1),
+		asm.LoadMem(asm.R1, rCtx, skbIfindex, asm.Word), stw(oFib+8, asm.R1),
+		ldb(asm.R1, oFam), asm.JEq.Imm(asm.R1, 6, v6),
+		stib(oFib, 2))
+	g.copyWords(oSetSrc+12, 1, oFib+16)
+	g.copyWords(oSetDst+12, 1, oFib+32)
+	g.emit(asm.Ja.Label(call))
+	g.label(v6)
+	g.emit(stib(oFib, 10))
+	g.copyWords(oSetSrc+12, 4, oFib+16)
+	g.copyWords(oSetDst+12, 4, oFib+32)
+	g.label(call)
+	g.emit(asm.Mov.Reg(asm.R1, rCtx), asm.Mov.Reg(asm.R2, rS), asm.Add.Imm(asm.R2, oFib),
+		asm.Mov.Imm(asm.R3, 64), asm.Mov.Imm(asm.R4, 0), asm.FnFibLookup.Call(),
+		// 0 success, 1-3 blackhole/unreachable/prohibit (unsigned: an
+		// error code is huge), 6-8 encapsulation, no neighbour, MTU.
+		asm.JLT.Imm(asm.R0, 4, notLocal),
+		asm.JEq.Imm(asm.R0, 6, notLocal), asm.JEq.Imm(asm.R0, 7, notLocal), asm.JEq.Imm(asm.R0, 8, notLocal))
+}

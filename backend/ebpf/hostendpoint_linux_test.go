@@ -1,0 +1,328 @@
+//go:build linux
+
+package ebpf
+
+import (
+	"context"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/calyxnet/calyx/backend/model"
+	"github.com/calyxnet/calyx/compile"
+	"github.com/calyxnet/calyx/internal/lab"
+	"github.com/calyxnet/calyx/internal/lab/conformance"
+	"github.com/calyxnet/calyx/internal/podnet"
+)
+
+// TestHostEndpointConformance runs the shared host endpoint scenarios one
+// after another on the conformance lab: the node's traffic with the
+// external namespace must be what the model says, pod traffic (forwarded
+// or with the node) untouched by the host endpoint.
+func TestHostEndpointConformance(t *testing.T) {
+	r := newRig(t, conformance.Spec())
+	for _, sc := range conformance.HostScenarios() {
+		t.Run(sc.Name, func(t *testing.T) {
+			b := r.ir()
+			conformance.WithAllowAllProfiles(b)
+			sc.Build(b)
+			m := r.conform(t, b.RS)
+			nodeProbes, denied := 0, 0
+			for i, p := range m.Probes {
+				if p.From == lab.Node || p.To == lab.Node {
+					nodeProbes++
+					if !m.Allowed[i] {
+						denied++
+					}
+				}
+			}
+			if nodeProbes == 0 {
+				t.Fatalf("no probe of the node's own traffic")
+			}
+			t.Logf("%d probes, %d of the node's traffic, %d of them denied", len(m.Probes), nodeProbes, denied)
+			// The host endpoint's programs run on the external interface.
+			for _, at := range []ebpf.AttachType{ebpf.AttachTCXIngress, ebpf.AttachTCXEgress} {
+				if got := r.attached(t, lab.ExternalInterface, at); len(got) != 1 {
+					t.Fatalf("%s %v: %d programs attached, want 1", lab.ExternalInterface, at, len(got))
+				}
+			}
+		})
+	}
+}
+
+// TestHostEndpointForwardedUntouched: a deny-all host endpoint on every
+// interface ("*", no policy, no fail-safe port) cuts the node off from
+// the external namespace but leaves traffic between the external
+// namespace and the pods, which the node forwards, to the pods' policy;
+// loopback and workload interfaces get no host endpoint program; Close
+// leaves no link on the host interfaces.
+func TestHostEndpointForwardedUntouched(t *testing.T) {
+	r := newRig(t, conformance.Spec())
+	b := r.ir()
+	conformance.WithAllowAllProfiles(b)
+	ep := &compile.Endpoint{Key: "host:node/all", Kind: compile.HostEndpoint, Interface: "*", Addrs: r.lab.Spec().Nodes()}
+	b.RS.Endpoints[ep.Key] = ep
+	m := r.conform(t, b.RS)
+	forwarded, node := 0, 0
+	for i, p := range m.Probes {
+		switch {
+		case p.From == lab.External && p.To != lab.Node, p.To == lab.External && p.From != lab.Node:
+			forwarded++
+			if !m.Allowed[i] {
+				t.Errorf("forwarded %s denied", p.String())
+			}
+		case p.From == lab.Node || p.To == lab.Node:
+			node++
+			if m.Allowed[i] {
+				t.Errorf("node traffic %s allowed by a deny-all host endpoint", p.String())
+			}
+		}
+	}
+	if forwarded == 0 || node == 0 {
+		t.Fatalf("%d forwarded probes, %d of the node's traffic: the lab checks nothing", forwarded, node)
+	}
+	hostIfs := []string{lab.ExternalInterface, podnet.UplinkName}
+	ats := []ebpf.AttachType{ebpf.AttachTCXIngress, ebpf.AttachTCXEgress}
+	for _, name := range hostIfs {
+		for _, at := range ats {
+			if got := r.attached(t, name, at); len(got) != 1 {
+				t.Fatalf("%s %v: %d programs attached, want 1", name, at, len(got))
+			}
+		}
+	}
+	for _, at := range ats {
+		if got := r.attached(t, "lo", at); len(got) != 0 {
+			t.Fatalf("lo %v: %d programs attached, want none", at, len(got))
+		}
+	}
+	dump, err := r.b.Dump(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(dump), "link "+lab.ExternalInterface+"/ingress program ") ||
+		!strings.Contains(string(dump), "(host:node/all)") {
+		t.Fatalf("dump does not show the host endpoint's links:\n%s", dump)
+	}
+
+	// A named host endpoint wins for its interface; the wildcard one
+	// keeps the others.
+	named := &compile.Endpoint{Key: "host:node/ext", Kind: compile.HostEndpoint, Interface: lab.ExternalInterface,
+		Addrs: r.lab.Spec().Nodes()}
+	named.Ingress.Profiles = []compile.PolicyID{b.AllowAllProfile()}
+	named.Egress.Profiles = []compile.PolicyID{b.AllowAllProfile()}
+	b.RS.Endpoints[named.Key] = named
+	m = r.conform(t, b.RS)
+	for i, p := range m.Probes {
+		if (p.From == lab.Node || p.To == lab.Node) && !m.Allowed[i] {
+			t.Errorf("node traffic %s denied although the named host endpoint allows all", p.String())
+		}
+	}
+	if a, ok := r.b.links[attachKey{podnet.UplinkName, hookIngress}]; !ok || a.fp == r.b.links[attachKey{lab.ExternalInterface, hookIngress}].fp {
+		t.Fatalf("the uplink should keep the wildcard endpoint's program, the external interface run the named one's")
+	}
+
+	if err := r.b.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range hostIfs {
+		for _, at := range ats {
+			if got := r.attached(t, name, at); len(got) != 0 {
+				t.Fatalf("after Close, %s %v: %d programs still attached", name, at, len(got))
+			}
+		}
+	}
+}
+
+// TestHostEndpointMissingInterface: a host endpoint naming an interface
+// the node does not have is not attached (and reported missing); once the
+// interface exists, Reconcile attaches it.
+func TestHostEndpointMissingInterface(t *testing.T) {
+	r := newRig(t, conformance.Spec())
+	ctx := context.Background()
+	b := r.ir()
+	conformance.WithAllowAllProfiles(b)
+	const name = "cxlater0"
+	ep := &compile.Endpoint{Key: "host:node/later", Kind: compile.HostEndpoint, Interface: name, Addrs: r.lab.Spec().Nodes()}
+	b.RS.Endpoints[ep.Key] = ep
+	if err := r.b.Apply(ctx, b.RS); err != nil {
+		t.Fatal(err)
+	}
+	if st := r.b.LastApply(); len(st.MissingInterfaces) != 1 || st.MissingInterfaces[0] != name {
+		t.Fatalf("missing interfaces %v, want [%s]", st.MissingInterfaces, name)
+	}
+	if err := r.noDrift(ctx); err != nil {
+		t.Fatalf("a missing host interface is drift: %v", err)
+	}
+	addDummy(t, r, name)
+	d, err := r.b.Reconcile(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.LinksReattached != 2 {
+		t.Fatalf("Reconcile after the interface appeared: %s; want 2 links attached", d)
+	}
+	for _, at := range []ebpf.AttachType{ebpf.AttachTCXIngress, ebpf.AttachTCXEgress} {
+		if got := r.attached(t, name, at); len(got) != 1 {
+			t.Fatalf("%s %v: %d programs attached, want 1", name, at, len(got))
+		}
+	}
+}
+
+// TestHostEndpointInvalid: a host endpoint on a workload interface, or
+// two that both cover every host interface, are refused.
+func TestHostEndpointInvalid(t *testing.T) {
+	for name, eps := range map[string][]*compile.Endpoint{
+		"workload interface": {{Key: "host:n/a", Kind: compile.HostEndpoint, Interface: compile.InterfacePrefix + "x"}},
+		"two wildcards": {{Key: "host:n/a", Kind: compile.HostEndpoint, Interface: "*"},
+			{Key: "host:n/b", Kind: compile.HostEndpoint, Interface: "", Addrs: []netip.Addr{netip.MustParseAddr("192.0.2.1")}}},
+	} {
+		rs := &compile.Ruleset{Endpoints: map[string]*compile.Endpoint{}, Policies: map[compile.PolicyID]*compile.Policy{},
+			Sets: map[compile.SetID]*compile.IPSet{}}
+		for _, ep := range eps {
+			rs.Endpoints[ep.Key] = ep
+		}
+		if _, err := Render(rs); err == nil {
+			t.Errorf("%s: rendered", name)
+		}
+	}
+}
+
+// hostRun runs a host endpoint program with BPF_PROG_TEST_RUN; iif is the
+// interface the packet arrived on (0: the node sent it). It reports
+// whether the packet passes.
+func hostRun(t *testing.T, l *loaded, p *pkt, iif uint32) bool {
+	t.Helper()
+	var ctx [11]uint32 // struct __sk_buff up to ifindex
+	ctx[skbIngressIfindex/4] = iif
+	ret, err := l.entry.Run(&ebpf.RunOptions{Data: frame(p), Context: ctx})
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	return int32(ret) != tcxDrop
+}
+
+// TestHostEndpointFailsafePrograms runs host endpoint programs without
+// policy (deny) on crafted packets: fail-safe ports with and without a
+// net, both families, both hooks; packets the node did not originate
+// pass the egress program untouched. BPF_PROG_TEST_RUN runs on the
+// loopback device: destinations in 127.0.0.0/8 and ::1 are the node's.
+func TestHostEndpointFailsafePrograms(t *testing.T) {
+	h := newHarness(t)
+	rs := &compile.Ruleset{Endpoints: map[string]*compile.Endpoint{}, Policies: map[compile.PolicyID]*compile.Policy{},
+		Sets: map[compile.SetID]*compile.IPSet{}}
+	rs.Settings.FailsafeInbound = []compile.ProtoPort{
+		{Protocol: 6, Port: 22},
+		{Protocol: 17, Port: 53, Net: netip.MustParsePrefix("203.0.113.0/24")},
+		{Protocol: 6, Port: 2222, Net: netip.MustParsePrefix("2001:db8:1::/48")},
+		{Protocol: 6, Port: 2223, Net: netip.MustParsePrefix("198.51.100.128/25")},
+	}
+	rs.Settings.FailsafeOutbound = []compile.ProtoPort{
+		{Protocol: 17, Port: 53},
+		{Protocol: 6, Port: 443, Net: netip.MustParsePrefix("198.51.100.0/24")},
+	}
+	named := &compile.Endpoint{Key: "host:node/eth0", Kind: compile.HostEndpoint, Interface: "eth0"}
+	byAddr := &compile.Endpoint{Key: "host:node/addr", Kind: compile.HostEndpoint, Interface: "",
+		Addrs: []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("::1")}}
+	rs.Endpoints[named.Key] = named
+	rs.Endpoints[byAddr.Key] = byAddr
+	h.apply(rs)
+	prog := func(ak attachKey) *loaded {
+		fp, ok := h.plan.attach[ak]
+		if !ok {
+			for _, ha := range h.plan.hostAny {
+				if ak.iface == "" && ha.hook == ak.hook {
+					fp, ok = ha.fp, true
+				}
+			}
+		}
+		if !ok || h.progs[fp] == nil {
+			t.Fatalf("no program for %s", ak)
+		}
+		return h.progs[fp]
+	}
+	in, out := prog(attachKey{"eth0", hookIngress}), prog(attachKey{"eth0", hookEgress})
+	addrIn, addrOut := prog(attachKey{"", hookIngress}), prog(attachKey{"", hookEgress})
+	a := netip.MustParseAddr
+	tcp := func(src, dst string, dport uint16) *pkt {
+		return &pkt{Packet: model.Packet{Src: a(src), Dst: a(dst), Protocol: 6, SrcPort: 40000, DstPort: dport}, tcpFlags: tcpSYN}
+	}
+	udp := func(src, dst string, dport uint16) *pkt {
+		return &pkt{Packet: model.Packet{Src: a(src), Dst: a(dst), Protocol: 17, SrcPort: 40000, DstPort: dport}}
+	}
+	cases := []struct {
+		name string
+		l    *loaded
+		p    *pkt
+		iif  uint32
+		want bool
+	}{
+		{"in tcp 22, any source", in, tcp("192.0.2.9", "127.0.0.1", 22), 1, true},
+		{"in tcp 22 over IPv6", in, tcp("2001:db8::9", "::1", 22), 1, true},
+		{"in udp 22: wrong protocol", in, udp("192.0.2.9", "127.0.0.1", 22), 1, false},
+		{"in tcp 23", in, tcp("192.0.2.9", "127.0.0.1", 23), 1, false},
+		{"in udp 53 from its net", in, udp("203.0.113.77", "127.0.0.1", 53), 1, true},
+		{"in udp 53 from outside its net", in, udp("203.0.114.77", "127.0.0.1", 53), 1, false},
+		{"in tcp 2222 from its IPv6 net", in, tcp("2001:db8:1:ffff::5", "::1", 2222), 1, true},
+		{"in tcp 2222 from outside its IPv6 net", in, tcp("2001:db8:2::5", "::1", 2222), 1, false},
+		{"in tcp 2222 over IPv4: the net is IPv6", in, tcp("192.0.2.9", "127.0.0.1", 2222), 1, false},
+		{"in tcp 2223 from the /25", in, tcp("198.51.100.200", "127.0.0.1", 2223), 1, true},
+		{"in tcp 2223 from the other half", in, tcp("198.51.100.100", "127.0.0.1", 2223), 1, false},
+		{"out udp 53 anywhere", out, udp("127.0.0.1", "192.0.2.9", 53), 0, true},
+		{"out tcp 443 to its net", out, tcp("127.0.0.1", "198.51.100.3", 443), 0, true},
+		{"out tcp 443 elsewhere", out, tcp("127.0.0.1", "198.51.101.3", 443), 0, false},
+		{"out tcp 80", out, tcp("127.0.0.1", "192.0.2.9", 80), 0, false},
+		{"out tcp 80 forwarded: untouched", out, tcp("10.77.0.1", "192.0.2.9", 80), 5, true},
+		{"out inbound fail-safe port is not outbound", out, tcp("127.0.0.1", "192.0.2.9", 22), 0, false},
+		{"by address: in to its address", addrIn, tcp("192.0.2.9", "127.0.0.1", 80), 1, false},
+		{"by address: in fail-safe", addrIn, tcp("192.0.2.9", "127.0.0.1", 22), 1, true},
+		{"by address: in to another local address", addrIn, tcp("192.0.2.9", "127.0.0.2", 80), 1, true},
+		{"by address: in to its IPv6 address", addrIn, tcp("2001:db8::9", "::1", 80), 1, false},
+		{"by address: out from its address", addrOut, tcp("127.0.0.1", "192.0.2.9", 80), 0, false},
+		{"by address: out from another address", addrOut, tcp("127.0.0.2", "192.0.2.9", 80), 0, true},
+		{"by address: out forwarded from its address", addrOut, tcp("127.0.0.1", "192.0.2.9", 80), 5, true},
+	}
+	for _, c := range cases {
+		h.flush()
+		if got := hostRun(t, c.l, c.p, c.iif); got != c.want {
+			t.Errorf("%s: passes=%v, want %v", c.name, got, c.want)
+		}
+	}
+	// The model agrees where it speaks (the node's own traffic of the
+	// named endpoint, whose addresses it knows here).
+	named.Addrs = []netip.Addr{a("127.0.0.1"), a("::1")}
+	delete(rs.Endpoints, byAddr.Key)
+	idx := model.NewIndex(rs)
+	for _, c := range cases {
+		if c.l != in && c.l != out || c.iif != 0 && c.l == out {
+			continue
+		}
+		if got := idx.Allowed(c.p.Packet); got != c.want {
+			t.Errorf("%s: model says %v, the program %v", c.name, got, c.want)
+		}
+	}
+}
+
+// addDummy adds a veth pair name / name+"p" to the lab's node namespace.
+func addDummy(t *testing.T, r *rig, name string) {
+	t.Helper()
+	h, err := netlink.NewHandleAt(nlns.NsHandle(r.lab.NodeNS().Fd()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	if err := h.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: name}, PeerName: name + "p"}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		h, err := netlink.NewHandleAt(nlns.NsHandle(r.lab.NodeNS().Fd()))
+		if err != nil {
+			return
+		}
+		defer h.Close()
+		if l, err := h.LinkByName(name); err == nil {
+			_ = h.LinkDel(l)
+		}
+	})
+}
