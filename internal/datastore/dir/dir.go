@@ -25,21 +25,43 @@
 // The same object defined in two places is reported as a *DuplicateError;
 // the first definition, in path order, is used.
 //
+// # Keeping up to date
+//
+// A store reads the whole tree once, at its first operation, and then
+// follows it: fsnotify reports the files that change (subdirectories
+// included, new ones as they appear), and the store reads again only
+// those, at its next operation. Its merged view (which file defines each
+// object, which definition is in force, which files are broken) is
+// updated file by file, so a change costs what the changed file holds,
+// whatever the size of the tree. A rename, a symlink or a new directory
+// (a ConfigMap's ..data swap, a git checkout) makes it walk the tree and
+// read the files whose size, modification time or inode changed; so do a
+// periodic rescan (Options.Resync) and an fsnotify queue overflow. Where
+// fsnotify is unavailable, every operation walks the tree.
+//
+// Writers that hold the lock (below) also record the files they wrote in
+// <root>/.calyx.journal, replaced atomically after the files: every store
+// reads the journal at its next operation and reads those files again, so
+// a write through one store (another calyxctl) is seen by the next read of
+// any other at once, without waiting for fsnotify. When the journal has
+// moved on further than it remembers, the reader walks the tree.
+//
 // # Watching
 //
-// Watch follows the tree with fsnotify (subdirectories included, new ones
-// as they appear) and waits for a quiet period (Options.Debounce) after a
-// burst of events before re-reading, so an editor's write-truncate-write
-// or a git checkout is seen once, whole. Quick successive changes of one
-// object may therefore be merged into one event. A periodic rescan
-// (Options.Resync) and a rescan after an fsnotify queue overflow catch
-// anything missed.
+// Watch reports the changes of the merged view. After a burst of fsnotify
+// events it waits for a quiet period (Options.Debounce, at most
+// Options.MaxDelay after the burst began) before reading, so an editor's
+// write-truncate-write or a git checkout is seen once, whole; quick
+// successive changes of one object may therefore be merged into one
+// event. A write through a store is whole when its journal entry is made:
+// it is reported at once, with no quiet period.
 //
 // # Writing
 //
 // Create, Replace, Apply and Delete (calyxctl) hold an exclusive lock on
-// <root>/.calyx.lock, re-read the tree, check the revision, and write one
-// file atomically (a temporary file renamed over it). An object that
+// <root>/.calyx.lock, bring the store up to date (above), check the
+// revision, and write one file atomically (a temporary file renamed over
+// it), then the journal. An object that
 // already lives in a file is rewritten in place in that file: the YAML
 // document holding it is re-encoded with policy.Encode (its comments are
 // lost; the other documents of the file are kept byte for byte); deleting
@@ -134,9 +156,18 @@ type Store struct {
 
 	mu     sync.Mutex
 	files  map[string]*file
-	cached *view     // the merged view of files; nil when a file changed
+	idx    index     // the merged view of files, kept up to date per file
 	last   *lastGood // nil without Options.StateDir
 	closed bool
+
+	// How the store learns of changes without reading the tree again.
+	loaded   bool            // the tree was read whole once
+	tr       *tracker        // fsnotify on the tree; nil until loaded, or without fsnotify
+	pending  map[string]bool // paths the tracker saw change, not read yet
+	needWalk bool            // something the tracker saw needs the tree walked
+	trErrs   []error         // the tracker's errors, for the watches
+	jr       journalPos      // the writers' journal as far as this store read it
+	walks    int             // of the whole tree, for tests
 }
 
 var _ datastore.Store = (*Store)(nil)
@@ -192,7 +223,7 @@ func Open(ctx context.Context, root string, opts Options) (*Store, error) {
 	if !info.IsDir() {
 		return nil, fmt.Errorf("directory store: %s is not a directory", root)
 	}
-	s := &Store{root: filepath.Clean(root), opts: opts, log: log, done: make(chan struct{}), files: map[string]*file{}}
+	s := &Store{root: filepath.Clean(root), opts: opts, log: log, done: make(chan struct{}), files: map[string]*file{}, idx: newIndex(), pending: map[string]bool{}}
 	if opts.StateDir != "" {
 		s.last = &lastGood{dir: opts.StateDir, log: log}
 	}
@@ -207,13 +238,13 @@ func (s *Store) Root() string { return s.root }
 func (s *Store) List(ctx context.Context) ([]datastore.Item, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.refreshLocked(ctx, nil); err != nil {
+	if err := s.syncLocked(ctx, false); err != nil {
 		return nil, err
 	}
-	v := s.viewLocked()
-	out := make([]datastore.Item, 0, len(v.keys))
-	for _, k := range v.keys {
-		it, err := copyItem(v.items[k])
+	keys := s.idx.sortedKeys()
+	out := make([]datastore.Item, 0, len(keys))
+	for _, k := range keys {
+		it, err := copyItem(s.idx.items[k])
 		if err != nil {
 			return nil, err
 		}
@@ -227,11 +258,11 @@ func (s *Store) List(ctx context.Context) ([]datastore.Item, error) {
 func (s *Store) Problems(ctx context.Context) ([]error, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.refreshLocked(ctx, nil); err != nil {
+	if err := s.syncLocked(ctx, false); err != nil {
 		return nil, err
 	}
 	var out []error
-	for _, p := range s.viewLocked().problems {
+	for _, p := range s.problemsLocked() {
 		out = append(out, p.err)
 	}
 	return out, nil
@@ -241,10 +272,10 @@ func (s *Store) Problems(ctx context.Context) ([]error, error) {
 func (s *Store) Get(ctx context.Context, key policy.ObjectKey) (datastore.Item, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.refreshLocked(ctx, nil); err != nil {
+	if err := s.syncLocked(ctx, false); err != nil {
 		return datastore.Item{}, err
 	}
-	it, ok := s.viewLocked().items[key]
+	it, ok := s.idx.items[key]
 	if !ok {
 		return datastore.Item{}, fmt.Errorf("%s: %w", key, datastore.ErrNotFound)
 	}
@@ -272,9 +303,54 @@ func (s *Store) Close() error {
 	return nil
 }
 
-// refreshLocked brings the cache up to date with the tree: files whose
-// size, modification time or inode changed, and those in force, are read
-// again. s.mu is held.
+// syncLocked brings the store up to date with the tree. The first call
+// reads the tree whole and starts the tracker; later calls read only the
+// files the tracker saw change and those other writers wrote (the
+// journal), so their cost does not grow with the size of the tree.
+// Without a tracker (fsnotify unavailable) every call walks the tree and
+// reads the files whose size, modification time or inode changed. With
+// journalOnly, the tracker's paths are left for later (a watch's urgent
+// flush must not read an editor's half-written file). s.mu is held.
+func (s *Store) syncLocked(ctx context.Context, journalOnly bool) error {
+	if s.closed {
+		return datastore.ErrClosed
+	}
+	if !s.loaded {
+		s.startTrackerLocked()
+		// The journal's position before the walk: writes after it are
+		// read again from the journal, at worst twice.
+		s.jr = s.readJournalPos()
+		if err := s.refreshLocked(ctx, nil); err != nil {
+			return err
+		}
+		s.loaded = true
+		return nil
+	}
+	if s.tr == nil {
+		return s.refreshLocked(ctx, nil)
+	}
+	if !journalOnly {
+		if s.needWalk {
+			s.needWalk = false
+			s.pending = map[string]bool{}
+			if err := s.refreshLocked(ctx, nil); err != nil {
+				return err
+			}
+		} else if len(s.pending) > 0 {
+			paths := s.pending
+			s.pending = map[string]bool{}
+			if !s.refreshPathsLocked(paths) {
+				if err := s.refreshLocked(ctx, paths); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return s.followJournalLocked(ctx)
+}
+
+// refreshLocked walks the tree: files whose size, modification time or
+// inode changed, and those in force, are read again. s.mu is held.
 func (s *Store) refreshLocked(ctx context.Context, force map[string]bool) error {
 	if s.closed {
 		return datastore.ErrClosed
@@ -294,6 +370,13 @@ func (s *Store) refreshLocked(ctx context.Context, force map[string]bool) error 
 	if err := runJobs(ctx, jobs); err != nil {
 		return err
 	}
+	if !s.loaded {
+		n := 0
+		for _, j := range jobs {
+			n += len(j.entries)
+		}
+		s.idx.grow(n)
+	}
 	for _, j := range jobs {
 		s.apply(j)
 	}
@@ -307,6 +390,47 @@ func (s *Store) refreshLocked(ctx context.Context, force map[string]bool) error 
 		}
 	}
 	return nil
+}
+
+// refreshPathsLocked re-reads just the files named, when that is enough:
+// every path is a regular policy file (or one that is gone) or one of the
+// store's own files. Anything else (a directory, a symlink, a hidden name
+// such as a ConfigMap's ..data) needs the whole tree walked: it returns
+// false and reads nothing.
+func (s *Store) refreshPathsLocked(paths map[string]bool) bool {
+	var files []string
+	for p := range paths {
+		base := filepath.Base(p)
+		if strings.HasPrefix(base, ownPrefix) {
+			continue
+		}
+		if hidden(base) || !policyFile(p) {
+			return false
+		}
+		info, err := os.Lstat(p)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+		case err != nil || !info.Mode().IsRegular():
+			return false
+		}
+		files = append(files, p)
+	}
+	for _, p := range files {
+		s.rereadLocked(p)
+	}
+	return true
+}
+
+// rereadLocked reads p again whatever its stat says, or forgets it when
+// it is gone.
+func (s *Store) rereadLocked(p string) {
+	if _, err := os.Lstat(p); errors.Is(err, fs.ErrNotExist) {
+		if _, known := s.files[p]; known {
+			s.forgetLocked(p)
+		}
+		return
+	}
+	s.readFile(p, true)
 }
 
 // runJobs reads and decodes files on every CPU: a directory of 10,000
@@ -341,6 +465,7 @@ feed:
 
 // walk lists the policy files below the root in lexical order.
 func (s *Store) walk() ([]string, error) {
+	s.walks++
 	var paths []string
 	err := filepath.WalkDir(s.root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -447,12 +572,12 @@ func (j *readJob) run() {
 }
 
 func (s *Store) apply(j *readJob) {
-	s.cached = nil
 	f := s.files[j.p]
 	if f == nil {
 		f = &file{}
 		s.files[j.p] = f
 	}
+	defer func() { s.idx.setBroken(j.p, f.err) }()
 	switch {
 	case j.err != nil:
 		f.err = &SourceError{Path: j.p, Err: j.err}
@@ -477,7 +602,8 @@ func (s *Store) apply(j *readJob) {
 		s.recallLocked(j.p, f)
 		return
 	}
-	f.entries, f.err, f.badSum = j.entries, nil, nil
+	f.err, f.badSum = nil, nil
+	s.idx.setEntries(s.files, j.p, f, j.entries)
 	if s.last != nil {
 		s.last.save(j.p, j.sum, j.data)
 	}
@@ -491,7 +617,7 @@ func (s *Store) recallLocked(p string, f *file) {
 	}
 	f.recalled = true
 	if entries, ok := s.last.load(p); ok {
-		f.entries = entries
+		s.idx.setEntries(s.files, p, f, entries)
 	}
 }
 
@@ -516,66 +642,16 @@ func decode(data []byte, p string) ([]entry, error) {
 	return entries, nil
 }
 
-// view is the merged state of the tree.
-type view struct {
-	keys     []policy.ObjectKey // sorted
-	items    map[policy.ObjectKey]datastore.Item
-	where    map[policy.ObjectKey]string // the file of each object
-	problems []problem
-}
-
-type problem struct {
-	source string
-	err    error
-}
-
 // forgetLocked drops a file that is gone.
 func (s *Store) forgetLocked(p string) {
+	if f := s.files[p]; f != nil {
+		s.idx.setEntries(s.files, p, f, nil)
+	}
+	s.idx.setBroken(p, nil)
 	delete(s.files, p)
-	s.cached = nil
 	if s.last != nil {
 		s.last.forget(p)
 	}
-}
-
-// viewLocked merges the files' objects: the first definition in path
-// order wins. The view is shared until a file changes: do not modify it.
-func (s *Store) viewLocked() *view {
-	if s.cached == nil {
-		s.cached = s.mergeLocked()
-	}
-	return s.cached
-}
-
-func (s *Store) mergeLocked() *view {
-	paths := make([]string, 0, len(s.files))
-	n := 0
-	for p, f := range s.files {
-		paths = append(paths, p)
-		n += len(f.entries)
-	}
-	slices.Sort(paths)
-	// Sized up front: with 10,000 objects the view is rebuilt on every
-	// change, and growing its maps was most of that.
-	v := &view{items: make(map[policy.ObjectKey]datastore.Item, n), where: make(map[policy.ObjectKey]string, n), keys: make([]policy.ObjectKey, 0, n)}
-	for _, p := range paths {
-		f := s.files[p]
-		if f.err != nil {
-			v.problems = append(v.problems, problem{source: p, err: f.err})
-		}
-		for _, e := range f.entries {
-			k := e.key
-			if prev, dup := v.items[k]; dup {
-				v.problems = append(v.problems, problem{source: p, err: &DuplicateError{Key: k, Used: prev.Origin.Position, Ignored: e.origin.Position}})
-				continue
-			}
-			v.items[k] = datastore.Item{Object: e.obj, Revision: e.rev, Origin: e.origin}
-			v.where[k] = p
-			v.keys = append(v.keys, k)
-		}
-	}
-	slices.SortFunc(v.keys, datastore.CompareKeys)
-	return v
 }
 
 func statOf(info os.FileInfo) fileStat {

@@ -182,6 +182,7 @@ func TestNewObjectPath(t *testing.T) {
 		names = append(names, e.Name())
 	}
 	assert.Equal(t, []string{
+		".calyx.journal",
 		".calyx.lock",
 		"globalnetworkpolicy.security.deny-all.yaml",
 		"globalnetworkset.pools-2.yaml",

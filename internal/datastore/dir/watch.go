@@ -2,16 +2,8 @@ package dir
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
-	"slices"
-	"strings"
 	"time"
-
-	"github.com/fsnotify/fsnotify"
 
 	"github.com/calyxnet/calyx/internal/datastore"
 	"github.com/calyxnet/calyx/policy"
@@ -21,69 +13,59 @@ import (
 // are found and batched.
 func (s *Store) Watch(ctx context.Context) (<-chan datastore.Event, error) {
 	s.mu.Lock()
-	closed := s.closed
-	s.mu.Unlock()
-	if closed {
+	defer s.mu.Unlock()
+	if s.closed {
 		return nil, datastore.ErrClosed
 	}
-	fw, err := fsnotify.NewWatcher()
-	if err != nil {
-		return nil, fmt.Errorf("directory store: watch: %w", err)
+	if !s.loaded {
+		// Follow the tree (and read it whole) before the first
+		// listing, so no change between the two is lost.
+		if err := s.syncLocked(ctx, false); err != nil {
+			return nil, err
+		}
 	}
-	w := &watch{s: s, fw: fw, sent: map[policy.ObjectKey]string{}, reported: map[string]string{}, watched: map[string]bool{}}
-	// Watch the directories before the first read, so no change between
-	// the read and the watch is lost.
-	if err := w.addTree(s.root); err != nil {
-		fw.Close()
-		return nil, err
+	if s.tr == nil {
+		return nil, fmt.Errorf("directory store: watch %s: fsnotify is unavailable", s.root)
 	}
+	w := &watch{
+		s:        s,
+		sent:     map[policy.ObjectKey]string{},
+		reported: map[string]string{},
+		all:      true,
+		dirty:    map[policy.ObjectKey]struct{}{},
+		wake:     make(chan struct{}, 1),
+		wakeNow:  make(chan struct{}, 1),
+	}
+	s.idx.subs[w] = struct{}{}
 	ch := make(chan datastore.Event)
 	go w.run(ctx, ch)
 	return ch, nil
 }
 
-// watch is the state of one Watch: what it has told its consumer.
+// watch is the state of one Watch: what it has told its consumer, and
+// the keys that changed since.
 type watch struct {
 	s        *Store
-	fw       *fsnotify.Watcher
 	sent     map[policy.ObjectKey]string // key → revision sent
 	reported map[string]string           // source → problem text sent
-	watched  map[string]bool             // directories added to fw
-}
-
-// addTree watches dir and the non-hidden directories below it.
-func (w *watch) addTree(dir string) error {
-	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if p == dir && dir == w.s.root {
-				return fmt.Errorf("directory store: watch: %w", err)
-			}
-			return fs.SkipDir
-		}
-		if !d.IsDir() {
-			return nil
-		}
-		if p != w.s.root && hidden(d.Name()) {
-			return fs.SkipDir
-		}
-		if w.watched[p] {
-			return nil
-		}
-		if err := w.fw.Add(p); err != nil {
-			if p == w.s.root {
-				return fmt.Errorf("directory store: watch %s: %w", p, err)
-			}
-			w.s.log.Warn("cannot watch policy directory", "dir", p, "err", err)
-			return nil
-		}
-		w.watched[p] = true
-		return nil
-	})
+	// Under s.mu: the keys that may have changed since the last flush
+	// (all: every key, the first listing).
+	all   bool
+	dirty map[policy.ObjectKey]struct{}
+	errs  int // s.trErrs already sent
+	// problemsSeen is the index's problemsChanged at the last flush.
+	problemsSeen uint64
+	wake         chan struct{} // the tree changed: flush after a quiet period
+	wakeNow      chan struct{} // a whole write is done: flush now
 }
 
 func (w *watch) run(ctx context.Context, ch chan<- datastore.Event) {
 	defer close(ch)
-	defer w.fw.Close()
+	defer func() {
+		w.s.mu.Lock()
+		delete(w.s.idx.subs, w)
+		w.s.mu.Unlock()
+	}()
 	send := func(evs []datastore.Event) bool {
 		for _, ev := range evs {
 			select {
@@ -96,7 +78,7 @@ func (w *watch) run(ctx context.Context, ch chan<- datastore.Event) {
 		}
 		return true
 	}
-	evs, err := w.changes(ctx, nil)
+	evs, err := w.changes(ctx, false, false)
 	if err != nil {
 		evs = append(evs, datastore.Event{Type: datastore.EventError, Source: w.s.root, Err: err})
 	}
@@ -108,7 +90,6 @@ func (w *watch) run(ctx context.Context, ch chan<- datastore.Event) {
 		timer      = time.NewTimer(time.Hour)
 		pending    bool
 		burstStart time.Time
-		dirty      = map[string]bool{}
 		resync     <-chan time.Time
 	)
 	timer.Stop()
@@ -118,8 +99,8 @@ func (w *watch) run(ctx context.Context, ch chan<- datastore.Event) {
 		defer t.Stop()
 		resync = t.C
 	}
-	flush := func(force map[string]bool) bool {
-		evs, err := w.changes(ctx, force)
+	flush := func(journalOnly, walk bool) bool {
+		evs, err := w.changes(ctx, journalOnly, walk)
 		if err != nil {
 			if ctx.Err() != nil {
 				return false
@@ -134,19 +115,7 @@ func (w *watch) run(ctx context.Context, ch chan<- datastore.Event) {
 			return
 		case <-w.s.done:
 			return
-		case ev, ok := <-w.fw.Events:
-			if !ok {
-				return
-			}
-			if ev.Has(fsnotify.Create) {
-				// A new directory (mkdir, git checkout, a ConfigMap's
-				// new ..data target) must be watched too, with what it
-				// already holds.
-				if info, err := os.Stat(ev.Name); err == nil && info.IsDir() {
-					_ = w.addTree(ev.Name)
-				}
-			}
-			dirty[ev.Name] = true
+		case <-w.wake:
 			now := time.Now()
 			if !pending {
 				pending, burstStart = true, now
@@ -154,70 +123,82 @@ func (w *watch) run(ctx context.Context, ch chan<- datastore.Event) {
 			if now.Sub(burstStart) < w.s.opts.MaxDelay {
 				timer.Reset(w.s.opts.Debounce)
 			}
-		case err, ok := <-w.fw.Errors:
-			if !ok {
-				return
-			}
-			if errors.Is(err, fsnotify.ErrEventOverflow) {
-				w.s.log.Warn("fsnotify queue overflow; rescanning the policy directory")
-				if !flush(map[string]bool{}) {
-					return
-				}
-				continue
-			}
-			if !send([]datastore.Event{{Type: datastore.EventError, Source: w.s.root, Err: fmt.Errorf("directory store: watch: %w", err)}}) {
+		case <-w.wakeNow:
+			// A write through a store is whole when its journal entry
+			// (or, in this process, its index update) is made: no quiet
+			// period. Files that changed otherwise wait for theirs.
+			if !flush(true, false) {
 				return
 			}
 		case <-timer.C:
 			pending = false
-			force := dirty
-			dirty = map[string]bool{}
-			if !flush(force) {
+			if !flush(false, false) {
 				return
 			}
 		case <-resync:
-			if !flush(nil) {
+			if !flush(false, true) {
 				return
 			}
 		}
 	}
 }
 
-// changes re-reads the tree (force: files named by events, read whatever
-// their stat says) and returns what this watch has not told yet: upserts
-// in key order, then deletes, then new problems.
-func (w *watch) changes(ctx context.Context, force map[string]bool) ([]datastore.Event, error) {
+// changes brings the store up to date (journalOnly: only with other
+// writers' journal; walk: walking the whole tree) and returns what this
+// watch has not told yet: upserts in key order, then deletes, then new
+// problems.
+func (w *watch) changes(ctx context.Context, journalOnly, walk bool) ([]datastore.Event, error) {
 	s := w.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.refreshPathsLocked(force) {
-		if err := s.refreshLocked(ctx, force); err != nil {
-			return nil, err
-		}
+	if walk {
+		s.needWalk = true
 	}
-	v := s.viewLocked()
+	if err := s.syncLocked(ctx, journalOnly); err != nil {
+		return nil, err
+	}
+	var keys []policy.ObjectKey
+	if w.all {
+		keys = s.idx.sortedKeys()
+		w.all = false
+	} else {
+		if len(w.dirty) == 0 && s.idx.problemsChanged == w.problemsSeen && w.errs == len(s.trErrs) {
+			return nil, nil
+		}
+		keys = make([]policy.ObjectKey, 0, len(w.dirty))
+		for k := range w.dirty {
+			keys = append(keys, k)
+		}
+		clear(w.dirty)
+		sortKeys(keys)
+	}
 	var evs []datastore.Event
-	for _, k := range v.keys {
-		it := v.items[k]
+	var gone []policy.ObjectKey
+	for _, k := range keys {
+		it, ok := s.idx.items[k]
+		if !ok {
+			if _, was := w.sent[k]; was {
+				gone = append(gone, k)
+			}
+			continue
+		}
 		if w.sent[k] == it.Revision {
 			continue
 		}
 		w.sent[k] = it.Revision
-		evs = append(evs, datastore.Event{Type: datastore.EventUpsert, Key: k, Item: it, Source: v.where[k]})
+		evs = append(evs, datastore.Event{Type: datastore.EventUpsert, Key: k, Item: it, Source: s.idx.where(k)})
 	}
-	var gone []policy.ObjectKey
-	for k := range w.sent {
-		if _, ok := v.items[k]; !ok {
-			gone = append(gone, k)
-		}
-	}
-	sortKeys(gone)
 	for _, k := range gone {
 		delete(w.sent, k)
 		evs = append(evs, datastore.Event{Type: datastore.EventDelete, Key: k, Source: s.root})
 	}
+	for _, err := range s.trErrs[w.errs:] {
+		evs = append(evs, datastore.Event{Type: datastore.EventError, Source: s.root, Err: err})
+	}
+	w.errs = len(s.trErrs)
+	w.problemsSeen = s.idx.problemsChanged
 	now := map[string]string{}
-	for _, p := range v.problems {
+	for _, p := range s.problemsLocked() {
 		id := p.source + "\x00" + p.err.Error()
 		now[id] = p.source
 		if _, told := w.reported[id]; told {
@@ -228,41 +209,3 @@ func (w *watch) changes(ctx context.Context, force map[string]bool) ([]datastore
 	w.reported = now
 	return evs, nil
 }
-
-// refreshPathsLocked re-reads just the files events named, when that is
-// enough: every path is a regular policy file (or one that is gone) or
-// one of the store's own temporary files. Anything else (a directory, a
-// symlink, a hidden name such as a ConfigMap's ..data) needs the whole
-// tree walked: it returns false and reads nothing.
-func (s *Store) refreshPathsLocked(paths map[string]bool) bool {
-	if len(paths) == 0 || s.closed {
-		return false
-	}
-	var files []string
-	for p := range paths {
-		base := filepath.Base(p)
-		if strings.HasPrefix(base, ownPrefix) {
-			continue
-		}
-		if hidden(base) || !policyFile(p) {
-			return false
-		}
-		info, err := os.Lstat(p)
-		switch {
-		case errors.Is(err, fs.ErrNotExist):
-		case err != nil || !info.Mode().IsRegular():
-			return false
-		}
-		files = append(files, p)
-	}
-	for _, p := range files {
-		if _, err := os.Lstat(p); errors.Is(err, fs.ErrNotExist) {
-			s.forgetLocked(p)
-			continue
-		}
-		s.readFile(p, true)
-	}
-	return true
-}
-
-func sortKeys(keys []policy.ObjectKey) { slices.SortFunc(keys, datastore.CompareKeys) }

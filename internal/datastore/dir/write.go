@@ -3,6 +3,7 @@ package dir
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -63,11 +64,10 @@ func (s *Store) Delete(ctx context.Context, key policy.ObjectKey, revision strin
 	defer unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.refreshLocked(ctx, nil); err != nil {
+	if err := s.syncLocked(ctx, false); err != nil {
 		return err
 	}
-	v := s.viewLocked()
-	cur, ok := v.items[key]
+	cur, ok := s.idx.items[key]
 	switch {
 	case !ok:
 		return fmt.Errorf("%s: %w", key, datastore.ErrNotFound)
@@ -80,12 +80,21 @@ func (s *Store) Delete(ctx context.Context, key policy.ObjectKey, revision strin
 			return fmt.Errorf("directory store: %s lives in a file with errors (fix it first): %w", key, err)
 		}
 	}
+	defer s.wroteLocked(paths...)
 	for _, p := range paths {
 		if err := s.rewriteLocked(p, key, nil); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// wroteLocked records files written under the lock: in the journal, for
+// the other stores, and to this store's watches, which need not wait for
+// fsnotify's events or a quiet period.
+func (s *Store) wroteLocked(paths ...string) {
+	s.recordLocked(paths...)
+	s.wakeLocked(true)
 }
 
 func (s *Store) put(ctx context.Context, obj policy.Object, check func(cur datastore.Item, exists bool) error) (datastore.Item, error) {
@@ -101,18 +110,17 @@ func (s *Store) put(ctx context.Context, obj policy.Object, check func(cur datas
 	defer unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.refreshLocked(ctx, nil); err != nil {
+	if err := s.syncLocked(ctx, false); err != nil {
 		return datastore.Item{}, err
 	}
-	v := s.viewLocked()
-	cur, exists := v.items[key]
+	cur, exists := s.idx.items[key]
 	if err := check(cur, exists); err != nil {
 		return datastore.Item{}, fmt.Errorf("%s: %w", key, err)
 	}
 	if !exists {
 		// A broken file may define this key: a new file would then
 		// define it twice once the broken one is fixed.
-		if err := v.broken(); err != nil {
+		if err := s.brokenErr(); err != nil {
 			return datastore.Item{}, err
 		}
 	}
@@ -126,10 +134,11 @@ func (s *Store) put(ctx context.Context, obj policy.Object, check func(cur datas
 		// The same content: nothing to write.
 		return copyItem(cur)
 	case exists:
-		p = v.where[key]
+		p = s.idx.where(key)
 		if err := s.files[p].err; err != nil {
 			return datastore.Item{}, fmt.Errorf("directory store: %s lives in a file with errors (fix it first): %w", key, err)
 		}
+		defer s.wroteLocked(p)
 		if err := s.rewriteLocked(p, key, obj); err != nil {
 			return datastore.Item{}, err
 		}
@@ -139,6 +148,7 @@ func (s *Store) put(ctx context.Context, obj policy.Object, check func(cur datas
 			return datastore.Item{}, err
 		}
 		p = s.newPathLocked(key)
+		defer s.wroteLocked(p)
 		if err := writeAtomic(p, data, 0o644); err != nil {
 			return datastore.Item{}, err
 		}
@@ -148,7 +158,7 @@ func (s *Store) put(ctx context.Context, obj policy.Object, check func(cur datas
 	// be rebuilt for it: this file is where the key is in force).
 	if f := s.files[p]; f != nil && f.err == nil {
 		for _, e := range f.entries {
-			if policy.KeyOf(e.obj) == key && e.rev == rev {
+			if e.key == key && e.rev == rev {
 				return copyItem(datastore.Item{Object: e.obj, Revision: e.rev, Origin: e.origin})
 			}
 		}
@@ -168,33 +178,14 @@ func (s *Store) lock(ctx context.Context) (func(), error) {
 	return lockFile(ctx, filepath.Join(s.root, lockName))
 }
 
-// broken returns an error naming the broken files, or nil.
-func (v *view) broken() error {
-	var broken []error
-	for _, p := range v.problems {
-		var se *SourceError
-		if errors.As(p.err, &se) {
-			broken = append(broken, p.err)
-		}
-	}
-	if len(broken) > 0 {
-		return fmt.Errorf("directory store: no new objects while files have errors (fix them first): %w", errors.Join(broken...))
-	}
-	return nil
-}
-
 // pathsDefiningLocked lists the files holding an object with key.
 func (s *Store) pathsDefiningLocked(key policy.ObjectKey) []string {
 	var out []string
-	for p, f := range s.files {
-		for _, e := range f.entries {
-			if policy.KeyOf(e.obj) == key {
-				out = append(out, p)
-				break
-			}
+	for _, l := range s.idx.defs[key] {
+		if len(out) == 0 || out[len(out)-1] != l.path {
+			out = append(out, l.path)
 		}
 	}
-	slices.Sort(out)
 	return out
 }
 
@@ -235,9 +226,19 @@ func (s *Store) rewriteLocked(p string, key policy.ObjectKey, obj policy.Object)
 	if err != nil {
 		return fmt.Errorf("directory store: %w", err)
 	}
+	if sha256.Sum256(data) != f.sum {
+		// Changed outside the store's writers since it was read (the
+		// tracker's event is on its way): the rewrite must start from
+		// what the file holds now.
+		s.readFile(p, true)
+		f = s.files[p]
+		if f == nil || f.err != nil || f.sum != sha256.Sum256(data) || !slices.ContainsFunc(f.entries, func(e entry) bool { return e.key == key }) {
+			return fmt.Errorf("%s: %w: %s changed while it was written", key, datastore.ErrConflict, p)
+		}
+	}
 	var remaining int
 	for _, e := range f.entries {
-		if policy.KeyOf(e.obj) != key || obj != nil {
+		if e.key != key || obj != nil {
 			remaining++
 		}
 	}
@@ -436,6 +437,12 @@ func rewriteJSON(entries []entry, key policy.ObjectKey, obj policy.Object) ([]by
 // writeAtomic replaces p by a complete new file: readers (the agent, an
 // editor) see the old content or the new, never a mix.
 func writeAtomic(p string, data []byte, mode fs.FileMode) error {
+	return writeFileAtomic(p, data, mode, true)
+}
+
+// writeFileAtomic is writeAtomic, durable (file and directory synced)
+// when durable is set.
+func writeFileAtomic(p string, data []byte, mode fs.FileMode, durable bool) error {
 	dir := filepath.Dir(p)
 	tmp, err := os.CreateTemp(dir, ownPrefix+"-tmp-*")
 	if err != nil {
@@ -450,9 +457,11 @@ func writeAtomic(p string, data []byte, mode fs.FileMode) error {
 		tmp.Close()
 		return fmt.Errorf("directory store: %w", err)
 	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("directory store: write %s: %w", p, err)
+	if durable {
+		if err := tmp.Sync(); err != nil {
+			tmp.Close()
+			return fmt.Errorf("directory store: write %s: %w", p, err)
+		}
 	}
 	if err := tmp.Close(); err != nil {
 		return fmt.Errorf("directory store: write %s: %w", p, err)
@@ -460,7 +469,9 @@ func writeAtomic(p string, data []byte, mode fs.FileMode) error {
 	if err := os.Rename(tmp.Name(), p); err != nil {
 		return fmt.Errorf("directory store: %w", err)
 	}
-	syncDir(dir)
+	if durable {
+		syncDir(dir)
+	}
 	return nil
 }
 

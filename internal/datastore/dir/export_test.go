@@ -1,0 +1,11 @@
+package dir
+
+// Walks returns how many times the store has walked the whole tree.
+func Walks(s *Store) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.walks
+}
+
+// JournalKeep is how many writes the journal remembers.
+const JournalKeep = journalKeep
