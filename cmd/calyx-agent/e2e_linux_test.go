@@ -1,0 +1,410 @@
+//go:build linux
+
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf/link"
+	"github.com/stretchr/testify/require"
+
+	"github.com/calyxnet/calyx/backend/ebpf"
+	"github.com/calyxnet/calyx/backend/nftables"
+	"github.com/calyxnet/calyx/compile"
+	"github.com/calyxnet/calyx/internal/datastore/dsconfig"
+	"github.com/calyxnet/calyx/internal/etcdtest"
+	"github.com/calyxnet/calyx/internal/lab"
+	"github.com/calyxnet/calyx/internal/lab/labtest"
+	"github.com/calyxnet/calyx/internal/netns/netnstest"
+)
+
+// e2eDataplane is a kernel dataplane of calyx-agent and ways to break it
+// from outside.
+type e2eDataplane struct {
+	name   string
+	breaks []e2eBreak
+	// installed reports whether anything of the dataplane is left in the
+	// kernel.
+	installed func(t *testing.T, l *lab.Lab) bool
+}
+
+// e2eBreak changes the dataplane behind the agent's back so that the
+// victim's ingress policy (only its own namespace may reach it) is no
+// longer enforced: pod0 gets through.
+type e2eBreak struct {
+	what string
+	do   func(t *testing.T, l *lab.Lab, victim lab.Pod)
+}
+
+func e2eDataplanes() []e2eDataplane {
+	return []e2eDataplane{
+		{"nftables", []e2eBreak{
+			{"rule added: accept at the top of forward-ingress", func(t *testing.T, l *lab.Lab, _ lab.Pod) {
+				inNode(t, l, "nft", "insert", "rule", "inet", nftables.TableName(l.ID()), "forward-ingress", "accept")
+			}},
+			{"rules deleted: the drop at the end of every tier chain", func(t *testing.T, l *lab.Lab, _ lab.Pod) {
+				table := nftables.TableName(l.ID())
+				handles := nftTierDrops(t, inNode(t, l, "nft", "-a", "list", "table", "inet", table))
+				for chain, hs := range handles {
+					for _, h := range hs {
+						inNode(t, l, "nft", "delete", "rule", "inet", table, chain, "handle", h)
+					}
+				}
+			}},
+		}, func(t *testing.T, l *lab.Lab) bool {
+			return strings.Contains(inNode(t, l, "nft", "list", "tables"), nftables.TableName(l.ID()))
+		}},
+		{"iptables", []e2eBreak{
+			{"rule added: ACCEPT at the top of the calyx forward chain", func(t *testing.T, l *lab.Lab, _ lab.Pod) {
+				for _, cmd := range []string{"iptables", "ip6tables"} {
+					chain := iptablesFwdChain(t, l, cmd)
+					inNode(t, l, cmd, "-w", "-I", chain, "1", "-j", "ACCEPT")
+				}
+			}},
+			{"rules deleted: the DROP at the end of every tier chain", func(t *testing.T, l *lab.Lab, _ lab.Pod) {
+				for _, cmd := range []string{"iptables", "ip6tables"} {
+					for chain, n := range iptablesTierChains(t, l, cmd) {
+						inNode(t, l, cmd, "-w", "-D", chain, strconv.Itoa(n))
+					}
+				}
+			}},
+		}, func(t *testing.T, l *lab.Lab) bool {
+			return strings.Contains(inNode(t, l, "iptables-save", "-t", "filter")+inNode(t, l, "ip6tables-save", "-t", "filter")+inNode(t, l, "ipset", "list", "-n"), "calyx-")
+		}},
+		{"ebpf", []e2eBreak{
+			{"program detached: the victim's ingress link", func(t *testing.T, l *lab.Lab, victim lab.Pod) {
+				// TCX egress of the host-side veth runs the pod's ingress
+				// policy; detach it through its pinned link.
+				p := filepath.Join(ebpf.PinDir(l.ID()), "link_"+victim.Interface()+"_eg")
+				lk, err := link.LoadPinnedLink(p, nil)
+				require.NoError(t, err)
+				defer lk.Close()
+				require.NoError(t, lk.Detach(), p)
+			}},
+		}, func(t *testing.T, l *lab.Lab) bool {
+			_, err := os.Stat(ebpf.PinDir(l.ID()))
+			return err == nil
+		}},
+	}
+}
+
+// nftTierDrops returns, by chain, the handles of the "end of tier" drops
+// in the tier chains of `nft -a list table` output.
+func nftTierDrops(t *testing.T, listing string) map[string][]string {
+	t.Helper()
+	chainRe := regexp.MustCompile(`^\s*chain (\S+) \{`)
+	dropRe := regexp.MustCompile(`^\s*drop comment "end of tier [^"]*" # handle (\d+)$`)
+	out := map[string][]string{}
+	chain := ""
+	for _, line := range strings.Split(listing, "\n") {
+		if m := chainRe.FindStringSubmatch(line); m != nil {
+			chain = m[1]
+			continue
+		}
+		if m := dropRe.FindStringSubmatch(line); m != nil && strings.HasPrefix(chain, "tier-") {
+			out[chain] = append(out[chain], m[1])
+		}
+	}
+	require.NotEmpty(t, out, "no end-of-tier drop in:\n%s", listing)
+	return out
+}
+
+// iptablesTierChains returns our tier chains whose last rule is a DROP,
+// with that rule's number.
+func iptablesTierChains(t *testing.T, l *lab.Lab, cmd string) map[string]int {
+	t.Helper()
+	listing := inNode(t, l, cmd, "-w", "-S")
+	rules := map[string][]string{}
+	for _, line := range strings.Split(listing, "\n") {
+		f := strings.Fields(line)
+		if len(f) > 1 && f[0] == "-A" && strings.HasPrefix(f[1], "calyx-") && strings.Contains(f[1], "-t-") {
+			rules[f[1]] = append(rules[f[1]], line)
+		}
+	}
+	out := map[string]int{}
+	for chain, rs := range rules {
+		if strings.HasSuffix(rs[len(rs)-1], "-j DROP") {
+			out[chain] = len(rs)
+		}
+	}
+	require.NotEmpty(t, out, "no tier chain ending in DROP in %s:\n%s", cmd, listing)
+	return out
+}
+
+// iptablesFwdChain finds our chain in FORWARD's jump.
+func iptablesFwdChain(t *testing.T, l *lab.Lab, cmd string) string {
+	t.Helper()
+	out := inNode(t, l, cmd, "-w", "-S", "FORWARD")
+	m := regexp.MustCompile(`-j (calyx-\S*fwd)\b`).FindStringSubmatch(out)
+	require.NotNil(t, m, "no calyx jump in %s FORWARD:\n%s", cmd, out)
+	return m[1]
+}
+
+// inNode runs a command in the lab's node namespace and returns its
+// output.
+func inNode(t *testing.T, l *lab.Lab, name string, args ...string) string {
+	t.Helper()
+	var out []byte
+	err := l.NodeNS().Do(func() error {
+		var err error
+		out, err = exec.Command(name, args...).CombinedOutput()
+		return err
+	})
+	require.NoError(t, err, "%s %s: %s", name, strings.Join(args, " "), out)
+	return string(out)
+}
+
+// e2eStore is a datastore the agent and calyxctl share.
+type e2eStore struct {
+	name string
+	// open returns the datastore's flags (the same for calyx-agent and
+	// calyxctl) and its configuration.
+	open func(t *testing.T) ([]string, dsconfig.Config)
+}
+
+func e2eStores() []e2eStore {
+	return []e2eStore{
+		{"dir", func(t *testing.T) ([]string, dsconfig.Config) {
+			root := t.TempDir()
+			return []string{"--datastore-type", "dir", "--datastore-dir", root},
+				dsconfig.Config{Type: dsconfig.TypeDir, Dir: root}
+		}},
+		{"etcd", func(t *testing.T) ([]string, dsconfig.Config) {
+			url := etcdtest.Start(t)
+			prefix := "/calyx-e2e/" + strings.ReplaceAll(t.Name(), "/", "-") + "/"
+			return []string{"--datastore-type", "etcd", "--etcd-endpoints", url, "--etcd-prefix", prefix},
+				dsconfig.Config{Type: dsconfig.TypeEtcd, EtcdEndpoints: []string{url}, EtcdPrefix: prefix}
+		}},
+	}
+}
+
+// e2ePolicy is applied and deleted with calyxctl: a Kubernetes
+// NetworkPolicy that lets only pod1's own namespace (where it is alone)
+// reach it, and a Calico GlobalNetworkPolicy that lets pod2 reach pod0
+// only.
+const e2ePolicy = `apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: pod1-same-namespace, namespace: ns1}
+spec:
+  podSelector: {matchLabels: {app: pod1}}
+  policyTypes: [Ingress]
+  ingress: [{from: [{podSelector: {}}]}]
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: pod2-to-pod0-only}
+spec:
+  selector: app == 'pod2'
+  types: [Egress]
+  egress: [{action: Allow, destination: {selector: app == 'pod0'}}]
+`
+
+// e2eBase is what the datastore holds before the policy: the lab's
+// namespaces and pods on node-a, pods free to reach their node.
+func e2eBase(l *lab.Lab) string {
+	var b strings.Builder
+	b.WriteString("apiVersion: projectcalico.org/v3\nkind: FelixConfiguration\nmetadata: {name: default}\nspec: {defaultEndpointToHostAction: Accept}\n")
+	for _, ns := range []string{"ns0", "ns1"} {
+		fmt.Fprintf(&b, "---\napiVersion: v1\nkind: Namespace\nmetadata: {name: %s, labels: {name: %s}}\n", ns, ns)
+	}
+	for _, p := range l.Spec().Pods {
+		var ips []string
+		for _, a := range p.IPs {
+			ips = append(ips, fmt.Sprintf("{ip: %q}", a))
+		}
+		fmt.Fprintf(&b, "---\napiVersion: v1\nkind: Pod\nmetadata: {name: %s, namespace: %s, labels: {app: %s}}\nspec: {nodeName: node-a, containers: [{name: c, image: i}]}\nstatus: {podIP: %q, podIPs: [%s]}\n",
+			p.Name, p.Namespace, p.Name, p.IPs[0], strings.Join(ips, ", "))
+	}
+	return b.String()
+}
+
+// The issue's proof, end to end as processes: for each datastore and each
+// kernel dataplane, calyx-agent programs a lab node; `calyxctl apply -f`
+// of Kubernetes and Calico policy changes the matrix observed in the lab
+// to what the model computes from the datastore, within a bounded time; a
+// rule added or a program detached from outside is repaired, counted in
+// /metrics, and the matrix is right again; `calyxctl delete -f` brings the
+// matrix back.
+func TestAgentEndToEnd(t *testing.T) {
+	netnstest.RequireRoot(t)
+	bins := buildBinaries(t)
+	for _, st := range e2eStores() {
+		for _, dp := range e2eDataplanes() {
+			t.Run(st.name+"/"+dp.name, func(t *testing.T) {
+				runEndToEnd(t, bins, st, dp)
+			})
+		}
+	}
+}
+
+func runEndToEnd(t *testing.T, bins binaries, st e2eStore, dp e2eDataplane) {
+	tcp80 := lab.Port{Protocol: 6, Port: 80}
+	l := labtest.New(t, lab.Spec{Pods: labtest.Pods(3, tcp80), External: labtest.ExternalAddrs[:1], ExternalPorts: []lab.Port{tcp80}},
+		lab.Options{ProbeTimeout: 250 * time.Millisecond})
+	victim := l.Spec().Pods[1] // ns1/pod1, closed by the NetworkPolicy
+	storeArgs, cfg := st.open(t)
+	dpArgs := []string{"--netns", l.NodeNS().Path(), "--dataplane", dp.name, "--dataplane-name", l.ID()}
+	// Cleanups run last-in first: the agent is killed, then what it
+	// programmed is removed (BPF pins outlive the lab), then the lab.
+	t.Cleanup(func() {
+		out, err := exec.Command(bins.agent, append([]string{"--uninstall", "--config", emptyFile(t)}, dpArgs...)...).CombinedOutput()
+		if err != nil {
+			t.Errorf("calyx-agent --uninstall: %v\n%s", err, out)
+		}
+		if dp.installed(t, l) {
+			t.Errorf("calyx-agent --uninstall left %s state behind", dp.name)
+		}
+	})
+
+	dir := t.TempDir()
+	basePath, policyPath := filepath.Join(dir, "base.yaml"), filepath.Join(dir, "policy.yaml")
+	require.NoError(t, os.WriteFile(basePath, []byte(e2eBase(l)), 0o644))
+	require.NoError(t, os.WriteFile(policyPath, []byte(e2ePolicy), 0o644))
+	ctl(t, bins, storeArgs, "apply", "-f", basePath)
+
+	a := startAgent(t, bins.agent, append(append(dpArgs, storeArgs...),
+		"--reconcile-interval", "1s", "--coalesce", "10ms",
+		"--endpoint-socket", filepath.Join(dir, "ep.sock"), "--dir-state-dir", filepath.Join(dir, "dirstate"))...)
+	a.waitReady(t)
+	base := storeRuleset(t, cfg)
+	awaitMatrix(t, l, base, time.Now(), "no policy")
+
+	// calyxctl apply → the lab observes the policy.
+	t0 := time.Now()
+	ctl(t, bins, storeArgs, "apply", "-f", policyPath)
+	ctlTook := time.Since(t0)
+	require.Equal(t, "globalnetworkpolicy.projectcalico.org/pod2-to-pod0-only\n", ctl(t, bins, storeArgs, "get", "gnp", "-o", "name"))
+	require.Equal(t, "networkpolicy.networking.k8s.io/pod1-same-namespace\n", ctl(t, bins, storeArgs, "get", "knp", "-n", "ns1", "-o", "name"))
+	withPolicy := storeRuleset(t, cfg)
+	requireDiffers(t, l, base, withPolicy)
+	observed := awaitMatrix(t, l, withPolicy, t0, "policy applied")
+	agentApplied := a.lastApply(t).Sub(t0)
+	require.Positive(t, agentApplied, "the agent applied nothing after calyxctl apply")
+	t.Logf("%s: calyxctl apply (ran %v) → agent's apply done %v → lab observed the new matrix %v",
+		t.Name(), ctlTook.Round(time.Millisecond), agentApplied.Round(time.Millisecond), observed.Round(time.Millisecond))
+
+	// Break the dataplane from outside → repaired, counted, matrix right.
+	for _, br := range dp.breaks {
+		repairs := a.metric(t, "calyx_drift_repairs_total")
+		tb := time.Now()
+		br.do(t, l, victim)
+		requireBroken(t, l, a, victim, repairs, br.what)
+		for a.metric(t, "calyx_drift_repairs_total") <= repairs {
+			require.Less(t, time.Since(tb), 15*time.Second, "%s: drift never repaired", br.what)
+			time.Sleep(10 * time.Millisecond)
+		}
+		counted := time.Since(tb)
+		repaired := awaitMatrix(t, l, withPolicy, tb, "repaired: "+br.what)
+		t.Logf("%s: %s → repair counted in /metrics %v → lab observed the right matrix %v (reconcile interval 1s)",
+			t.Name(), br.what, counted.Round(time.Millisecond), repaired.Round(time.Millisecond))
+	}
+
+	// calyxctl delete → the matrix returns.
+	t0 = time.Now()
+	ctl(t, bins, storeArgs, "delete", "-f", policyPath)
+	ctlTook = time.Since(t0)
+	after := storeRuleset(t, cfg)
+	require.Empty(t, ctl(t, bins, storeArgs, "get", "gnp", "-o", "name"))
+	require.Empty(t, ctl(t, bins, storeArgs, "get", "knp", "-A", "-o", "name"))
+	returned := awaitMatrix(t, l, after, t0, "policy deleted")
+	requireSameMatrix(t, l, base, after)
+	agentApplied = a.lastApply(t).Sub(t0)
+	require.Positive(t, agentApplied, "the agent applied nothing after calyxctl delete")
+	t.Logf("%s: calyxctl delete (ran %v) → agent's apply done %v → lab observed the matrix return %v",
+		t.Name(), ctlTook.Round(time.Millisecond), agentApplied.Round(time.Millisecond), returned.Round(time.Millisecond))
+	st1, _ := a.status(t)
+	require.True(t, st1.Ready)
+	require.Zero(t, st1.ApplyErrors, "last error: %s", st1.LastError)
+}
+
+// requireBroken requires the break to show: a flow the policy denies to
+// the victim gets through, unless the agent has already repaired it (the
+// repair counter moved), in which case the race is lost, not the proof.
+func requireBroken(t *testing.T, l *lab.Lab, a *agentProc, victim lab.Pod, repairs float64, what string) {
+	t.Helper()
+	var probes []lab.Probe
+	for _, p := range l.Probes() {
+		if p.From == "ns0/pod0" && p.To == victim.Key() {
+			probes = append(probes, p)
+		}
+	}
+	require.NotEmpty(t, probes)
+	m, err := l.Run(context.Background(), probes)
+	require.NoError(t, err)
+	for i := range probes {
+		if m.Allowed[i] {
+			return
+		}
+	}
+	require.Greater(t, a.metric(t, "calyx_drift_repairs_total"), repairs,
+		"%s: no effect: %v stay denied and no repair was counted", what, probes)
+	t.Logf("%s: %s: repaired before the broken state could be probed", t.Name(), what)
+}
+
+// requireDiffers requires the two Rulesets to give the lab different
+// matrices: the change is visible.
+func requireDiffers(t *testing.T, l *lab.Lab, a, b *compile.Ruleset) {
+	t.Helper()
+	spec := l.Spec()
+	probes := spec.Probes(20000)
+	require.NotEmpty(t, lab.Expected(a, probes).Diff(lab.Expected(b, probes)), "the policy changes nothing in the lab")
+}
+
+// requireSameMatrix requires the two Rulesets to give the lab the same
+// matrix.
+func requireSameMatrix(t *testing.T, l *lab.Lab, a, b *compile.Ruleset) {
+	t.Helper()
+	spec := l.Spec()
+	probes := spec.Probes(20000)
+	require.Empty(t, lab.Expected(a, probes).Diff(lab.Expected(b, probes)))
+}
+
+// ctl runs calyxctl against the datastore and returns its standard
+// output.
+func ctl(t *testing.T, bins binaries, storeArgs []string, args ...string) string {
+	t.Helper()
+	var stdout, stderr strings.Builder
+	cmd := exec.Command(bins.ctl, append(args, storeArgs...)...)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	require.NoError(t, cmd.Run(), "calyxctl %s: %s%s", strings.Join(args, " "), stdout.String(), stderr.String())
+	return stdout.String()
+}
+
+// metric reads one unlabelled sample from the agent's /metrics.
+func (p *agentProc) metric(t *testing.T, name string) float64 {
+	t.Helper()
+	resp, err := http.Get(p.url + "/metrics")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			require.NoError(t, err)
+			return f
+		}
+	}
+	require.NoError(t, sc.Err())
+	t.Fatalf("no %s in /metrics", name)
+	return 0
+}
+
+// lastApply is when the agent's last successful apply ended.
+func (p *agentProc) lastApply(t *testing.T) time.Time {
+	t.Helper()
+	st, ok := p.status(t)
+	require.True(t, ok, "no /status")
+	return st.LastApply
+}
