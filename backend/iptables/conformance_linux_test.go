@@ -36,6 +36,41 @@ func TestConformance(t *testing.T) {
 	}
 }
 
+// TestHostEndpointConformance runs the shared host endpoint scenarios one
+// after another on one lab: the node's traffic with the external
+// namespace meets the host endpoint's fail-safe ports and policy, pod
+// traffic does not. The first runs on a cold lab (no neighbour cache
+// warm: IPv6 neighbour discovery on the host endpoint must pass); a
+// scenario without host endpoint after it and at the end makes adding
+// and removing the host endpoint chains diffs too.
+func TestHostEndpointConformance(t *testing.T) {
+	r := newRig(t, conformance.Spec())
+	none := conformance.Scenario{Name: "no host endpoint", Build: func(*testgen.IR) {}}
+	hs := conformance.HostScenarios()
+	scs := append([]conformance.Scenario{hs[0], none}, hs[1:]...)
+	for _, sc := range append(scs, none) {
+		t.Run(sc.Name, func(t *testing.T) {
+			b := r.ir()
+			conformance.WithAllowAllProfiles(b)
+			sc.Build(b)
+			m := r.conform(t, b.RS)
+			var node, nodeDenied int
+			for i, p := range m.Probes {
+				if p.From == lab.Node || p.To == lab.Node {
+					node++
+					if !m.Allowed[i] {
+						nodeDenied++
+					}
+				}
+			}
+			if node == 0 {
+				t.Fatal("no probe of the node's own traffic")
+			}
+			t.Logf("%d probes, %d of the node's, %d of those denied", len(m.Probes), node, nodeDenied)
+		})
+	}
+}
+
 // TestStateful: replies of an allowed flow pass although the reverse
 // direction is denied, and an allowed flow is no hole the other way.
 func TestStateful(t *testing.T) {

@@ -14,11 +14,46 @@
 //	                      (the source pod's egress), -o calyx+ → fi (the
 //	                      destination pod's ingress); accept if allowed
 //	INPUT   → calyx-in    pod → node: the pod's egress, then
-//	                      Settings.DefaultEndpointToHostAction
-//	OUTPUT  → calyx-out   node → pod: the pod's ingress
+//	                      Settings.DefaultEndpointToHostAction;
+//	                      anything else → calyx-hi (or RETURN without
+//	                      host endpoints)
+//	OUTPUT  → calyx-out   node → pod: the pod's ingress; anything
+//	                      else → calyx-ho (or RETURN)
 //
 // Each is one jump, the first rule of its built-in chain. IPv6 neighbour
 // discovery between a pod and its node is always accepted.
+//
+// # Host endpoints
+//
+// A host endpoint's policy judges the node's own traffic: what INPUT
+// delivers to it and what it sends out through OUTPUT, neither from nor
+// to a workload interface. Forwarded traffic never meets it (FORWARD is
+// unchanged, not one rule more for pods), and neither does traffic
+// between the node and its pods, which calyx-in and calyx-out keep
+// judging by the pods' policy. calyx-hi (ingress, -i) and calyx-ho
+// (egress, -o) pick the endpoint, goto its h- chain, and leave every other
+// packet alone (it returns to INPUT or OUTPUT):
+//
+//	-i eth0 -g h-…        an endpoint named by interface, in both
+//	                      families (a named endpoint wins over "*")
+//	-i lo -j RETURN       loopback is no one's unless named
+//	-d ADDR -g h-…        an endpoint known by its addresses only
+//	                      (Interface ""): -d inbound, -s outbound, in the
+//	                      families of its addresses
+//	-g h-…                the endpoint of every interface ("*")
+//
+//	h-HASH  IPv6 neighbour discovery accepted; conntrack (established,
+//	        related accept; invalid drop); the fail-safe ports of the
+//	        direction (Settings.FailsafeInbound / FailsafeOutbound) accepted,
+//	        one multiport rule per protocol and net (-s inbound, -d
+//	        outbound; a net of the other family does not apply); then the
+//	        endpoint's e- chain, shared machinery with the workloads, which
+//	        returns only when allowed: ACCEPT, else DROP
+//
+// A host endpoint with no tier and no allowing profile denies all but its
+// fail-safe ports, as in Calico. When two endpoints claim one interface,
+// or "*", the first by key is used; one named after a workload interface
+// gets no rule (its traffic is its pod's).
 //
 // Dispatch is by ipset, not by a list of interfaces: endpoints that share
 // an endpoint chain share a hash:net,iface set of their (address,
@@ -110,10 +145,9 @@
 // 10,000 policies renders only what changed. Render returns the restore
 // inputs for a Ruleset without touching anything.
 //
-// An endpoint appears in a family's dispatch only if it has an address of
-// that family: a single-stack pod's traffic in the other family is
-// dropped like an unknown interface's. Host endpoints are not rendered
-// yet.
+// A workload endpoint appears in a family's dispatch only if it has an
+// address of that family: a single-stack pod's traffic in the other family
+// is dropped like an unknown interface's.
 package iptables
 
 // Name is the registry name of this backend.

@@ -124,7 +124,7 @@ func (n naming) top(suffix string) string { return n.prefix + suffix }
 // ownChain matches what follows the prefix in the name of every chain an
 // instance creates, and nothing another instance (with a longer prefix)
 // creates.
-var ownChain = regexp.MustCompile(`^(fwd|in|out|fe|fi|[etprx]-[0-9a-f]{12})$`)
+var ownChain = regexp.MustCompile(`^(fwd|in|out|fe|fi|hi|ho|[ehtprx]-[0-9a-f]{12})$`)
 
 // ownSet does the same for ipset names.
 var ownSet = regexp.MustCompile(`^[46]-[0-9a-f]{12}$`)
@@ -387,20 +387,17 @@ func (r *renderer) renderFamily() {
 	}
 	r.addChain(r.n.top("fwd"), fwd)
 
-	ndp := func() []string {
-		if r.v != 6 {
-			return nil
+	// Packets of no workload interface are the node's own traffic: the
+	// host endpoints' business, or nobody's (RETURN).
+	other := func(side, dispatch string) string {
+		if dispatch == "" {
+			return "! " + side + " " + pfx + " -j RETURN"
 		}
-		// Neighbour discovery between a pod and its node is what makes
-		// IPv6 work at all; conntrack does not track it.
-		var out []string
-		for t := 133; t <= 136; t++ {
-			out = append(out, fmt.Sprintf("-p ipv6-icmp -m icmp6 --icmpv6-type %d -j ACCEPT", t))
-		}
-		return out
+		return "! " + side + " " + pfx + " -g " + dispatch
 	}
-	in := []string{"! -i " + pfx + " -j RETURN"}
-	in = append(in, ndp()...)
+	hosts := r.hostEndpoints()
+	in := []string{other("-i", r.hostDispatch(hosts, "hi", compile.Ingress))}
+	in = append(in, r.ndp()...)
 	in = append(in, established+" -j ACCEPT", invalid+" -j DROP", "-j "+egress)
 	switch r.rs.Settings.DefaultEndpointToHostAction {
 	case compile.ActionDeny:
@@ -412,14 +409,28 @@ func (r *renderer) renderFamily() {
 	}
 	r.addChain(r.n.top("in"), in)
 
-	out := []string{"! -o " + pfx + " -j RETURN"}
-	out = append(out, ndp()...)
+	out := []string{other("-o", r.hostDispatch(hosts, "ho", compile.Egress))}
+	out = append(out, r.ndp()...)
 	out = append(out, established+" -j ACCEPT", invalid+" -j DROP", "-j "+ingress, ifAccepted+" -j ACCEPT")
 	r.addChain(r.n.top("out"), out)
 
 	for _, b := range builtins {
 		r.fp.jumps = append(r.fp.jumps, jumpLine(b.builtin, r.n.top(b.ours)))
 	}
+}
+
+// ndp accepts IPv6 neighbour discovery (in IPv6 only): between a pod and
+// its node, or on a host endpoint's interface, it is what makes IPv6 work
+// at all, and conntrack does not track it.
+func (r *renderer) ndp() []string {
+	if r.v != 6 {
+		return nil
+	}
+	var out []string
+	for t := 133; t <= 136; t++ {
+		out = append(out, fmt.Sprintf("-p ipv6-icmp -m icmp6 --icmpv6-type %d -j ACCEPT", t))
+	}
+	return out
 }
 
 // jumpLine is the rule that hooks one of our chains into a built-in one.
@@ -537,8 +548,8 @@ func (r *renderer) dispatch(kind, side string, dir compile.Direction) string {
 	members := map[string][]string{}
 	for _, key := range sortedKeys(r.rs.Endpoints) {
 		ep := r.rs.Endpoints[key]
-		if !strings.HasPrefix(ep.Interface, compile.InterfacePrefix) {
-			continue // host endpoints are not rendered yet
+		if ep.Kind == compile.HostEndpoint || !strings.HasPrefix(ep.Interface, compile.InterfacePrefix) {
+			continue // host endpoints: see hostDispatch
 		}
 		var addrs []netip.Addr
 		for _, a := range ep.Addrs {

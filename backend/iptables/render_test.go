@@ -37,11 +37,12 @@ func slug(s string) string {
 	return strings.Trim(regexp.MustCompile(`[^a-z0-9]+`).ReplaceAllString(strings.ToLower(s), "-"), "-")
 }
 
-// TestGolden compares the restore inputs of every conformance scenario
-// with testdata/*.rules (go test -run TestGolden -update rewrites them).
-// The kernel tests prove what these bytes do.
+// TestGolden compares the restore inputs of every conformance scenario,
+// host endpoint scenarios included, with testdata/*.rules (go test -run
+// TestGolden -update rewrites them). The kernel tests prove what these
+// bytes do.
 func TestGolden(t *testing.T) {
-	for _, sc := range conformance.Scenarios() {
+	for _, sc := range append(conformance.Scenarios(), conformance.HostScenarios()...) {
 		t.Run(sc.Name, func(t *testing.T) {
 			p, err := render(scenarioIR(sc.Build), newNaming(""), nil)
 			require.NoError(t, err)
@@ -105,7 +106,9 @@ func TestNaming(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			n := newNaming(tt.name)
 			require.Equal(t, tt.prefix, n.prefix)
-			require.True(t, n.isOwnChain(n.prefix+"fwd"))
+			for _, c := range []string{"fwd", "hi", "ho", "h-0123456789ab"} {
+				require.True(t, n.isOwnChain(n.prefix+c), c)
+			}
 			require.True(t, n.isOwnSet(n.setName("x", 4)))
 			// The default instance does not claim a named one's chains.
 			if tt.name != "" {
