@@ -106,6 +106,36 @@
 // removed from outside. Close detaches and unpins everything the backend
 // owns and nothing else: foreign TCX programs on the same interfaces stay.
 //
+// # Host endpoints
+//
+// A host endpoint's programs run on the node's own interfaces, with the
+// hooks the other way round: TCX ingress runs its ingress policy, TCX
+// egress its egress policy. Interface "eth0" is that interface; "*" every
+// interface of the node but workload interfaces and lo, except those a
+// named host endpoint claims; "" the same interfaces, its programs
+// judging only packets whose node-side address (the destination on
+// ingress, the source on egress) is one of the endpoint's Addrs. One host
+// endpoint without a name ("*" or "") per Ruleset; Apply refuses a second.
+// Which interfaces "*" covers is read at every Apply and Reconcile; an
+// interface a host endpoint names that does not exist is not attached
+// (Stats.MissingInterfaces) until an Apply or Reconcile finds it.
+//
+// Only the node's own traffic is judged: after conntrack, an ingress
+// packet passes untouched (TCX_NEXT) unless a FIB lookup finds a local
+// route for it, an egress packet unless the node originated it (the
+// packet arrived on no interface: __sk_buff ingress_ifindex is 0, which
+// tells forwarded traffic even once it is masqueraded to a node address).
+// Forwarded traffic between the world and the pods is thus left to the
+// pods' programs, and traffic between the node and its pods never meets a
+// host interface. Then the fail-safe ports (Settings.FailsafeInbound on
+// ingress: protocol, destination port and, with a Net, the source;
+// FailsafeOutbound on egress, with a Net the destination) are allowed, and
+// the endpoint's tiers and profiles run as a workload's, ending in deny.
+// There is no source check and no endpoint-to-host action. The verdict is
+// taken at TCX ingress, before netfilter's PREROUTING: a connection to a
+// node address that kube-proxy would DNAT to a pod is judged as the
+// node's own (Calico judges it after DNAT, as forwarded).
+//
 // # Unknown interfaces fail closed
 //
 // A TCX program exists only on the interfaces it was attached to, so the
@@ -121,7 +151,6 @@
 //
 // Linux 6.6 or later (TCX; New returns an error wrapping
 // backend.ErrNotSupported on older kernels), CAP_BPF and CAP_NET_ADMIN.
-// Host endpoints are not rendered yet (as in the nftables dataplane).
 // Options.NetNS selects the network namespace the interfaces live in;
 // bpffs is per mount namespace, so backends in different network
 // namespaces need different Options.Name.
