@@ -60,12 +60,24 @@ func conntrackRules() []*nrule {
 	}
 }
 
-func (r *renderer) addBaseChains() {
+// addBaseChains adds the base chains; with host endpoints (hostChains),
+// the input and output chains hand the node's traffic that is not pod
+// traffic to host-input and host-output.
+func (r *renderer) addBaseChains(hostChains bool) {
 	stage := func(name string, h *hook, side, vmap, what string, hostOnly bool) {
 		var rules []*nrule
 		if hostOnly {
-			// Only pod traffic is ours to judge on the node's own hooks.
-			rules = append(rules, newRule([]term{workloadIfaceTerm(side, true)}, "accept", verdictAccept, "not pod traffic"))
+			// Pod traffic is judged here; the rest is the host endpoints'
+			// business, if there are any.
+			notPod := []term{workloadIfaceTerm(side, true)}
+			switch {
+			case !hostChains:
+				rules = append(rules, newRule(notPod, "accept", verdictAccept, "not pod traffic"))
+			case name == chainInput:
+				rules = append(rules, gotoRule(notPod, chainHostInput, "not pod traffic: host endpoints"))
+			default:
+				rules = append(rules, gotoRule(notPod, chainHostOutput, "not pod traffic: host endpoints"))
+			}
 			// IPv6 neighbour discovery between a pod and its node is what
 			// makes IPv6 work at all; conntrack does not track it, and no
 			// policy may break it (Calico exempts it too).

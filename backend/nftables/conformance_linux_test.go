@@ -46,6 +46,15 @@ func conformanceScenarios() []scenario {
 	return out
 }
 
+// hostScenarios are the host endpoint cases, run on the same lab.
+func hostScenarios() []scenario {
+	var out []scenario
+	for _, sc := range conformance.HostScenarios() {
+		out = append(out, scenario{name: sc.Name, build: sc.Build})
+	}
+	return out
+}
+
 func conformanceSpec() lab.Spec { return conformance.Spec() }
 
 // TestConformance runs the hand-written Calico semantics cases one after

@@ -11,6 +11,13 @@
 //	chain input           (hook input, priority filter)      pod → node: pod egress
 //	chain input-host      (hook input, priority filter+1)    DefaultEndpointToHostAction
 //	chain output          (hook output, priority filter)     node → pod: pod ingress
+//	chain host-input      (regular)                          node ← world: host endpoint ingress
+//	chain host-output     (regular)                          node → world: host endpoint egress
+//	chain failsafe-in     (regular)                          fail-safe inbound ports
+//	chain failsafe-out    (regular)                          fail-safe outbound ports
+//
+// The last four exist only while the Ruleset has a host endpoint (see
+// Host endpoints below).
 //
 // Each base chain accepts established and related packets first and drops
 // invalid ones, then dispatches through a verdict map keyed by interface
@@ -35,6 +42,8 @@
 //	           of up to eight rules is written into its tier chains
 //	           instead: cheaper than a jump, and fewer kernel objects)
 //	prof-HASH  one profile's rules
+//	hep-HASH   one host endpoint direction: invalid dropped, "jump
+//	           failsafe-in" (or -out), then "goto ep-…"
 //
 // Endpoints whose policy is the same share ep and tier chains, so a new pod
 // with the same policies as an existing one costs one map element. Pass
@@ -78,5 +87,38 @@
 // Traffic between a pod and its own node follows the pod's policy (egress
 // towards the node, ingress from it); Settings.DefaultEndpointToHostAction
 // Deny then drops pod-to-node traffic after the pod's egress allowed it.
-// Host endpoints are not rendered yet.
+//
+// # Host endpoints
+//
+// A host endpoint's policy judges the node's own traffic with the world:
+// new flows delivered to the node (input) that arrive on the endpoint's
+// interfaces, and new flows the node sends (output) that leave by them.
+// The input and output base chains keep their first rule, "not a workload
+// interface", and with host endpoints it goes to host-input or host-output
+// instead of accepting. Forwarded traffic and traffic between the node and
+// its pods never reach those chains: the forward chains and the pods' maps
+// are the same with or without host endpoints.
+//
+//	chain host-input {
+//		iifname "lo" accept
+//		IPv6 neighbour discovery accept
+//		ct state established,related accept
+//		iifname "eth0" goto hep-…                         named interfaces
+//		meta nfproto ipv4 ip daddr 10.0.0.5 goto hep-…    addresses only
+//		goto hep-…                                        interfaceName "*"
+//	}
+//
+// A named interface wins over an endpoint known by addresses, which wins
+// over "*"; among endpoints of one kind the first key in sorted order wins.
+// An endpoint naming loopback or a workload interface claims nothing.
+// What no endpoint claims falls off the chain: the base chain accepts it.
+// host-output is the same with oifname and the source address.
+//
+// An endpoint's hep chain drops invalid packets, accepts the fail-safe
+// ports (failsafe-in: protocol and destination port, and the source when
+// the entry has a net; failsafe-out: the destination), then goes to the
+// endpoint's ep chain: the same tiers, policies and profiles as a
+// workload's, shared with workloads of the same policy, ending in drop. A
+// change of the fail-safe ports rewrites one chain; a change of a host
+// endpoint's policy adds its new chains and rewrites its dispatch chain.
 package nftables

@@ -10,8 +10,9 @@ import (
 )
 
 // text prints the table as nft syntax that `nft -f` loads: sets first,
-// then chains in dependency order (policies, tiers, endpoints, base
-// chains), each rule with its comment.
+// then chains in dependency order (policies, fail-safe ports, tiers,
+// endpoints, host endpoints, host dispatch, base chains), each rule with
+// its comment.
 func (d *desired) text(table string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "table inet %s {\n", table)
@@ -65,17 +66,22 @@ func (d *desired) text(table string) string {
 // jumps to.
 func chainLevel(name string) int {
 	switch {
-	case strings.HasPrefix(name, "pol-"), strings.HasPrefix(name, "prof-"):
+	case strings.HasPrefix(name, "pol-"), strings.HasPrefix(name, "prof-"),
+		name == chainFailsafeIn, name == chainFailsafeOut:
 		return 0
 	case strings.HasPrefix(name, "tier-"):
 		return 1
 	case strings.HasPrefix(name, "ep-"):
 		return 2
-	case slices.Contains(baseChains, name):
+	case strings.HasPrefix(name, "hep-"):
 		return 3
+	case name == chainHostInput, name == chainHostOutput:
+		return 4
+	case slices.Contains(baseChains, name):
+		return 5
 	}
 	// Not ours: whatever someone added.
-	return 4
+	return 6
 }
 
 func (d *desired) dumpOrder() []string {

@@ -51,10 +51,11 @@ func slug(s string) string {
 	return strings.Trim(b.String(), "-")
 }
 
-// TestDumpGoldens pins the nft text of every conformance scenario. Each
-// golden is what `nft -f FILE` loads (TestDumpLoadsWithNft checks that).
+// TestDumpGoldens pins the nft text of every conformance scenario, host
+// endpoint ones included. Each golden is what `nft -f FILE` loads
+// (TestDumpLoadsWithNft checks that).
 func TestDumpGoldens(t *testing.T) {
-	for _, sc := range conformanceScenarios() {
+	for _, sc := range append(conformanceScenarios(), hostScenarios()...) {
 		t.Run(sc.name, func(t *testing.T) {
 			d, err := render(scenarioRuleset(sc))
 			require.NoError(t, err)
@@ -80,7 +81,7 @@ func TestDumpLoadsWithNft(t *testing.T) {
 		t.Skip("nft binary not installed")
 	}
 	ns := netnstest.New(t, "cxdump-")
-	for _, sc := range conformanceScenarios() {
+	for _, sc := range append(conformanceScenarios(), hostScenarios()...) {
 		path := filepath.Join("testdata", slug(sc.name)+".nft")
 		out, err := exec.Command("ip", "netns", "exec", ns.Name(), "nft", "-f", path).CombinedOutput()
 		require.NoError(t, err, "%s: %s", path, out)
@@ -143,7 +144,7 @@ func TestRenderShapes(t *testing.T) {
 		}
 	})
 	t.Run("render is deterministic", func(t *testing.T) {
-		for _, sc := range conformanceScenarios() {
+		for _, sc := range append(conformanceScenarios(), hostScenarios()...) {
 			a, err := render(scenarioRuleset(sc))
 			require.NoError(t, err)
 			b, err := render(scenarioRuleset(sc))
@@ -153,7 +154,7 @@ func TestRenderShapes(t *testing.T) {
 	})
 	t.Run("cached render equals a fresh one", func(t *testing.T) {
 		cache := newRenderCache()
-		for _, sc := range conformanceScenarios() {
+		for _, sc := range append(hostScenarios(), append(conformanceScenarios(), hostScenarios()...)...) {
 			rs := scenarioRuleset(sc)
 			a, err := renderCached(rs, cache)
 			require.NoError(t, err)

@@ -33,19 +33,8 @@ func dialFrom(ns *netns.NS, addr string) bool {
 func TestNodeTraffic(t *testing.T) {
 	r := newRig(t, conformanceSpec())
 	ctx := context.Background()
+	// The lab's node serves TCP 8080 (conformance.Spec's NodePorts).
 	node := r.lab.NodeNS()
-	var ln net.Listener
-	require.NoError(t, node.Do(func() (err error) { ln, err = net.Listen("tcp", ":8080"); return }))
-	t.Cleanup(func() { _ = ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			_ = c.Close()
-		}
-	}()
 	pod0NS, _ := r.lab.NS(pod0)
 	const nodeAddr, pod0Addr = "192.0.2.254:8080", "10.77.0.1:80"
 
@@ -65,4 +54,17 @@ func TestNodeTraffic(t *testing.T) {
 	rs.Endpoints[pod0].Egress.Profiles = nil
 	require.NoError(t, r.b.Apply(ctx, rs))
 	require.False(t, dialFrom(pod0NS, nodeAddr), "pod0's egress denies everything")
+
+	// A host endpoint that denies everything judges neither pod → node
+	// nor node → pod: both cross the pod's veth, not a host interface.
+	spec := conformanceSpec()
+	for _, iface := range []string{"*", ""} {
+		rs = baseline(r)
+		rs.Endpoints[pod0].Ingress.Tiers = nil
+		rs.Endpoints["host:node/all"] = &compile.Endpoint{Key: "host:node/all", Kind: compile.HostEndpoint,
+			Interface: iface, Addrs: spec.Nodes()}
+		require.NoError(t, r.b.Apply(ctx, rs))
+		require.True(t, dialFrom(pod0NS, nodeAddr), "interface %q: pod0 → node is pod0's egress's business", iface)
+		require.True(t, dialFrom(node, pod0Addr), "interface %q: node → pod0 is pod0's ingress's business", iface)
+	}
 }

@@ -344,7 +344,7 @@ func renderCached(rs *compile.Ruleset, cache *renderCache) (*desired, error) {
 	}
 	r.out.sets[egress.name] = egress
 	r.out.sets[ingress.name] = ingress
-	r.addBaseChains()
+	r.addBaseChains(r.addHostChains())
 	r.out.order = append(r.out.order, baseChains...)
 	var rest []string
 	for name := range r.out.chains {
