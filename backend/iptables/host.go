@@ -26,13 +26,19 @@ type hostSet struct {
 // sees a packet (the node's traffic with its pods is the pods' business)
 // and gets no rule.
 func (r *renderer) hostEndpoints() hostSet {
+	// Walked unsorted (10,000 pods on a big node): only the few host
+	// endpoints are sorted.
+	var hosts []*compile.Endpoint
+	for _, ep := range r.rs.Endpoints {
+		if ep.Kind == compile.HostEndpoint {
+			hosts = append(hosts, ep)
+		}
+	}
+	slices.SortFunc(hosts, func(a, b *compile.Endpoint) int { return cmp.Compare(a.Key, b.Key) })
 	var hs hostSet
 	seen := map[string]bool{}
-	for _, key := range sortedKeys(r.rs.Endpoints) {
-		ep := r.rs.Endpoints[key]
-		if ep.Kind != compile.HostEndpoint {
-			continue
-		}
+	for _, ep := range hosts {
+		key := ep.Key
 		switch iface := ep.Interface; {
 		case iface == "*":
 			if hs.star == nil {

@@ -33,9 +33,12 @@ func (f *fakeRunner) run(_ context.Context, stdin []byte, name string, args ...s
 	return nil, nil
 }
 
+// fakeBackend is a Backend whose commands go to a fakeRunner; netlink is
+// off, so membership changes go to the fake as ipset restore too instead
+// of the real kernel.
 func fakeBackend() (*Backend, *fakeRunner) {
 	f := &fakeRunner{}
-	return &Backend{n: newNaming("t"), r: f, cache: newRenderCache(), wait: true}, f
+	return &Backend{n: newNaming("t"), r: f, cache: newRenderCache(), wait: true, nlFailed: true}, f
 }
 
 // TestTransactionOrder: sets are created before the rules that use them
