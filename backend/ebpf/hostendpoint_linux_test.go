@@ -9,9 +9,11 @@ import (
 	"testing"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
 	nlns "github.com/vishvananda/netns"
 
+	"github.com/calyxnet/calyx/backend"
 	"github.com/calyxnet/calyx/backend/model"
 	"github.com/calyxnet/calyx/compile"
 	"github.com/calyxnet/calyx/internal/lab"
@@ -352,4 +354,89 @@ func addDummy(t *testing.T, r *rig, name string) {
 func nodeAddrs(r *rig) []netip.Addr {
 	spec := r.lab.Spec()
 	return spec.Nodes()
+}
+
+// TestHostEndpointLifecycle: host endpoint links are pinned and adopted
+// like the pods' (a restarted backend re-applying the same Ruleset
+// changes nothing), repaired by Reconcile when detached from outside, and
+// removed when the host endpoint goes.
+func TestHostEndpointLifecycle(t *testing.T) {
+	r := newRig(t, conformance.Spec())
+	ctx := context.Background()
+	build := func(withHost bool) *compile.Ruleset {
+		b := r.ir()
+		conformance.WithAllowAllProfiles(b)
+		if withHost {
+			b.RS.Settings.FailsafeInbound = []compile.ProtoPort{{Protocol: 6, Port: 22}}
+			ep := &compile.Endpoint{Key: "host:node/all", Kind: compile.HostEndpoint, Interface: "*", Addrs: nodeAddrs(r)}
+			b.RS.Endpoints[ep.Key] = ep
+		}
+		return b.RS
+	}
+	r.conform(t, build(true))
+	hostLinks := func(b *Backend) int {
+		n := 0
+		for ak := range b.links {
+			if isHostInterface(ak.iface) {
+				n++
+			}
+		}
+		return n
+	}
+	// cxext0, cxuplink and its peer, both hooks.
+	if n := hostLinks(r.b); n != 6 {
+		t.Fatalf("%d host interface links, want 6", n)
+	}
+
+	// The agent dies: descriptors close, pins stay; a new backend adopts.
+	r.b.mu.Lock()
+	r.b.release()
+	r.b.closed = true
+	r.b.mu.Unlock()
+	b2, err := New(ctx, backend.Options{NetNS: r.lab.NodeNS().Path(), Name: r.lab.ID()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b2.Close(ctx) })
+	r.b = b2
+	if n := hostLinks(b2); n != 6 {
+		t.Fatalf("adopted %d host interface links, want 6", n)
+	}
+	r.conform(t, build(true))
+	if st := b2.LastApply(); st.ProgramsLoaded+st.LinksAttached+st.LinksUpdated+st.LinksDetached != 0 {
+		t.Errorf("re-applying the same Ruleset after a restart changed programs or links: %+v", st)
+	}
+
+	// Detach the external interface's ingress link from outside.
+	info, err := b2.links[attachKey{lab.ExternalInterface, hookIngress}].link.Info()
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := link.NewFromID(info.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := other.Detach(); err != nil {
+		t.Fatal(err)
+	}
+	_ = other.Close()
+	d, err := b2.Reconcile(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.LinksReattached != 1 {
+		t.Fatalf("drift %s; want the host link re-attached", d)
+	}
+	r.conform(t, build(true))
+
+	// The host endpoint goes: so do its links.
+	r.conform(t, build(false))
+	if n := hostLinks(b2); n != 0 {
+		t.Fatalf("%d host interface links left after the host endpoint went", n)
+	}
+	for _, at := range []ebpf.AttachType{ebpf.AttachTCXIngress, ebpf.AttachTCXEgress} {
+		if got := r.attached(t, lab.ExternalInterface, at); len(got) != 0 {
+			t.Fatalf("%s %v: %d programs attached after the host endpoint went", lab.ExternalInterface, at, len(got))
+		}
+	}
 }
