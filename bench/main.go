@@ -1,4 +1,4 @@
-// Command bench measures the kernel dataplanes (nftables, iptables): how
+// Command bench measures the kernel dataplanes (nftables, iptables, ebpf): how
 // long programming a node takes, and what policy costs per packet, as ratios against a
 // no-policy baseline measured in the same run (medians of interleaved
 // repetitions). It needs root: everything runs in network namespaces it
@@ -6,6 +6,7 @@
 //
 //	go run ./bench                      # everything, 5 repetitions
 //	go run ./bench -only program -reps 3
+//	go run ./bench -only repair -dataplane nftables,iptables,ebpf
 //	go run ./bench -only traffic -duration 2s
 //	go run ./bench -dataplane nftables,iptables   # side by side, one run
 //	go run ./bench -only program -sizes 10000 -cpuprofile /tmp/cpu.out
@@ -43,7 +44,7 @@ type config struct {
 func run(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	var c config
-	fs.StringVar(&c.only, "only", "", "run only \"program\" or \"traffic\"")
+	fs.StringVar(&c.only, "only", "", "run only \"program\", \"repair\" or \"traffic\"")
 	fs.IntVar(&c.reps, "reps", 5, "repetitions per figure (medians are reported)")
 	fs.DurationVar(&c.duration, "duration", 2*time.Second, "length of one traffic measurement")
 	fs.IntVar(&c.pods, "pods", 110, "pods on the node")
@@ -89,6 +90,13 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if c.only == "" || c.only == "program" {
 		for _, d := range c.planes {
 			if err := benchProgram(ctx, &c, d, out); err != nil {
+				return fmt.Errorf("%s: %w", d.name, err)
+			}
+		}
+	}
+	if c.only == "" || c.only == "repair" {
+		for _, d := range c.planes {
+			if err := benchRepair(ctx, &c, d, out); err != nil {
 				return fmt.Errorf("%s: %w", d.name, err)
 			}
 		}
