@@ -4,6 +4,7 @@ package iptables
 
 import (
 	"context"
+	"net/netip"
 	"os/exec"
 	"regexp"
 	"slices"
@@ -12,8 +13,10 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/calyxnet/calyx/backend"
 	"github.com/calyxnet/calyx/compile"
 	"github.com/calyxnet/calyx/internal/lab/conformance"
+	"github.com/calyxnet/calyx/internal/netns/netnstest"
 	"github.com/calyxnet/calyx/internal/testgen"
 )
 
@@ -149,5 +152,31 @@ func TestHostEndpointDiffAndRepair(t *testing.T) {
 			return err
 		}))
 		require.NotContains(t, string(out), p, "%s after Close", v)
+	}
+}
+
+// TestHostFailsafeKernel: every shape of fail-safe rule and host dispatch
+// (nets of both families, ranges, SCTP, named, by address, "*") is taken
+// by the kernel and read back exactly as written: no drift after Apply.
+func TestHostFailsafeKernel(t *testing.T) {
+	ns := netnstest.New(t, "cxhep")
+	ctx := context.Background()
+	b, err := New(ctx, backend.Options{NetNS: ns.Path(), Name: "hep"})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, b.Close(context.Background())) })
+	rs := failsafeRuleset()
+	for key, iface := range map[string]string{"host:n/all": "*", "host:n/ips": ""} {
+		rs.Endpoints[key] = &compile.Endpoint{Key: key, Kind: compile.HostEndpoint, Interface: iface,
+			Addrs: []netip.Addr{netip.MustParseAddr("192.0.2.5"), netip.MustParseAddr("2001:db8::5")}}
+	}
+	require.NoError(t, b.Apply(ctx, rs))
+	d, err := b.Reconcile(ctx)
+	require.NoError(t, err)
+	require.True(t, d.Empty(), "drift right after Apply: %s", d)
+	dump, err := b.Dump(ctx)
+	require.NoError(t, err)
+	for _, want := range []string{"-p sctp -m multiport --dports 9899", "-s fd00::/8 -p tcp", "--dports 179,2379:2380",
+		"-A calyx-hep-hi -d 2001:db8::5/128", "-A calyx-hep-ho -o lo"} {
+		require.Contains(t, string(dump), want)
 	}
 }

@@ -91,19 +91,7 @@ func TestHostDispatchOrder(t *testing.T) {
 // chunks, nets inline on the peer's side, nets of the other family and
 // portless protocols left out, an IPv4-mapped net taken as IPv4.
 func TestHostFailsafe(t *testing.T) {
-	rs := &compile.Ruleset{Endpoints: map[string]*compile.Endpoint{}, Policies: map[compile.PolicyID]*compile.Policy{}}
-	rs.Endpoints["host:n/eth0"] = &compile.Endpoint{Key: "host:n/eth0", Kind: compile.HostEndpoint, Interface: "eth0"}
-	pp := func(proto uint8, port uint16, net string) compile.ProtoPort {
-		p := compile.ProtoPort{Protocol: proto, Port: port}
-		if net != "" {
-			p.Net = netip.MustParsePrefix(net)
-		}
-		return p
-	}
-	rs.Settings.FailsafeInbound = []compile.ProtoPort{pp(6, 22, ""), pp(17, 68, ""), pp(6, 179, "10.0.0.0/16"),
-		pp(6, 2379, "10.0.0.0/16"), pp(6, 2380, "::ffff:10.0.0.0/112"), pp(6, 6443, "fd00::/8"), pp(1, 8, ""), pp(132, 9899, ""), pp(6, 5473, "0.0.0.0/0")}
-	rs.Settings.FailsafeOutbound = []compile.ProtoPort{pp(17, 53, ""), pp(6, 443, "192.0.2.0/24")}
-	p, err := render(rs, newNaming(""), nil)
+	p, err := render(failsafeRuleset(), newNaming(""), nil)
 	require.NoError(t, err)
 	in4 := hostRules(t, p, 0, target(p.fams[0].chains["calyx-hi"].rules[0]))
 	require.Equal(t, []string{
@@ -125,6 +113,25 @@ func TestHostFailsafe(t *testing.T) {
 	}, in6[6:10], "after neighbour discovery and conntrack")
 	out4 := hostRules(t, p, 0, target(p.fams[0].chains["calyx-ho"].rules[0]))
 	require.Equal(t, []string{"-d 192.0.2.0/24 -p tcp -m multiport --dports 443 -j ACCEPT", "-p udp -m multiport --dports 53 -j ACCEPT"}, out4[2:4])
+}
+
+// failsafeRuleset is a host endpoint on eth0 without policy, and
+// fail-safe ports of every kind: with and without nets, of both families,
+// IPv4-mapped, /0, SCTP, and ICMP (which has no ports).
+func failsafeRuleset() *compile.Ruleset {
+	rs := &compile.Ruleset{Endpoints: map[string]*compile.Endpoint{}, Policies: map[compile.PolicyID]*compile.Policy{}}
+	rs.Endpoints["host:n/eth0"] = &compile.Endpoint{Key: "host:n/eth0", Kind: compile.HostEndpoint, Interface: "eth0"}
+	pp := func(proto uint8, port uint16, net string) compile.ProtoPort {
+		p := compile.ProtoPort{Protocol: proto, Port: port}
+		if net != "" {
+			p.Net = netip.MustParsePrefix(net)
+		}
+		return p
+	}
+	rs.Settings.FailsafeInbound = []compile.ProtoPort{pp(6, 22, ""), pp(17, 68, ""), pp(6, 179, "10.0.0.0/16"),
+		pp(6, 2379, "10.0.0.0/16"), pp(6, 2380, "::ffff:10.0.0.0/112"), pp(6, 6443, "fd00::/8"), pp(1, 8, ""), pp(132, 9899, ""), pp(6, 5473, "0.0.0.0/0")}
+	rs.Settings.FailsafeOutbound = []compile.ProtoPort{pp(17, 53, ""), pp(6, 443, "192.0.2.0/24")}
+	return rs
 }
 
 func TestHostInvalidInterface(t *testing.T) {
