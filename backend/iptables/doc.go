@@ -21,39 +21,8 @@
 //	                      else → calyx-ho (or RETURN)
 //
 // Each is one jump, the first rule of its built-in chain. IPv6 neighbour
-// discovery between a pod and its node is always accepted.
-//
-// # Host endpoints
-//
-// A host endpoint's policy judges the node's own traffic: what INPUT
-// delivers to it and what it sends out through OUTPUT, neither from nor
-// to a workload interface. Forwarded traffic never meets it (FORWARD is
-// unchanged, not one rule more for pods), and neither does traffic
-// between the node and its pods, which calyx-in and calyx-out keep
-// judging by the pods' policy. calyx-hi (ingress, -i) and calyx-ho
-// (egress, -o) pick the endpoint, goto its h- chain, and leave every other
-// packet alone (it returns to INPUT or OUTPUT):
-//
-//	-i eth0 -g h-…        an endpoint named by interface, in both
-//	                      families (a named endpoint wins over "*")
-//	-i lo -j RETURN       loopback is no one's unless named
-//	-d ADDR -g h-…        an endpoint known by its addresses only
-//	                      (Interface ""): -d inbound, -s outbound, in the
-//	                      families of its addresses
-//	-g h-…                the endpoint of every interface ("*")
-//
-//	h-HASH  IPv6 neighbour discovery accepted; conntrack (established,
-//	        related accept; invalid drop); the fail-safe ports of the
-//	        direction (Settings.FailsafeInbound / FailsafeOutbound) accepted,
-//	        one multiport rule per protocol and net (-s inbound, -d
-//	        outbound; a net of the other family does not apply); then the
-//	        endpoint's e- chain, shared machinery with the workloads, which
-//	        returns only when allowed: ACCEPT, else DROP
-//
-// A host endpoint with no tier and no allowing profile denies all but its
-// fail-safe ports, as in Calico. When two endpoints claim one interface,
-// or "*", the first by key is used; one named after a workload interface
-// gets no rule (its traffic is its pod's).
+// discovery between a pod and its node is always accepted. Host endpoints
+// are described below.
 //
 // Dispatch is by ipset, not by a list of interfaces: endpoints that share
 // an endpoint chain share a hash:net,iface set of their (address,
@@ -99,6 +68,38 @@
 // per match); every other set is an ipset lookup. A run of at least four
 // rules of one shape (same action, a protocol, one literal nets set on one
 // side, destination ports) becomes one hash:net,port set lookup.
+//
+// # Host endpoints
+//
+// A host endpoint's policy judges the node's own traffic: what INPUT
+// delivers to it and what it sends out through OUTPUT, neither from nor
+// to a workload interface. Forwarded traffic never meets it (FORWARD is
+// unchanged, not one rule more for pods), and neither does traffic
+// between the node and its pods, which calyx-in and calyx-out keep
+// judging by the pods' policy. calyx-hi (ingress, -i) and calyx-ho
+// (egress, -o) pick the endpoint, goto its h- chain, and leave every other
+// packet alone (it returns to INPUT or OUTPUT):
+//
+//	-i eth0 -g h-…        an endpoint named by interface, in both
+//	                      families (a named endpoint wins over "*")
+//	-i lo -j RETURN       loopback is no one's unless named
+//	-d ADDR -g h-…        an endpoint known by its addresses only
+//	                      (Interface ""): -d inbound, -s outbound, in the
+//	                      families of its addresses
+//	-g h-…                the endpoint of every interface ("*")
+//
+//	h-HASH  IPv6 neighbour discovery accepted; conntrack (established,
+//	        related accept; invalid drop); the fail-safe ports of the
+//	        direction (Settings.FailsafeInbound / FailsafeOutbound) accepted,
+//	        one multiport rule per protocol and net (-s inbound, -d
+//	        outbound; a net of the other family does not apply); then the
+//	        endpoint's e- chain, shared machinery with the workloads, which
+//	        returns only when allowed: ACCEPT, else DROP
+//
+// A host endpoint with no tier and no allowing profile denies all but its
+// fail-safe ports, as in Calico. When two endpoints claim one interface,
+// or "*", the first by key is used; one named after a workload interface
+// gets no rule (its traffic is its pod's).
 //
 // # Sets
 //
