@@ -39,18 +39,14 @@ var (
 	hostEgress  = hostSide{chain: chainHostOutput, failsafe: chainFailsafeOut, side: "out", addr: "src", peer: "dst", dir: compile.Egress}
 )
 
-// hostEndpoints sorts the Ruleset's host endpoints by how they claim
+// sortHosts sorts host endpoints (given in key order) by how they claim
 // traffic, each list in key order: named interfaces (the first endpoint
 // of an interface wins), address-only endpoints, and "*" (the first
 // wins). An endpoint naming loopback or a workload interface, or with
 // neither interface nor addresses, claims nothing.
-func hostEndpoints(rs *compile.Ruleset) (named, byAddr []*compile.Endpoint, star *compile.Endpoint) {
+func sortHosts(hosts []*compile.Endpoint) (named, byAddr []*compile.Endpoint, star *compile.Endpoint) {
 	seen := map[string]bool{}
-	for _, key := range sortedKeys(rs.Endpoints) {
-		ep := rs.Endpoints[key]
-		if ep.Kind != compile.HostEndpoint {
-			continue
-		}
+	for _, ep := range hosts {
 		switch ifc := ep.Interface; {
 		case ifc == "*":
 			if star == nil {
@@ -73,10 +69,11 @@ func hostEndpoints(rs *compile.Ruleset) (named, byAddr []*compile.Endpoint, star
 // dispatch chain (host-input, host-output) that the input and output base
 // chains go to for every packet not on a workload interface, the
 // fail-safe chains, and per endpoint direction a content-named hep- chain
-// in front of the endpoint's shared ep- chain. It reports whether there is
-// any host endpoint; without one nothing is added.
-func (r *renderer) addHostChains() bool {
-	named, byAddr, star := hostEndpoints(r.rs)
+// in front of the endpoint's shared ep- chain. hosts are the Ruleset's
+// host endpoints in key order. It reports whether any claims traffic;
+// without one nothing is added.
+func (r *renderer) addHostChains(hosts []*compile.Endpoint) bool {
+	named, byAddr, star := sortHosts(hosts)
 	if len(named)+len(byAddr) == 0 && star == nil {
 		return false
 	}

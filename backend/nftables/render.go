@@ -334,8 +334,13 @@ func renderCached(rs *compile.Ruleset, cache *renderCache) (*desired, error) {
 	}
 	egress := &nset{name: mapEgress, keyType: nftables.TypeIFName, isMap: true, comment: "pod egress by host-side interface"}
 	ingress := &nset{name: mapIngress, keyType: nftables.TypeIFName, isMap: true, comment: "pod ingress by host-side interface"}
+	var hosts []*compile.Endpoint
 	for _, key := range sortedKeys(rs.Endpoints) {
 		ep := rs.Endpoints[key]
+		if ep.Kind == compile.HostEndpoint {
+			hosts = append(hosts, ep)
+			continue
+		}
 		if ep.Kind != compile.WorkloadEndpoint || ep.Interface == "" {
 			continue
 		}
@@ -344,7 +349,7 @@ func renderCached(rs *compile.Ruleset, cache *renderCache) (*desired, error) {
 	}
 	r.out.sets[egress.name] = egress
 	r.out.sets[ingress.name] = ingress
-	r.addBaseChains(r.addHostChains())
+	r.addBaseChains(r.addHostChains(hosts))
 	r.out.order = append(r.out.order, baseChains...)
 	var rest []string
 	for name := range r.out.chains {
