@@ -25,6 +25,20 @@ type dataplane struct {
 	name  string
 	open  func(ctx context.Context, opts backend.Options) (backend.Backend, error)
 	stats func(b backend.Backend) applyStats
+	// freshVeth: the "+1 pod" figure creates the new pod's veth afresh
+	// before every Apply, as the CNI plugin does (eBPF: a veth never seen
+	// needs its TCX links).
+	freshVeth bool
+	// variants are other ways to open the same dataplane whose "+1 pod"
+	// figure is measured too, in the same run (eBPF: without the link
+	// watcher).
+	variants []variant
+}
+
+// variant is another configuration of a dataplane.
+type variant struct {
+	name string
+	open func(ctx context.Context, opts backend.Options) (backend.Backend, error)
 }
 
 var dataplanes = map[string]dataplane{
@@ -44,6 +58,10 @@ var dataplanes = map[string]dataplane{
 			return applyStats{render: st.Render, kernel: st.Load + st.Kernel,
 				messages: st.ProgramsLoaded + st.LinksAttached + st.LinksUpdated + st.EntriesAdded + st.EntriesDeleted}
 		},
+		freshVeth: true,
+		variants: []variant{{name: "no link watch", open: func(ctx context.Context, o backend.Options) (backend.Backend, error) {
+			return ebpf.New(ctx, o, ebpf.WithLinkWatch(false))
+		}}},
 	},
 	iptables.Name: {
 		name: iptables.Name,

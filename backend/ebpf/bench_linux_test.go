@@ -21,6 +21,8 @@ import (
 	"github.com/calyxnet/calyx/backend/model"
 	"github.com/calyxnet/calyx/compile"
 	"github.com/calyxnet/calyx/internal/netns/netnstest"
+	"github.com/calyxnet/calyx/internal/podnet"
+	"github.com/calyxnet/calyx/internal/testgen"
 )
 
 // BenchmarkProgramRun: what one packet costs in the program, measured
@@ -128,12 +130,25 @@ func addBenchPod(rs *compile.Ruleset, p int, pols []compile.PolicyID) {
 }
 
 // BenchmarkApplyNewPod: one pod more on a node of 110 pods and 10,000
-// policies, its veth created beforehand (outside the timer), enforced when
-// Apply returns: the program is shared with its group, so the cost is one
-// selector-set entry and two TCX links.
+// policies, enforced when Apply returns. As the CNI plugin does, the
+// pod's veth is created right before (a fresh pair: host side up, peer
+// moved into the pod's namespace, addresses and routes, with
+// podnet.Setup, outside the timer), then Apply registers the pod: timed
+// is Apply, from its start to its return. The program is shared with its
+// group, so the cost is one selector-set entry and the pod's two TCX
+// links. With the link watcher (watch=true) the links were attached with
+// deny-all when the veth appeared, and Apply switches them with
+// Link.Update (if Apply starts while the watcher still attaches, it waits
+// for it); without, Apply attaches them. Both in one run.
 //
 //	go test -run '^$' -bench ApplyNewPod -benchtime 20x ./backend/ebpf
 func BenchmarkApplyNewPod(b *testing.B) {
+	for _, watch := range []bool{true, false} {
+		b.Run(fmt.Sprintf("watch=%v", watch), func(b *testing.B) { benchApplyNewPod(b, watch) })
+	}
+}
+
+func benchApplyNewPod(b *testing.B, watch bool) {
 	ns := netnstest.New(b, "cxebpfb-")
 	ctx := context.Background()
 	h, err := netlink.NewHandleAt(nlns.NsHandle(ns.Fd()))
@@ -141,18 +156,16 @@ func BenchmarkApplyNewPod(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer h.Close()
-	veth := func(name string) {
-		if err := h.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: name}, PeerName: "p" + name[5:]}); err != nil {
-			b.Fatal(err)
-		}
-		l, _ := h.LinkByName(name)
-		_ = h.LinkSetUp(l)
+	if err := podnet.PrepareNode(ctx, ns); err != nil {
+		b.Fatal(err)
 	}
 	rs := clusterRuleset(110, 10000)
 	for _, ep := range rs.Endpoints {
-		veth(ep.Interface)
+		if err := h.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: ep.Interface}, PeerName: "p" + ep.Interface[5:]}); err != nil {
+			b.Fatal(err)
+		}
 	}
-	be, err := New(ctx, backend.Options{NetNS: ns.Path(), Name: "bench-" + ns.Name()})
+	be, err := New(ctx, backend.Options{NetNS: ns.Path(), Name: "bench-" + ns.Name()}, WithLinkWatch(watch))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -165,7 +178,8 @@ func BenchmarkApplyNewPod(b *testing.B) {
 		_ = pprof.StartCPUProfile(pf)
 		defer pprof.StopCPUProfile()
 	}
-	var took []time.Duration
+	var took, waits, renders, ifaces, kernels []time.Duration
+	updated := 0
 	b.ResetTimer()
 	for i := range b.N {
 		b.StopTimer()
@@ -178,7 +192,11 @@ func BenchmarkApplyNewPod(b *testing.B) {
 			pols = append(pols, t.Policies...)
 		}
 		addBenchPod(&more, p, pols)
-		veth(more.Endpoints[benchPodKey(p)].Interface)
+		ep := more.Endpoints[benchPodKey(p)]
+		podNS := netnstest.New(b, "cxebpfp-")
+		if err := podnet.Setup(ctx, ns, podNS, podnet.Config{HostIfName: ep.Interface, Addrs: ep.Addrs}); err != nil {
+			b.Fatal(err)
+		}
 		b.StartTimer()
 		t0 := time.Now()
 		if err := be.Apply(ctx, &more); err != nil {
@@ -187,9 +205,11 @@ func BenchmarkApplyNewPod(b *testing.B) {
 		b.StopTimer()
 		took = append(took, time.Since(t0))
 		st := be.LastApply()
-		if st.ProgramsLoaded != 0 || st.LinksAttached != 2 {
-			b.Fatalf("a new pod loaded %d programs and attached %d links; want 0 and 2", st.ProgramsLoaded, st.LinksAttached)
+		waits, renders, ifaces, kernels = append(waits, st.Wait), append(renders, st.Render), append(ifaces, st.Interfaces), append(kernels, st.Load+st.Kernel)
+		if st.ProgramsLoaded != 0 || st.LinksAttached+st.LinksUpdated != 2 {
+			b.Fatalf("a new pod loaded %d programs, attached %d links and updated %d; want 0 and 2 in all", st.ProgramsLoaded, st.LinksAttached, st.LinksUpdated)
 		}
+		updated += st.LinksUpdated / 2
 		if i == 0 {
 			b.Logf("+1 pod: %+v", st)
 		}
@@ -197,6 +217,76 @@ func BenchmarkApplyNewPod(b *testing.B) {
 		b.StartTimer()
 	}
 	b.StopTimer()
-	slices.Sort(took)
-	b.ReportMetric(float64(took[len(took)/2].Nanoseconds()), "ns/apply-median")
+	med := func(ds []time.Duration) time.Duration { slices.Sort(ds); return ds[len(ds)/2] }
+	b.ReportMetric(float64(med(took).Nanoseconds()), "ns/apply-median")
+	b.ReportMetric(float64(updated)/float64(b.N), "updated/op")
+	b.Logf("medians over %d: apply %v = wait %v + render %v + interfaces %v + load and kernel %v (+ the rest)", b.N, med(took), med(waits), med(renders), med(ifaces), med(kernels))
+}
+
+// BenchmarkFlowEvents: what flow events cost a packet that is judged
+// (10 rules checked one after the other), in one run: events off; on,
+// with the ring buffer drained between batches of 2,000 runs (every event
+// written, none lost); on, with nobody reading (the ring buffer is full,
+// every event is counted lost). "deny" is a TCP SYN no rule allows (the
+// tier's end denies it); "allow" a TCP RST the last rule allows (an
+// allowed RST makes no conntrack entry, so every run judges it afresh, as
+// a new flow is judged).
+//
+//	go test -run '^$' -bench FlowEvents -benchtime 200000x ./backend/ebpf
+func BenchmarkFlowEvents(b *testing.B) {
+	for _, verdict := range []string{"deny", "allow"} {
+		for _, mode := range []string{"off", "on", "on-full"} {
+			b.Run(fmt.Sprintf("%s/events=%s", verdict, mode), func(b *testing.B) {
+				h := newHarness(b)
+				h.events = mode != "off"
+				ir := testgen.NewIR()
+				ir.Endpoint(podA, "calyxa000000001", a4)
+				ir.Endpoint(podB, "calyxb000000002", b4)
+				src := compile.PeerMatch{Ports: []compile.PortRange{{Min: 1, Max: 65535}}}
+				var rules []compile.Rule
+				for i := range 9 {
+					rules = append(rules, testgen.Rule(compile.ActionDeny, compile.Match{Protocol: 6, Src: src, Dst: compile.PeerMatch{Ports: testgen.Ports(uint16(1000 + i))}}))
+				}
+				rules = append(rules, testgen.Rule(compile.ActionAllow, compile.Match{Protocol: 6, Src: src, Dst: compile.PeerMatch{Ports: testgen.Ports(80)}}))
+				pol := ir.Policy(compile.Ingress, "default", "bench", rules...)
+				ir.RS.Endpoints[podB].Ingress.Tiers = []compile.TierPolicies{{Tier: "default", Policies: []compile.PolicyID{pol}, EndAction: compile.ActionDeny}}
+				h.apply(ir.RS)
+				prog := h.progs[h.plan.attach[attachKey{"calyxb000000002", hookEgress}]].entry
+				p := &pkt{Packet: model.Packet{Src: a4, Dst: b4, Protocol: 6, SrcPort: 46000, DstPort: 81}, tcpFlags: tcpSYN}
+				if verdict == "allow" {
+					p.DstPort, p.tcpFlags = 80, tcpRST|tcpACK
+				}
+				data := frame(p)
+				if mode != "on" {
+					runBench(b, prog, data, verdict == "allow")
+				} else {
+					rd := newEventReader(b, h)
+					const batch = 2000
+					var total time.Duration
+					b.ResetTimer()
+					for done := 0; done < b.N; done += batch {
+						n := min(batch, b.N-done)
+						b.StartTimer()
+						ret, d, err := prog.Benchmark(data, n, nil)
+						b.StopTimer()
+						if err != nil {
+							b.Fatal(err)
+						}
+						if got := int32(ret) != tcxDrop; got != (verdict == "allow") {
+							b.Fatalf("verdict allowed=%v", got)
+						}
+						total += d * time.Duration(n)
+						if got := len(rd.drain()); got != n {
+							b.Fatalf("%d events for %d runs", got, n)
+						}
+					}
+					b.ReportMetric(float64(total.Nanoseconds())/float64(b.N), "ns/packet")
+				}
+				if mode != "off" {
+					lost, _ := lostEvents(h.objs)
+					b.ReportMetric(float64(lost)/float64(b.N), "lost/op")
+				}
+			})
+		}
+	}
 }

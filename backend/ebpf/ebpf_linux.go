@@ -80,6 +80,8 @@ type Backend struct {
 	// events already in the ring buffer still resolve.
 	prevRefs map[string]map[uint64]stepRef
 	watch    *watcher
+	// nl is the netlink handle interfaces uses.
+	nl *netlink.Handle
 }
 
 // attachment is one pinned TCX link.
@@ -232,6 +234,10 @@ func (b *Backend) release() {
 		b.objs.close()
 	}
 	b.links, b.progs = map[attachKey]*attachment{}, map[string]*loaded{}
+	if b.nl != nil {
+		b.nl.Close()
+		b.nl = nil
+	}
 	b.closeNS()
 }
 
@@ -368,10 +374,12 @@ type Stats struct {
 	Instructions                               int
 	UnknownInterfaces                          []string
 	MissingInterfaces                          []string
-	// Render is the time spent generating programs and map entries, Load
-	// loading new programs (the verifier), Kernel the rest: entries,
-	// links and pins; Interfaces and Links are parts of it.
-	Render, Load, Kernel, Interfaces, Links time.Duration
+	// Wait is the time Apply waited for the backend (the link watcher
+	// attaching to a new interface, or another call); Render the time
+	// spent generating programs and map entries, Interfaces listing the
+	// node's interfaces, Load loading new programs (the verifier), Kernel
+	// the rest: entries, links and pins; Links is part of it.
+	Wait, Render, Load, Kernel, Interfaces, Links time.Duration
 }
 
 // LastApply returns what the last successful Apply did.
@@ -381,20 +389,26 @@ func (b *Backend) LastApply() Stats {
 	return b.last
 }
 
-// interfaces lists the node's interfaces: name → index.
+// interfaces lists the node's interfaces: name → index. The netlink
+// handle stays open between calls (creating one in another namespace
+// costs a thread switch into it); callers hold b.mu, or own b.
 func (b *Backend) interfaces() (map[string]int, error) {
-	var h *netlink.Handle
-	var err error
-	if b.ns != nil {
-		h, err = netlink.NewHandleAt(nlns.NsHandle(b.ns.Fd()))
-	} else {
-		h, err = netlink.NewHandle()
+	if b.nl == nil {
+		var h *netlink.Handle
+		var err error
+		if b.ns != nil {
+			h, err = netlink.NewHandleAt(nlns.NsHandle(b.ns.Fd()))
+		} else {
+			h, err = netlink.NewHandle()
+		}
+		if err != nil {
+			return nil, fmt.Errorf("ebpf: netlink: %w", err)
+		}
+		b.nl = h
 	}
-	if err != nil {
-		return nil, fmt.Errorf("ebpf: netlink: %w", err)
-	}
-	defer h.Close()
+	h := b.nl
 	var links []netlink.Link
+	var err error
 	for range 5 {
 		links, err = h.LinkList()
 		if !errors.Is(err, netlink.ErrDumpInterrupted) {
@@ -402,6 +416,8 @@ func (b *Backend) interfaces() (map[string]int, error) {
 		}
 	}
 	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
+		b.nl.Close()
+		b.nl = nil // a fresh handle next time
 		return nil, fmt.Errorf("ebpf: list interfaces: %w", err)
 	}
 	out := make(map[string]int, len(links))
@@ -417,6 +433,7 @@ func (b *Backend) interfaces() (map[string]int, error) {
 // with Link.Update, then what is no longer used is removed. A membership
 // change only writes map entries.
 func (b *Backend) Apply(ctx context.Context, rs *compile.Ruleset) error {
+	called := time.Now()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
@@ -424,6 +441,7 @@ func (b *Backend) Apply(ctx context.Context, rs *compile.Ruleset) error {
 	}
 	var st Stats
 	start := time.Now()
+	st.Wait = start.Sub(called)
 	p, err := makePlan(rs, b.ids, b.cfg, b.cache)
 	st.Render = time.Since(start)
 	if err != nil {
@@ -650,7 +668,7 @@ func (b *Backend) syncLinks(want map[attachKey]string, ifaces map[string]int, st
 		}
 		// Apply trusts what it attached (Reconcile reads links back).
 		a, ok := b.links[ak]
-		if ok && a.ifindex == ifaces[ak.iface] && a.ifindex != 0 {
+		if ok && a.ifindex == ifaces[ak.dev()] && a.ifindex != 0 {
 			if a.fp != fp {
 				jobs = append(jobs, &job{ak: ak, fp: fp, prog: prog, update: a})
 			}
@@ -671,7 +689,7 @@ func (b *Backend) syncLinks(want map[attachKey]string, ifaces map[string]int, st
 				}
 				return
 			}
-			j.l, j.err = b.attachRaw(j.ak, ifaces[j.ak.iface], j.prog)
+			j.l, j.err = b.attachRaw(j.ak, ifaces[j.ak.dev()], j.prog)
 		}()
 	}
 	wg.Wait()
@@ -685,7 +703,7 @@ func (b *Backend) syncLinks(want map[attachKey]string, ifaces map[string]int, st
 			b.dirtyLinks[j.ak] = true
 			st.LinksUpdated++
 		default:
-			if err := b.record(j.ak, ifaces[j.ak.iface], j.fp, j.l); err != nil {
+			if err := b.record(j.ak, ifaces[j.ak.dev()], j.fp, j.l); err != nil {
 				errs = append(errs, err)
 				continue
 			}
@@ -784,6 +802,12 @@ func (b *Backend) freePrograms(p *plan) int {
 		if a.fp == denyFP {
 			inUse[denyFP+"-"+a.key.hook.String()] = true
 		}
+	}
+	if b.watch != nil {
+		// The watcher attaches deny-all to every new interface: keep it
+		// loaded.
+		inUse[denyFP+"-"+hookIngress.String()] = true
+		inUse[denyFP+"-"+hookEgress.String()] = true
 	}
 	n := 0
 	for fp, l := range b.progs {

@@ -6,6 +6,7 @@ import (
 	"maps"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/cilium/ebpf/asm"
@@ -28,6 +29,8 @@ type hostProg struct {
 	// are the node-side addresses it judges: the destination on ingress,
 	// the source on egress. Nil: every address.
 	addrs []netip.Addr
+	// exclude are node-side addresses another host endpoint judges.
+	exclude []netip.Addr
 	// failsafe are the fail-safe ports of the direction.
 	failsafe []compile.ProtoPort
 }
@@ -36,6 +39,11 @@ type hostProg struct {
 func (hp *hostProg) key() string {
 	var b strings.Builder
 	for _, a := range hp.addrs {
+		b.WriteString(a.Unmap().String())
+		b.WriteByte(',')
+	}
+	b.WriteByte('|')
+	for _, a := range hp.exclude {
 		b.WriteString(a.Unmap().String())
 		b.WriteByte(',')
 	}
@@ -53,6 +61,26 @@ type hostAny struct {
 	key  string // the endpoint
 	hook hook
 	fp   string
+	// slot tells the links of several such endpoints on one interface
+	// and hook apart: slot 0 is attachKey{name, hook}, slot n
+	// attachKey{name:n, hook} (a colon is in no interface name).
+	slot int
+}
+
+// slotName is the attachKey interface of slot n on interface name.
+func slotName(name string, n int) string {
+	if n == 0 {
+		return name
+	}
+	return name + ":" + strconv.Itoa(n)
+}
+
+// dev is the interface of an attachment: its name without the slot.
+func (k attachKey) dev() string {
+	if i := strings.IndexByte(k.iface, ':'); i >= 0 {
+		return k.iface[:i]
+	}
+	return k.iface
 }
 
 // isHostInterface reports whether a wildcard host endpoint covers the
@@ -72,11 +100,10 @@ func (p *plan) hostLinks(ifaces map[string]int, want map[attachKey]string) {
 			continue
 		}
 		for _, ha := range p.hostAny {
-			ak := attachKey{name, ha.hook}
-			if _, named := p.attach[ak]; named {
+			if _, named := p.attach[attachKey{name, ha.hook}]; named {
 				continue
 			}
-			want[ak] = ha.fp
+			want[attachKey{slotName(name, ha.slot), ha.hook}] = ha.fp
 		}
 	}
 }
@@ -88,9 +115,10 @@ func (p *plan) ownerOf(ak attachKey) string {
 	if o, ok := p.owner[ak]; ok {
 		return o
 	}
-	if ak.iface == "*" || isHostInterface(ak.iface) {
+	dev := ak.dev()
+	if dev == "*" || isHostInterface(dev) {
 		for _, ha := range p.hostAny {
-			if ha.hook == ak.hook {
+			if ha.hook == ak.hook && slotName(dev, ha.slot) == ak.iface {
 				return ha.key
 			}
 		}
@@ -106,7 +134,7 @@ func (p *plan) renderLinks() map[attachKey]string {
 	}
 	out := maps.Clone(p.attach)
 	for _, ha := range p.hostAny {
-		out[attachKey{"*", ha.hook}] = ha.fp
+		out[attachKey{slotName("*", ha.slot), ha.hook}] = ha.fp
 	}
 	return out
 }
@@ -120,7 +148,6 @@ type hostPlanner struct {
 	idf      idOf
 	runs     map[string]*run
 	pc, next *progCache
-	wildcard string // the wildcard host endpoint planned so far
 	memo     map[string]string
 	failIn   []compile.ProtoPort
 	failOut  []compile.ProtoPort
@@ -128,68 +155,125 @@ type hostPlanner struct {
 
 // planHosts adds the programs and attachments of rs's host endpoints to
 // p: TCX ingress of a host interface runs the endpoint's ingress policy,
-// TCX egress its egress policy. A named endpoint is attached to its
-// interface; one with Interface "*" or "" to every host interface no
-// named endpoint claims (at most one such endpoint per node). An endpoint
-// with Interface "" and no address judges nothing and is not attached.
+// TCX egress its egress policy.
+//
+// A named endpoint is attached to its interface (the first by key when
+// two name one interface; none on a workload interface, whose traffic is
+// the pods' business). The endpoints without a name go to every host
+// interface no named endpoint claims, one TCX link each: those known by
+// their addresses (Interface "") each judge the node's traffic on their
+// addresses (an address claimed by two, the first by key's), the first
+// "*" endpoint the rest. An endpoint with Interface "" and no address of
+// its own judges nothing and is not attached.
 func planHosts(rs *compile.Ruleset, p *plan, cfg config, idf idOf, runs map[string]*run, pc, next *progCache) error {
 	hp := &hostPlanner{rs: rs, p: p, cfg: cfg, idf: idf, runs: runs, pc: pc, next: next, memo: map[string]string{},
 		failIn: rs.Settings.FailsafeInbound, failOut: rs.Settings.FailsafeOutbound}
 	hp.cfg.hostDeny = false // DefaultEndpointToHostAction is the pods' business
-	var keys []string
-	for k, ep := range rs.Endpoints {
+	var hosts []*compile.Endpoint
+	for _, ep := range rs.Endpoints {
 		if ep.Kind == compile.HostEndpoint {
-			keys = append(keys, k)
+			hosts = append(hosts, ep)
 		}
 	}
-	slices.Sort(keys)
-	for _, key := range keys {
-		if err := hp.endpoint(key, rs.Endpoints[key]); err != nil {
+	if len(hosts) == 0 {
+		return nil
+	}
+	slices.SortFunc(hosts, func(a, b *compile.Endpoint) int { return strings.Compare(a.Key, b.Key) })
+	var star *compile.Endpoint
+	type byAddr struct {
+		ep    *compile.Endpoint
+		addrs []netip.Addr
+	}
+	var addrEPs []byAddr
+	claimed := map[netip.Addr]bool{}
+	var all []netip.Addr // every address an endpoint without a name claims
+	named := map[string]bool{}
+	var problems []string
+	for _, ep := range hosts {
+		switch iface := ep.Interface; {
+		case iface == "*":
+			if star == nil {
+				star = ep
+			}
+		case iface == "":
+			var own []netip.Addr
+			for _, a := range ep.Addrs {
+				a = a.Unmap()
+				if !claimed[a] {
+					claimed[a] = true
+					own = append(own, a)
+				}
+			}
+			if len(own) > 0 {
+				addrEPs = append(addrEPs, byAddr{ep, own})
+				all = append(all, own...)
+			}
+		case !validLinkName(iface):
+			problems = append(problems, fmt.Sprintf("host endpoint %s: invalid interface name %q", ep.Key, iface))
+		case strings.HasPrefix(iface, compile.InterfacePrefix) || named[iface]:
+		default:
+			named[iface] = true
+			for _, d := range hp.dirs(ep) {
+				fp, err := hp.program(ep.Key, d.dp, d.h, &hostProg{failsafe: d.fail})
+				if err != nil {
+					return err
+				}
+				ak := attachKey{iface, d.h}
+				if prev, dup := p.owner[ak]; dup {
+					return fmt.Errorf("%w: endpoints %s and %s share interface %s", ErrInvalidRuleset, prev, ep.Key, iface)
+				}
+				p.owner[ak] = ep.Key
+				p.attach[ak] = fp
+			}
+		}
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("%w: %s", ErrInvalidRuleset, strings.Join(problems, "; "))
+	}
+	slot := 0
+	add := func(ep *compile.Endpoint, addrs, exclude []netip.Addr) error {
+		for _, d := range hp.dirs(ep) {
+			fp, err := hp.program(ep.Key, d.dp, d.h, &hostProg{addrs: addrs, exclude: exclude, failsafe: d.fail})
+			if err != nil {
+				return err
+			}
+			p.hostAny = append(p.hostAny, hostAny{key: ep.Key, hook: d.h, fp: fp, slot: slot})
+		}
+		slot++
+		return nil
+	}
+	if star != nil {
+		if err := add(star, nil, all); err != nil {
+			return err
+		}
+	}
+	for _, e := range addrEPs {
+		if err := add(e.ep, e.addrs, nil); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (hp *hostPlanner) endpoint(key string, ep *compile.Endpoint) error {
-	named := ep.Interface != "*" && ep.Interface != ""
-	switch {
-	case ep.Interface == "" && len(ep.Addrs) == 0:
-		return nil
-	case !named:
-		if hp.wildcard != "" {
-			return fmt.Errorf("%w: host endpoints %s and %s both cover every host interface (the eBPF dataplane renders one host endpoint without an interface name per node)",
-				ErrInvalidRuleset, hp.wildcard, key)
-		}
-		hp.wildcard = key
-	case strings.HasPrefix(ep.Interface, compile.InterfacePrefix):
-		return fmt.Errorf("%w: host endpoint %s names workload interface %s", ErrInvalidRuleset, key, ep.Interface)
+// hostDir is one direction of a host endpoint: its policy, the hook that
+// runs it and the fail-safe ports.
+type hostDir struct {
+	dp   *compile.DirectionPolicy
+	h    hook
+	fail []compile.ProtoPort
+}
+
+func (hp *hostPlanner) dirs(ep *compile.Endpoint) [2]hostDir {
+	return [2]hostDir{{&ep.Ingress, hookIngress, hp.failIn}, {&ep.Egress, hookEgress, hp.failOut}}
+}
+
+// validLinkName reports whether Linux takes name as an interface name:
+// 1 to 15 bytes, not "." or "..", without '/', ':' or white space.
+func validLinkName(name string) bool {
+	if name == "" || len(name) > 15 || name == "." || name == ".." {
+		return false
 	}
-	for _, d := range []struct {
-		dp   *compile.DirectionPolicy
-		h    hook
-		fail []compile.ProtoPort
-	}{{&ep.Ingress, hookIngress, hp.failIn}, {&ep.Egress, hookEgress, hp.failOut}} {
-		prog := &hostProg{failsafe: d.fail}
-		if ep.Interface == "" {
-			prog.addrs = ep.Addrs
-		}
-		fp, err := hp.program(key, d.dp, d.h, prog)
-		if err != nil {
-			return err
-		}
-		if !named {
-			hp.p.hostAny = append(hp.p.hostAny, hostAny{key: key, hook: d.h, fp: fp})
-			continue
-		}
-		ak := attachKey{ep.Interface, d.h}
-		if prev, dup := hp.p.owner[ak]; dup {
-			return fmt.Errorf("%w: endpoints %s and %s share interface %s", ErrInvalidRuleset, prev, key, ep.Interface)
-		}
-		hp.p.owner[ak] = key
-		hp.p.attach[ak] = fp
-	}
-	return nil
+	return !strings.ContainsAny(name, "/: \t\n\r\v\f")
 }
 
 // program generates (or finds in the cache) the program of one host
@@ -250,6 +334,13 @@ func (g *gen) hostPrelude(h hook, hp *hostProg) {
 	own, peer := int16(oSetSrc+12), int16(oSetDst+12) // the node's side and the other side
 	if h == hookIngress {
 		own, peer = peer, own
+	}
+	for _, a := range hp.exclude {
+		a = a.Unmap()
+		next := g.fresh("host_excl_next")
+		g.prefixMatch(own, netip.PrefixFrom(a, a.BitLen()), next)
+		g.emit(asm.Ja.Label(notOurs))
+		g.label(next)
 	}
 	if hp.addrs != nil {
 		ok := g.fresh("host_addr_ok")

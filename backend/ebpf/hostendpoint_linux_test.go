@@ -4,6 +4,7 @@ package ebpf
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"strings"
 	"testing"
@@ -193,22 +194,86 @@ func TestHostEndpointMissingInterface(t *testing.T) {
 	}
 }
 
-// TestHostEndpointInvalid: a host endpoint on a workload interface, or
-// two that both cover every host interface, are refused.
+// TestHostEndpointInvalid: a host endpoint naming something Linux would
+// not take as an interface name is refused.
 func TestHostEndpointInvalid(t *testing.T) {
-	for name, eps := range map[string][]*compile.Endpoint{
-		"workload interface": {{Key: "host:n/a", Kind: compile.HostEndpoint, Interface: compile.InterfacePrefix + "x"}},
-		"two wildcards": {{Key: "host:n/a", Kind: compile.HostEndpoint, Interface: "*"},
-			{Key: "host:n/b", Kind: compile.HostEndpoint, Interface: "", Addrs: []netip.Addr{netip.MustParseAddr("192.0.2.1")}}},
-	} {
+	for _, name := range []string{"eth0/1", "eth0:1", "a very long interface name", ".."} {
 		rs := &compile.Ruleset{Endpoints: map[string]*compile.Endpoint{}, Policies: map[compile.PolicyID]*compile.Policy{},
 			Sets: map[compile.SetID]*compile.IPSet{}}
-		for _, ep := range eps {
-			rs.Endpoints[ep.Key] = ep
+		rs.Endpoints["host:n/a"] = &compile.Endpoint{Key: "host:n/a", Kind: compile.HostEndpoint, Interface: name}
+		if _, err := Render(rs); !errors.Is(err, ErrInvalidRuleset) {
+			t.Errorf("%q: %v, want ErrInvalidRuleset", name, err)
 		}
-		if _, err := Render(rs); err == nil {
-			t.Errorf("%s: rendered", name)
+	}
+}
+
+// TestHostEndpointsByAddressAndStar: several host endpoints without an
+// interface name share the host interfaces, one TCX link each: one known
+// by its (IPv6) address judges the node's IPv6 traffic, the "*" one the
+// rest; a second "*" endpoint is ignored, and a named one on a workload
+// interface gets nothing.
+func TestHostEndpointsByAddressAndStar(t *testing.T) {
+	r := newRig(t, conformance.Spec())
+	b := r.ir()
+	conformance.WithAllowAllProfiles(b)
+	var v4, v6 []netip.Addr
+	for _, a := range nodeAddrs(r) {
+		if a.Is4() {
+			v4 = append(v4, a)
+		} else {
+			v6 = append(v6, a)
 		}
+	}
+	allow := b.AllowAllProfile()
+	star := &compile.Endpoint{Key: "host:node/a-star", Kind: compile.HostEndpoint, Interface: "*", Addrs: v4}
+	star.Ingress.Profiles = []compile.PolicyID{allow} // egress: deny
+	byAddr := &compile.Endpoint{Key: "host:node/b-v6", Kind: compile.HostEndpoint, Addrs: v6}
+	byAddr.Egress.Profiles = []compile.PolicyID{allow} // ingress: deny
+	ignored := &compile.Endpoint{Key: "host:node/c-star", Kind: compile.HostEndpoint, Interface: "*"}
+	onPod := &compile.Endpoint{Key: "host:node/d-pod", Kind: compile.HostEndpoint, Interface: r.lab.Spec().Pods[0].Interface()}
+	for _, ep := range []*compile.Endpoint{star, byAddr, ignored, onPod} {
+		b.RS.Endpoints[ep.Key] = ep
+	}
+	m := r.conform(t, b.RS)
+	allowed := map[bool]int{}
+	for i, p := range m.Probes {
+		if p.From == lab.Node || p.To == lab.Node {
+			allowed[m.Allowed[i]]++
+		}
+	}
+	if allowed[true] == 0 || allowed[false] == 0 {
+		t.Fatalf("node probes allowed/denied: %v; want both", allowed)
+	}
+	for _, at := range []ebpf.AttachType{ebpf.AttachTCXIngress, ebpf.AttachTCXEgress} {
+		if got := r.attached(t, lab.ExternalInterface, at); len(got) != 2 {
+			t.Fatalf("%s %v: %d programs attached, want 2", lab.ExternalInterface, at, len(got))
+		}
+	}
+	// Which of the two links runs first is not defined; each must leave
+	// the other's addresses alone. The egress programs, run on packets the
+	// node sent (no FIB lookup on egress):
+	run := func(iface string, src, dst netip.Addr) bool {
+		a, ok := r.b.links[attachKey{iface, hookEgress}]
+		if !ok {
+			t.Fatalf("no link %s/egress", iface)
+		}
+		p := &pkt{Packet: model.Packet{Src: src, Dst: dst, Protocol: 6, SrcPort: 40001, DstPort: 80}, tcpFlags: tcpSYN}
+		return hostRun(t, r.b.progs[a.fp], p, 0)
+	}
+	ext4, ext6 := netip.MustParseAddr("198.51.100.7"), netip.MustParseAddr("2001:db8:77::7")
+	if run(lab.ExternalInterface, v4[0], ext4) || !run(lab.ExternalInterface, v6[0], ext6) {
+		t.Errorf("the \"*\" endpoint's egress program should deny the node's IPv4 traffic and leave its IPv6 address alone")
+	}
+	if !run(lab.ExternalInterface+":1", v4[0], ext4) || !run(lab.ExternalInterface+":1", v6[0], ext6) {
+		t.Errorf("the IPv6 endpoint's egress program should leave IPv4 alone and allow IPv6")
+	}
+	dump, err := r.b.Dump(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(dump), "link "+lab.ExternalInterface+":1/ingress program ") ||
+		!strings.Contains(string(dump), "(host:node/b-v6)") || strings.Contains(string(dump), "host:node/c-star") {
+		t.Fatalf("dump does not show the two host endpoints' links:\n%s", dump)
 	}
 }
 

@@ -85,8 +85,8 @@ func (b *Backend) Reconcile(ctx context.Context) (*Drift, error) {
 			return nil, err
 		}
 		a, ok := b.links[ak]
-		if !ok || a.fp != fp || a.ifindex != ifaces[ak.iface] || !b.alive(a) {
-			if err := b.attach(ak, ifaces[ak.iface], fp, prog); err != nil {
+		if !ok || a.fp != fp || a.ifindex != ifaces[ak.dev()] || !b.alive(a) {
+			if err := b.attach(ak, ifaces[ak.dev()], fp, prog); err != nil {
 				return nil, err
 			}
 			d.LinksReattached++

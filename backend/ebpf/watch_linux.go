@@ -129,12 +129,12 @@ func (b *Backend) watchLoop(w *watcher, ch chan netlink.LinkUpdate, sub chan str
 // sweep covers every workload interface of the namespace.
 func (b *Backend) sweep(w *watcher) {
 	b.mu.Lock()
-	closed := b.closed
-	b.mu.Unlock()
-	if closed {
+	if b.closed {
+		b.mu.Unlock()
 		return
 	}
 	ifaces, err := b.interfaces()
+	b.mu.Unlock()
 	if err != nil {
 		b.log.Warn("ebpf: link watch", "err", err)
 		return
