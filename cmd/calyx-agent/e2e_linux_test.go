@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"text/tabwriter"
 	"time"
 
 	"github.com/cilium/ebpf/link"
@@ -239,16 +240,60 @@ func e2eBase(l *lab.Lab) string {
 func TestAgentEndToEnd(t *testing.T) {
 	netnstest.RequireRoot(t)
 	bins := buildBinaries(t)
+	var all []*e2eTimes
 	for _, st := range e2eStores() {
 		for _, dp := range e2eDataplanes() {
-			t.Run(st.name+"/"+dp.name, func(t *testing.T) {
-				runEndToEnd(t, bins, st, dp)
+			times := &e2eTimes{name: st.name + "/" + dp.name}
+			t.Run(times.name, func(t *testing.T) {
+				runEndToEnd(t, bins, st, dp, times)
+				all = append(all, times)
 			})
 		}
 	}
+	t.Logf("times from the start of calyxctl (apply, delete) or of the break (repair); load %s\n%s", loadavg(), e2eTable(all))
 }
 
-func runEndToEnd(t *testing.T, bins binaries, st e2eStore, dp e2eDataplane) {
+// e2eTimes are what one subtest measured.
+type e2eTimes struct {
+	name string
+	// apply and del: calyxctl's run, the end of the agent's last apply,
+	// the first probe of pod0→pod1 to see the change, the end of the first
+	// probe round of the whole lab to match the model.
+	apply, del [4]time.Duration
+	// repairs: the repair counted in /metrics, the lab matching again.
+	repairs [][2]time.Duration
+}
+
+func e2eTable(all []*e2eTimes) string {
+	var b strings.Builder
+	w := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(w, "subtest\tapply: ctl\tagent\tflow\tmatrix\tdelete: ctl\tagent\tflow\tmatrix\trepairs: counted/matrix\t")
+	ms := func(d time.Duration) string { return strconv.FormatInt(d.Milliseconds(), 10) }
+	for _, e := range all {
+		row := []string{e.name}
+		for _, d := range append(e.apply[:], e.del[:]...) {
+			row = append(row, ms(d))
+		}
+		var rep []string
+		for _, r := range e.repairs {
+			rep = append(rep, ms(r[0])+"/"+ms(r[1]))
+		}
+		row = append(row, strings.Join(rep, " "))
+		fmt.Fprintln(w, strings.Join(row, "\t")+"\t")
+	}
+	_ = w.Flush()
+	return b.String() + "(ms)"
+}
+
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	return strings.Join(strings.Fields(string(b))[:3], " ")
+}
+
+func runEndToEnd(t *testing.T, bins binaries, st e2eStore, dp e2eDataplane, times *e2eTimes) {
 	tcp80 := lab.Port{Protocol: 6, Port: 80}
 	l := labtest.New(t, lab.Spec{Pods: labtest.Pods(3, tcp80), External: labtest.ExternalAddrs[:1], ExternalPorts: []lab.Port{tcp80}},
 		lab.Options{ProbeTimeout: 250 * time.Millisecond})
@@ -282,6 +327,7 @@ func runEndToEnd(t *testing.T, bins binaries, st e2eStore, dp e2eDataplane) {
 
 	// calyxctl apply → the lab observes the policy.
 	t0 := time.Now()
+	flip := watchFlip(t, l, "ns0/pod0", victim.Key(), false, t0)
 	ctl(t, bins, storeArgs, "apply", "-f", policyPath)
 	ctlTook := time.Since(t0)
 	require.Equal(t, "globalnetworkpolicy.projectcalico.org/pod2-to-pod0-only\n", ctl(t, bins, storeArgs, "get", "gnp", "-o", "name"))
@@ -291,8 +337,9 @@ func runEndToEnd(t *testing.T, bins binaries, st e2eStore, dp e2eDataplane) {
 	observed := awaitMatrix(t, l, withPolicy, t0, "policy applied")
 	agentApplied := a.lastApply(t).Sub(t0)
 	require.Positive(t, agentApplied, "the agent applied nothing after calyxctl apply")
-	t.Logf("%s: calyxctl apply (ran %v) → agent's apply done %v → lab observed the new matrix %v",
-		t.Name(), ctlTook.Round(time.Millisecond), agentApplied.Round(time.Millisecond), observed.Round(time.Millisecond))
+	times.apply = [4]time.Duration{ctlTook, agentApplied, flip(t), observed}
+	t.Logf("%s: calyxctl apply (ran %v) → agent's last apply done %v → pod0→pod1 denied %v → lab observed the new matrix %v",
+		t.Name(), ctlTook.Round(time.Millisecond), agentApplied.Round(time.Millisecond), times.apply[2].Round(time.Millisecond), observed.Round(time.Millisecond))
 
 	// Break the dataplane from outside → repaired, counted, matrix right.
 	for _, br := range dp.breaks {
@@ -306,12 +353,14 @@ func runEndToEnd(t *testing.T, bins binaries, st e2eStore, dp e2eDataplane) {
 		}
 		counted := time.Since(tb)
 		repaired := awaitMatrix(t, l, withPolicy, tb, "repaired: "+br.what)
+		times.repairs = append(times.repairs, [2]time.Duration{counted, repaired})
 		t.Logf("%s: %s → repair counted in /metrics %v → lab observed the right matrix %v (reconcile interval 1s)",
 			t.Name(), br.what, counted.Round(time.Millisecond), repaired.Round(time.Millisecond))
 	}
 
 	// calyxctl delete → the matrix returns.
 	t0 = time.Now()
+	flip = watchFlip(t, l, "ns0/pod0", victim.Key(), true, t0)
 	ctl(t, bins, storeArgs, "delete", "-f", policyPath)
 	ctlTook = time.Since(t0)
 	after := storeRuleset(t, cfg)
@@ -321,11 +370,75 @@ func runEndToEnd(t *testing.T, bins binaries, st e2eStore, dp e2eDataplane) {
 	requireSameMatrix(t, l, base, after)
 	agentApplied = a.lastApply(t).Sub(t0)
 	require.Positive(t, agentApplied, "the agent applied nothing after calyxctl delete")
-	t.Logf("%s: calyxctl delete (ran %v) → agent's apply done %v → lab observed the matrix return %v",
-		t.Name(), ctlTook.Round(time.Millisecond), agentApplied.Round(time.Millisecond), returned.Round(time.Millisecond))
+	times.del = [4]time.Duration{ctlTook, agentApplied, flip(t), returned}
+	t.Logf("%s: calyxctl delete (ran %v) → agent's last apply done %v → pod0→pod1 allowed %v → lab observed the matrix return %v",
+		t.Name(), ctlTook.Round(time.Millisecond), agentApplied.Round(time.Millisecond), times.del[2].Round(time.Millisecond), returned.Round(time.Millisecond))
 	st1, _ := a.status(t)
 	require.True(t, st1.Ready)
 	require.Zero(t, st1.ApplyErrors, "last error: %s", st1.LastError)
+}
+
+// flipProbeTimeout bounds each probe of watchFlip: the resolution of the
+// time it measures when the flow goes from allowed to denied.
+const flipProbeTimeout = 100 * time.Millisecond
+
+// watchFlip probes one IPv4 flow from one party to another over and over,
+// from source ports of its own (above the lab's), until its outcome is
+// want; the returned function waits for that and returns the time from
+// since to the start of the first probe that saw it (for a denial, the
+// first of two in a row: a loaded machine can miss one answer).
+func watchFlip(t *testing.T, l *lab.Lab, from, to string, want bool, since time.Time) func(*testing.T) time.Duration {
+	t.Helper()
+	var flow lab.Probe
+	spec := l.Spec()
+	for _, p := range spec.Probes(0) {
+		if p.From == from && p.To == to && p.Dst.Is4() {
+			flow = p
+		}
+	}
+	require.NotEmpty(t, flow.From, "no probe %s -> %s", from, to)
+	ns, ok := l.NS(from)
+	require.True(t, ok)
+	type result struct {
+		d   time.Duration
+		err error
+	}
+	done := make(chan result, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	t.Cleanup(cancel)
+	go func() {
+		var first time.Time
+		for i := 0; ctx.Err() == nil; i++ {
+			p := flow
+			p.SrcPort = 55000 + uint16(i%10000)
+			start := time.Now()
+			got, err := lab.ProbeFrom(ctx, ns, p, flipProbeTimeout)
+			if err != nil {
+				done <- result{err: err}
+				return
+			}
+			switch {
+			case got != want:
+				first = time.Time{}
+			case want || !first.IsZero():
+				if first.IsZero() {
+					first = start
+				}
+				done <- result{d: first.Sub(since)}
+				return
+			default:
+				first = start
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+		done <- result{err: fmt.Errorf("%s -> %s never became allowed=%v", from, to, want)}
+	}()
+	return func(t *testing.T) time.Duration {
+		t.Helper()
+		r := <-done
+		require.NoError(t, r.err)
+		return r.d
+	}
 }
 
 // requireBroken requires the break to show: a flow the policy denies to
