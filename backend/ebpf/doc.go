@@ -138,13 +138,17 @@
 //
 // A host endpoint's programs run on the node's own interfaces, with the
 // hooks the other way round: TCX ingress runs its ingress policy, TCX
-// egress its egress policy. Interface "eth0" is that interface; "*" every
-// interface of the node but workload interfaces and lo, except those a
-// named host endpoint claims; "" the same interfaces, its programs
-// judging only packets whose node-side address (the destination on
-// ingress, the source on egress) is one of the endpoint's Addrs. One host
-// endpoint without a name ("*" or "") per Ruleset; Apply refuses a second.
-// Which interfaces "*" covers is read at every Apply and Reconcile; an
+// egress its egress policy. Interface "eth0" is that interface (the first
+// endpoint by key, if two name it; a workload interface gets none); "*"
+// every interface of the node but workload interfaces and lo, except
+// those a named host endpoint claims (a second "*" endpoint is ignored);
+// "" the same interfaces, its programs judging only packets whose
+// node-side address (the destination on ingress, the source on egress)
+// is one of the endpoint's Addrs. Endpoints without a name each have
+// their own link on every host interface ("eth0", then "eth0:1", ... in
+// pins and Dump), and leave each other's packets alone: an address goes
+// to the first "" endpoint by key that lists it, "*" takes the rest. Which
+// interfaces they cover is read at every Apply and Reconcile; an
 // interface a host endpoint names that does not exist is not attached
 // (Stats.MissingInterfaces) until an Apply or Reconcile finds it.
 //
@@ -159,7 +163,9 @@
 // ingress: protocol, destination port and, with a Net, the source;
 // FailsafeOutbound on egress, with a Net the destination) are allowed, and
 // the endpoint's tiers and profiles run as a workload's, ending in deny.
-// There is no source check and no endpoint-to-host action. The verdict is
+// There is no source check and no endpoint-to-host action. Conntrack
+// entries are per interface, as for pods: a reply that comes back by
+// another interface than its flow left by is judged afresh. The verdict is
 // taken at TCX ingress, before netfilter's PREROUTING: a connection to a
 // node address that kube-proxy would DNAT to a pod is judged as the
 // node's own (Calico judges it after DNAT, as forwarded).

@@ -325,8 +325,9 @@ func (hp *hostPlanner) program(key string, dp *compile.DirectionPolicy, h hook, 
 
 // hostPrelude is what a host endpoint's program does after conntrack
 // missed and before its policy: a packet that is not the node's own
-// traffic (forwarded, or not to or from the endpoint's addresses) passes
-// untouched; a fail-safe port is allowed. On ingress the node's traffic
+// traffic (forwarded, not to or from the endpoint's addresses, or to or
+// from addresses another host endpoint judges) passes untouched; a
+// fail-safe port is allowed. On ingress the node's traffic
 // is what a FIB lookup finds a local route for; on egress what the node
 // originated (the packet arrived on no interface: ingress_ifindex 0).
 func (g *gen) hostPrelude(h hook, hp *hostProg) {
