@@ -5,6 +5,8 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -23,6 +25,7 @@ import (
 	"github.com/calyxnet/calyx/backend/ebpf"
 	"github.com/calyxnet/calyx/backend/nftables"
 	"github.com/calyxnet/calyx/compile"
+	"github.com/calyxnet/calyx/internal/agent"
 	"github.com/calyxnet/calyx/internal/datastore/dsconfig"
 	"github.com/calyxnet/calyx/internal/etcdtest"
 	"github.com/calyxnet/calyx/internal/lab"
@@ -332,6 +335,8 @@ func runEndToEnd(t *testing.T, bins binaries, st e2eStore, dp e2eDataplane, time
 	ctlTook := time.Since(t0)
 	require.Equal(t, "globalnetworkpolicy.projectcalico.org/pod2-to-pod0-only\n", ctl(t, bins, storeArgs, "get", "gnp", "-o", "name"))
 	require.Equal(t, "networkpolicy.networking.k8s.io/pod1-same-namespace\n", ctl(t, bins, storeArgs, "get", "knp", "-n", "ns1", "-o", "name"))
+	_, code := ctlExit(t, bins, storeArgs, "diff", "-f", policyPath)
+	require.Equal(t, 0, code, "calyxctl diff after apply: in sync")
 	withPolicy := storeRuleset(t, cfg)
 	requireDiffers(t, l, base, withPolicy)
 	observed := awaitMatrix(t, l, withPolicy, t0, "policy applied")
@@ -366,6 +371,8 @@ func runEndToEnd(t *testing.T, bins binaries, st e2eStore, dp e2eDataplane, time
 	after := storeRuleset(t, cfg)
 	require.Empty(t, ctl(t, bins, storeArgs, "get", "gnp", "-o", "name"))
 	require.Empty(t, ctl(t, bins, storeArgs, "get", "knp", "-A", "-o", "name"))
+	_, code = ctlExit(t, bins, storeArgs, "diff", "-f", policyPath)
+	require.Equal(t, 1, code, "calyxctl diff after delete: changes")
 	returned := awaitMatrix(t, l, after, t0, "policy deleted")
 	requireSameMatrix(t, l, base, after)
 	agentApplied = a.lastApply(t).Sub(t0)
@@ -373,8 +380,15 @@ func runEndToEnd(t *testing.T, bins binaries, st e2eStore, dp e2eDataplane, time
 	times.del = [4]time.Duration{ctlTook, agentApplied, flip(t), returned}
 	t.Logf("%s: calyxctl delete (ran %v) → agent's last apply done %v → pod0→pod1 allowed %v → lab observed the matrix return %v",
 		t.Name(), ctlTook.Round(time.Millisecond), agentApplied.Round(time.Millisecond), times.del[2].Round(time.Millisecond), returned.Round(time.Millisecond))
-	st1, _ := a.status(t)
+
+	// calyxctl node status reads the agent's own account.
+	var st1 agent.Status
+	require.NoError(t, json.Unmarshal([]byte(ctl(t, bins, nil, "node", "status", "--agent", a.url, "-o", "json")), &st1))
 	require.True(t, st1.Ready)
+	require.True(t, st1.Datastore.Synced)
+	require.Equal(t, dp.name, st1.Dataplane)
+	require.Equal(t, 3, st1.Counts.Endpoints)
+	require.GreaterOrEqual(t, st1.DriftRepairs, uint64(len(dp.breaks)))
 	require.Zero(t, st1.ApplyErrors, "last error: %s", st1.LastError)
 }
 
@@ -483,15 +497,31 @@ func requireSameMatrix(t *testing.T, l *lab.Lab, a, b *compile.Ruleset) {
 	require.Empty(t, lab.Expected(a, probes).Diff(lab.Expected(b, probes)))
 }
 
-// ctl runs calyxctl against the datastore and returns its standard
-// output.
+// ctl runs calyxctl against the datastore (storeArgs are its flags) and
+// returns its standard output; it must succeed.
 func ctl(t *testing.T, bins binaries, storeArgs []string, args ...string) string {
+	t.Helper()
+	out, code := ctlExit(t, bins, storeArgs, args...)
+	require.Zero(t, code, "calyxctl %s: exit %d", strings.Join(args, " "), code)
+	return out
+}
+
+// ctlExit runs calyxctl and returns its standard output and exit code.
+func ctlExit(t *testing.T, bins binaries, storeArgs []string, args ...string) (string, int) {
 	t.Helper()
 	var stdout, stderr strings.Builder
 	cmd := exec.Command(bins.ctl, append(args, storeArgs...)...)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	require.NoError(t, cmd.Run(), "calyxctl %s: %s%s", strings.Join(args, " "), stdout.String(), stderr.String())
-	return stdout.String()
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		if stderr.Len() > 0 {
+			t.Logf("calyxctl %s: exit %d: %s", strings.Join(args, " "), ee.ExitCode(), stderr.String())
+		}
+		return stdout.String(), ee.ExitCode()
+	}
+	require.NoError(t, err, "calyxctl %s: %s", strings.Join(args, " "), stderr.String())
+	return stdout.String(), 0
 }
 
 // metric reads one unlabelled sample from the agent's /metrics.
