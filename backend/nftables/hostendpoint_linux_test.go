@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"pgregory.net/rapid"
 
+	"github.com/calyxnet/calyx/backend"
 	"github.com/calyxnet/calyx/compile"
 	"github.com/calyxnet/calyx/internal/lab"
 	"github.com/calyxnet/calyx/internal/lab/conformance"
@@ -132,8 +133,9 @@ const hostTiers = "host endpoint tiers: ingress 8080 from the external net only,
 
 // TestHostEndpointChangesAreDiffs: a change of a host endpoint's policy,
 // then of the fail-safe ports, is applied as a diff touching the host
-// endpoint chains only (never the pods' chains or the table), and drift in
-// any host endpoint chain is found and repaired by Repair.
+// endpoint chains only (never the pods' chains or the table), drift in any
+// host endpoint chain is found and repaired by Repair, a restarted backend
+// adopts the chains as they are, Dump shows them and Close removes them.
 func TestHostEndpointChangesAreDiffs(t *testing.T) {
 	r := newRig(t, conformanceSpec())
 	ctx := context.Background()
@@ -228,6 +230,15 @@ func TestHostEndpointChangesAreDiffs(t *testing.T) {
 			require.Empty(t, got.Diff(want))
 		})
 	}
+
+	// A restarted backend finds the host endpoint chains as it would
+	// write them: nothing to send.
+	again, err := New(ctx, backend.Options{NetNS: r.lab.NodeNS().Path(), Name: r.lab.ID()})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = again.Close(ctx) })
+	require.NoError(t, again.Apply(ctx, rs))
+	st = again.LastApply()
+	require.Zero(t, st.ChainsAdded+st.ChainsRewritten+st.ChainsDeleted+st.SetsAdded+st.SetsRewritten+st.SetsDeleted+st.ElementsAdded+st.ElementsDeleted, "%+v", st)
 
 	dump, err := r.b.Dump(ctx)
 	require.NoError(t, err)
