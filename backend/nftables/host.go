@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
 
 	"github.com/calyxnet/calyx/compile"
 )
@@ -42,8 +43,9 @@ var (
 // sortHosts sorts host endpoints (given in key order) by how they claim
 // traffic, each list in key order: named interfaces (the first endpoint
 // of an interface wins), address-only endpoints, and "*" (the first
-// wins). An endpoint naming loopback or a workload interface, or with
-// neither interface nor addresses, claims nothing.
+// wins). An endpoint naming loopback, a workload interface or a name no
+// interface can have (longer than 15 bytes), or with neither interface nor
+// addresses, claims nothing.
 func sortHosts(hosts []*compile.Endpoint) (named, byAddr []*compile.Endpoint, star *compile.Endpoint) {
 	seen := map[string]bool{}
 	for _, ep := range hosts {
@@ -56,7 +58,7 @@ func sortHosts(hosts []*compile.Endpoint) (named, byAddr []*compile.Endpoint, st
 			if len(ep.Addrs) > 0 {
 				byAddr = append(byAddr, ep)
 			}
-		case ifc == "lo", strings.HasPrefix(ifc, compile.InterfacePrefix), seen[ifc]:
+		case ifc == "lo", strings.HasPrefix(ifc, compile.InterfacePrefix), len(ifc) >= unix.IFNAMSIZ, seen[ifc]:
 		default:
 			seen[ifc] = true
 			named = append(named, ep)

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -366,6 +367,21 @@ func TestHostEndpointRender(t *testing.T) {
 			}
 		})
 	}
+	t.Run("which endpoint claims what", func(t *testing.T) {
+		addr := []netip.Addr{netip.MustParseAddr("192.0.2.1")}
+		var hosts []*compile.Endpoint
+		for i, ifc := range []string{"eth0", "eth0", "*", "*", "", "", "lo", "calyxabc", "a-name-too-long0", "eth1"} {
+			ep := &compile.Endpoint{Key: "host:n/" + strconv.Itoa(i), Kind: compile.HostEndpoint, Interface: ifc}
+			if i != 5 {
+				ep.Addrs = addr
+			}
+			hosts = append(hosts, ep)
+		}
+		named, byAddr, star := sortHosts(hosts)
+		require.Equal(t, []*compile.Endpoint{hosts[0], hosts[9]}, named, "the first of eth0, then eth1")
+		require.Equal(t, []*compile.Endpoint{hosts[4]}, byAddr, "an endpoint without interface or address claims nothing")
+		require.Same(t, hosts[2], star)
+	})
 	t.Run("fail-safe ports of one protocol are one rule", func(t *testing.T) {
 		rs := scenarioRuleset(hostScenarios()[0])
 		rs.Settings.FailsafeInbound = []compile.ProtoPort{{Protocol: 6, Port: 22}, {Protocol: 17, Port: 68},
