@@ -327,9 +327,9 @@ func (hp *hostPlanner) program(key string, dp *compile.DirectionPolicy, h hook, 
 // missed and before its policy: a packet that is not the node's own
 // traffic (forwarded, not to or from the endpoint's addresses, or to or
 // from addresses another host endpoint judges) passes untouched; a
-// fail-safe port is allowed. On ingress the node's traffic
-// is what a FIB lookup finds a local route for; on egress what the node
-// originated (the packet arrived on no interface: ingress_ifindex 0).
+// fail-safe port is allowed. On ingress the node's traffic is what a FIB
+// lookup finds a local route for; on egress what the node originated,
+// which hostForwarded checked before conntrack.
 func (g *gen) hostPrelude(h hook, hp *hostProg) {
 	notOurs, body := g.fresh("host_not_ours"), g.fresh("host_policy")
 	own, peer := int16(oSetSrc+12), int16(oSetDst+12) // the node's side and the other side
@@ -357,8 +357,6 @@ func (g *gen) hostPrelude(h hook, hp *hostProg) {
 	}
 	if h == hookIngress {
 		g.fibLocal(notOurs)
-	} else {
-		g.emit(asm.LoadMem(asm.R1, rCtx, skbIngressIfindex, asm.Word), asm.JNE.Imm(asm.R1, 0, notOurs))
 	}
 	if len(hp.failsafe) > 0 {
 		noPorts := g.fresh("failsafe_none")
@@ -382,6 +380,20 @@ func (g *gen) hostPrelude(h hook, hp *hostProg) {
 	g.recordFragment()
 	g.ret(tcxNext)
 	g.label(body)
+}
+
+// hostForwarded, in a host endpoint's egress program, lets a packet the
+// node did not originate (it arrived on an interface: ingress_ifindex is
+// not 0) pass untouched before conntrack: forwarded traffic, every
+// packet of it, costs one load. It emits nothing in other programs.
+func (g *gen) hostForwarded(h hook) {
+	if !g.hostEP || h != hookEgress {
+		return
+	}
+	own := g.fresh("host_originated")
+	g.emit(asm.LoadMem(asm.R1, rCtx, skbIngressIfindex, asm.Word), asm.JEq.Imm(asm.R1, 0, own))
+	g.ret(tcxNext)
+	g.label(own)
 }
 
 // prefixMatch jumps to fail unless the address at R7+off (family oFam) is

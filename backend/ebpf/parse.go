@@ -262,6 +262,7 @@ func (g *gen) conntrack(h hook, t Timeouts) {
 	if h == hookIngress && !g.hostEP {
 		g.sourceCheck()
 	}
+	g.hostForwarded(h)
 	g.lookup(refCT, oCTFwd)
 	rev, rel := "ct_rev", "ct_rel"
 	g.emit(asm.JEq.Imm(asm.R0, 0, rev), asm.Mov.Reg(asm.R8, asm.R0))
@@ -302,6 +303,7 @@ func (g *gen) conntrack(h hook, t Timeouts) {
 	if h == hookIngress && !g.hostEP {
 		g.sourceCheck()
 	}
+	g.hostForwarded(h)
 	g.lookup(refFrags, oFragKey)
 	g.emit(asm.JEq.Imm(asm.R0, 0, lDrop))
 	g.ret(tcxNext)
