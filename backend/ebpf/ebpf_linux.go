@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -82,6 +83,11 @@ type Backend struct {
 	watch    *watcher
 	// nl is the netlink handle interfaces uses.
 	nl *netlink.Handle
+	// ifTable is the namespace's interfaces (name → index) as the link
+	// watcher's notifications tell, ifIndex the reverse; nil without
+	// the watcher. Apply reads it instead of listing the interfaces.
+	ifTable map[string]int
+	ifIndex map[int]string
 }
 
 // attachment is one pinned TCX link.
@@ -366,6 +372,25 @@ func parseLinkPin(name string) (attachKey, bool) {
 	return attachKey{}, false
 }
 
+// handle returns the backend's netlink handle in its namespace.
+func (b *Backend) handle() (*netlink.Handle, error) {
+	if b.nl != nil {
+		return b.nl, nil
+	}
+	var h *netlink.Handle
+	var err error
+	if b.ns != nil {
+		h, err = netlink.NewHandleAt(nlns.NsHandle(b.ns.Fd()))
+	} else {
+		h, err = netlink.NewHandle()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("ebpf: netlink: %w", err)
+	}
+	b.nl = h
+	return h, nil
+}
+
 // Stats counts what one Apply did.
 type Stats struct {
 	ProgramsLoaded, ProgramsFreed              int
@@ -393,22 +418,11 @@ func (b *Backend) LastApply() Stats {
 // handle stays open between calls (creating one in another namespace
 // costs a thread switch into it); callers hold b.mu, or own b.
 func (b *Backend) interfaces() (map[string]int, error) {
-	if b.nl == nil {
-		var h *netlink.Handle
-		var err error
-		if b.ns != nil {
-			h, err = netlink.NewHandleAt(nlns.NsHandle(b.ns.Fd()))
-		} else {
-			h, err = netlink.NewHandle()
-		}
-		if err != nil {
-			return nil, fmt.Errorf("ebpf: netlink: %w", err)
-		}
-		b.nl = h
+	h, err := b.handle()
+	if err != nil {
+		return nil, err
 	}
-	h := b.nl
 	var links []netlink.Link
-	var err error
 	for range 5 {
 		links, err = h.LinkList()
 		if !errors.Is(err, netlink.ErrDumpInterrupted) {
@@ -425,6 +439,55 @@ func (b *Backend) interfaces() (map[string]int, error) {
 		out[l.Attrs().Name] = l.Attrs().Index
 	}
 	return out, nil
+}
+
+// maxLookups is how many interfaces Apply looks up one by one, when the
+// watcher's table lacks them, before it lists them all instead.
+const maxLookups = 8
+
+// applyInterfaces returns the interfaces Apply works with. Without the
+// watcher, a fresh list. With it, the watcher's table, which may lag
+// behind the kernel by the notifications not read yet; so the interfaces
+// of endpoints new in p (the CNI plugin created one a moment ago, maybe
+// in place of an older one of the same name) and those the table lacks
+// are looked up, so a pod is enforced when the Apply that registers it
+// returns. More than maxLookups: a full list. An interface gone meanwhile
+// is skipped by syncLinks; an unknown workload interface not heard of yet
+// gets deny-all from the watcher when it hears of it.
+func (b *Backend) applyInterfaces(p *plan) (map[string]int, error) {
+	if b.ifTable == nil || b.cur == nil {
+		return b.interfaces()
+	}
+	ifaces := maps.Clone(b.ifTable)
+	var check []string
+	for ak, key := range p.owner {
+		if ak.hook != hookIngress {
+			continue
+		}
+		if _, ok := ifaces[ak.iface]; !ok || b.cur.owner[ak] != key {
+			check = append(check, ak.iface)
+			if len(check) > maxLookups {
+				return b.interfaces()
+			}
+		}
+	}
+	if len(check) == 0 {
+		return ifaces, nil
+	}
+	h, err := b.handle()
+	if err != nil {
+		return nil, err
+	}
+	for _, name := range check {
+		l, err := h.LinkByName(name)
+		if err != nil {
+			delete(ifaces, name) // not there (or unreadable): missing
+			continue
+		}
+		idx := l.Attrs().Index
+		ifaces[name] = idx
+	}
+	return ifaces, nil
 }
 
 // Apply makes the node enforce rs: programs whose code changed are loaded
@@ -448,7 +511,7 @@ func (b *Backend) Apply(ctx context.Context, rs *compile.Ruleset) error {
 		return err
 	}
 	t0 := time.Now()
-	ifaces, err := b.interfaces()
+	ifaces, err := b.applyInterfaces(p)
 	if err != nil {
 		return err
 	}
@@ -696,6 +759,17 @@ func (b *Backend) syncLinks(want map[attachKey]string, ifaces map[string]int, st
 	var errs []error
 	for _, j := range jobs {
 		switch {
+		case j.err != nil && gone(j.err):
+			// The interface went away since it was listed: nothing to
+			// enforce there; a defunct link is dropped.
+			b.log.Debug("ebpf: interface gone during apply", "link", j.ak.String(), "err", j.err)
+			if j.update != nil {
+				b.detach(j.ak)
+			}
+			if !slices.Contains(st.MissingInterfaces, j.ak.iface) {
+				st.MissingInterfaces = append(st.MissingInterfaces, j.ak.iface)
+			}
+			delete(want, j.ak)
 		case j.err != nil:
 			errs = append(errs, j.err)
 		case j.update != nil:
@@ -721,6 +795,12 @@ func (b *Backend) syncLinks(want map[attachKey]string, ifaces map[string]int, st
 		st.LinksDetached++
 	}
 	return nil
+}
+
+// gone reports whether err says the interface no longer exists (an
+// attach to it, or an update of a link whose interface was deleted).
+func gone(err error) bool {
+	return errors.Is(err, unix.ENODEV) || errors.Is(err, unix.ENOLINK) || errors.Is(err, unix.ENXIO)
 }
 
 // alive reports whether a's link is still attached to its interface.

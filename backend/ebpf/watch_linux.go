@@ -76,7 +76,17 @@ func (b *Backend) startWatch() error {
 	if err != nil {
 		return err
 	}
+	// Subscribed first, then listed: nothing created in between is
+	// missed; events already queued apply to the list in order.
+	ifaces, err := b.interfaces()
+	if err != nil {
+		close(sub)
+		for range ch {
+		}
+		return err
+	}
 	b.watch = w
+	b.setIfTable(ifaces)
 	go b.watchLoop(w, ch, sub)
 	return nil
 }
@@ -96,11 +106,8 @@ func (b *Backend) watchLoop(w *watcher, ch chan netlink.LinkUpdate, sub chan str
 			return
 		case u, ok := <-ch:
 			if ok {
-				if u.Header.Type == unix.RTM_NEWLINK && u.Link != nil {
-					a := u.Attrs()
-					if strings.HasPrefix(a.Name, compile.InterfacePrefix) {
-						b.cover(w, a.Name, a.Index)
-					}
+				if u.Link != nil {
+					b.linkEvent(w, u.Header.Type, u.Attrs().Name, u.Attrs().Index)
 				}
 				continue
 			}
@@ -126,7 +133,33 @@ func (b *Backend) watchLoop(w *watcher, ch chan netlink.LinkUpdate, sub chan str
 	}
 }
 
-// sweep covers every workload interface of the namespace.
+// linkEvent applies one link notification to the interface table and
+// covers a new workload interface.
+func (b *Backend) linkEvent(w *watcher, typ uint16, name string, idx int) {
+	b.mu.Lock()
+	if b.ifTable != nil {
+		switch typ {
+		case unix.RTM_NEWLINK:
+			if old, ok := b.ifIndex[idx]; ok && old != name && b.ifTable[old] == idx {
+				delete(b.ifTable, old) // renamed
+			}
+			b.ifTable[name] = idx
+			b.ifIndex[idx] = name
+		case unix.RTM_DELLINK:
+			if b.ifTable[name] == idx {
+				delete(b.ifTable, name)
+			}
+			delete(b.ifIndex, idx)
+		}
+	}
+	b.mu.Unlock()
+	if typ == unix.RTM_NEWLINK && strings.HasPrefix(name, compile.InterfacePrefix) {
+		b.cover(w, name, idx)
+	}
+}
+
+// sweep lists the namespace's interfaces again (the table may have missed
+// notifications) and covers every workload interface.
 func (b *Backend) sweep(w *watcher) {
 	b.mu.Lock()
 	if b.closed {
@@ -134,6 +167,9 @@ func (b *Backend) sweep(w *watcher) {
 		return
 	}
 	ifaces, err := b.interfaces()
+	if err == nil {
+		b.setIfTable(ifaces)
+	}
 	b.mu.Unlock()
 	if err != nil {
 		b.log.Warn("ebpf: link watch", "err", err)
@@ -245,5 +281,14 @@ func (b *Backend) cover(w *watcher, name string, idx int) {
 		w.attached += n
 		w.mu.Unlock()
 		b.log.Debug("ebpf: link watch covered an interface", "interface", name, "links", n)
+	}
+}
+
+// setIfTable replaces the interface table (b.mu held).
+func (b *Backend) setIfTable(ifaces map[string]int) {
+	b.ifTable = ifaces
+	b.ifIndex = make(map[int]string, len(ifaces))
+	for name, idx := range ifaces {
+		b.ifIndex[idx] = name
 	}
 }

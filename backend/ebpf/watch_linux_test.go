@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -283,5 +284,87 @@ func TestLinkWatchRacesApply(t *testing.T) {
 	}
 	if d, err := n.b.Reconcile(ctx); err != nil || !d.Empty() {
 		t.Errorf("drift: %v, %v", d, err)
+	}
+}
+
+// TestApplyWithStaleInterfaceTable: Apply reads the watcher's table,
+// which may lag behind the kernel. An interface the table still lists but
+// that is gone (an attach to it, or an update of its defunct link, fails)
+// counts as missing, not as an error; one the table does not list yet is
+// covered by the watcher with its endpoint's program once it hears of it.
+func TestApplyWithStaleInterfaceTable(t *testing.T) {
+	n := newWatchNode(t)
+	ctx := context.Background()
+	a1, a2 := netip.MustParseAddr("10.88.2.1"), netip.MustParseAddr("10.88.2.2")
+	idx := n.veth("calyxstale01")
+	n.waitCovered(idx)
+	rs := watchRuleset(map[string]netip.Addr{"calyxstale01": a1})
+	if err := n.b.Apply(ctx, rs); err != nil {
+		t.Fatal(err)
+	}
+	// The interface goes; the table is made to lag (as if the
+	// notification were still queued), and a ghost is listed too.
+	l, err := n.h.LinkByName("calyxstale01")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.h.LinkDel(l); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		n.b.mu.Lock()
+		_, listed := n.b.ifTable["calyxstale01"]
+		n.b.mu.Unlock()
+		if !listed {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the watcher did not hear of the deletion")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	n.b.mu.Lock()
+	n.b.ifTable["calyxstale01"] = idx
+	n.b.ifTable["calyxghost02"] = 1 << 20
+	n.b.mu.Unlock()
+	// A policy change for the gone pod (its links need an update), and a
+	// pod on the ghost interface (its links need an attach).
+	rs2 := watchRuleset(map[string]netip.Addr{"calyxstale01": a1, "calyxghost02": a2})
+	rs2.Endpoints["ns/calyxstale01"].Ingress.Tiers = nil
+	if err := n.b.Apply(ctx, rs2); err != nil {
+		t.Fatalf("Apply with a stale table: %v", err)
+	}
+	st := n.b.LastApply()
+	if !slices.Contains(st.MissingInterfaces, "calyxstale01") || !slices.Contains(st.MissingInterfaces, "calyxghost02") {
+		t.Errorf("missing interfaces %v, want both", st.MissingInterfaces)
+	}
+	if st.LinksUpdated != 0 || st.LinksAttached != 0 {
+		t.Errorf("links updated or attached on gone interfaces: %+v", st)
+	}
+	// Once the table catches up, nothing is left of the gone interface.
+	n.b.mu.Lock()
+	delete(n.b.ifTable, "calyxstale01")
+	n.b.mu.Unlock()
+	if err := n.b.Apply(ctx, rs2); err != nil {
+		t.Fatal(err)
+	}
+	n.b.mu.Lock()
+	nlinks := len(n.b.links)
+	n.b.mu.Unlock()
+	if nlinks != 0 {
+		t.Errorf("%d links recorded for interfaces that are gone", nlinks)
+	}
+	// The ghost appears for real: the watcher gives it its program.
+	n.b.mu.Lock()
+	delete(n.b.ifTable, "calyxghost02")
+	n.b.mu.Unlock()
+	gidx := n.veth("calyxghost02")
+	got := n.waitCovered(gidx)
+	n.b.mu.Lock()
+	fp := n.b.cur.attach[attachKey{"calyxghost02", hookIngress}]
+	n.b.mu.Unlock()
+	if got[0] != n.progID(fp) {
+		t.Errorf("calyxghost02 runs %v, want its endpoint's program %v", got, n.progID(fp))
 	}
 }
