@@ -100,17 +100,18 @@
 // are the same with or without host endpoints.
 //
 //	chain host-input {
-//		iifname "lo" accept
 //		IPv6 neighbour discovery accept
 //		ct state established,related accept
 //		iifname "eth0" goto hep-…                         named interfaces
+//		iifname "lo" accept                               unless named
 //		meta nfproto ipv4 ip daddr 10.0.0.5 goto hep-…    addresses only
 //		goto hep-…                                        interfaceName "*"
 //	}
 //
 // A named interface wins over an endpoint known by addresses, which wins
 // over "*"; among endpoints of one kind the first key in sorted order wins.
-// An endpoint naming loopback or a workload interface claims nothing.
+// Loopback is only an endpoint's that names it; an endpoint naming a
+// workload interface claims nothing.
 // What no endpoint claims falls off the chain: the base chain accepts it.
 // host-output is the same with oifname and the source address.
 //

@@ -43,9 +43,9 @@ var (
 // sortHosts sorts host endpoints (given in key order) by how they claim
 // traffic, each list in key order: named interfaces (the first endpoint
 // of an interface wins), address-only endpoints, and "*" (the first
-// wins). An endpoint naming loopback, a workload interface or a name no
-// interface can have (longer than 15 bytes), or with neither interface nor
-// addresses, claims nothing.
+// wins). An endpoint naming a workload interface or a name no interface
+// can have (longer than 15 bytes), or with neither interface nor
+// addresses, claims nothing. Loopback is only an endpoint's that names it.
 func sortHosts(hosts []*compile.Endpoint) (named, byAddr []*compile.Endpoint, star *compile.Endpoint) {
 	seen := map[string]bool{}
 	for _, ep := range hosts {
@@ -58,7 +58,7 @@ func sortHosts(hosts []*compile.Endpoint) (named, byAddr []*compile.Endpoint, st
 			if len(ep.Addrs) > 0 {
 				byAddr = append(byAddr, ep)
 			}
-		case ifc == "lo", strings.HasPrefix(ifc, compile.InterfacePrefix), len(ifc) >= unix.IFNAMSIZ, seen[ifc]:
+		case strings.HasPrefix(ifc, compile.InterfacePrefix), len(ifc) >= unix.IFNAMSIZ, seen[ifc]:
 		default:
 			seen[ifc] = true
 			named = append(named, ep)
@@ -83,7 +83,6 @@ func (r *renderer) addHostChains(hosts []*compile.Endpoint) bool {
 	r.addChain(newChain(chainFailsafeOut, failsafeRules(r.rs.Settings.FailsafeOutbound, hostEgress)))
 	for _, hs := range []hostSide{hostIngress, hostEgress} {
 		rules := []*nrule{
-			newRule([]term{ifaceTerm(hs.side, "lo")}, "accept", verdictAccept, "loopback"),
 			// Without neighbour discovery the node reaches no IPv6
 			// neighbour at all; conntrack does not track it.
 			ndpRule(),
@@ -91,6 +90,10 @@ func (r *renderer) addHostChains(hosts []*compile.Endpoint) bool {
 		}
 		for _, ep := range named {
 			rules = append(rules, gotoRule([]term{ifaceTerm(hs.side, ep.Interface)}, r.hostEndpointChain(ep, hs), "host endpoint "+ep.Key))
+		}
+		if len(byAddr) > 0 || star != nil {
+			// Loopback is no one's unless named.
+			rules = append(rules, newRule([]term{ifaceTerm(hs.side, "lo")}, "accept", verdictAccept, "loopback"))
 		}
 		for _, ep := range byAddr {
 			hep := r.hostEndpointChain(ep, hs)

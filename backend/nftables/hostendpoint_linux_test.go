@@ -282,6 +282,7 @@ func ruleHandle(t *testing.T, ns, table, chain, substr string) string {
 // The model knows endpoints by address only, so the expectations are
 // written here: the node's probes are allowed by the open endpoint and,
 // under the closed one, only on the fail-safe ports; pods are the model's.
+// Loopback is judged only by an endpoint that names it.
 func TestHostEndpointPrecedence(t *testing.T) {
 	r := newRig(t, conformanceSpec())
 	ctx := context.Background()
@@ -302,7 +303,7 @@ func TestHostEndpointPrecedence(t *testing.T) {
 			compile.Endpoint{Addrs: nodes.Nodes()}, compile.Endpoint{Interface: "*"}, false},
 		{"named interface over addresses",
 			compile.Endpoint{Addrs: nodes.Nodes()}, compile.Endpoint{Interface: lab.ExternalInterface}, true},
-		{"loopback and workload interfaces are never host endpoints",
+		{"loopback is only a named endpoint's, workload interfaces no one's",
 			compile.Endpoint{Interface: "lo"}, compile.Endpoint{Interface: compile.InterfacePrefix + "0"}, true},
 	}
 	for _, tc := range cases {
@@ -338,6 +339,8 @@ func TestHostEndpointPrecedence(t *testing.T) {
 			got, err = r.lab.Recheck(ctx, got, want)
 			require.NoError(t, err)
 			require.Empty(t, got.Diff(want))
+			// The node's server on 8080, over loopback.
+			require.Equal(t, closed.Interface != "lo", dialFrom(r.lab.NodeNS(), "127.0.0.1:8080"), "loopback")
 		})
 	}
 }
@@ -378,7 +381,7 @@ func TestHostEndpointRender(t *testing.T) {
 			hosts = append(hosts, ep)
 		}
 		named, byAddr, star := sortHosts(hosts)
-		require.Equal(t, []*compile.Endpoint{hosts[0], hosts[9]}, named, "the first of eth0, then eth1")
+		require.Equal(t, []*compile.Endpoint{hosts[0], hosts[6], hosts[9]}, named, "the first of eth0, lo, eth1")
 		require.Equal(t, []*compile.Endpoint{hosts[4]}, byAddr, "an endpoint without interface or address claims nothing")
 		require.Same(t, hosts[2], star)
 	})
