@@ -195,9 +195,17 @@
 // under load), an update replaces the program in place and does not.
 // The watcher holds the backend's lock while it attaches, so it never
 // runs during an Apply; an Apply that starts meanwhile waits for it
-// (Stats.Wait). If the netlink socket overflows, the watcher subscribes
-// again and sweeps every interface. Close stops it first and waits for
-// its goroutines; nothing it attached outlives Close.
+// (Stats.Wait). The watcher also keeps the namespace's interface table
+// from the notifications, so Apply lists no interfaces: it looks up only
+// those of endpoints new since the last Apply (the pod the CNI plugin
+// just created, perhaps in place of one of the same name) or missing
+// from the table, and lists them all when more than eight are. The table
+// may lag behind the kernel by the notifications not read yet: an
+// interface gone meanwhile counts as missing (its attach or update fails
+// and is skipped), one not heard of yet gets its program from the
+// watcher. If the netlink socket overflows, the watcher subscribes again
+// and lists and sweeps every interface. Close stops it first and waits
+// for its goroutines; nothing it attached outlives Close.
 //
 // # Requirements and limits
 //

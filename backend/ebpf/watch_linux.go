@@ -23,9 +23,6 @@ type watcher struct {
 	quit     chan struct{} // closed: stop
 	done     chan struct{} // closed when the goroutine returned
 	quitOnce sync.Once
-	// attached counts interfaces the watcher covered (tests read it).
-	mu       sync.Mutex
-	attached int
 }
 
 // signal tells the goroutine to stop; it does not wait.
@@ -277,9 +274,6 @@ func (b *Backend) cover(w *watcher, name string, idx int) {
 		if err := b.writeMeta(); err != nil {
 			b.log.Warn("ebpf: link watch", "err", err)
 		}
-		w.mu.Lock()
-		w.attached += n
-		w.mu.Unlock()
 		b.log.Debug("ebpf: link watch covered an interface", "interface", name, "links", n)
 	}
 }
