@@ -39,6 +39,13 @@
 // periodic rescan (Options.Resync) and an fsnotify queue overflow. Where
 // fsnotify is unavailable, every operation walks the tree.
 //
+// A store's first read decodes only what it must: <root>/.calyx.index,
+// which stores rewrite now and then, lists each good file's stat, content
+// hash and the keys and revisions of its objects, so a new store (every
+// calyxctl command) decodes the files whose stat changed since, and the
+// others' only when their objects are asked for (Get and writes decode
+// one file; List and Watch decode all).
+//
 // Writers that hold the lock (below) also record the files they wrote in
 // <root>/.calyx.journal, replaced atomically after the files: every store
 // reads the journal at its next operation and reads those files again, so
@@ -168,6 +175,9 @@ type Store struct {
 	trErrs   []error         // the tracker's errors, for the watches
 	jr       journalPos      // the writers' journal as far as this store read it
 	walks    int             // of the whole tree, for tests
+	lazy     int             // files with lazy entries
+	decoded  int             // files decoded since the persisted index was written
+	decodes  int             // files decoded good, for tests
 }
 
 var _ datastore.Store = (*Store)(nil)
@@ -181,11 +191,16 @@ type file struct {
 	err     error    // the current problem, nil when the file is good
 	// recalled: the last good copy of a previous process was looked for.
 	recalled bool
+	// lazy: the entries come from the persisted index (keys and
+	// revisions, no objects); the file is decoded when an object is needed.
+	lazy bool
+	// truncated: the file was found empty, its entries are from before.
+	truncated bool
 }
 
 type fileStat struct {
 	size  int64
-	mtime time.Time
+	mtime int64 // Unix nanoseconds
 	ino   uint64
 }
 
@@ -241,6 +256,9 @@ func (s *Store) List(ctx context.Context) ([]datastore.Item, error) {
 	if err := s.syncLocked(ctx, false); err != nil {
 		return nil, err
 	}
+	if err := s.decodeLazyLocked(ctx, nil); err != nil {
+		return nil, err
+	}
 	keys := s.idx.sortedKeys()
 	out := make([]datastore.Item, 0, len(keys))
 	for _, k := range keys {
@@ -261,6 +279,9 @@ func (s *Store) Problems(ctx context.Context) ([]error, error) {
 	if err := s.syncLocked(ctx, false); err != nil {
 		return nil, err
 	}
+	if err := s.decodeLazyLocked(ctx, nil); err != nil {
+		return nil, err
+	}
 	var out []error
 	for _, p := range s.problemsLocked() {
 		out = append(out, p.err)
@@ -275,7 +296,10 @@ func (s *Store) Get(ctx context.Context, key policy.ObjectKey) (datastore.Item, 
 	if err := s.syncLocked(ctx, false); err != nil {
 		return datastore.Item{}, err
 	}
-	it, ok := s.idx.items[key]
+	it, ok, err := s.itemLocked(ctx, key)
+	if err != nil {
+		return datastore.Item{}, err
+	}
 	if !ok {
 		return datastore.Item{}, fmt.Errorf("%s: %w", key, datastore.ErrNotFound)
 	}
@@ -320,10 +344,14 @@ func (s *Store) syncLocked(ctx context.Context, journalOnly bool) error {
 		// The journal's position before the walk: writes after it are
 		// read again from the journal, at worst twice.
 		s.jr = s.readJournalPos()
+		// The persisted index spares decoding the files whose stat
+		// has not changed since it was written.
+		s.loadIndexLocked()
 		if err := s.refreshLocked(ctx, nil); err != nil {
 			return err
 		}
 		s.loaded = true
+		s.maybeSaveIndexLocked(indexFirst)
 		return nil
 	}
 	if s.tr == nil {
@@ -346,7 +374,11 @@ func (s *Store) syncLocked(ctx context.Context, journalOnly bool) error {
 			}
 		}
 	}
-	return s.followJournalLocked(ctx)
+	if err := s.followJournalLocked(ctx); err != nil {
+		return err
+	}
+	s.maybeSaveIndexLocked(indexEvery)
+	return nil
 }
 
 // refreshLocked walks the tree: files whose size, modification time or
@@ -543,7 +575,7 @@ func (s *Store) probe(p string, force bool) *readJob {
 		return nil
 	}
 	j := &readJob{p: p, st: st}
-	if f != nil {
+	if f != nil && !f.lazy {
 		j.prevSum = f.sum
 	}
 	return j
@@ -577,6 +609,14 @@ func (s *Store) apply(j *readJob) {
 		f = &file{}
 		s.files[j.p] = f
 	}
+	if f.lazy {
+		// The persisted index's keys, without objects: whatever the
+		// file holds now replaces them (a broken or empty file has
+		// no last good objects to keep, as at a first read).
+		f.lazy = false
+		s.lazy--
+		s.idx.setEntries(s.files, j.p, f, nil)
+	}
 	defer func() { s.idx.setBroken(j.p, f.err) }()
 	switch {
 	case j.err != nil:
@@ -587,9 +627,10 @@ func (s *Store) apply(j *readJob) {
 		// Truncated by a writer that has not written yet (os.WriteFile,
 		// editors, git): not a decision to drop the file's objects.
 		f.stat = j.st
+		f.truncated = true
 		return
 	}
-	f.stat = j.st
+	f.stat, f.truncated = j.st, false
 	if j.same {
 		f.err = f.badSum
 		return
@@ -603,6 +644,8 @@ func (s *Store) apply(j *readJob) {
 		return
 	}
 	f.err, f.badSum = nil, nil
+	s.decoded++
+	s.decodes++
 	s.idx.setEntries(s.files, j.p, f, j.entries)
 	if s.last != nil {
 		s.last.save(j.p, j.sum, j.data)
@@ -645,7 +688,11 @@ func decode(data []byte, p string) ([]entry, error) {
 // forgetLocked drops a file that is gone.
 func (s *Store) forgetLocked(p string) {
 	if f := s.files[p]; f != nil {
+		if f.lazy {
+			s.lazy--
+		}
 		s.idx.setEntries(s.files, p, f, nil)
+		s.decoded++
 	}
 	s.idx.setBroken(p, nil)
 	delete(s.files, p)
@@ -655,7 +702,7 @@ func (s *Store) forgetLocked(p string) {
 }
 
 func statOf(info os.FileInfo) fileStat {
-	return fileStat{size: info.Size(), mtime: info.ModTime(), ino: inode(info)}
+	return fileStat{size: info.Size(), mtime: info.ModTime().UnixNano(), ino: inode(info)}
 }
 
 func plural(n int, noun string) string {

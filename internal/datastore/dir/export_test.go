@@ -9,3 +9,10 @@ func Walks(s *Store) int {
 
 // JournalKeep is how many writes the journal remembers.
 const JournalKeep = journalKeep
+
+// Decodes returns how many good file contents the store has decoded.
+func Decodes(s *Store) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.decodes
+}

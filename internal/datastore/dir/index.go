@@ -186,11 +186,14 @@ func (s *Store) brokenErr() error {
 	if len(s.idx.broken) == 0 {
 		return nil
 	}
-	var broken []error
-	for _, p := range s.problemsLocked() {
-		if p.at < 0 {
-			broken = append(broken, p.err)
-		}
+	paths := make([]string, 0, len(s.idx.broken))
+	for p := range s.idx.broken {
+		paths = append(paths, p)
+	}
+	slices.Sort(paths)
+	broken := make([]error, 0, len(paths))
+	for _, p := range paths {
+		broken = append(broken, s.idx.broken[p])
 	}
 	return fmt.Errorf("directory store: no new objects while files have errors (fix them first): %w", errors.Join(broken...))
 }

@@ -27,6 +27,10 @@ func (s *Store) Watch(ctx context.Context) (<-chan datastore.Event, error) {
 	if s.tr == nil {
 		return nil, fmt.Errorf("directory store: watch %s: fsnotify is unavailable", s.root)
 	}
+	// A watch sends objects: decode what the persisted index spared.
+	if err := s.decodeLazyLocked(ctx, nil); err != nil {
+		return nil, err
+	}
 	w := &watch{
 		s:        s,
 		sent:     map[policy.ObjectKey]string{},
@@ -155,6 +159,9 @@ func (w *watch) changes(ctx context.Context, journalOnly, walk bool) ([]datastor
 		s.needWalk = true
 	}
 	if err := s.syncLocked(ctx, journalOnly); err != nil {
+		return nil, err
+	}
+	if err := s.decodeLazyLocked(ctx, nil); err != nil {
 		return nil, err
 	}
 	var keys []policy.ObjectKey

@@ -113,7 +113,10 @@ func (s *Store) put(ctx context.Context, obj policy.Object, check func(cur datas
 	if err := s.syncLocked(ctx, false); err != nil {
 		return datastore.Item{}, err
 	}
-	cur, exists := s.idx.items[key]
+	cur, exists, err := s.itemLocked(ctx, key)
+	if err != nil {
+		return datastore.Item{}, err
+	}
 	if err := check(cur, exists); err != nil {
 		return datastore.Item{}, fmt.Errorf("%s: %w", key, err)
 	}
@@ -217,6 +220,9 @@ func (s *Store) newPathLocked(key policy.ObjectKey) string {
 // not hold the object byte for byte; JSON files are re-encoded whole. A
 // file left without objects is removed.
 func (s *Store) rewriteLocked(p string, key policy.ObjectKey, obj policy.Object) error {
+	if err := s.decodeLazyLocked(context.Background(), []string{p}); err != nil {
+		return err
+	}
 	f := s.files[p]
 	info, err := os.Stat(p)
 	if err != nil {
