@@ -10,10 +10,12 @@ import (
 	"os"
 	"runtime/pprof"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
 	nlns "github.com/vishvananda/netns"
 
@@ -312,4 +314,137 @@ func BenchmarkFlowEvents(b *testing.B) {
 			})
 		}
 	}
+}
+
+// BenchmarkNewVeth: where a new pod's time goes in the kernel. "attach":
+// TCX-attach a loaded trivial program to both hooks of a veth created
+// just before (concurrently, as the backend does; each attach waits for
+// an RCU grace period). "update": switch those links to another program
+// with Link.Update (no grace period). "watch": from the veth's creation
+// until the link watcher has both hooks covered. Medians per op.
+//
+//	go test -run '^$' -bench NewVeth -benchtime 20x ./backend/ebpf
+func BenchmarkNewVeth(b *testing.B) {
+	ns := netnstest.New(b, "cxveth-")
+	h, err := netlink.NewHandleAt(nlns.NsHandle(ns.Fd()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer h.Close()
+	objs, err := openObjects("")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer objs.close()
+	var progs [2][2]*ebpf.Program // [variant][hook]
+	for v := range progs {
+		for hk := range progs[v] {
+			if progs[v][hk], err = objs.loadDenyAll(hook(hk), v == 1); err != nil {
+				b.Fatal(err)
+			}
+			defer progs[v][hk].Close()
+		}
+	}
+	n := 0
+	veth := func() int {
+		n++
+		name := fmt.Sprintf("calyxv%05d", n)
+		if err := h.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: name}, PeerName: fmt.Sprintf("pv%05d", n)}); err != nil {
+			b.Fatal(err)
+		}
+		l, err := h.LinkByName(name)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return l.Attrs().Index
+	}
+	attach := func(idx int) [2]link.Link {
+		var ls [2]link.Link
+		var wg sync.WaitGroup
+		for hk := range ls {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				err := ns.Do(func() (err error) {
+					ls[hk], err = link.AttachTCX(link.TCXOptions{Interface: idx, Program: progs[0][hk], Attach: attachType(hook(hk)), Anchor: link.Head()})
+					return err
+				})
+				if err != nil {
+					b.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+		return ls
+	}
+	median := func(ds []time.Duration) float64 { slices.Sort(ds); return float64(ds[len(ds)/2].Nanoseconds()) }
+	b.Run("attach", func(b *testing.B) {
+		var took []time.Duration
+		for range b.N {
+			idx := veth()
+			t0 := time.Now()
+			ls := attach(idx)
+			took = append(took, time.Since(t0))
+			for _, l := range ls {
+				_ = l.Close()
+			}
+		}
+		b.ReportMetric(median(took), "ns/median")
+	})
+	b.Run("update", func(b *testing.B) {
+		idx := veth()
+		ls := attach(idx)
+		defer func() {
+			for _, l := range ls {
+				_ = l.Close()
+			}
+		}()
+		var took []time.Duration
+		for i := range b.N {
+			t0 := time.Now()
+			for hk, l := range ls {
+				if err := l.Update(progs[(i+1)%2][hk]); err != nil {
+					b.Fatal(err)
+				}
+			}
+			took = append(took, time.Since(t0))
+		}
+		b.ReportMetric(median(took), "ns/median")
+	})
+	b.Run("watch", func(b *testing.B) {
+		be, err := New(context.Background(), backend.Options{NetNS: ns.Path(), Name: "veth-" + ns.Name()})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer be.Close(context.Background())
+		var took []time.Duration
+		for range b.N {
+			t0 := time.Now()
+			idx := veth()
+			for {
+				var res bool
+				err := ns.Do(func() error {
+					in, err := link.QueryPrograms(link.QueryOptions{Target: idx, Attach: ebpf.AttachTCXIngress})
+					if err != nil {
+						return err
+					}
+					eg, err := link.QueryPrograms(link.QueryOptions{Target: idx, Attach: ebpf.AttachTCXEgress})
+					if err != nil {
+						return err
+					}
+					res = len(in.Programs) == 1 && len(eg.Programs) == 1
+					return nil
+				})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if res {
+					break
+				}
+				time.Sleep(200 * time.Microsecond)
+			}
+			took = append(took, time.Since(t0))
+		}
+		b.ReportMetric(median(took), "ns/median")
+	})
 }
