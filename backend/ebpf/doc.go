@@ -152,15 +152,17 @@
 // interface a host endpoint names that does not exist is not attached
 // (Stats.MissingInterfaces) until an Apply or Reconcile finds it.
 //
-// Only the node's own traffic is judged: an egress packet the node did
-// not originate (it arrived on an interface: __sk_buff ingress_ifindex is
-// not 0, which tells forwarded traffic even once it is masqueraded to a
-// node address) passes untouched (TCX_NEXT) before anything else; after
-// conntrack, an ingress packet passes untouched unless a FIB lookup finds
-// a local route for it (the lookup is most of what a forwarded packet
-// costs there). Forwarded traffic between the world and the pods is thus
-// left to the pods' programs, and traffic between the node and its pods
-// never meets a host interface. Then the fail-safe ports (Settings.FailsafeInbound on
+// Only the node's own traffic is judged. After conntrack, an egress packet
+// the node did not originate (it arrived on an interface: __sk_buff
+// ingress_ifindex is not 0, which tells forwarded traffic even once it is
+// source-NATed to a node address) passes (TCX_NEXT) unjudged, its flow
+// entered in conntrack: the replies of a source-NATed flow come back to a
+// node address, and TCX ingress runs before netfilter undoes the NAT.
+// An ingress packet passes untouched unless a FIB lookup finds a local
+// route for it (the lookup is most of what a forwarded packet from
+// outside costs there). Forwarded traffic between the world and the pods
+// is thus left to the pods' programs, and traffic between the node and
+// its pods never meets a host interface. Then the fail-safe ports (Settings.FailsafeInbound on
 // ingress: protocol, destination port and, with a Net, the source;
 // FailsafeOutbound on egress, with a Net the destination) are allowed, and
 // the endpoint's tiers and profiles run as a workload's, ending in deny.

@@ -328,13 +328,24 @@ func (hp *hostPlanner) program(key string, dp *compile.DirectionPolicy, h hook, 
 // traffic (forwarded, not to or from the endpoint's addresses, or to or
 // from addresses another host endpoint judges) passes untouched; a
 // fail-safe port is allowed. On ingress the node's traffic is what a FIB
-// lookup finds a local route for; on egress what the node originated,
-// which hostForwarded checked before conntrack.
+// lookup finds a local route for; on egress what the node originated
+// (it arrived on no interface: ingress_ifindex is 0).
 func (g *gen) hostPrelude(h hook, hp *hostProg) {
 	notOurs, body := g.fresh("host_not_ours"), g.fresh("host_policy")
 	own, peer := int16(oSetSrc+12), int16(oSetDst+12) // the node's side and the other side
 	if h == hookIngress {
 		own, peer = peer, own
+	}
+	if h == hookEgress {
+		// Forwarded: not judged, but remembered, so that its replies
+		// pass the ingress program even when the node source-NATed the
+		// flow (they come back to a node address, and TCX ingress runs
+		// before conntrack undoes the NAT).
+		originated := g.fresh("host_originated")
+		g.emit(asm.LoadMem(asm.R1, rCtx, skbIngressIfindex, asm.Word), asm.JEq.Imm(asm.R1, 0, originated))
+		g.openFlow(g.fresh("fwd_synonly_no"))
+		g.ret(tcxNext)
+		g.label(originated)
 	}
 	for _, a := range hp.exclude {
 		a = a.Unmap()
@@ -382,10 +393,10 @@ func (g *gen) hostPrelude(h hook, hp *hostProg) {
 	g.label(body)
 }
 
-// hostForwarded, in a host endpoint's egress program, lets a packet the
-// node did not originate (it arrived on an interface: ingress_ifindex is
-// not 0) pass untouched before conntrack: forwarded traffic, every
-// packet of it, costs one load. It emits nothing in other programs.
+// hostForwarded, in a host endpoint's egress program, lets a later
+// fragment the node did not originate (it arrived on an interface:
+// ingress_ifindex is not 0) pass untouched. It emits nothing in other
+// programs.
 func (g *gen) hostForwarded(h hook) {
 	if !g.hostEP || h != hookEgress {
 		return

@@ -5,8 +5,11 @@ package ebpf
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -514,8 +517,9 @@ func TestHostEndpointLifecycle(t *testing.T) {
 // forwarding on and a route to 10.99.0.0/16), next to a workload's
 // program with the same policy. "judged" packets are the node's own and
 // are denied at the end of the policy (no conntrack entry: every run
-// judges); "forwarded" ones pass untouched: on ingress after a FIB
-// lookup, on egress after reading ingress_ifindex.
+// judges); "forwarded" ones pass unjudged: on ingress after conntrack
+// missed and a FIB lookup, on egress as packets of a flow conntrack knows
+// (the first run enters it).
 //
 //	go test -run '^$' -bench HostEndpointProgram -benchtime 200000x ./backend/ebpf
 func BenchmarkHostEndpointProgram(b *testing.B) {
@@ -607,5 +611,104 @@ func BenchmarkHostEndpointProgram(b *testing.B) {
 			}
 			b.ReportMetric(float64(d.Nanoseconds())/float64(b.N), "ns/packet")
 		})
+	}
+}
+
+// TestHostEndpointMasqueradedPodTraffic: pod traffic to the external
+// namespace that the node source-NATs to its own address stays the pods'
+// business under a deny-all "*" host endpoint. Its packets leave with the
+// node's address (TCX egress runs after POSTROUTING) but arrived on the
+// pod's veth, and its replies come back to the node's address (TCX ingress
+// runs before conntrack undoes the NAT): the host endpoint's programs must
+// let both pass, while still denying the node's own traffic.
+func TestHostEndpointMasqueradedPodTraffic(t *testing.T) {
+	if _, err := exec.LookPath("nft"); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("nft not found (CI is set: not skipping): %v", err)
+		}
+		t.Skip("nft not found")
+	}
+	r := newRig(t, conformance.Spec())
+	ctx := context.Background()
+	node := r.lab.NodeNS()
+	table := "calyxsnat" + r.lab.ID()
+	var v4, v6 netip.Addr
+	for _, a := range nodeAddrs(r) {
+		if a.Is4() {
+			v4 = a
+		} else {
+			v6 = a
+		}
+	}
+	script := fmt.Sprintf(`table ip %[1]s {
+	chain post { type nat hook postrouting priority srcnat; oifname %[2]q ip saddr 10.77.0.0/16 counter snat to %[3]s; }
+}
+table ip6 %[1]s {
+	chain post { type nat hook postrouting priority srcnat; oifname %[2]q ip6 saddr fd77::/64 counter snat to %[4]s; }
+}
+`, table, lab.ExternalInterface, v4, v6)
+	nft := func(stdin string, args ...string) (string, error) {
+		var out []byte
+		err := node.Do(func() error {
+			cmd := exec.Command("nft", args...)
+			cmd.Stdin = strings.NewReader(stdin)
+			var err error
+			out, err = cmd.CombinedOutput()
+			return err
+		})
+		return string(out), err
+	}
+	if out, err := nft(script, "-f", "-"); err != nil {
+		t.Fatalf("nft: %v: %s", err, out)
+	}
+	t.Cleanup(func() {
+		_, _ = nft("", "delete", "table", "ip", table)
+		_, _ = nft("", "delete", "table", "ip6", table)
+	})
+	b := r.ir()
+	conformance.WithAllowAllProfiles(b)
+	ep := &compile.Endpoint{Key: "host:node/all", Kind: compile.HostEndpoint, Interface: "*", Addrs: nodeAddrs(r)}
+	b.RS.Endpoints[ep.Key] = ep
+	if err := r.b.Apply(ctx, b.RS); err != nil {
+		t.Fatal(err)
+	}
+	var probes []lab.Probe
+	for _, p := range r.lab.Probes() {
+		if p.To == lab.External && p.From != lab.Node || p.From == lab.Node && p.To == lab.External {
+			probes = append(probes, p)
+		}
+	}
+	if err := r.lab.FlushConntrack(ctx); err != nil {
+		t.Fatal(err)
+	}
+	m, err := r.lab.Run(ctx, probes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pods := 0
+	for i, p := range m.Probes {
+		if p.From == lab.Node {
+			if m.Allowed[i] {
+				t.Errorf("%s allowed: the deny-all host endpoint should judge the node's own traffic", p.String())
+			}
+			continue
+		}
+		pods++
+		if !m.Allowed[i] {
+			t.Errorf("%s denied: source-NATed pod traffic is not the host endpoint's", p.String())
+		}
+	}
+	if pods == 0 {
+		t.Fatal("no pod -> external probe")
+	}
+	// The NAT did happen (both families).
+	for _, fam := range []string{"ip", "ip6"} {
+		out, err := nft("", "list", "table", fam, table)
+		if err != nil {
+			t.Fatalf("nft list: %v: %s", err, out)
+		}
+		if strings.Contains(out, "packets 0 ") || !strings.Contains(out, "packets ") {
+			t.Fatalf("the %s source NAT rule saw no packet:\n%s", fam, out)
+		}
 	}
 }

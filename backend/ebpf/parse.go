@@ -262,7 +262,6 @@ func (g *gen) conntrack(h hook, t Timeouts) {
 	if h == hookIngress && !g.hostEP {
 		g.sourceCheck()
 	}
-	g.hostForwarded(h)
 	g.lookup(refCT, oCTFwd)
 	rev, rel := "ct_rev", "ct_rel"
 	g.emit(asm.JEq.Imm(asm.R0, 0, rev), asm.Mov.Reg(asm.R8, asm.R0))

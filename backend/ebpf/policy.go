@@ -565,24 +565,7 @@ func (g *gen) epilogue(h hook, cfg config) {
 	if h == hookIngress && cfg.hostDeny {
 		g.hostCheck()
 	}
-	noCT := g.fresh("no_ct")
-	notTCP, flagsDone := g.fresh("ct_not_tcp"), g.fresh("ct_flags_done")
-	g.emit(ldb(asm.R1, oICMPErr), asm.JNE.Imm(asm.R1, 0, noCT),
-		ldb(asm.R1, oProto), asm.JNE.Imm(asm.R1, 6, notTCP),
-		ldb(asm.R1, oTCPFlags), asm.Mov.Reg(asm.R2, asm.R1), asm.And.Imm(asm.R2, tcpRST), asm.JNE.Imm(asm.R2, 0, noCT),
-		asm.Mov.Imm(asm.R3, ctSynFwd|ctReplied),
-		asm.Mov.Reg(asm.R2, asm.R1), asm.And.Imm(asm.R2, tcpSYN|tcpACK), asm.JNE.Imm(asm.R2, tcpSYN, "ct_synonly_no"),
-		asm.Mov.Imm(asm.R3, ctSynFwd))
-	g.label("ct_synonly_no")
-	g.emit(asm.And.Imm(asm.R1, tcpFIN), asm.JEq.Imm(asm.R1, 0, flagsDone), asm.Or.Imm(asm.R3, ctFinFwd),
-		asm.Ja.Label(flagsDone))
-	g.label(notTCP)
-	g.emit(asm.Mov.Imm(asm.R3, ctSynFwd))
-	g.label(flagsDone)
-	g.emit(stw(oCTVal+8, asm.R3), asm.FnKtimeGetNs.Call(), asm.StoreMem(rS, oCTVal, asm.R0, asm.DWord))
-	g.update(refCT, oCTFwd, oCTVal)
-	g.label(noCT)
-	g.recordFragment()
+	g.openFlow("ct_synonly_no")
 	if g.events {
 		g.output(compile.ActionAllow)
 	}
@@ -593,6 +576,31 @@ func (g *gen) epilogue(h hook, cfg config) {
 	}
 	g.label(lDrop)
 	g.ret(tcxDrop)
+}
+
+// openFlow makes the conntrack entry of an allowed packet (none for an
+// ICMP error or a TCP RST) and, for a first fragment, its fragment entry.
+// synOnlyNo is a label of its own (a fixed name keeps the fingerprints of
+// the programs that call it once).
+func (g *gen) openFlow(synOnlyNo string) {
+	noCT := g.fresh("no_ct")
+	notTCP, flagsDone := g.fresh("ct_not_tcp"), g.fresh("ct_flags_done")
+	g.emit(ldb(asm.R1, oICMPErr), asm.JNE.Imm(asm.R1, 0, noCT),
+		ldb(asm.R1, oProto), asm.JNE.Imm(asm.R1, 6, notTCP),
+		ldb(asm.R1, oTCPFlags), asm.Mov.Reg(asm.R2, asm.R1), asm.And.Imm(asm.R2, tcpRST), asm.JNE.Imm(asm.R2, 0, noCT),
+		asm.Mov.Imm(asm.R3, ctSynFwd|ctReplied),
+		asm.Mov.Reg(asm.R2, asm.R1), asm.And.Imm(asm.R2, tcpSYN|tcpACK), asm.JNE.Imm(asm.R2, tcpSYN, synOnlyNo),
+		asm.Mov.Imm(asm.R3, ctSynFwd))
+	g.label(synOnlyNo)
+	g.emit(asm.And.Imm(asm.R1, tcpFIN), asm.JEq.Imm(asm.R1, 0, flagsDone), asm.Or.Imm(asm.R3, ctFinFwd),
+		asm.Ja.Label(flagsDone))
+	g.label(notTCP)
+	g.emit(asm.Mov.Imm(asm.R3, ctSynFwd))
+	g.label(flagsDone)
+	g.emit(stw(oCTVal+8, asm.R3), asm.FnKtimeGetNs.Call(), asm.StoreMem(rS, oCTVal, asm.R0, asm.DWord))
+	g.update(refCT, oCTFwd, oCTVal)
+	g.label(noCT)
+	g.recordFragment()
 }
 
 // eventID stores the ID of what decides in the event (flow events only).
