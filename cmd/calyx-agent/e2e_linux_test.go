@@ -237,9 +237,11 @@ func e2eBase(l *lab.Lab) string {
 // kernel dataplane, calyx-agent programs a lab node; `calyxctl apply -f`
 // of Kubernetes and Calico policy changes the matrix observed in the lab
 // to what the model computes from the datastore, within a bounded time; a
-// rule added or a program detached from outside is repaired, counted in
-// /metrics, and the matrix is right again; `calyxctl delete -f` brings the
-// matrix back.
+// rule added or deleted, or a program detached, from outside is repaired,
+// counted in /metrics, and the matrix is right again; `calyxctl delete -f`
+// brings the matrix back. Then SIGTERM leaves the policy enforced, a
+// change made while no agent runs is patched in by the next one, and
+// --uninstall leaves nothing behind.
 func TestAgentEndToEnd(t *testing.T) {
 	netnstest.RequireRoot(t)
 	bins := buildBinaries(t)
@@ -321,9 +323,10 @@ func runEndToEnd(t *testing.T, bins binaries, st e2eStore, dp e2eDataplane, time
 	require.NoError(t, os.WriteFile(policyPath, []byte(e2ePolicy), 0o644))
 	ctl(t, bins, storeArgs, "apply", "-f", basePath)
 
-	a := startAgent(t, bins.agent, append(append(dpArgs, storeArgs...),
+	agentArgs := append(append(dpArgs, storeArgs...),
 		"--reconcile-interval", "1s", "--coalesce", "10ms",
-		"--endpoint-socket", filepath.Join(dir, "ep.sock"), "--dir-state-dir", filepath.Join(dir, "dirstate"))...)
+		"--endpoint-socket", filepath.Join(dir, "ep.sock"), "--dir-state-dir", filepath.Join(dir, "dirstate"))
+	a := startAgent(t, bins.agent, agentArgs...)
 	a.waitReady(t)
 	base := storeRuleset(t, cfg)
 	awaitMatrix(t, l, base, time.Now(), "no policy")
@@ -390,6 +393,20 @@ func runEndToEnd(t *testing.T, bins binaries, st e2eStore, dp e2eDataplane, time
 	require.Equal(t, 3, st1.Counts.Endpoints)
 	require.GreaterOrEqual(t, st1.DriftRepairs, uint64(len(dp.breaks)))
 	require.Zero(t, st1.ApplyErrors, "last error: %s", st1.LastError)
+
+	// Restart: SIGTERM leaves the policy enforced while no agent runs; a
+	// change made meanwhile is patched in by the next agent, which adopts
+	// the dataplane.
+	ctl(t, bins, storeArgs, "apply", "-f", policyPath)
+	awaitMatrix(t, l, withPolicy, time.Now(), "policy applied again")
+	require.NoError(t, a.term(t), "SIGTERM is a clean stop")
+	awaitMatrix(t, l, withPolicy, time.Now(), "agent stopped: enforcement left in place")
+	ctl(t, bins, storeArgs, "delete", "-f", policyPath)
+	t0 = time.Now()
+	a2 := startAgent(t, bins.agent, agentArgs...)
+	a2.waitReady(t)
+	d := awaitMatrix(t, l, after, t0, "new agent: the change made while none ran is patched in")
+	t.Logf("%s: policy deleted while no agent ran → new agent started, matrix patched %v", t.Name(), d.Round(time.Millisecond))
 }
 
 // flipProbeTimeout bounds each probe of watchFlip: the resolution of the
