@@ -3,9 +3,11 @@
 package ebpf
 
 import (
+	"context"
 	"errors"
 	"net/netip"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -14,6 +16,8 @@ import (
 
 	"github.com/calyxnet/calyx/backend/model"
 	"github.com/calyxnet/calyx/compile"
+	"github.com/calyxnet/calyx/internal/lab"
+	"github.com/calyxnet/calyx/internal/lab/conformance"
 	"github.com/calyxnet/calyx/internal/testgen"
 )
 
@@ -209,5 +213,88 @@ func TestFlowEventsLost(t *testing.T) {
 	rd := newEventReader(t, h)
 	if got := len(rd.drain()); uint64(got)+lost != runs {
 		t.Errorf("%d events read + %d lost, want %d", got, lost, runs)
+	}
+}
+
+// TestReadEventsInLab: real traffic between two lab pods, read through
+// Backend.ReadEvents. A TCP connection that policy allows reports one
+// Allow per program it meets (its SYN: the pod's egress program and the
+// peer's ingress program), naming the rule, with the pods' addresses,
+// ports and interfaces; the rest of the connection, both ways, reports
+// nothing. A denied connection attempt reports Deny by the end of the
+// tier.
+func TestReadEventsInLab(t *testing.T) {
+	r := newRig(t, smallSpec())
+	ctx := context.Background()
+	spec := r.lab.Spec()
+	p0, p1 := spec.Pods[0], spec.Pods[1]
+	b := r.ir()
+	conformance.WithAllowAllProfiles(b)
+	web := b.Policy(compile.Ingress, "default", "web",
+		testgen.Rule(compile.ActionAllow, compile.Match{Protocol: 6, Dst: compile.PeerMatch{Ports: testgen.Ports(80)}}))
+	b.RS.Endpoints[p1.Key()].Ingress.Tiers = []compile.TierPolicies{{Tier: "default", Policies: []compile.PolicyID{web}, EndAction: compile.ActionDeny}}
+	if err := r.b.Apply(ctx, b.RS); err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	var mu sync.Mutex
+	var events []Event
+	done := make(chan error, 1)
+	go func() {
+		done <- r.b.ReadEvents(rctx, func(e Event) {
+			mu.Lock()
+			events = append(events, e)
+			mu.Unlock()
+		})
+	}()
+	probes := []lab.Probe{
+		{From: p0.Key(), To: p1.Key(), Src: p0.IPs[0], Dst: p1.IPs[0], Protocol: 6, SrcPort: 41000, DstPort: 80},
+		{From: p0.Key(), To: p1.Key(), Src: p0.IPs[0], Dst: p1.IPs[0], Protocol: 6, SrcPort: 41001, DstPort: 443},
+	}
+	m, err := r.lab.Run(ctx, probes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !m.Allowed[0] || m.Allowed[1] {
+		t.Fatalf("verdicts %v, want allowed then denied", m.Allowed)
+	}
+	time.Sleep(300 * time.Millisecond) // the reader polls every 100 ms
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("ReadEvents: %v", err)
+	}
+	idx0, idx1 := r.ifindex(t, p0.Interface()), r.ifindex(t, p1.Interface())
+	src80, dst80 := netip.AddrPortFrom(p0.IPs[0], 41000), netip.AddrPortFrom(p1.IPs[0], 80)
+	src443, dst443 := netip.AddrPortFrom(p0.IPs[0], 41001), netip.AddrPortFrom(p1.IPs[0], 443)
+	var allow0, allow1, deny int
+	mu.Lock()
+	defer mu.Unlock()
+	for _, e := range events {
+		switch {
+		case e.Src == src80 && e.Dst == dst80 && e.Action == compile.ActionAllow && e.Ifindex == idx0 && e.Egress:
+			allow0++
+		case e.Src == src80 && e.Dst == dst80 && e.Action == compile.ActionAllow && e.Ifindex == idx1 && !e.Egress:
+			allow1++
+			if e.Reason != ReasonRule || e.Rule.Policy != "web" || e.Rule.Tier != "default" || e.Rule.Index != 0 {
+				t.Errorf("allow event names %s %+v", e.Reason, e.Rule)
+			}
+		case e.Src == src443 && e.Dst == dst443 && e.Action == compile.ActionDeny && e.Ifindex == idx1:
+			deny++
+			if e.Reason != ReasonTierEnd || e.Rule.Tier != "default" {
+				t.Errorf("deny event names %s %+v", e.Reason, e.Rule)
+			}
+		case e.Src == src443 && e.Dst == dst443 && e.Action == compile.ActionAllow && e.Ifindex == idx0:
+			// pod0's egress allowed the attempt: fine.
+		default:
+			if e.Src.Port() == 41000 || e.Dst.Port() == 41000 || e.Src.Port() == 41001 || e.Dst.Port() == 41001 {
+				t.Errorf("unexpected event %s", e)
+			}
+		}
+	}
+	if allow0 != 1 || allow1 != 1 || deny < 1 {
+		t.Errorf("events: %d Allow on pod0's egress, %d on pod1's ingress, %d Deny; want 1, 1, at least 1 (all: %v)", allow0, allow1, deny, events)
+	}
+	if n, err := r.b.LostEvents(); err != nil || n != 0 {
+		t.Errorf("lost events: %d, %v", n, err)
 	}
 }
