@@ -196,6 +196,10 @@ type file struct {
 	lazy bool
 	// truncated: the file was found empty, its entries are from before.
 	truncated bool
+	// docs are the entries of each YAML document of the last good
+	// content, so that reading the file again decodes only the
+	// documents that changed.
+	docs []docCache
 }
 
 type fileStat struct {
@@ -552,16 +556,18 @@ func (s *Store) readFile(p string, force bool) {
 // the cache, under s.mu), run reads and decodes (touching nothing shared,
 // so jobs run in parallel), apply updates the cache (under s.mu).
 type readJob struct {
-	p       string
-	st      fileStat
-	prevSum [32]byte
-	err     error // stat or read error
-	empty   bool
-	data    []byte // kept for the last good copy
-	sum     [32]byte
-	same    bool // the content is the one last decoded
-	entries []entry
-	decErr  error
+	p        string
+	st       fileStat
+	prevSum  [32]byte
+	prevDocs []docCache // of the content last decoded
+	docs     []docCache
+	err      error // stat or read error
+	empty    bool
+	data     []byte // kept for the last good copy
+	sum      [32]byte
+	same     bool // the content is the one last decoded
+	entries  []entry
+	decErr   error
 }
 
 func (s *Store) probe(p string, force bool) *readJob {
@@ -576,7 +582,7 @@ func (s *Store) probe(p string, force bool) *readJob {
 	}
 	j := &readJob{p: p, st: st}
 	if f != nil && !f.lazy {
-		j.prevSum = f.sum
+		j.prevSum, j.prevDocs = f.sum, f.docs
 	}
 	return j
 }
@@ -599,7 +605,7 @@ func (j *readJob) run() {
 		j.same = true
 		return
 	}
-	j.entries, j.decErr = decode(data, j.p)
+	j.entries, j.docs, j.decErr = decodeFile(data, j.p, j.prevDocs)
 	j.data = data
 }
 
@@ -646,6 +652,7 @@ func (s *Store) apply(j *readJob) {
 	f.err, f.badSum = nil, nil
 	s.decoded++
 	s.decodes++
+	f.docs = j.docs
 	s.idx.setEntries(s.files, j.p, f, j.entries)
 	if s.last != nil {
 		s.last.save(j.p, j.sum, j.data)

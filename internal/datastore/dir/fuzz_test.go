@@ -1,6 +1,7 @@
 package dir
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/calyxnet/calyx/internal/datastore"
@@ -72,6 +73,49 @@ func FuzzRewriteYAML(f *testing.F) {
 			}
 			if string(b) != want[i] {
 				t.Fatalf("object %d:\n%s\nwant\n%s\n--- in:\n%s\n--- out:\n%s", i, b, want[i], data, out)
+			}
+		}
+	})
+}
+
+// FuzzDecodeFileReuse: reading a file again with the documents of its
+// previous content (edited anywhere: a value changed, lines added or
+// removed, documents added, removed or broken) gives what decoding the new
+// content from scratch gives: the same objects, revisions and positions,
+// or an error when that gives one.
+func FuzzDecodeFileReuse(f *testing.F) {
+	base := "# lead comment\n---\napiVersion: projectcalico.org/v3\nkind: GlobalNetworkSet\nmetadata: {name: a}\nspec: {nets: [192.0.2.0/24]}\n---\n# b\napiVersion: projectcalico.org/v3\nkind: GlobalNetworkSet\nmetadata: {name: b}\nspec:\n  nets: [198.51.100.0/24]\n---\napiVersion: v1\nkind: List\nitems:\n- {apiVersion: v1, kind: Namespace, metadata: {name: c}}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: s}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: d}\n"
+	f.Add([]byte(base), []byte(strings.Replace(base, "198.51.100.0/24", "203.0.113.0/24", 1)))
+	f.Add([]byte(base), []byte(strings.Replace(base, "  nets: [198.51.100.0/24]\n", "  nets:\n  - 198.51.100.0/24\n", 1)))
+	f.Add([]byte(base), []byte(strings.Replace(base, "{name: a}", "{name: a, labels: {x: y}}", 1)))
+	f.Add([]byte(base), []byte(strings.Replace(base, "192.0.2.0/24", "not-a-net", 1)))
+	f.Add([]byte(base), []byte(strings.Replace(base, "# lead comment\n", "", 1)))
+	f.Add([]byte(base), []byte(base+"---\napiVersion: v1\nkind: Namespace\nmetadata: {name: e}\n"))
+	f.Add([]byte(base), []byte(strings.Replace(base, "---\napiVersion: v1\nkind: Service\nmetadata: {name: s}\n", "", 1)))
+	f.Add([]byte(base), []byte(strings.Replace(base, "kind: Service", "kind: Namespace", 1)))
+	f.Add([]byte(base), []byte(strings.Replace(base, "spec:\n  nets", "spec:\n nets", 1)))
+	f.Fuzz(func(t *testing.T, old, cur []byte) {
+		_, docs, err := decodeFile(old, "fuzz.yaml", nil)
+		if err != nil {
+			return
+		}
+		want, wantErr := decode(cur, "fuzz.yaml")
+		got, _, gotErr := decodeFile(cur, "fuzz.yaml", docs)
+		if (wantErr != nil) != (gotErr != nil) {
+			t.Fatalf("error %v, from scratch %v", gotErr, wantErr)
+		}
+		if wantErr != nil {
+			return
+		}
+		if len(got) != len(want) {
+			t.Fatalf("%d objects, from scratch %d", len(got), len(want))
+		}
+		for i := range want {
+			if got[i].key != want[i].key || got[i].rev != want[i].rev {
+				t.Fatalf("object %d: %s@%s, from scratch %s@%s", i, got[i].key, got[i].rev, want[i].key, want[i].rev)
+			}
+			if got[i].origin.Position != want[i].origin.Position {
+				t.Fatalf("%s at %+v, from scratch %+v", got[i].key, got[i].origin.Position, want[i].origin.Position)
 			}
 		}
 	})
