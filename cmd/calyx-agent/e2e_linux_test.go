@@ -19,6 +19,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	cebpf "github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/stretchr/testify/require"
 
@@ -54,6 +55,20 @@ type e2eBreak struct {
 func e2eDataplanes() []e2eDataplane {
 	return []e2eDataplane{
 		{"nftables", []e2eBreak{
+			{"set element added: pod0 in every address set", func(t *testing.T, l *lab.Lab, _ lab.Pod) {
+				table := nftables.TableName(l.ID())
+				out := inNode(t, l, "nft", "list", "table", "inet", table)
+				n := 0
+				for _, m := range regexp.MustCompile(`set (s-[0-9a-f]+-(4|6)) \{`).FindAllStringSubmatch(out, -1) {
+					ip := "10.77.0.1"
+					if m[2] == "6" {
+						ip = "fd77::1"
+					}
+					inNode(t, l, "nft", "add", "element", "inet", table, m[1], "{ "+ip+" }")
+					n++
+				}
+				require.NotZero(t, n, out)
+			}},
 			{"rule added: accept at the top of forward-ingress", func(t *testing.T, l *lab.Lab, _ lab.Pod) {
 				inNode(t, l, "nft", "insert", "rule", "inet", nftables.TableName(l.ID()), "forward-ingress", "accept")
 			}},
@@ -70,6 +85,25 @@ func e2eDataplanes() []e2eDataplane {
 			return strings.Contains(inNode(t, l, "nft", "list", "tables"), nftables.TableName(l.ID()))
 		}},
 		{"iptables", []e2eBreak{
+			{"set member added: pod0 in every hash:net set", func(t *testing.T, l *lab.Lab, _ lab.Pod) {
+				out := inNode(t, l, "ipset", "list", "-t")
+				var name string
+				n := 0
+				for _, line := range strings.Split(out, "\n") {
+					if v, ok := strings.CutPrefix(line, "Name: "); ok {
+						name = v
+					}
+					if line == "Type: hash:net" && strings.HasPrefix(name, "calyx-") {
+						ip := "10.77.0.1"
+						if strings.Contains(name, "-6-") {
+							ip = "fd77::1"
+						}
+						inNode(t, l, "ipset", "-exist", "add", name, ip)
+						n++
+					}
+				}
+				require.NotZero(t, n, out)
+			}},
 			{"rule added: ACCEPT at the top of the calyx forward chain", func(t *testing.T, l *lab.Lab, _ lab.Pod) {
 				for _, cmd := range []string{"iptables", "ip6tables"} {
 					chain := iptablesFwdChain(t, l, cmd)
@@ -95,6 +129,21 @@ func e2eDataplanes() []e2eDataplane {
 				require.NoError(t, err)
 				defer lk.Close()
 				require.NoError(t, lk.Detach(), p)
+			}},
+			{"program replaced: the victim's ingress link runs pod0's", func(t *testing.T, l *lab.Lab, victim lab.Pod) {
+				dir := ebpf.PinDir(l.ID())
+				donor, err := link.LoadPinnedLink(filepath.Join(dir, "link_"+l.Spec().Pods[0].Interface()+"_eg"), nil)
+				require.NoError(t, err)
+				defer donor.Close()
+				info, err := donor.Info()
+				require.NoError(t, err)
+				prog, err := cebpf.NewProgramFromID(info.Program)
+				require.NoError(t, err)
+				defer prog.Close()
+				lk, err := link.LoadPinnedLink(filepath.Join(dir, "link_"+victim.Interface()+"_eg"), nil)
+				require.NoError(t, err)
+				defer lk.Close()
+				require.NoError(t, lk.Update(prog))
 			}},
 		}, func(t *testing.T, l *lab.Lab) bool {
 			_, err := os.Stat(ebpf.PinDir(l.ID()))
@@ -236,12 +285,13 @@ func e2eBase(l *lab.Lab) string {
 // The issue's proof, end to end as processes: for each datastore and each
 // kernel dataplane, calyx-agent programs a lab node; `calyxctl apply -f`
 // of Kubernetes and Calico policy changes the matrix observed in the lab
-// to what the model computes from the datastore, within a bounded time; a
-// rule added or deleted, or a program detached, from outside is repaired,
-// counted in /metrics, and the matrix is right again; `calyxctl delete -f`
-// brings the matrix back. Then SIGTERM leaves the policy enforced, a
-// change made while no agent runs is patched in by the next one, and
-// --uninstall leaves nothing behind.
+// to what the model computes from the datastore, within a bounded time;
+// rules and set members added or deleted, or programs detached or
+// replaced, from outside are repaired, counted in /metrics, and the
+// matrix is right again; `calyxctl delete -f` brings the matrix back.
+// Then SIGTERM leaves the policy enforced, a change made while no agent
+// runs is patched in by the next one, and --uninstall leaves nothing
+// behind.
 func TestAgentEndToEnd(t *testing.T) {
 	netnstest.RequireRoot(t)
 	bins := buildBinaries(t)
