@@ -93,8 +93,8 @@
 // decision that makes its conntrack entry), Deny for a dropped packet.
 // The record names what decided by a 64-bit ID the backend resolves: a
 // rule (tier, policy, index), the end of a tier, the end of the profiles,
-// a forged source address, or the deny-all program of an unknown
-// interface (Event.Reason). A merged run or dispatch is one lookup for
+// a forged source address, a host endpoint's fail-safe port, or the
+// deny-all program of an unknown interface (Event.Reason). A merged run or dispatch is one lookup for
 // many rules; its events are resolved in Go to the first of the run's
 // rules that matches the packet, the rule the model names (against the
 // sets of the last Apply). Packets of flows conntrack knows (replies,

@@ -27,7 +27,9 @@ type Event struct {
 	// Reason says what decided the verdict.
 	Reason Reason
 	// Ifindex is the host-side interface; Egress is true for traffic from
-	// the pod (the pod's egress policy), false for traffic to it.
+	// the pod (the pod's egress policy), false for traffic to it; for a
+	// host endpoint, Ifindex is the node's interface and Egress true for
+	// the node's traffic out of it (the host endpoint's egress policy).
 	Ifindex  int
 	Egress   bool
 	Protocol uint8
@@ -57,6 +59,9 @@ const (
 	// ReasonNodeDenied: an allowed packet to the node itself, dropped
 	// because DefaultEndpointToHostAction is Deny.
 	ReasonNodeDenied
+	// ReasonFailsafe: a host endpoint's fail-safe port
+	// (Settings.FailsafeInbound or FailsafeOutbound) allowed the flow.
+	ReasonFailsafe
 )
 
 // String names the reason.
@@ -74,6 +79,8 @@ func (r Reason) String() string {
 		return "forged source"
 	case ReasonNodeDenied:
 		return "endpoint to host denied"
+	case ReasonFailsafe:
+		return "fail-safe port"
 	}
 	return "unknown"
 }
@@ -83,6 +90,7 @@ const (
 	idForgedSource = 2
 	idFailClosed   = 4
 	idNodeDenied   = 6
+	idFailsafe     = 8
 )
 
 // stepRef is what an event ID stands for.
@@ -114,6 +122,8 @@ func (r resolver) lookup(id uint64) (stepRef, bool) {
 		return stepRef{reason: ReasonFailClosed}, true
 	case idNodeDenied:
 		return stepRef{reason: ReasonNodeDenied}, true
+	case idFailsafe:
+		return stepRef{reason: ReasonFailsafe}, true
 	}
 	for _, byProg := range r.refs {
 		for _, m := range byProg {

@@ -379,6 +379,7 @@ func (g *gen) hostPrelude(h hook, hp *hostProg) {
 			if f.Net.IsValid() {
 				g.prefixMatch(peer, f.Net, next)
 			}
+			g.eventID(idFailsafe)
 			g.emit(asm.Ja.Label("allow"))
 			g.label(next)
 		}

@@ -712,3 +712,58 @@ table ip6 %[1]s {
 		}
 	}
 }
+
+// TestHostEndpointEvents: a host endpoint's programs report like a pod's,
+// with the endpoint's direction (Egress for the node's traffic out) and
+// ReasonFailsafe for a fail-safe port; traffic they leave alone
+// (forwarded) reports nothing.
+func TestHostEndpointEvents(t *testing.T) {
+	h := newHarness(t)
+	if !h.events {
+		t.Fatal("flow events are off by default in the harness")
+	}
+	rd := newEventReader(t, h)
+	rs := &compile.Ruleset{Endpoints: map[string]*compile.Endpoint{}, Policies: map[compile.PolicyID]*compile.Policy{},
+		Sets: map[compile.SetID]*compile.IPSet{}}
+	rs.Settings.FailsafeInbound = []compile.ProtoPort{{Protocol: 6, Port: 22}}
+	ep := &compile.Endpoint{Key: "host:node/eth0", Kind: compile.HostEndpoint, Interface: "eth0"}
+	rs.Endpoints[ep.Key] = ep
+	h.apply(rs)
+	in, out := h.progs[h.plan.attach[attachKey{"eth0", hookIngress}]], h.progs[h.plan.attach[attachKey{"eth0", hookEgress}]]
+	a := netip.MustParseAddr
+	tcp := func(src, dst string, dport uint16) *pkt {
+		return &pkt{Packet: model.Packet{Src: a(src), Dst: a(dst), Protocol: 6, SrcPort: 40000, DstPort: dport}, tcpFlags: tcpSYN}
+	}
+	for _, c := range []struct {
+		name   string
+		l      *loaded
+		p      *pkt
+		iif    uint32
+		action compile.Action // 0: no event
+		reason Reason
+		egress bool
+	}{
+		{"fail-safe", in, tcp("192.0.2.9", "127.0.0.1", 22), 1, compile.ActionAllow, ReasonFailsafe, false},
+		{"denied in", in, tcp("192.0.2.9", "127.0.0.1", 23), 1, compile.ActionDeny, ReasonProfilesEnd, false},
+		{"denied out", out, tcp("127.0.0.1", "192.0.2.9", 80), 0, compile.ActionDeny, ReasonProfilesEnd, true},
+		{"forwarded out", out, tcp("10.77.0.1", "192.0.2.9", 80), 5, 0, 0, false},
+	} {
+		h.flush()
+		hostRun(t, c.l, c.p, c.iif)
+		evs := rd.drain()
+		if c.action == 0 {
+			if len(evs) != 0 {
+				t.Errorf("%s: events %v, want none", c.name, evs)
+			}
+			continue
+		}
+		if len(evs) != 1 {
+			t.Errorf("%s: %d events, want 1: %v", c.name, len(evs), evs)
+			continue
+		}
+		e := evs[0]
+		if e.Action != c.action || e.Reason != c.reason || e.Egress != c.egress || e.Dst.Port() != c.p.DstPort {
+			t.Errorf("%s: event %+v (%s); want action %v, reason %v, egress %v", c.name, e, e, c.action, c.reason, c.egress)
+		}
+	}
+}

@@ -49,7 +49,13 @@ func (g *gen) parse(h hook) {
 	for off := int16(8); off < addrKeySize; off += 4 {
 		g.emit(stw(oAddrKey+off, asm.R2))
 	}
-	g.emit(stw(oEvent+8, asm.R1), stib(oEvent+12, int64(h)))
+	// The event's hook names the endpoint's direction as a pod's does:
+	// a host endpoint's hooks are the other way round.
+	eh := h
+	if g.hostEP {
+		eh = h.opposite()
+	}
+	g.emit(stw(oEvent+8, asm.R1), stib(oEvent+12, int64(eh)))
 	g.emit(stib(oCTFwd+4, int64(h)), stib(oCTRev+4, int64(h.opposite())), stib(oCTRel+4, int64(h.opposite())), stib(oFragKey+4, int64(h)))
 
 	v4, v6, pass := "ipv4", "ipv6", "non_ip_pass"
