@@ -144,6 +144,7 @@ type Agent struct {
 	synced     bool
 	latest     *compile.Ruleset
 	gen        uint64
+	touched    touched // what changed between the Ruleset last taken to apply and latest
 	applied    *compile.Ruleset
 	appliedGen uint64
 	regs       map[string]*registration
@@ -319,6 +320,7 @@ func (a *Agent) publishLocked(changes []policy.Change) {
 	if d.Empty() && a.latest != nil {
 		return
 	}
+	a.touched.add(d)
 	a.setLatestLocked(rs)
 }
 
@@ -331,6 +333,7 @@ func (a *Agent) compileFullLocked() {
 		a.noteErrorLocked(fmt.Errorf("compile: %w", err))
 		return
 	}
+	a.touched.all = true
 	a.setLatestLocked(rs)
 }
 

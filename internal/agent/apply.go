@@ -121,6 +121,10 @@ func (a *Agent) applyLatest(ctx context.Context) error {
 	}
 	start := time.Now()
 	a.state.busySince = start
+	// What changed since the Ruleset taken before: the metrics follow it
+	// once this one is in force; if it is not, the next one takes it.
+	touched := a.touched
+	a.touched = touched.fresh()
 	a.mu.Unlock()
 
 	actx, cancel := context.WithTimeout(ctx, a.cfg.ApplyTimeout)
@@ -129,6 +133,9 @@ func (a *Agent) applyLatest(ctx context.Context) error {
 	dur := time.Since(start)
 
 	if err != nil {
+		a.mu.Lock()
+		a.touched.merge(touched)
+		a.mu.Unlock()
 		if ctx.Err() != nil {
 			a.mu.Lock()
 			a.state.busySince = time.Time{}
@@ -148,7 +155,7 @@ func (a *Agent) applyLatest(ctx context.Context) error {
 	}
 	a.metrics.applies.Inc()
 	a.metrics.applyDuration.Observe(dur.Seconds())
-	counts := a.metrics.observe(rs)
+	counts := a.metrics.observe(rs, &touched)
 	a.mu.Lock()
 	a.state.busySince = time.Time{}
 	if a.state.failing {

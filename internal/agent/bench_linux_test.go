@@ -5,6 +5,7 @@ package agent_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -16,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
@@ -26,7 +28,10 @@ import (
 	"github.com/calyxnet/calyx/internal/agent/agenttest"
 	"github.com/calyxnet/calyx/internal/datastore"
 	"github.com/calyxnet/calyx/internal/datastore/dir"
+	etcdstore "github.com/calyxnet/calyx/internal/datastore/etcd"
+	"github.com/calyxnet/calyx/internal/etcdtest"
 	"github.com/calyxnet/calyx/internal/netns/netnstest"
+	"github.com/calyxnet/calyx/internal/resource"
 	"github.com/calyxnet/calyx/internal/testgen"
 	"github.com/calyxnet/calyx/policy"
 )
@@ -42,7 +47,8 @@ const benchDebounce = 10 * time.Millisecond
 // benchNode is an agent programming nftables in a namespace of its own,
 // over a store of the benchmark cluster.
 type benchNode struct {
-	store   datastore.Store
+	store   datastore.Store // the agent's
+	writer  datastore.Store // calyxctl's: another view of the same data
 	be      *agenttest.Backend
 	agent   *agent.Agent
 	changes int // made so far: each change sets a port never set before
@@ -54,7 +60,7 @@ func newBenchNode(b *testing.B, owner testing.TB, storeKind string, reconcile ti
 	b.Helper()
 	netnstest.RequireRoot(b)
 	ns := netnstest.New(owner, "cxag")
-	store := openBenchStore(b, owner, storeKind, testgen.ScaleCluster(benchScale))
+	store, writer := openBenchStore(b, owner, storeKind, testgen.ScaleCluster(benchScale))
 	nft, err := nftables.Open(context.Background(), backend.Options{NetNS: ns.Path(), Name: "bench"})
 	if err != nil {
 		b.Fatal(err)
@@ -85,12 +91,14 @@ func newBenchNode(b *testing.B, owner testing.TB, storeKind string, reconcile ti
 	st := a.NodeStatus()
 	b.Logf("%s store: synced and applied in %v: %d endpoints, %d policies, %d sets, %d set members; first apply %.0f ms",
 		storeKind, time.Since(start).Round(time.Millisecond), st.Counts.Endpoints, st.Counts.Policies, st.Counts.Sets, st.Counts.SetMembers, st.LastApplySeconds*1000)
-	return &benchNode{store: store, be: be, agent: a}
+	return &benchNode{store: store, writer: writer, be: be, agent: a}
 }
 
-// openBenchStore returns a store holding objs: in memory, or a directory
-// with one file per namespace (how a GitOps tree is laid out).
-func openBenchStore(b *testing.B, owner testing.TB, kind string, objs []policy.Object) datastore.Store {
+// openBenchStore returns a store holding objs for the agent, and a second
+// view of the same data for the writes, as calyxctl opens it: in memory
+// (one store, both ways), a directory with one file per namespace (how a
+// GitOps tree is laid out), or a real etcd (a client each).
+func openBenchStore(b *testing.B, owner testing.TB, kind string, objs []policy.Object) (agentStore, writer datastore.Store) {
 	b.Helper()
 	switch kind {
 	case "memory":
@@ -98,7 +106,7 @@ func openBenchStore(b *testing.B, owner testing.TB, kind string, objs []policy.O
 		if err != nil {
 			b.Fatal(err)
 		}
-		return s
+		return s, s
 	case "dir":
 		root := owner.TempDir()
 		files := map[string][]policy.Object{}
@@ -120,28 +128,73 @@ func openBenchStore(b *testing.B, owner testing.TB, kind string, objs []policy.O
 				b.Fatal(err)
 			}
 		}
-		s, err := dir.Open(context.Background(), root, dir.Options{Debounce: benchDebounce, MaxDelay: 10 * benchDebounce})
-		if err != nil {
-			b.Fatal(err)
+		open := func() datastore.Store {
+			s, err := dir.Open(context.Background(), root, dir.Options{Debounce: benchDebounce, MaxDelay: 10 * benchDebounce})
+			if err != nil {
+				b.Fatal(err)
+			}
+			owner.Cleanup(func() { _ = s.Close() })
+			return s
 		}
-		owner.Cleanup(func() { _ = s.Close() })
-		return s
+		return open(), open()
+	case "etcd":
+		url := etcdtest.Start(owner)
+		open := func() *etcdstore.Store {
+			s, err := etcdstore.Dial(context.Background(), etcdstore.Config{Endpoints: []string{url}}, etcdstore.Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			owner.Cleanup(func() { _ = s.Close() })
+			return s
+		}
+		s := open()
+		// Stored as the etcd store stores them (its prepared JSON), a
+		// hundred to a transaction.
+		var ops []clientv3.Op
+		for i, o := range objs {
+			o, err := datastore.Prepare(o)
+			if err != nil {
+				b.Fatal(err)
+			}
+			value, err := json.Marshal(o)
+			if err != nil {
+				b.Fatal(err)
+			}
+			ops = append(ops, clientv3.OpPut(s.Key(policy.KeyOf(o)), string(value)))
+			if len(ops) == 100 || i == len(objs)-1 {
+				if _, err := s.Client().Txn(context.Background()).Then(ops...).Commit(); err != nil {
+					b.Fatal(err)
+				}
+				ops = ops[:0]
+			}
+		}
+		return s, open()
 	}
 	b.Fatalf("unknown store %q", kind)
-	return nil
+	return nil, nil
 }
 
 // BenchmarkPolicyChangeEnforced is the issue's figure: a policy change
-// written to the datastore → enforced in the kernel (nftables has
-// committed the batch), on a node of 110 pods with 10,000 policies and
-// 10,000 cluster pods. Each iteration changes the port of a Kubernetes
-// NetworkPolicy that selects local pods. Run it with -benchtime=100x:
+// applied as `calyxctl apply` applies it (resource.Do through a store of
+// its own: another directory store on the same tree, another etcd client)
+// → enforced in the kernel (nftables has committed the batch), on a node
+// of 110 pods with 10,000 policies and 10,000 cluster pods. Each
+// iteration changes the port of a Kubernetes NetworkPolicy that selects
+// local pods. Run it with -benchtime=100x:
 //
 //	go test -run XXX -bench PolicyChangeEnforced -benchtime=100x ./internal/agent/
+//
+// CALYX_BENCH_STORES=dir,etcd picks the stores (memory, dir and etcd by
+// default); CALYX_BENCH_CPU_PROFILE=prefix writes a CPU profile of each
+// store's measured changes to prefix-<store>.prof.
 func BenchmarkPolicyChangeEnforced(b *testing.B) {
 	parent := b
 	nodes := map[string]*benchNode{}
-	for _, kind := range []string{"memory", "dir"} {
+	kinds := []string{"memory", "dir", "etcd"}
+	if env := os.Getenv("CALYX_BENCH_STORES"); env != "" {
+		kinds = strings.Split(env, ",")
+	}
+	for _, kind := range kinds {
 		b.Run(kind, func(b *testing.B) {
 			n := nodes[kind]
 			if n == nil {
@@ -152,14 +205,14 @@ func BenchmarkPolicyChangeEnforced(b *testing.B) {
 				nodes[kind] = n
 			}
 			ctx := context.Background()
-			key := policy.ObjectKey{Kind: policy.KindK8sNetworkPolicy, Namespace: "team-000", Name: "app0"}
+			key := policy.ObjectKey{Kind: policy.KindK8sNetworkPolicy, Namespace: "team-000", Name: "app0-0"}
 			it, err := n.store.Get(ctx, key)
 			if err != nil {
 				b.Fatal(err)
 			}
 			base := it.Object.(*networkingv1.NetworkPolicy)
 			_, applied := n.agent.Ruleset()
-			id := policyID(applied, "team-000/"+policy.K8sPolicyNamePrefix+"app0", compile.Ingress)
+			id := policyID(applied, "team-000/"+policy.K8sPolicyNamePrefix+"app0-0", compile.Ingress)
 			if id == "" {
 				b.Fatal("policy not compiled")
 			}
@@ -169,6 +222,16 @@ func BenchmarkPolicyChangeEnforced(b *testing.B) {
 			lat := make([]time.Duration, 0, b.N)
 			var kernel []time.Duration       // of which the backend's Apply
 			var writes, seen []time.Duration // store write done; change compiled by the agent
+			if prefix := os.Getenv("CALYX_BENCH_CPU_PROFILE"); prefix != "" && b.N > 1 {
+				f, err := os.Create(prefix + "-" + kind + ".prof")
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := pprof.StartCPUProfile(f); err != nil {
+					b.Fatal(err)
+				}
+				defer func() { pprof.StopCPUProfile(); _ = f.Close() }()
+			}
 			b.ResetTimer()
 			for i := range b.N {
 				n.changes++
@@ -177,8 +240,15 @@ func BenchmarkPolicyChangeEnforced(b *testing.B) {
 				p := intstr.FromInt32(int32(port))
 				pol.Spec.Ingress[0].Ports[0].Port = &p
 				start := time.Now()
-				if _, err := n.store.Apply(ctx, pol); err != nil {
+				changes, err := resource.Do(ctx, n.writer, resource.OpApply, []policy.Object{pol}, resource.Options{})
+				if err == nil {
+					err = resource.Failed(changes)
+				}
+				if err != nil {
 					b.Fatal(err)
+				}
+				if len(changes) != 1 || changes[0].Action != resource.Configured {
+					b.Fatalf("apply: %+v, want one object configured", changes)
 				}
 				written := time.Now()
 				// Poll the agent for the moment its newest Ruleset holds the

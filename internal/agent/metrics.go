@@ -37,6 +37,7 @@ type metrics struct {
 	idsByPol   map[string]int // policy display name → compiled directions
 	members    int
 	rules      int
+	observed   bool // a first, whole observe was made
 }
 
 func newMetrics() *metrics {
@@ -73,12 +74,141 @@ func newMetrics() *metrics {
 	return m
 }
 
+// touched is what changed in the Ruleset since some earlier one: the
+// policies and sets named by the compile deltas, or everything (all).
+type touched struct {
+	all  bool
+	pols map[compile.PolicyID]struct{}
+	sets map[compile.SetID]struct{}
+}
+
+// add records what d changed.
+func (t *touched) add(d *compile.Delta) {
+	if t.all {
+		return
+	}
+	if t.pols == nil {
+		t.pols, t.sets = map[compile.PolicyID]struct{}{}, map[compile.SetID]struct{}{}
+	}
+	for _, ids := range [][]compile.PolicyID{d.PoliciesAdded, d.PoliciesRemoved, d.PoliciesChanged} {
+		for _, id := range ids {
+			t.pols[id] = struct{}{}
+		}
+	}
+	for _, ids := range [][]compile.SetID{d.SetsAdded, d.SetsRemoved} {
+		for _, id := range ids {
+			t.sets[id] = struct{}{}
+		}
+	}
+	for _, m := range d.SetMembers {
+		t.sets[m.ID] = struct{}{}
+	}
+	// Too much to follow one by one: a pass over everything is as cheap.
+	if len(t.pols)+len(t.sets) > 4096 {
+		*t = touched{all: true}
+	}
+}
+
+// fresh returns an empty touched for what comes after t.
+func (t touched) fresh() touched { return touched{} }
+
+// merge adds what o records.
+func (t *touched) merge(o touched) {
+	if t.all || o.all {
+		*t = touched{all: true}
+		return
+	}
+	if t.pols == nil {
+		t.pols, t.sets = map[compile.PolicyID]struct{}{}, map[compile.SetID]struct{}{}
+	}
+	for id := range o.pols {
+		t.pols[id] = struct{}{}
+	}
+	for id := range o.sets {
+		t.sets[id] = struct{}{}
+	}
+}
+
 // observe updates the gauges for the Ruleset now in force and returns its
-// counts. It costs a pass over the Ruleset's maps with pointer compares,
-// plus work proportional to what changed.
-func (m *metrics) observe(rs *compile.Ruleset) Counts {
+// counts. t says what changed since the Ruleset observed before (every
+// policy and set when t.all, or on the first call): the cost is
+// proportional to that, not to the Ruleset.
+func (m *metrics) observe(rs *compile.Ruleset, t *touched) Counts {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if t.all || !m.observed {
+		m.observed = true
+		return m.observeAll(rs)
+	}
+	touchedNames := map[string]struct{}{}
+	add := func(p *compile.Policy, sign int) {
+		if p.Tier == "" {
+			return // a profile
+		}
+		m.rulesByPol[p.Name] += sign * ruleCount(p)
+		m.idsByPol[p.Name] += sign
+		m.rules += sign * ruleCount(p)
+		touchedNames[p.Name] = struct{}{}
+	}
+	for id := range t.pols {
+		old, had := m.lastPols[id]
+		cur, has := rs.Policies[id]
+		if had && has && old == cur {
+			continue
+		}
+		if had {
+			add(old, -1)
+			delete(m.lastPols, id)
+		}
+		if has {
+			add(cur, +1)
+			m.lastPols[id] = cur
+		}
+	}
+	m.setPolicyGauges(touchedNames)
+	size := func(s *compile.IPSet) int { return len(s.Nets) + len(s.Ports) }
+	for id := range t.sets {
+		old, had := m.lastSets[id]
+		cur, has := rs.Sets[id]
+		if had && has && old == cur {
+			continue
+		}
+		if had {
+			m.members -= size(old)
+			delete(m.lastSets, id)
+		}
+		if has {
+			m.members += size(cur)
+			m.lastSets[id] = cur
+		}
+	}
+	return m.setCounts(rs)
+}
+
+func (m *metrics) setPolicyGauges(names map[string]struct{}) {
+	for name := range names {
+		if m.idsByPol[name] <= 0 {
+			delete(m.idsByPol, name)
+			delete(m.rulesByPol, name)
+			m.policyRules.DeleteLabelValues(name)
+			continue
+		}
+		m.policyRules.WithLabelValues(name).Set(float64(m.rulesByPol[name]))
+	}
+}
+
+func (m *metrics) setCounts(rs *compile.Ruleset) Counts {
+	c := Counts{Endpoints: len(rs.Endpoints), Policies: len(m.idsByPol), Rules: m.rules, Sets: len(rs.Sets), SetMembers: m.members}
+	m.endpoints.Set(float64(c.Endpoints))
+	m.policies.Set(float64(c.Policies))
+	m.sets.Set(float64(c.Sets))
+	m.setMembers.Set(float64(c.SetMembers))
+	return c
+}
+
+// observeAll is observe by a pass over the Ruleset's maps with pointer
+// compares, plus work proportional to what changed.
+func (m *metrics) observeAll(rs *compile.Ruleset) Counts {
 	touched := map[string]struct{}{}
 	add := func(p *compile.Policy, sign int) {
 		if p.Tier == "" {
@@ -101,15 +231,7 @@ func (m *metrics) observe(rs *compile.Ruleset) Counts {
 			m.lastPols[id] = p
 		}
 	}
-	for name := range touched {
-		if m.idsByPol[name] <= 0 {
-			delete(m.idsByPol, name)
-			delete(m.rulesByPol, name)
-			m.policyRules.DeleteLabelValues(name)
-			continue
-		}
-		m.policyRules.WithLabelValues(name).Set(float64(m.rulesByPol[name]))
-	}
+	m.setPolicyGauges(touched)
 	size := func(s *compile.IPSet) int { return len(s.Nets) + len(s.Ports) }
 	for id, old := range m.lastSets {
 		if cur, ok := rs.Sets[id]; !ok || cur != old {
@@ -123,10 +245,5 @@ func (m *metrics) observe(rs *compile.Ruleset) Counts {
 			m.lastSets[id] = s
 		}
 	}
-	c := Counts{Endpoints: len(rs.Endpoints), Policies: len(m.idsByPol), Rules: m.rules, Sets: len(rs.Sets), SetMembers: m.members}
-	m.endpoints.Set(float64(c.Endpoints))
-	m.policies.Set(float64(c.Policies))
-	m.sets.Set(float64(c.Sets))
-	m.setMembers.Set(float64(c.SetMembers))
-	return c
+	return m.setCounts(rs)
 }

@@ -29,7 +29,7 @@ func TestIncrementalEqualsScratch(t *testing.T) {
 			rt.Fatal(err)
 		}
 		be := &agenttest.Backend{}
-		a, err := agent.New(agent.Config{Node: "node-a", Store: store, Backend: be, Coalesce: -1})
+		a, err := agent.New(agent.Config{Node: "node-a", Store: store, Backend: be, Coalesce: -1, RetryMin: time.Millisecond, RetryMax: 5 * time.Millisecond})
 		if err != nil {
 			rt.Fatal(err)
 		}
@@ -47,7 +47,7 @@ func TestIncrementalEqualsScratch(t *testing.T) {
 		steps := rapid.IntRange(1, 25).Draw(rt, "steps")
 		for range steps {
 			name := rapid.SampledFrom(pods).Draw(rt, "pod")
-			switch rapid.IntRange(0, 5).Draw(rt, "op") {
+			switch rapid.IntRange(0, 6).Draw(rt, "op") {
 			case 0: // a pod in the datastore
 				node := rapid.SampledFrom([]string{"node-a", "node-b", ""}).Draw(rt, "node")
 				ip := fmt.Sprintf("10.1.0.%d", rapid.IntRange(1, 9).Draw(rt, "ip"))
@@ -85,6 +85,8 @@ func TestIncrementalEqualsScratch(t *testing.T) {
 				}
 				n++
 				regs[id], seq[id] = ep, n
+			case 6: // the kernel refuses the next apply (retried)
+				be.FailNext(1, nil)
 			case 5:
 				for id, ep := range regs {
 					if ep.Pod == name {
@@ -151,6 +153,23 @@ func TestIncrementalEqualsScratch(t *testing.T) {
 				rt.Fatalf("the applied Ruleset never equalled the scratch compile:\n%s", compile.Diff(want, applied))
 			}
 			time.Sleep(time.Millisecond)
+		}
+		// The metrics, followed change by change, count what is applied.
+		_, applied := a.Ruleset()
+		var wantCounts agent.Counts
+		names := map[string]bool{}
+		for _, p := range applied.Policies {
+			if p.Tier != "" {
+				names[p.Name] = true
+				wantCounts.Rules += len(p.Rules)
+			}
+		}
+		for _, s := range applied.Sets {
+			wantCounts.SetMembers += len(s.Nets) + len(s.Ports)
+		}
+		wantCounts.Policies, wantCounts.Sets, wantCounts.Endpoints = len(names), len(applied.Sets), len(applied.Endpoints)
+		if got := a.NodeStatus().Counts; got != wantCounts {
+			rt.Fatalf("counts %+v, wantCounts %+v", got, wantCounts)
 		}
 		// Every attachment that is its pod's newest is enforced.
 		for id, ep := range regs {
