@@ -22,6 +22,14 @@ const skbIngressIfindex = 36
 // loopback is the interface a wildcard host endpoint never covers.
 const loopback = "lo"
 
+// Bounds of what a host endpoint program compares inline: the addresses
+// of the endpoints without an interface name, and the fail-safe ports of
+// a direction.
+const (
+	maxHostAddrs = 256
+	maxFailsafe  = 256
+)
+
 // hostProg is what a host endpoint's program checks between conntrack and
 // its policy.
 type hostProg struct {
@@ -229,6 +237,15 @@ func planHosts(rs *compile.Ruleset, p *plan, cfg config, idf idOf, runs map[stri
 	}
 	if len(problems) > 0 {
 		return fmt.Errorf("%w: %s", ErrInvalidRuleset, strings.Join(problems, "; "))
+	}
+	// The addresses and fail-safe ports are compared inline, in front of
+	// the policy's first chunk: bounded so that it stays within the jump
+	// range the chunks are sized for.
+	if len(all) > maxHostAddrs {
+		return fmt.Errorf("%w: host endpoints without an interface name list %d addresses (at most %d)", ErrTooBig, len(all), maxHostAddrs)
+	}
+	if n := max(len(hp.failIn), len(hp.failOut)); n > maxFailsafe {
+		return fmt.Errorf("%w: %d fail-safe ports in one direction (at most %d)", ErrTooBig, n, maxFailsafe)
 	}
 	slot := 0
 	add := func(ep *compile.Endpoint, addrs, exclude []netip.Addr) error {

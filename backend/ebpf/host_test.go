@@ -1,6 +1,7 @@
 package ebpf
 
 import (
+	"errors"
 	"net/netip"
 	"regexp"
 	"slices"
@@ -81,4 +82,36 @@ func TestHostLinks(t *testing.T) {
 	if got := p.ownerOf(attachKey{compile.InterfacePrefix + "x", hookIngress}); got != "" {
 		t.Fatalf("owner of a workload interface is %q, want none", got)
 	}
+}
+
+// TestHostEndpointLimits: more addresses or fail-safe ports than a host
+// endpoint program compares inline are refused with ErrTooBig; at the
+// limit, the programs are generated.
+func TestHostEndpointLimits(t *testing.T) {
+	build := limitRuleset
+	if _, err := Render(build(maxHostAddrs, maxFailsafe)); err != nil {
+		t.Fatalf("at the limits: %v", err)
+	}
+	for _, rs := range []*compile.Ruleset{build(maxHostAddrs+1, 1), build(1, maxFailsafe+1)} {
+		if _, err := Render(rs); !errors.Is(err, ErrTooBig) {
+			t.Errorf("beyond the limits: %v, want ErrTooBig", err)
+		}
+	}
+}
+
+// limitRuleset has a host endpoint known by addrs IPv6 addresses, and
+// failsafe inbound fail-safe ports limited to an IPv6 net.
+func limitRuleset(addrs, failsafe int) *compile.Ruleset {
+	rs := &compile.Ruleset{Endpoints: map[string]*compile.Endpoint{}, Policies: map[compile.PolicyID]*compile.Policy{},
+		Sets: map[compile.SetID]*compile.IPSet{}}
+	ep := &compile.Endpoint{Key: "host:n/a", Kind: compile.HostEndpoint}
+	for i := range addrs {
+		ep.Addrs = append(ep.Addrs, netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 14: byte(i >> 8), 15: byte(i)}))
+	}
+	rs.Endpoints[ep.Key] = ep
+	for i := range failsafe {
+		rs.Settings.FailsafeInbound = append(rs.Settings.FailsafeInbound,
+			compile.ProtoPort{Protocol: 6, Port: uint16(1000 + i), Net: netip.MustParsePrefix("2001:db8:1::/48")})
+	}
+	return rs
 }

@@ -827,3 +827,27 @@ func TestHostEndpointModelEqualsKernel(t *testing.T) {
 			rs.Endpoints[conformance.HostEndpointKey].Interface, len(rs.Settings.FailsafeInbound)+len(rs.Settings.FailsafeOutbound), denied)
 	}
 }
+
+// TestHostEndpointLimitsLoad: at the limits of what a host endpoint
+// program compares inline (addresses, fail-safe ports), next to a big
+// policy, the programs pass the verifier.
+func TestHostEndpointLimitsLoad(t *testing.T) {
+	h := newHarness(t)
+	rs := limitRuleset(maxHostAddrs, maxFailsafe)
+	big, _ := bigPolicy(2000, "distinct")
+	for id, p := range big.Policies {
+		rs.Policies[id] = p
+	}
+	for id, s := range big.Sets {
+		rs.Sets[id] = s
+	}
+	rs.Endpoints["host:n/a"].Ingress = big.Endpoints[podB].Ingress
+	// A "*" endpoint leaves those addresses to the other: it compares
+	// them too.
+	star := &compile.Endpoint{Key: "host:n/0-star", Kind: compile.HostEndpoint, Interface: "*", Ingress: big.Endpoints[podB].Ingress}
+	rs.Endpoints[star.Key] = star
+	h.apply(rs)
+	for _, ha := range h.plan.hostAny {
+		t.Logf("%s: %d chunks", ha.hook, len(h.plan.progs[ha.fp].chunks))
+	}
+}
