@@ -167,6 +167,9 @@
 // ingress: protocol, destination port and, with a Net, the source;
 // FailsafeOutbound on egress, with a Net the destination) are allowed, and
 // the endpoint's tiers and profiles run as a workload's, ending in deny.
+// The addresses and fail-safe ports are compared inline: at most 256
+// addresses of endpoints without a name and 256 fail-safe ports per
+// direction (ErrTooBig beyond).
 // There is no source check and no endpoint-to-host action. Conntrack
 // entries are per interface, as for pods: a reply that comes back by
 // another interface than its flow left by is judged afresh. The verdict is

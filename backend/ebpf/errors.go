@@ -8,6 +8,7 @@ var (
 	// policies it does not hold, or that gives two endpoints one interface.
 	ErrInvalidRuleset = errors.New("ebpf: invalid ruleset")
 	// ErrTooBig is returned for an endpoint direction whose policy does not
-	// fit the longest tail-call chain the kernel runs.
+	// fit the longest tail-call chain the kernel runs, or host endpoints
+	// with more addresses or fail-safe ports than their programs compare.
 	ErrTooBig = errors.New("ebpf: policy too big for one endpoint")
 )
