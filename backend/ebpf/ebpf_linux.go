@@ -713,7 +713,7 @@ const linkWorkers = 16
 // syncLinks attaches, switches and detaches links so that exactly want is
 // attached. Attaches and updates run concurrently.
 func (b *Backend) syncLinks(want map[attachKey]string, ifaces map[string]int, st *Stats) error {
-	keys := slices.SortedFunc(mapsKeys(want), func(x, y attachKey) int { return strings.Compare(x.String(), y.String()) })
+	keys := slices.SortedFunc(mapsKeys(want), cmpAttach)
 	type job struct {
 		ak     attachKey
 		fp     string
@@ -787,7 +787,7 @@ func (b *Backend) syncLinks(want map[attachKey]string, ifaces map[string]int, st
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	for _, ak := range slices.SortedFunc(mapsKeys(b.links), func(x, y attachKey) int { return strings.Compare(x.String(), y.String()) }) {
+	for _, ak := range slices.SortedFunc(mapsKeys(b.links), cmpAttach) {
 		if _, ok := want[ak]; ok {
 			continue
 		}

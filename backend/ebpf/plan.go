@@ -18,6 +18,15 @@ type attachKey struct {
 
 func (k attachKey) String() string { return k.iface + "/" + k.hook.String() }
 
+// cmpAttach orders attach keys by interface, then hook (ingress first),
+// without building their strings.
+func cmpAttach(x, y attachKey) int {
+	if c := strings.Compare(x.iface, y.iface); c != 0 {
+		return c
+	}
+	return int(x.hook) - int(y.hook)
+}
+
 // plan is everything one Ruleset asks of the kernel: programs by
 // fingerprint, which program each interface and hook runs, and the entries
 // of the set maps.
@@ -273,8 +282,14 @@ func dpKey(dp *compile.DirectionPolicy, h hook) string {
 // read-only: the compiler shares unchanged policies between Rulesets).
 type progCache struct {
 	entries map[string]*cachedProg
-	sets    map[*compile.IPSet]*setEntries
-	runs    map[*run]*cachedRun
+	// idents are the program keys of the last plan's directions by the
+	// identity of their lists (dpIdentity holds a pointer into a tier's
+	// policy list, which keeps it alive, so an identity is never reused
+	// by another list), with the policies they named: a direction whose
+	// lists and policies are the same skips dpKey.
+	idents map[dpIdentity]identEntry
+	sets   map[*compile.IPSet]*setEntries
+	runs   map[*run]*cachedRun
 	// setPtr is the last plan's Ruleset.Sets (read-only, as the IR is):
 	// comparing values by identity tells which sets changed.
 	setPtr map[compile.SetID]*compile.IPSet
@@ -321,6 +336,14 @@ func anyChanged(ids []compile.SetID, changed map[compile.SetID]bool) bool {
 	return false
 }
 
+// identEntry is a direction's program key and the policies it was made
+// from.
+type identEntry struct {
+	mk               string
+	pols             []*compile.Policy
+	hostDeny, events bool
+}
+
 type cachedProg struct {
 	pols []*compile.Policy
 	ps   *progSpec
@@ -329,7 +352,7 @@ type cachedProg struct {
 }
 
 func newProgCache() *progCache {
-	return &progCache{entries: map[string]*cachedProg{}, sets: map[*compile.IPSet]*setEntries{}, runs: map[*run]*cachedRun{}}
+	return &progCache{entries: map[string]*cachedProg{}, idents: map[dpIdentity]identEntry{}, sets: map[*compile.IPSet]*setEntries{}, runs: map[*run]*cachedRun{}}
 }
 
 // policiesOf lists the policies a direction refers to, in order.
@@ -414,7 +437,21 @@ func makePlan(rs *compile.Ruleset, x *ids, cfg config, cache ...*progCache) (*pl
 				p.attach[ak] = fp
 				continue
 			}
-			mk := dpKey(d.dp, d.h) + "|" + fmt.Sprint(cfg.hostDeny, cfg.events)
+			// The same lists as in the last plan, with the same policies:
+			// the same key, without spelling it out again.
+			var mk string
+			var pols []*compile.Policy
+			if fkOK && pc != nil {
+				if ie, ok := pc.idents[fk]; ok && ie.hostDeny == cfg.hostDeny && ie.events == cfg.events {
+					pols = policiesOf(rs, d.dp)
+					if slices.Equal(ie.pols, pols) {
+						mk = ie.mk
+					}
+				}
+			}
+			if mk == "" {
+				mk = dpKey(d.dp, d.h) + "|" + fmt.Sprint(cfg.hostDeny, cfg.events)
+			}
 			if fp, ok := memo[mk]; ok {
 				p.attach[ak] = fp
 				if fkOK {
@@ -422,7 +459,12 @@ func makePlan(rs *compile.Ruleset, x *ids, cfg config, cache ...*progCache) (*pl
 				}
 				continue
 			}
-			pols := policiesOf(rs, d.dp)
+			if pols == nil {
+				pols = policiesOf(rs, d.dp)
+			}
+			if fkOK && pc != nil && !slices.Contains(pols, nil) {
+				next.idents[fk] = identEntry{mk: mk, pols: pols, hostDeny: cfg.hostDeny, events: cfg.events}
+			}
 			if slices.Contains(pols, nil) {
 				return nil, fmt.Errorf("%w: endpoint %s: %s", ErrInvalidRuleset, key, missingPolicies(rs, d.dp))
 			}
@@ -466,7 +508,7 @@ func makePlan(rs *compile.Ruleset, x *ids, cfg config, cache ...*progCache) (*pl
 		return nil, err
 	}
 	if pc != nil {
-		pc.entries = next.entries
+		pc.entries, pc.idents = next.entries, next.idents
 	}
 	// Map entries of every set and run the programs use; unchanged sets
 	// (the same value as last time) reuse their entries.
