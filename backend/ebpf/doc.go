@@ -106,9 +106,9 @@
 // The ring buffer (256 KiB, about 3,600 records) is never waited for:
 // when it is full the record is dropped and a per-CPU counter counts it
 // (LostEvents); the verdict is the same either way. Events cost only
-// judged packets, 100-170 ns each here (BenchmarkProgramRun, 10 rules:
-// 180-210 ns without, 350-365 ns with; with the buffer full about 40 ns
-// more than without, BenchmarkFlowEvents), and nothing for packets of
+// judged packets, 80-170 ns each here (10 rules: 270-280 ns without,
+// 350-375 ns with, BenchmarkFlowEvents and BenchmarkProgramRun; with the
+// buffer full 20-45 ns more than without), and nothing for packets of
 // known flows: a TCP connection is judged once per program, by its SYN.
 // That is why they are on by default; off, the programs are exactly those
 // without event code.
