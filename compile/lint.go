@@ -94,6 +94,12 @@ const (
 	// which Calyx does not resolve yet: the compiler leaves the rule out
 	// (warning).
 	CodeServicesNotEnforced = "services-not-enforced"
+	// CodeHostKnobNotRendered: a GlobalNetworkPolicy sets doNotTrack,
+	// preDNAT or applyOnForward, which Calyx reads but does not render:
+	// the policy is enforced as ordinary host endpoint policy on the
+	// node's own traffic, after connection tracking and DNAT, and never on
+	// forwarded traffic (warning).
+	CodeHostKnobNotRendered = "host-knob-not-rendered"
 	// CodeDomainsNeedDNS: the rule matches on domains, whose addresses are
 	// known only once DNS answers fill the set: until then the rule
 	// matches nothing (info).
@@ -217,6 +223,8 @@ type LintOptions struct {
 //   - staged policies that would change verdicts (with opts.Judge), or
 //     stage the deletion of a policy that does not exist;
 //   - overlapping nets within one nets or notNets list;
+//   - a GlobalNetworkPolicy with doNotTrack, preDNAT or applyOnForward,
+//     which the dataplanes do not render yet;
 //   - rules with http (not enforced at L3/L4), services (left out by the
 //     compiler) or domains (matching only once DNS fills the set).
 //
@@ -233,6 +241,7 @@ func Lint(set *policy.Set, rs *Ruleset, opts LintOptions) []Finding {
 	for _, p := range all {
 		l.lintTier(p)
 		l.lintSelector(p)
+		l.lintHostKnobs(p)
 		for _, d := range []policy.Direction{policy.Ingress, policy.Egress} {
 			if !p.Applies(d) {
 				continue
@@ -502,6 +511,29 @@ func (l *linter) lintSelector(p *policy.Policy) {
 	}
 	l.add(SeverityWarning, CodePolicySelectsNothing, p, l.fieldPos(p, p.Position, field), field,
 		"the policy selects no endpoint of the input (selector %s): it has no effect", p.Selector)
+}
+
+// lintHostKnobs warns about the GlobalNetworkPolicy host endpoint knobs
+// the dataplanes do not render. Namespaced policies carry ApplyOnForward
+// implicitly (they never select host endpoints) and are left alone.
+func (l *linter) lintHostKnobs(p *policy.Policy) {
+	if p.Kind != policy.KindGlobalNetworkPolicy {
+		return
+	}
+	for _, k := range []struct {
+		set   bool
+		field string
+		what  string
+	}{
+		{p.DoNotTrack, "spec.doNotTrack", "it is enforced after connection tracking, like any host endpoint policy, and its flows are tracked"},
+		{p.PreDNAT, "spec.preDNAT", "it is enforced after DNAT, on the node's own traffic only"},
+		{p.ApplyOnForward, "spec.applyOnForward", "forwarded traffic is not judged by host endpoint policy; only the node's own traffic is"},
+	} {
+		if k.set {
+			l.add(SeverityWarning, CodeHostKnobNotRendered, p, l.fieldPos(p, p.Position, k.field), k.field,
+				"Calyx does not render %s yet: %s", k.field, k.what)
+		}
+	}
 }
 
 // sideField returns the path of a rule's source or destination.

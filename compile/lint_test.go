@@ -234,6 +234,35 @@ spec:
 			want: []string{"error unknown-tier GlobalNetworkPolicy p spec.tier"},
 		},
 		{
+			name: "host endpoint knobs Calyx reads but does not render",
+			docs: []string{lintPods[0], `apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: untracked}
+spec:
+  selector: all()
+  doNotTrack: true
+  applyOnForward: true
+  ingress: [{action: Allow}]`, `apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: nodeport}
+spec:
+  selector: all()
+  preDNAT: true
+  applyOnForward: true
+  ingress: [{action: Allow, protocol: UDP}]`, `apiVersion: projectcalico.org/v3
+kind: NetworkPolicy
+metadata: {name: plain, namespace: app}
+spec:
+  selector: all()
+  ingress: [{action: Allow, protocol: TCP, destination: {ports: [80]}}]`},
+			want: []string{
+				"warning host-knob-not-rendered GlobalNetworkPolicy untracked spec.doNotTrack",
+				"warning host-knob-not-rendered GlobalNetworkPolicy untracked spec.applyOnForward",
+				"warning host-knob-not-rendered GlobalNetworkPolicy nodeport spec.preDNAT",
+				"warning host-knob-not-rendered GlobalNetworkPolicy nodeport spec.applyOnForward",
+			},
+		},
+		{
 			name: "a policy that selects nothing and a rule selector that matches nothing",
 			docs: []string{lintPods[0], `apiVersion: projectcalico.org/v3
 kind: NetworkPolicy
