@@ -10,29 +10,11 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/calyxnet/calyx/internal/datastore/storetest"
 	"github.com/calyxnet/calyx/internal/etcdtest"
 )
 
-const clusterYAML = `apiVersion: v1
-kind: Namespace
-metadata: {name: shop}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: web, namespace: shop, labels: {app: web}}
-spec:
-  nodeName: node-a
-  containers: [{name: c, image: i, ports: [{containerPort: 80}]}]
-status: {podIP: 10.0.0.1}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: db, namespace: shop, labels: {app: db}}
-spec:
-  nodeName: node-b
-  containers: [{name: c, image: i, ports: [{containerPort: 5432}]}]
-status: {podIP: 10.0.0.2}
-`
+const clusterYAML = storetest.ShopCluster
 
 const isolateDB = `apiVersion: projectcalico.org/v3
 kind: NetworkPolicy
