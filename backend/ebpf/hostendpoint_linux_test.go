@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -624,12 +623,7 @@ func BenchmarkHostEndpointProgram(b *testing.B) {
 // runs before conntrack undoes the NAT): the host endpoint's programs must
 // let both pass, while still denying the node's own traffic.
 func TestHostEndpointMasqueradedPodTraffic(t *testing.T) {
-	if _, err := exec.LookPath("nft"); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("nft not found (CI is set: not skipping): %v", err)
-		}
-		t.Skip("nft not found")
-	}
+	netnstest.RequireBinary(t, "nft")
 	r := newRig(t, conformance.Spec())
 	ctx := context.Background()
 	node := r.lab.NodeNS()

@@ -3,6 +3,7 @@
 package nftables
 
 import (
+	"context"
 	"flag"
 	"os"
 	"os/exec"
@@ -13,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/calyxnet/calyx/compile"
+	"github.com/calyxnet/calyx/internal/lab/conformance"
 	"github.com/calyxnet/calyx/internal/lab/labtest"
 	"github.com/calyxnet/calyx/internal/netns/netnstest"
 	"github.com/calyxnet/calyx/internal/testgen"
@@ -76,10 +78,7 @@ func TestDumpGoldens(t *testing.T) {
 // TestDumpLoadsWithNft: the text Dump prints is real nft syntax — nft
 // loads each golden into a throw-away namespace.
 func TestDumpLoadsWithNft(t *testing.T) {
-	if _, err := exec.LookPath("nft"); err != nil {
-		netnstest.RequireRoot(t)
-		t.Skip("nft binary not installed")
-	}
+	netnstest.RequireBinary(t, "nft")
 	ns := netnstest.New(t, "cxdump-")
 	for _, sc := range append(conformanceScenarios(), hostScenarios()...) {
 		path := filepath.Join("testdata", slug(sc.name)+".nft")
@@ -163,4 +162,19 @@ func TestRenderShapes(t *testing.T) {
 			require.Equal(t, b.text("x"), a.text("x"), sc.name)
 		}
 	})
+}
+
+// The interface maps carry their key byte order, so nft itself prints the
+// pods' interface names (an operator reading `nft list ruleset` sees
+// which pod goes where, not "").
+func TestNftListsInterfaceNames(t *testing.T) {
+	r := newRig(t, conformanceSpec())
+	b := r.ir()
+	conformance.WithAllowAllProfiles(b)
+	require.NoError(t, r.b.Apply(context.Background(), b.RS))
+	out := nft(t, r.lab.NodeNS().Name(), "list", "map", "inet", r.b.Table(), mapEgress)
+	for _, p := range r.lab.Spec().Pods {
+		require.Contains(t, out, `"`+p.Interface()+`"`, "%s", out)
+	}
+	require.NotContains(t, out, `"" :`, "%s", out)
 }

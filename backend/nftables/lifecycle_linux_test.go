@@ -22,10 +22,7 @@ import (
 // nft runs the nft binary inside the namespace of r's node.
 func nft(t *testing.T, ns string, args ...string) string {
 	t.Helper()
-	if _, err := exec.LookPath("nft"); err != nil {
-		netnstest.RequireRoot(t) // fails in CI, where nft must be installed
-		t.Skip("nft binary not installed")
-	}
+	netnstest.RequireBinary(t, "nft")
 	out, err := exec.Command("ip", append([]string{"netns", "exec", ns, "nft"}, args...)...).CombinedOutput()
 	require.NoError(t, err, "nft %v: %s", args, out)
 	return string(out)

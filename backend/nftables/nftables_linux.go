@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
 	"github.com/google/nftables/userdata"
 	"github.com/mdlayher/netlink"
@@ -264,6 +265,11 @@ func (b *Backend) nftSet(s *nset) *nftables.Set {
 		Concatenation: s.concat, IsMap: s.isMap, Comment: s.comment}
 	if s.isMap {
 		ns.DataType = nftables.TypeVerdict
+	}
+	if s.keyType == nftables.TypeIFName {
+		// Interface names are strings in host order: with the byte order
+		// in the set's user data, nft list prints the names instead of "".
+		ns.KeyByteOrder = binaryutil.NativeEndian
 	}
 	return ns
 }

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/calyxnet/calyx/internal/netns/netnstest"
 )
 
 // RequireBinary returns the path of a system binary the test needs; it
@@ -20,14 +22,7 @@ import (
 // skipping the real thing.
 func RequireBinary(t testing.TB, name string) string {
 	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s not installed (scripts/packages.txt lists it): %v", name, err)
-		}
-		t.Skipf("%s not installed: %v", name, err)
-	}
-	return p
+	return netnstest.RequireBinary(t, name)
 }
 
 func freePort(t testing.TB) int {

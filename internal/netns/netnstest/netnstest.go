@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"os"
+	"os/exec"
 	"runtime"
 	"testing"
 
@@ -57,4 +58,20 @@ func New(tb testing.TB, prefix string) *netns.NS {
 		}
 	})
 	return ns
+}
+
+// RequireBinary returns the path of a system binary the test needs; it
+// skips when the binary is missing, and fails when CI is set, so CI never
+// passes by skipping the real thing (.ci/run installs every binary the
+// tests use).
+func RequireBinary(tb testing.TB, name string) string {
+	tb.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			tb.Fatalf("%s not installed (CI is set: .ci/run must install it): %v", name, err)
+		}
+		tb.Skipf("%s not installed: %v", name, err)
+	}
+	return p
 }
