@@ -128,6 +128,7 @@ func TestOutsideEdits(t *testing.T) {
 		require.NoError(t, err)
 		return len(it.Object.(*policy.GlobalNetworkSet).Spec.Nets) == 1 && it.Object.(*policy.GlobalNetworkSet).Spec.Nets[0] == "198.51.100.0/24"
 	}, 5*time.Second, 5*time.Millisecond)
+	assert.Equal(t, walks, dir.Walks(s), "one file changed: no walk")
 	write(t, filepath.Join(root, "sub", "new.yaml"), "{apiVersion: projectcalico.org/v3, kind: GlobalNetworkSet, metadata: {name: new}, spec: {nets: [203.0.113.0/24]}}\n")
 	require.Eventually(t, func() bool {
 		_, err := s.Get(t.Context(), policy.ObjectKey{Kind: policy.KindGlobalNetworkSet, Name: "new"})
