@@ -132,7 +132,10 @@
 // program without attaching: the verifier is the dry run. Dump lists maps,
 // programs, links and set entries. Reconcile (Repair) puts back links
 // detached or replaced from outside, lost pins and set entries added or
-// removed from outside. Close detaches and unpins everything the backend
+// removed from outside, and attaches its links at the head of their hook
+// again when a foreign program was put in front of them (one that returns
+// TCX_PASS would otherwise decide before policy; it stays, behind ours).
+// Close detaches and unpins everything the backend
 // owns and nothing else: foreign TCX programs on the same interfaces stay.
 //
 // # Host endpoints

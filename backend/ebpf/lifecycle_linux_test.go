@@ -371,3 +371,59 @@ func TestCheckIsADryRun(t *testing.T) {
 }
 
 func mustPrefix(s string) netip.Prefix { return netip.MustParsePrefix(s) }
+
+// TestReconcileRunsFirstAgain: a foreign program attached in front of
+// ours that returns TCX_PASS decides before policy does (pod1 admits pod0
+// although its policy denies); Reconcile sees that ours no longer runs
+// first, attaches it at the head again, and leaves the foreign program in
+// place behind it.
+func TestReconcileRunsFirstAgain(t *testing.T) {
+	r := newRig(t, smallSpec())
+	ctx := context.Background()
+	if err := r.b.Apply(ctx, denyIngressOf(r, true)); err != nil {
+		t.Fatal(err)
+	}
+	if r.probe(t) {
+		t.Fatal("pod1 admits pod0 though its policy denies")
+	}
+	iface := r.lab.Spec().Pods[1].Interface()
+	const tcxPass = 0
+	foreign, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.SchedCLS, AttachType: ebpf.AttachTCXEgress, License: "MIT",
+		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, tcxPass), asm.Return()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer foreign.Close()
+	idx := r.ifindex(t, iface)
+	var fl link.Link
+	if err := r.lab.NodeNS().Do(func() error {
+		fl, err = link.AttachTCX(link.TCXOptions{Interface: idx, Program: foreign, Attach: ebpf.AttachTCXEgress, Anchor: link.Head()})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer fl.Close()
+	fi, _ := foreign.Info()
+	fid, _ := fi.ID()
+	if !r.probe(t) {
+		t.Fatal("the foreign TCX_PASS program in front of ours did not bypass policy: the test proves nothing")
+	}
+
+	d, err := r.b.Reconcile(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.LinksReattached != 1 || !slices.Contains(d.Changed, "reattach first "+attachKey{iface, hookEgress}.String()) {
+		t.Errorf("drift %s %v; want pod1's ingress-policy link attached first again", d, d.Changed)
+	}
+	if r.probe(t) {
+		t.Error("after Reconcile pod1 still admits pod0")
+	}
+	ids := r.attached(t, iface, ebpf.AttachTCXEgress)
+	if len(ids) != 2 || ids[0] == fid || ids[1] != fid {
+		t.Errorf("programs on %s egress: %v; want ours, then the foreign %d", iface, ids, fid)
+	}
+	if d, err := r.b.Reconcile(ctx); err != nil || !d.Empty() {
+		t.Errorf("second Reconcile: %v, %v; want no drift", d, err)
+	}
+}

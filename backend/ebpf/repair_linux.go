@@ -12,6 +12,8 @@ import (
 	"strings"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/link"
 
 	"github.com/calyxnet/calyx/backend"
 )
@@ -114,6 +116,46 @@ func (b *Backend) Reconcile(ctx context.Context) (*Drift, error) {
 			d.Changed = append(d.Changed, "re-pin "+ak.String())
 		}
 	}
+	// Our links on each interface hook, to check they run first.
+	firsts := map[devHook][]ownLink{}
+	for ak, fp := range want {
+		a, ok := b.links[ak]
+		if !ok {
+			continue
+		}
+		info, err := a.link.Info()
+		if err != nil {
+			continue
+		}
+		prog, err := b.program(fp, ak.hook)
+		if err != nil {
+			return nil, err
+		}
+		dh := devHook{ak.dev(), ak.hook}
+		firsts[dh] = append(firsts[dh], ownLink{ak, fp, prog, info.ID})
+	}
+	for _, dh := range slices.SortedFunc(mapsKeys(firsts), func(x, y devHook) int {
+		return strings.Compare(x.dev+x.hook.String(), y.dev+y.hook.String())
+	}) {
+		own := firsts[dh]
+		slices.SortFunc(own, func(x, y ownLink) int { return strings.Compare(x.key.String(), y.key.String()) })
+		behind, err := b.outrun(dh, ifaces[dh.dev], own)
+		if err != nil {
+			return nil, err
+		}
+		if !behind {
+			continue
+		}
+		// A foreign program runs before ours: whatever it returns
+		// (TCX_PASS, a redirect) would decide before policy does.
+		for _, o := range own {
+			if err := b.reattachFirst(o, ifaces[dh.dev]); err != nil {
+				return nil, err
+			}
+			d.LinksReattached++
+			d.Changed = append(d.Changed, "reattach first "+o.key.String())
+		}
+	}
 	lpm, np, err := readEntries(b.objs)
 	if err != nil {
 		return nil, err
@@ -159,4 +201,75 @@ func (b *Backend) Repair(ctx context.Context) (backend.Drift, error) {
 		return nil, err
 	}
 	return d, nil
+}
+
+// devHook is one TCX hook of one interface.
+type devHook struct {
+	dev  string
+	hook hook
+}
+
+// ownLink is one of the backend's links on a hook, as Reconcile found it.
+type ownLink struct {
+	key  attachKey
+	fp   string
+	prog *ebpf.Program
+	id   link.ID
+}
+
+// outrun reports whether a program that is not the backend's runs on the
+// hook before one of the backend's links: the kernel's list of the hook's
+// programs, in run order, must start with all of own.
+func (b *Backend) outrun(dh devHook, ifindex int, own []ownLink) (bool, error) {
+	var res *link.QueryResult
+	err := b.inNS(func() error {
+		var err error
+		res, err = link.QueryPrograms(link.QueryOptions{Target: ifindex, Attach: attachType(dh.hook)})
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("ebpf: query %s/%s: %w", dh.dev, dh.hook, err)
+	}
+	ours := make(map[link.ID]bool, len(own))
+	for _, o := range own {
+		ours[o.id] = true
+	}
+	for i, p := range res.Programs {
+		if i >= len(own) {
+			break
+		}
+		if id, ok := p.LinkID(); !ok || !ours[id] {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// reattachFirst moves one of the backend's links to the head of its hook.
+// A program can be attached to a hook once only, so the old link first
+// switches to a stand-in that drops (traffic already met the foreign
+// program first, so nothing that was judged is opened), the program is
+// attached again at the head, and record closes the old link. On failure
+// the old link gets its program back.
+func (b *Backend) reattachFirst(o ownLink, ifindex int) error {
+	old, ok := b.links[o.key]
+	if !ok {
+		return b.attach(o.key, ifindex, o.fp, o.prog)
+	}
+	stand, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.SchedCLS, AttachType: attachType(o.key.hook), License: "GPL",
+		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, tcxDrop), asm.Return()}})
+	if err != nil {
+		return fmt.Errorf("ebpf: stand-in program: %w", err)
+	}
+	defer stand.Close()
+	if err := old.link.Update(stand); err != nil {
+		return fmt.Errorf("ebpf: move %s first: %w", o.key, err)
+	}
+	if err := b.attach(o.key, ifindex, o.fp, o.prog); err != nil {
+		if cur, ok := b.links[o.key]; ok && cur == old {
+			_ = old.link.Update(o.prog)
+		}
+		return err
+	}
+	return nil
 }
