@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -20,6 +21,7 @@ import (
 	"time"
 
 	cebpf "github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
 	"github.com/stretchr/testify/require"
 
@@ -152,6 +154,22 @@ func e2eDataplanes() []e2eDataplane {
 				require.NoError(t, err)
 				defer lk.Close()
 				require.NoError(t, lk.Update(prog))
+			}},
+			{"program in front: a foreign TCX_PASS program ahead of the victim's ingress link", func(t *testing.T, l *lab.Lab, victim lab.Pod) {
+				pass, err := cebpf.NewProgram(&cebpf.ProgramSpec{Type: cebpf.SchedCLS, AttachType: cebpf.AttachTCXEgress, License: "MIT",
+					Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 0 /* TCX_PASS */), asm.Return()}})
+				require.NoError(t, err)
+				t.Cleanup(func() { _ = pass.Close() })
+				var lk link.Link
+				require.NoError(t, l.NodeNS().Do(func() error {
+					ifc, err := net.InterfaceByName(victim.Interface())
+					if err != nil {
+						return err
+					}
+					lk, err = link.AttachTCX(link.TCXOptions{Interface: ifc.Index, Program: pass, Attach: cebpf.AttachTCXEgress, Anchor: link.Head()})
+					return err
+				}))
+				t.Cleanup(func() { _ = lk.Close() })
 			}},
 		}, func(t *testing.T, l *lab.Lab) bool {
 			_, err := os.Stat(ebpf.PinDir(l.ID()))
