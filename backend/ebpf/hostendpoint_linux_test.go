@@ -17,7 +17,6 @@ import (
 	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
 	nlns "github.com/vishvananda/netns"
-	"pgregory.net/rapid"
 
 	"github.com/calyxnet/calyx/backend"
 	"github.com/calyxnet/calyx/backend/model"
@@ -26,7 +25,6 @@ import (
 	"github.com/calyxnet/calyx/internal/lab/conformance"
 	"github.com/calyxnet/calyx/internal/netns/netnstest"
 	"github.com/calyxnet/calyx/internal/podnet"
-	"github.com/calyxnet/calyx/internal/testgen"
 )
 
 // TestHostEndpointConformance runs the shared host endpoint scenarios one
@@ -764,62 +762,13 @@ func TestHostEndpointEvents(t *testing.T) {
 	}
 }
 
-// TestHostEndpointModelEqualsKernel: random Rulesets (the pods' random
-// policies) with a host endpoint on the external interface, on "*" or
-// known by its addresses, whose directions are random pods' directions
-// (tiers, end actions, profiles) and with random fail-safe ports (some
-// limited to a net): the node's traffic with the external namespace and
-// everything forwarded must be what the model says, one Apply after the
+// TestHostEndpointModelEqualsKernel: random Rulesets with a host endpoint
+// (named, "*" or by address) taking random pods' directions and random
+// fail-safe ports agree with the model in the lab, one Apply after the
 // other.
 func TestHostEndpointModelEqualsKernel(t *testing.T) {
-	spec := conformance.Spec()
-	r := newRig(t, spec)
-	w := conformance.WorldOf(spec)
-	var pods []string
-	for i := range spec.Pods {
-		pods = append(pods, spec.Pods[i].Key())
-	}
-	nets := []netip.Prefix{{}, {}, netip.MustParsePrefix("198.51.100.0/24"), netip.MustParsePrefix("203.0.113.0/24"),
-		netip.MustParsePrefix("2001:db8:77::/48")}
-	ports := []compile.ProtoPort{{Protocol: 6, Port: 22}, {Protocol: 6, Port: 8080}, {Protocol: 17, Port: 53}, {Protocol: 6, Port: 80}}
-	gen := rapid.Custom(func(rt *rapid.T) *compile.Ruleset {
-		rs := testgen.IRRuleset(w).Draw(rt, "ruleset")
-		ep := &compile.Endpoint{Key: conformance.HostEndpointKey, Kind: compile.HostEndpoint, Addrs: nodeAddrs(r),
-			Interface: rapid.SampledFrom([]string{lab.ExternalInterface, "*", ""}).Draw(rt, "interface")}
-		from := rs.Endpoints[rapid.SampledFrom(pods).Draw(rt, "ingressOf")]
-		ep.Ingress = from.Ingress
-		from = rs.Endpoints[rapid.SampledFrom(pods).Draw(rt, "egressOf")]
-		ep.Egress = from.Egress
-		rs.Endpoints[ep.Key] = ep
-		fail := func(name string) []compile.ProtoPort {
-			var out []compile.ProtoPort
-			for _, p := range ports {
-				if rapid.IntRange(0, 2).Draw(rt, name) == 0 {
-					p.Net = rapid.SampledFrom(nets).Draw(rt, name+"Net")
-					out = append(out, p)
-				}
-			}
-			return out
-		}
-		rs.Settings.FailsafeInbound, rs.Settings.FailsafeOutbound = fail("in"), fail("out")
-		return rs
-	})
-	const n = 25
-	for i := range n {
-		rs := gen.Example(i)
-		m := r.conform(t, rs)
-		if t.Failed() {
-			return
-		}
-		denied := 0
-		for j, p := range m.Probes {
-			if (p.From == lab.Node || p.To == lab.Node) && !m.Allowed[j] {
-				denied++
-			}
-		}
-		t.Logf("example %d: interface %q, %d fail-safe ports, %d of the node's probes denied", i,
-			rs.Endpoints[conformance.HostEndpointKey].Interface, len(rs.Settings.FailsafeInbound)+len(rs.Settings.FailsafeOutbound), denied)
-	}
+	r := newRig(t, conformance.Spec())
+	conformance.HostModelEqualsKernel(t, conformance.Spec(), r.lab, r.b, r.noDrift, 25)
 }
 
 // TestHostEndpointLimitsLoad: at the limits of what a host endpoint

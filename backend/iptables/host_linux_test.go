@@ -59,6 +59,15 @@ func hostTiersIR(t *testing.T, r *rig, udp53 bool) *compile.Ruleset {
 
 var declared = regexp.MustCompile(`(?m)^:(\S+) `)
 
+// TestHostEndpointModelEqualsKernel: random Rulesets with a host endpoint
+// (named, "*" or by address) taking random pods' directions and random
+// fail-safe ports agree with the model in the lab, one Apply after the
+// other.
+func TestHostEndpointModelEqualsKernel(t *testing.T) {
+	r := newRig(t, conformance.Spec())
+	conformance.HostModelEqualsKernel(t, conformance.Spec(), r.lab, r.b, r.noDrift, 40)
+}
+
 // TestHostEndpointDiffAndRepair: a change of a host endpoint's policy is
 // one iptables-restore of the family it touches, rewriting the host
 // endpoint's chains and nothing of the workloads'; a rule deleted from a

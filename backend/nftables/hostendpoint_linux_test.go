@@ -12,13 +12,11 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
-	"pgregory.net/rapid"
 
 	"github.com/calyxnet/calyx/backend"
 	"github.com/calyxnet/calyx/compile"
 	"github.com/calyxnet/calyx/internal/lab"
 	"github.com/calyxnet/calyx/internal/lab/conformance"
-	"github.com/calyxnet/calyx/internal/testgen"
 )
 
 // TestHostEndpointConformance runs the host endpoint scenarios one after
@@ -62,58 +60,11 @@ func TestHostEndpointConformance(t *testing.T) {
 }
 
 // TestHostEndpointModelEqualsKernel: random Rulesets with a host endpoint
-// (on the external interface, on "*" or by the node's addresses) whose
-// policy is the random policy of some pods, and random fail-safe ports,
-// applied one after the other: the lab's matrix, the node's traffic with
-// the outside world included, must be the model's, and Reconcile must
-// find no drift after each Apply.
+// (named, "*" or by address) and random fail-safe ports, one after the
+// other, agree with the model in the lab.
 func TestHostEndpointModelEqualsKernel(t *testing.T) {
-	spec := conformanceSpec()
-	r := newRig(t, spec)
-	w := conformance.WorldOf(spec)
-	ports := []uint16{22, 53, 80, 8080}
-	nets := []string{"", "198.51.100.0/24", "198.51.100.7/32", "203.0.113.0/24", "2001:db8:77::/64", "2001:db8::/32"}
-	failsafe := func(rt *rapid.T, label string) []compile.ProtoPort {
-		var out []compile.ProtoPort
-		for range rapid.IntRange(0, 3).Draw(rt, label) {
-			f := compile.ProtoPort{Protocol: rapid.SampledFrom([]uint8{6, 17}).Draw(rt, label+"Proto"),
-				Port: rapid.SampledFrom(ports).Draw(rt, label+"Port")}
-			if n := rapid.SampledFrom(nets).Draw(rt, label+"Net"); n != "" {
-				f.Net = netip.MustParsePrefix(n)
-			}
-			out = append(out, f)
-		}
-		return out
-	}
-	n := 0
-	outcomes := map[bool]int{}
-	rapid.Check(t, func(rt *rapid.T) {
-		n++
-		rs := testgen.IRRuleset(w).Draw(rt, "ruleset")
-		pods := sortedKeys(rs.Endpoints)
-		ep := &compile.Endpoint{Key: conformance.HostEndpointKey, Kind: compile.HostEndpoint,
-			Interface: rapid.SampledFrom([]string{lab.ExternalInterface, "*", ""}).Draw(rt, "interface"),
-			Addrs:     spec.Nodes()}
-		ep.Ingress = rs.Endpoints[rapid.SampledFrom(pods).Draw(rt, "ingressOf")].Ingress
-		ep.Egress = rs.Endpoints[rapid.SampledFrom(pods).Draw(rt, "egressOf")].Egress
-		rs.Endpoints[ep.Key] = ep
-		rs.Settings.FailsafeInbound = failsafe(rt, "failsafeIn")
-		rs.Settings.FailsafeOutbound = failsafe(rt, "failsafeOut")
-		m := conformance.Conform(rt, r.lab, r.b, rs, r.noDrift)
-		for i, p := range m.Probes {
-			if p.From == lab.Node || p.To == lab.Node {
-				outcomes[m.Allowed[i]]++
-			}
-		}
-	})
-	if n < 50 {
-		t.Fatalf("only %d scenarios ran; want at least 50", n)
-	}
-	// Not vacuous: the host endpoints both allowed and denied.
-	if outcomes[true] == 0 || outcomes[false] == 0 {
-		t.Fatalf("the node's probes: %d allowed, %d denied", outcomes[true], outcomes[false])
-	}
-	t.Logf("%d random scenarios; the node's probes: %d allowed, %d denied", n, outcomes[true], outcomes[false])
+	r := newRig(t, conformanceSpec())
+	conformance.HostModelEqualsKernel(t, conformanceSpec(), r.lab, r.b, r.noDrift, 40)
 }
 
 // hostRuleset is the scenario of the given name of conformance.HostScenarios

@@ -5,6 +5,7 @@ package conformance
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"strings"
 	"testing"
 
@@ -118,4 +119,78 @@ func NoDrift(r backend.Repairer) func(context.Context) error {
 		}
 		return nil
 	}
+}
+
+// HostRuleset draws a random Ruleset for the lab of spec (as
+// testgen.IRRuleset does) plus the node's host endpoint: on
+// lab.ExternalInterface, "*" or by its addresses, with the ingress and
+// egress policy of random pods, and random fail-safe ports (some limited
+// to a net, of either family, holding the external namespace or not).
+func HostRuleset(spec lab.Spec) *rapid.Generator[*compile.Ruleset] {
+	w := WorldOf(spec)
+	var pods []string
+	for i := range spec.Pods {
+		pods = append(pods, spec.Pods[i].Key())
+	}
+	nets := []netip.Prefix{{}, {}, netip.MustParsePrefix("198.51.100.0/24"), netip.MustParsePrefix("198.51.100.7/32"),
+		netip.MustParsePrefix("203.0.113.0/24"), netip.MustParsePrefix("2001:db8:77::/48"), netip.MustParsePrefix("2001:db8::/32")}
+	ports := []compile.ProtoPort{{Protocol: 6, Port: 22}, {Protocol: 6, Port: 8080}, {Protocol: 17, Port: 53}, {Protocol: 6, Port: 80}}
+	return rapid.Custom(func(rt *rapid.T) *compile.Ruleset {
+		rs := testgen.IRRuleset(w).Draw(rt, "ruleset")
+		ep := &compile.Endpoint{Key: HostEndpointKey, Kind: compile.HostEndpoint, Addrs: spec.Nodes(),
+			Interface: rapid.SampledFrom([]string{lab.ExternalInterface, "*", ""}).Draw(rt, "interface")}
+		ep.Ingress = rs.Endpoints[rapid.SampledFrom(pods).Draw(rt, "ingressOf")].Ingress
+		ep.Egress = rs.Endpoints[rapid.SampledFrom(pods).Draw(rt, "egressOf")].Egress
+		rs.Endpoints[ep.Key] = ep
+		failsafe := func(name string) []compile.ProtoPort {
+			var out []compile.ProtoPort
+			for _, p := range ports {
+				if rapid.IntRange(0, 2).Draw(rt, name) == 0 {
+					p.Net = rapid.SampledFrom(nets).Draw(rt, name+"Net")
+					out = append(out, p)
+				}
+			}
+			return out
+		}
+		rs.Settings.FailsafeInbound, rs.Settings.FailsafeOutbound = failsafe("in"), failsafe("out")
+		return rs
+	})
+}
+
+// HostModelEqualsKernel applies n Rulesets of HostRuleset one after the
+// other with b in the lab l (the lab of spec, whose node serves ports):
+// after each, noDrift must find the kernel as planned and the observed
+// matrix must be the model's. The examples are HostRuleset's first n, the
+// same on every run; the node's probes must come out both allowed and
+// denied over the run, or the test proves nothing.
+func HostModelEqualsKernel(t *testing.T, spec lab.Spec, l *lab.Lab, b backend.Backend, noDrift func(context.Context) error, n int) {
+	t.Helper()
+	gen := HostRuleset(spec)
+	outcomes := map[bool]int{}
+	for i := range n {
+		rs := gen.Example(i)
+		m := Conform(example{t, i, rs}, l, b, rs, noDrift)
+		for j, p := range m.Probes {
+			if p.From == lab.Node || p.To == lab.Node {
+				outcomes[m.Allowed[j]]++
+			}
+		}
+	}
+	if outcomes[true] == 0 || outcomes[false] == 0 {
+		t.Fatalf("the node's probes over %d examples: %d allowed, %d denied; want both", n, outcomes[true], outcomes[false])
+	}
+	t.Logf("%d random host endpoint Rulesets: model == %s; the node's probes: %d allowed, %d denied", n, b.Name(), outcomes[true], outcomes[false])
+}
+
+// example reports a failure of one generated Ruleset with its index and
+// the Ruleset itself, so it can be replayed.
+type example struct {
+	*testing.T
+	i  int
+	rs *compile.Ruleset
+}
+
+func (e example) Fatalf(format string, args ...any) {
+	e.T.Helper()
+	e.T.Fatalf("example %d: %s\nRuleset:\n%s", e.i, fmt.Sprintf(format, args...), e.rs)
 }
