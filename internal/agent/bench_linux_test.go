@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -47,8 +48,11 @@ const benchDebounce = 10 * time.Millisecond
 // benchNode is an agent programming nftables in a namespace of its own,
 // over a store of the benchmark cluster.
 type benchNode struct {
-	store   datastore.Store // the agent's
-	writer  datastore.Store // calyxctl's: another view of the same data
+	store  datastore.Store // the agent's
+	writer datastore.Store // calyxctl's: another view of the same data
+	// fresh, when set, opens a new writer for each change (a calyxctl
+	// process each time) instead.
+	fresh   func() (datastore.Store, error)
 	be      *agenttest.Backend
 	agent   *agent.Agent
 	changes int // made so far: each change sets a port never set before
@@ -91,7 +95,12 @@ func newBenchNode(b *testing.B, owner testing.TB, storeKind string, reconcile ti
 	st := a.NodeStatus()
 	b.Logf("%s store: synced and applied in %v: %d endpoints, %d policies, %d sets, %d set members; first apply %.0f ms",
 		storeKind, time.Since(start).Round(time.Millisecond), st.Counts.Endpoints, st.Counts.Policies, st.Counts.Sets, st.Counts.SetMembers, st.LastApplySeconds*1000)
-	return &benchNode{store: store, writer: writer, be: be, agent: a}
+	n := &benchNode{store: store, writer: writer, be: be, agent: a}
+	if storeKind == "dir-fresh" {
+		root := store.(*dir.Store).Root()
+		n.fresh = func() (datastore.Store, error) { return dir.Open(context.Background(), root, dir.Options{}) }
+	}
+	return n
 }
 
 // openBenchStore returns a store holding objs for the agent, and a second
@@ -107,7 +116,7 @@ func openBenchStore(b *testing.B, owner testing.TB, kind string, objs []policy.O
 			b.Fatal(err)
 		}
 		return s, s
-	case "dir":
+	case "dir", "dir-fresh":
 		root := owner.TempDir()
 		files := map[string][]policy.Object{}
 		for _, o := range objs {
@@ -185,8 +194,9 @@ func openBenchStore(b *testing.B, owner testing.TB, kind string, objs []policy.O
 //	go test -run XXX -bench PolicyChangeEnforced -benchtime=100x ./internal/agent/
 //
 // CALYX_BENCH_STORES=dir,etcd picks the stores (memory, dir and etcd by
-// default); CALYX_BENCH_CPU_PROFILE=prefix writes a CPU profile of each
-// store's measured changes to prefix-<store>.prof.
+// default; dir-fresh is dir with a new writing store for each change, as
+// a calyxctl process opens one); CALYX_BENCH_CPU_PROFILE=prefix writes a
+// CPU profile of each store's measured changes to prefix-<store>.prof.
 func BenchmarkPolicyChangeEnforced(b *testing.B) {
 	parent := b
 	nodes := map[string]*benchNode{}
@@ -240,9 +250,19 @@ func BenchmarkPolicyChangeEnforced(b *testing.B) {
 				p := intstr.FromInt32(int32(port))
 				pol.Spec.Ingress[0].Ports[0].Port = &p
 				start := time.Now()
-				changes, err := resource.Do(ctx, n.writer, resource.OpApply, []policy.Object{pol}, resource.Options{})
+				w := n.writer
+				if n.fresh != nil {
+					var err error
+					if w, err = n.fresh(); err != nil {
+						b.Fatal(err)
+					}
+				}
+				changes, err := resource.Do(ctx, w, resource.OpApply, []policy.Object{pol}, resource.Options{})
 				if err == nil {
 					err = resource.Failed(changes)
+				}
+				if n.fresh != nil {
+					err = errors.Join(err, w.Close())
 				}
 				if err != nil {
 					b.Fatal(err)

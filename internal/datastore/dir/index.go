@@ -55,21 +55,28 @@ func (x *index) grow(n int) {
 func (x *index) setEntries(files map[string]*file, p string, f *file, entries []entry) {
 	old := f.entries
 	f.entries = entries
-	touched := make(map[policy.ObjectKey]struct{}, len(old)+len(entries))
+	// A key may come twice (old and new, or defined twice in the file):
+	// deleting and resolving again are no-ops.
+	touched := make([]policy.ObjectKey, 0, len(old)+len(entries))
 	for _, e := range old {
-		if _, done := touched[e.key]; done {
-			continue
+		touched = append(touched, e.key)
+		if ds := x.defs[e.key]; len(ds) == 1 && ds[0].path == p {
+			x.defs[e.key] = ds[:0]
+		} else {
+			x.defs[e.key] = slices.DeleteFunc(ds, func(l loc) bool { return l.path == p })
 		}
-		touched[e.key] = struct{}{}
-		x.defs[e.key] = slices.DeleteFunc(x.defs[e.key], func(l loc) bool { return l.path == p })
 	}
 	for i, e := range entries {
-		touched[e.key] = struct{}{}
+		touched = append(touched, e.key)
 		ds := x.defs[e.key]
+		if len(ds) == 0 {
+			x.defs[e.key] = append(ds, loc{p, i})
+			continue
+		}
 		at, _ := slices.BinarySearchFunc(ds, loc{p, i}, compareLoc)
 		x.defs[e.key] = slices.Insert(ds, at, loc{p, i})
 	}
-	for k := range touched {
+	for _, k := range touched {
 		x.resolve(files, k)
 	}
 }
