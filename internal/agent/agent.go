@@ -129,9 +129,11 @@ type Agent struct {
 	cfg      Config
 	log      *slog.Logger
 	repairer backend.Repairer
-	metrics  *metrics
-	dirty    chan struct{}
-	started  time.Time
+	// flows counts the dataplane's flow events; nil when it reports none.
+	flows   *flowMetrics
+	metrics *metrics
+	dirty   chan struct{}
+	started time.Time
 
 	runMu   sync.Mutex
 	running bool
@@ -193,6 +195,9 @@ func New(cfg Config) (*Agent, error) {
 		sourceErrs: map[string]string{},
 	}
 	a.repairer, _ = cfg.Backend.(backend.Repairer)
+	if fr, ok := cfg.Backend.(flowReader); ok {
+		a.flows = a.metrics.watchFlows(fr)
+	}
 	a.comp = compile.New(a.set, cfg.Node, cfg.CompileOptions...)
 	return a, nil
 }
@@ -244,6 +249,9 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { a.watchLoop(gctx); return nil })
 	g.Go(func() error { a.applyLoop(gctx); return nil })
+	if a.flows != nil {
+		g.Go(func() error { a.readFlows(gctx, a.cfg.Backend.(flowReader), a.flows); return nil })
+	}
 	if sockLn != nil {
 		g.Go(func() error {
 			err := endpointapi.NewServer(a, a.log).Serve(gctx, sockLn)
