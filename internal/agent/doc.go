@@ -87,5 +87,9 @@
 //
 // Handler serves /livez, /readyz, /metrics (a private Prometheus registry,
 // calyx_… metrics) and /status (the JSON Status that `calyxctl node
-// status` prints).
+// status` prints). With a dataplane that reports verdicts (the eBPF
+// dataplane's ring buffer) the agent reads them: calyx_flow_events_total
+// counts them by action and reason, calyx_flow_events_lost_total what the
+// full ring buffer dropped, and each is logged at debug level naming the
+// policy and rule that decided.
 package agent
