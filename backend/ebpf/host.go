@@ -469,25 +469,8 @@ func (g *gen) prefixMatch(off int16, pfx netip.Prefix, fail string) {
 // needed) and routes that drop (blackhole, unreachable, prohibit) are not
 // local; with forwarding off on the interface everything is.
 func (g *gen) fibLocal(notLocal string) {
-	v6, call := g.fresh("hfib_v6"), g.fresh("hfib_call")
-	g.emit(asm.Mov.Imm(asm.R1, 0))
-	for off := int16(0); off < 64; off += 8 {
-		g.emit(asm.StoreMem(rS, oFib+off, asm.R1, asm.DWord))
-	}
-	g.emit(ldb(asm.R1, oProto), stb(oFib+1, asm.R1),
-		asm.LoadMem(asm.R1, rCtx, skbIfindex, asm.Word), stw(oFib+8, asm.R1),
-		ldb(asm.R1, oFam), asm.JEq.Imm(asm.R1, 6, v6),
-		stib(oFib, 2))
-	g.copyWords(oSetSrc+12, 1, oFib+16)
-	g.copyWords(oSetDst+12, 1, oFib+32)
-	g.emit(asm.Ja.Label(call))
-	g.label(v6)
-	g.emit(stib(oFib, 10))
-	g.copyWords(oSetSrc+12, 4, oFib+16)
-	g.copyWords(oSetDst+12, 4, oFib+32)
-	g.label(call)
-	g.emit(asm.Mov.Reg(asm.R1, rCtx), asm.Mov.Reg(asm.R2, rS), asm.Add.Imm(asm.R2, oFib),
-		asm.Mov.Imm(asm.R3, 64), asm.Mov.Imm(asm.R4, 0), asm.FnFibLookup.Call(),
+	g.fibLookup()
+	g.emit(
 		// 0 success, 1-3 blackhole/unreachable/prohibit (unsigned: an
 		// error code is huge), 6-8 encapsulation, no neighbour, MTU.
 		asm.JLT.Imm(asm.R0, 4, notLocal),

@@ -635,26 +635,9 @@ func (g *gen) countLost(done string) {
 // hostCheck drops what a pod sends to its own node (a FIB lookup that
 // finds a local route) when DefaultEndpointToHostAction is Deny.
 func (g *gen) hostCheck() {
-	v6, call, notLocal := g.fresh("fib_v6"), g.fresh("fib_call"), g.fresh("fib_not_local")
-	g.emit(asm.Mov.Imm(asm.R1, 0))
-	for off := int16(0); off < 64; off += 8 {
-		g.emit(asm.StoreMem(rS, oFib+off, asm.R1, asm.DWord))
-	}
-	g.emit(ldb(asm.R1, oProto), stb(oFib+1, asm.R1),
-		asm.LoadMem(asm.R1, rCtx, skbIfindex, asm.Word), stw(oFib+8, asm.R1),
-		ldb(asm.R1, oFam), asm.JEq.Imm(asm.R1, 6, v6),
-		stib(oFib, 2))
-	g.copyWords(oSetSrc+12, 1, oFib+16)
-	g.copyWords(oSetDst+12, 1, oFib+32)
-	g.emit(asm.Ja.Label(call))
-	g.label(v6)
-	g.emit(stib(oFib, 10))
-	g.copyWords(oSetSrc+12, 4, oFib+16)
-	g.copyWords(oSetDst+12, 4, oFib+32)
-	g.label(call)
-	g.emit(asm.Mov.Reg(asm.R1, rCtx), asm.Mov.Reg(asm.R2, rS), asm.Add.Imm(asm.R2, oFib),
-		asm.Mov.Imm(asm.R3, 64), asm.Mov.Imm(asm.R4, 0), asm.FnFibLookup.Call(),
-		asm.JNE.Imm(asm.R0, 4, notLocal)) // BPF_FIB_LKUP_RET_NOT_FWDED: a local address
+	notLocal := g.fresh("fib_not_local")
+	g.fibLookup()
+	g.emit(asm.JNE.Imm(asm.R0, 4, notLocal)) // BPF_FIB_LKUP_RET_NOT_FWDED: a local address
 	g.eventID(idNodeDenied)
 	g.emit(asm.Ja.Label(lDeny))
 	g.label(notLocal)
@@ -849,4 +832,28 @@ func runRuleEntries(rs *compile.Ruleset, ru *run, i int, id uint32, add func([lp
 			add(lpmKey(id, fam|famAnyProto, 0, 0, addr, bits))
 		}
 	}
+}
+
+// fibLookup looks the packet up in the FIB, as routed from the interface
+// it arrived on, and leaves bpf_fib_lookup's result in R0.
+func (g *gen) fibLookup() {
+	v6, call := g.fresh("fib_v6"), g.fresh("fib_call")
+	g.emit(asm.Mov.Imm(asm.R1, 0))
+	for off := int16(0); off < 64; off += 8 {
+		g.emit(asm.StoreMem(rS, oFib+off, asm.R1, asm.DWord))
+	}
+	g.emit(ldb(asm.R1, oProto), stb(oFib+1, asm.R1),
+		asm.LoadMem(asm.R1, rCtx, skbIfindex, asm.Word), stw(oFib+8, asm.R1),
+		ldb(asm.R1, oFam), asm.JEq.Imm(asm.R1, 6, v6),
+		stib(oFib, 2))
+	g.copyWords(oSetSrc+12, 1, oFib+16)
+	g.copyWords(oSetDst+12, 1, oFib+32)
+	g.emit(asm.Ja.Label(call))
+	g.label(v6)
+	g.emit(stib(oFib, 10))
+	g.copyWords(oSetSrc+12, 4, oFib+16)
+	g.copyWords(oSetDst+12, 4, oFib+32)
+	g.label(call)
+	g.emit(asm.Mov.Reg(asm.R1, rCtx), asm.Mov.Reg(asm.R2, rS), asm.Add.Imm(asm.R2, oFib),
+		asm.Mov.Imm(asm.R3, 64), asm.Mov.Imm(asm.R4, 0), asm.FnFibLookup.Call())
 }
