@@ -6,11 +6,16 @@ import (
 	"context"
 	"testing"
 
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/link"
+
 	"github.com/calyxnet/calyx/backend"
 	"github.com/calyxnet/calyx/compile"
 	"github.com/calyxnet/calyx/internal/lab"
 	"github.com/calyxnet/calyx/internal/lab/conformance"
 	"github.com/calyxnet/calyx/internal/lab/labtest"
+	"github.com/calyxnet/calyx/internal/netns"
 	"github.com/calyxnet/calyx/internal/testgen"
 )
 
@@ -51,3 +56,51 @@ func (r *rig) conform(t *testing.T, rs *compile.Ruleset) *lab.Matrix {
 func (r *rig) noDrift(ctx context.Context) error { return conformance.NoDrift(r.b)(ctx) }
 
 func r0(a compile.Action, m compile.Match) compile.Rule { return testgen.Rule(a, m) }
+
+// hookPrograms lists, in run order, the TCX programs on one hook of the
+// interface idx in ns.
+func hookPrograms(t testing.TB, ns *netns.NS, idx int, at ebpf.AttachType) []ebpf.ProgramID {
+	t.Helper()
+	var ids []ebpf.ProgramID
+	err := ns.Do(func() error {
+		res, err := link.QueryPrograms(link.QueryOptions{Target: idx, Attach: at})
+		if err != nil {
+			return err
+		}
+		for _, p := range res.Programs {
+			ids = append(ids, p.ID)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("query interface %d: %v", idx, err)
+	}
+	return ids
+}
+
+// attachForeign attaches, in ns, a program that is not the backend's and
+// returns verdict on one hook of the interface idx (at anchor; nil
+// appends); the link and program go with the test.
+func attachForeign(t testing.TB, ns *netns.NS, idx int, at ebpf.AttachType, verdict int32, anchor link.Anchor) ebpf.ProgramID {
+	t.Helper()
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.SchedCLS, AttachType: at, License: "MIT",
+		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, verdict), asm.Return()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = prog.Close() })
+	var l link.Link
+	if err := ns.Do(func() error {
+		l, err = link.AttachTCX(link.TCXOptions{Interface: idx, Program: prog, Attach: at, Anchor: anchor})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = l.Close() })
+	info, err := prog.Info()
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _ := info.ID()
+	return id
+}

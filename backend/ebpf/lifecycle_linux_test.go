@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
 	nlns "github.com/vishvananda/netns"
@@ -49,22 +48,7 @@ func (r *rig) ifindex(t *testing.T, name string) int {
 // attached lists the IDs of the TCX programs on an interface and hook.
 func (r *rig) attached(t *testing.T, iface string, at ebpf.AttachType) []ebpf.ProgramID {
 	t.Helper()
-	idx := r.ifindex(t, iface)
-	var ids []ebpf.ProgramID
-	err := r.lab.NodeNS().Do(func() error {
-		res, err := link.QueryPrograms(link.QueryOptions{Target: idx, Attach: at})
-		if err != nil {
-			return err
-		}
-		for _, p := range res.Programs {
-			ids = append(ids, p.ID)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatalf("query %s: %v", iface, err)
-	}
-	return ids
+	return hookPrograms(t, r.lab.NodeNS(), r.ifindex(t, iface), at)
 }
 
 // probe runs pod0 → pod1 on TCP 80 and reports whether it got through.
@@ -101,23 +85,7 @@ func denyIngressOf(r *rig, deny bool) *compile.Ruleset {
 func TestCloseLeavesNothing(t *testing.T) {
 	r := newRig(t, smallSpec())
 	iface := r.lab.Spec().Pods[0].Interface()
-	foreign, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.SchedCLS, AttachType: ebpf.AttachTCXIngress, License: "MIT",
-		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, tcxNext), asm.Return()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer foreign.Close()
-	idx := r.ifindex(t, iface)
-	var fl link.Link
-	if err := r.lab.NodeNS().Do(func() error {
-		fl, err = link.AttachTCX(link.TCXOptions{Interface: idx, Program: foreign, Attach: ebpf.AttachTCXIngress})
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer fl.Close()
-	fi, _ := foreign.Info()
-	fid, _ := fi.ID()
+	fid := attachForeign(t, r.lab.NodeNS(), r.ifindex(t, iface), ebpf.AttachTCXIngress, tcxNext, nil)
 
 	ctx := context.Background()
 	if err := r.b.Apply(ctx, denyIngressOf(r, true)); err != nil {
@@ -388,23 +356,7 @@ func TestReconcileRunsFirstAgain(t *testing.T) {
 	}
 	iface := r.lab.Spec().Pods[1].Interface()
 	const tcxPass = 0
-	foreign, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.SchedCLS, AttachType: ebpf.AttachTCXEgress, License: "MIT",
-		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, tcxPass), asm.Return()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer foreign.Close()
-	idx := r.ifindex(t, iface)
-	var fl link.Link
-	if err := r.lab.NodeNS().Do(func() error {
-		fl, err = link.AttachTCX(link.TCXOptions{Interface: idx, Program: foreign, Attach: ebpf.AttachTCXEgress, Anchor: link.Head()})
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer fl.Close()
-	fi, _ := foreign.Info()
-	fid, _ := fi.ID()
+	fid := attachForeign(t, r.lab.NodeNS(), r.ifindex(t, iface), ebpf.AttachTCXEgress, tcxPass, link.Head())
 	if !r.probe(t) {
 		t.Fatal("the foreign TCX_PASS program in front of ours did not bypass policy: the test proves nothing")
 	}

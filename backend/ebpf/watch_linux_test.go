@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
 	nlns "github.com/vishvananda/netns"
 
@@ -68,21 +67,7 @@ func (n *watchNode) veth(name string) int {
 // programs lists the TCX programs on a hook of an interface.
 func (n *watchNode) programs(idx int, h hook) []ebpf.ProgramID {
 	n.t.Helper()
-	var ids []ebpf.ProgramID
-	err := n.ns.Do(func() error {
-		res, err := link.QueryPrograms(link.QueryOptions{Target: idx, Attach: attachType(h)})
-		if err != nil {
-			return err
-		}
-		for _, p := range res.Programs {
-			ids = append(ids, p.ID)
-		}
-		return nil
-	})
-	if err != nil {
-		n.t.Fatalf("query %d: %v", idx, err)
-	}
-	return ids
+	return hookPrograms(n.t, n.ns, idx, attachType(h))
 }
 
 // waitCovered waits until both hooks of idx run one program each and
