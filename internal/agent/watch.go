@@ -85,13 +85,15 @@ func (a *Agent) consume(ctx context.Context, events <-chan datastore.Event) (syn
 }
 
 // beginListing starts a new watch's initial listing: when the agent was
-// already in sync, the keys the listing sends are recorded so that those
-// it does not send can be deleted at its EventSynced.
+// already in sync, the keys and broken sources the listing sends are
+// recorded so that those it does not send can be deleted, or cleared, at
+// its EventSynced (a file fixed or removed while no watch ran).
 func (a *Agent) beginListing() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.synced {
 		a.relist = map[policy.ObjectKey]struct{}{}
+		a.relistErrs = map[string]struct{}{}
 	}
 }
 
@@ -121,9 +123,14 @@ func (a *Agent) handle(batch []datastore.Event) (synced bool) {
 		case datastore.EventDelete:
 			changes = append(changes, a.deleteLocked(ev.Key))
 			a.clearSourceErrorLocked(ev.Source)
+		case datastore.EventRecovered:
+			// The source reads well again (perhaps with the objects
+			// already in force, so no upsert says so) or is gone.
+			a.clearSourceErrorLocked(ev.Source)
 		case datastore.EventSynced:
 			synced = true
 			changes = append(changes, a.sweepLocked()...)
+			a.sweepErrorsLocked()
 			if !a.synced {
 				first = true
 				a.synced = true
@@ -134,6 +141,9 @@ func (a *Agent) handle(batch []datastore.Event) (synced bool) {
 			err := ev.Err
 			if err == nil {
 				err = errors.New("unknown error")
+			}
+			if a.relistErrs != nil {
+				a.relistErrs[sourceName(ev.Source)] = struct{}{}
 			}
 			a.storeErrorLocked(ev.Source, err)
 		}
@@ -162,6 +172,21 @@ func (a *Agent) sweepLocked() []policy.Change {
 	}
 	a.relist = nil
 	return changes
+}
+
+// sweepErrorsLocked clears the source errors a re-watch's listing did not
+// report again: a store reports every broken source in a new watch, so
+// those were fixed or removed while the watch was down.
+func (a *Agent) sweepErrorsLocked() {
+	if a.relistErrs == nil {
+		return
+	}
+	for src := range a.sourceErrs {
+		if _, ok := a.relistErrs[src]; !ok && src != "watch" {
+			a.clearSourceErrorLocked(src)
+		}
+	}
+	a.relistErrs = nil
 }
 
 // upsertLocked records a datastore object and puts its effective form in
@@ -216,9 +241,7 @@ func (a *Agent) storeError(source string, err error) {
 }
 
 func (a *Agent) storeErrorLocked(source string, err error) {
-	if source == "" {
-		source = "datastore"
-	}
+	source = sourceName(source)
 	a.log.Error("datastore error; last good objects stay in force", "source", source, "err", err)
 	a.metrics.datastoreErrors.WithLabelValues(metricSource(source)).Inc()
 	a.sourceErrs[source] = err.Error()
@@ -226,7 +249,16 @@ func (a *Agent) storeErrorLocked(source string, err error) {
 	a.noteErrorLocked(fmt.Errorf("datastore %s: %w", source, err))
 }
 
+// sourceName is the name an error of source is kept under.
+func sourceName(source string) string {
+	if source == "" {
+		return "datastore"
+	}
+	return source
+}
+
 func (a *Agent) clearSourceErrorLocked(source string) {
+	source = sourceName(source)
 	if _, ok := a.sourceErrs[source]; !ok {
 		return
 	}

@@ -33,6 +33,14 @@
 // editors' bursts), so a consumer sees every key's latest state, not
 // necessarily every intermediate one. EventError events may come before
 // EventSynced (a file that is already broken when the watch starts).
+//
+// A source an EventError named is in error until the watch sends an
+// EventRecovered for it: the source reads well again (perhaps with the
+// very objects last in force, as after a `git revert`, so that no upsert
+// or delete follows) or it is gone. Upserts and deletes name the source
+// the object was read from (a delete: the one it was last read from), so
+// a consumer may also take them as news of that source. A new watch
+// reports again the sources that are still broken.
 package datastore
 
 import (
@@ -89,6 +97,11 @@ const (
 	// error, a lost connection). Err says what; the objects last read
 	// from that source stay in force (no deletes are sent for them).
 	EventError
+	// EventRecovered: the source an earlier EventError named (Source) has
+	// no error any more: it reads well again, or it was removed. Sent
+	// once the source has no problem left, whether or not its objects
+	// changed.
+	EventRecovered
 )
 
 // Event is one change seen by Watch.
@@ -99,7 +112,8 @@ type Event struct {
 	Key policy.ObjectKey
 	// Item is the new version (upsert only).
 	Item Item
-	// Source names the file, key prefix or informer the event came from.
+	// Source names the file, key prefix or informer the event came from
+	// (for EventError and EventRecovered: the source concerned).
 	Source string
 	// Err is set for EventError (and wraps the policy.ValidationErrors of
 	// a bad file).

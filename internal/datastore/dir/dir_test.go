@@ -43,6 +43,17 @@ func TestContract(t *testing.T) {
 			require.NoError(t, err)
 			require.NoError(t, f.Close())
 		},
+		Fix: func(t *testing.T, s datastore.Store, key policy.ObjectKey) {
+			// Back to the last good content (the origin of the last
+			// good object names the file).
+			it, err := s.Get(t.Context(), key)
+			require.NoError(t, err)
+			data, err := os.ReadFile(it.Origin.Source)
+			require.NoError(t, err)
+			fixed, ok := strings.CutSuffix(string(data), "  typo: [\n")
+			require.True(t, ok, "the file Break made")
+			require.NoError(t, os.WriteFile(it.Origin.Source, []byte(fixed), 0o644))
+		},
 		Coalesces: true,
 	})
 }
@@ -239,6 +250,10 @@ func TestBrokenFile(t *testing.T) {
 	ev = storetest.Next(t, ch, 5*time.Second)
 	require.Equal(t, datastore.EventUpsert, ev.Type, "%+v", ev)
 	assert.Equal(t, keyGNP, ev.Key)
+	assert.Equal(t, p, ev.Source)
+	ev = storetest.Next(t, ch, 5*time.Second)
+	require.Equal(t, datastore.EventRecovered, ev.Type, "%+v", ev)
+	assert.Equal(t, p, ev.Source)
 	problems, err = s.Problems(ctx)
 	require.NoError(t, err)
 	assert.Empty(t, problems)

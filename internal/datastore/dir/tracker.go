@@ -110,7 +110,9 @@ func (s *Store) track(t *tracker) {
 				s.log.Warn("fsnotify queue overflow; rescanning the policy directory")
 				s.needWalk = true
 			} else {
+				// Changes may have been lost: the next read walks.
 				s.trErrs = append(s.trErrs, fmt.Errorf("directory store: watch: %w", err))
+				s.needWalk = true
 			}
 			s.wakeLocked(false)
 			s.mu.Unlock()

@@ -3,6 +3,7 @@ package dir
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/calyxnet/calyx/internal/datastore"
@@ -33,7 +34,7 @@ func (s *Store) Watch(ctx context.Context) (<-chan datastore.Event, error) {
 	}
 	w := &watch{
 		s:        s,
-		sent:     map[policy.ObjectKey]string{},
+		sent:     map[policy.ObjectKey]sentItem{},
 		reported: map[string]string{},
 		all:      true,
 		dirty:    map[policy.ObjectKey]struct{}{},
@@ -46,12 +47,21 @@ func (s *Store) Watch(ctx context.Context) (<-chan datastore.Event, error) {
 	return ch, nil
 }
 
+// sentItem is what a watch told of a key: the revision, and the file it
+// came from (the source of its delete).
+type sentItem struct {
+	rev, source string
+}
+
 // watch is the state of one Watch: what it has told its consumer, and
 // the keys that changed since.
 type watch struct {
 	s        *Store
-	sent     map[policy.ObjectKey]string // key → revision sent
-	reported map[string]string           // source → problem text sent
+	sent     map[policy.ObjectKey]sentItem
+	reported map[string]string // problem (source and text) sent → its source
+	// rootBad: an error of the whole tree (a failed read, an fsnotify
+	// error) was sent; the next good read sends its EventRecovered.
+	rootBad bool
 	// Under s.mu: the keys that may have changed since the last flush
 	// (all: every key, the first listing).
 	all   bool
@@ -84,6 +94,7 @@ func (w *watch) run(ctx context.Context, ch chan<- datastore.Event) {
 	}
 	evs, err := w.changes(ctx, false, false)
 	if err != nil {
+		w.rootBad = true
 		evs = append(evs, datastore.Event{Type: datastore.EventError, Source: w.s.root, Err: err})
 	}
 	if !send(append(evs, datastore.Event{Type: datastore.EventSynced, Source: w.s.root})) {
@@ -109,6 +120,7 @@ func (w *watch) run(ctx context.Context, ch chan<- datastore.Event) {
 			if ctx.Err() != nil {
 				return false
 			}
+			w.rootBad = true
 			evs = append(evs, datastore.Event{Type: datastore.EventError, Source: w.s.root, Err: err})
 		}
 		return send(evs)
@@ -149,8 +161,8 @@ func (w *watch) run(ctx context.Context, ch chan<- datastore.Event) {
 
 // changes brings the store up to date (journalOnly: only with other
 // writers' journal; walk: walking the whole tree) and returns what this
-// watch has not told yet: upserts in key order, then deletes, then new
-// problems.
+// watch has not told yet: upserts in key order, then deletes, then the
+// recoveries of sources it told were broken, then new problems.
 func (w *watch) changes(ctx context.Context, journalOnly, walk bool) ([]datastore.Event, error) {
 	s := w.s
 	s.mu.Lock()
@@ -169,7 +181,7 @@ func (w *watch) changes(ctx context.Context, journalOnly, walk bool) ([]datastor
 		keys = s.idx.sortedKeys()
 		w.all = false
 	} else {
-		if len(w.dirty) == 0 && s.idx.problemsChanged == w.problemsSeen && w.errs == len(s.trErrs) {
+		if len(w.dirty) == 0 && s.idx.problemsChanged == w.problemsSeen && w.errs == len(s.trErrs) && !w.rootBad {
 			return nil, nil
 		}
 		keys = make([]policy.ObjectKey, 0, len(w.dirty))
@@ -189,25 +201,60 @@ func (w *watch) changes(ctx context.Context, journalOnly, walk bool) ([]datastor
 			}
 			continue
 		}
-		if w.sent[k] == it.Revision {
+		prev, was := w.sent[k]
+		src := s.idx.where(k)
+		if was && prev.rev == it.Revision {
+			// The same object may have moved to another file: its
+			// delete will name that one.
+			prev.source = src
+			w.sent[k] = prev
 			continue
 		}
-		w.sent[k] = it.Revision
-		evs = append(evs, datastore.Event{Type: datastore.EventUpsert, Key: k, Item: it, Source: s.idx.where(k)})
+		w.sent[k] = sentItem{rev: it.Revision, source: src}
+		evs = append(evs, datastore.Event{Type: datastore.EventUpsert, Key: k, Item: it, Source: src})
 	}
 	for _, k := range gone {
+		src := w.sent[k].source
+		if src == "" {
+			src = s.root
+		}
 		delete(w.sent, k)
-		evs = append(evs, datastore.Event{Type: datastore.EventDelete, Key: k, Source: s.root})
+		evs = append(evs, datastore.Event{Type: datastore.EventDelete, Key: k, Source: src})
+	}
+	if w.rootBad {
+		// This read of the tree went well (a failure returned above).
+		w.rootBad = false
+		evs = append(evs, datastore.Event{Type: datastore.EventRecovered, Source: s.root})
+	}
+	problems := s.problemsLocked()
+	now := make(map[string]string, len(problems))
+	broken := make(map[string]bool, len(problems))
+	for _, p := range problems {
+		now[p.source+"\x00"+p.err.Error()] = p.source
+		broken[p.source] = true
+	}
+	// Sources told broken that have no problem left: fixed (whether or
+	// not their objects changed) or removed.
+	var recovered []string
+	for _, src := range w.reported {
+		if !broken[src] {
+			broken[src] = true // once
+			recovered = append(recovered, src)
+		}
+	}
+	slices.Sort(recovered)
+	for _, src := range recovered {
+		evs = append(evs, datastore.Event{Type: datastore.EventRecovered, Source: src})
 	}
 	for _, err := range s.trErrs[w.errs:] {
+		// Events may have been lost: reported until a later read.
+		w.rootBad = true
 		evs = append(evs, datastore.Event{Type: datastore.EventError, Source: s.root, Err: err})
 	}
 	w.errs = len(s.trErrs)
 	w.problemsSeen = s.idx.problemsChanged
-	now := map[string]string{}
-	for _, p := range s.problemsLocked() {
+	for _, p := range problems {
 		id := p.source + "\x00" + p.err.Error()
-		now[id] = p.source
 		if _, told := w.reported[id]; told {
 			continue
 		}

@@ -10,6 +10,7 @@ package memory
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 
@@ -28,6 +29,7 @@ type Store struct {
 	items    map[policy.ObjectKey]datastore.Item
 	rev      int64
 	watchers map[*watcher]struct{}
+	broken   map[string]error // sources in error (ReportError)
 	closed   bool
 }
 
@@ -36,7 +38,7 @@ var _ datastore.Store = (*Store)(nil)
 // New returns an empty store holding objs (each validated as Create
 // would; the first invalid one is returned as the error).
 func New(objs ...policy.Object) (*Store, error) {
-	s := &Store{items: map[policy.ObjectKey]datastore.Item{}, watchers: map[*watcher]struct{}{}}
+	s := &Store{items: map[policy.ObjectKey]datastore.Item{}, watchers: map[*watcher]struct{}{}, broken: map[string]error{}}
 	for _, o := range objs {
 		if _, err := s.Apply(context.Background(), o); err != nil {
 			return nil, err
@@ -187,11 +189,26 @@ func (s *Store) Watchers() int {
 }
 
 // ReportError sends an EventError to every watcher, as a store does when a
-// source cannot be read; tests of consumers use it.
+// source cannot be read; tests of consumers use it. The source stays in
+// error (later watches report it too) until ReportRecovered.
 func (s *Store) ReportError(source string, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.broken[source] = err
 	s.notify(datastore.Event{Type: datastore.EventError, Source: source, Err: err})
+}
+
+// ReportRecovered sends an EventRecovered to every watcher, as a store
+// does when a source that ReportError named reads well again (or is gone);
+// a source not in error is ignored.
+func (s *Store) ReportRecovered(source string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.broken[source]; !ok {
+		return
+	}
+	delete(s.broken, source)
+	s.notify(datastore.Event{Type: datastore.EventRecovered, Source: source})
 }
 
 // Watch implements datastore.Store.
@@ -209,6 +226,14 @@ func (s *Store) Watch(ctx context.Context) (<-chan datastore.Event, error) {
 	datastore.SortItems(items)
 	for _, it := range items {
 		w.queue = append(w.queue, datastore.Event{Type: datastore.EventUpsert, Key: policy.KeyOf(it.Object), Item: it, Source: s.source()})
+	}
+	sources := make([]string, 0, len(s.broken))
+	for src := range s.broken {
+		sources = append(sources, src)
+	}
+	slices.Sort(sources)
+	for _, src := range sources {
+		w.queue = append(w.queue, datastore.Event{Type: datastore.EventError, Source: src, Err: s.broken[src]})
 	}
 	w.queue = append(w.queue, datastore.Event{Type: datastore.EventSynced})
 	s.watchers[w] = struct{}{}

@@ -25,6 +25,9 @@ func TestContract(t *testing.T) {
 		Break: func(t *testing.T, s datastore.Store, key policy.ObjectKey) {
 			s.(*memory.Store).ReportError("memory/"+key.String(), errors.New("broken"))
 		},
+		Fix: func(t *testing.T, s datastore.Store, key policy.ObjectKey) {
+			s.(*memory.Store).ReportRecovered("memory/" + key.String())
+		},
 	})
 }
 

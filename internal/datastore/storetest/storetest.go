@@ -39,6 +39,11 @@ type Harness struct {
 	// (a typo in its file, garbage in its etcd value), so that the store
 	// cannot read it. Run then checks the object stays in force.
 	Break func(t *testing.T, s datastore.Store, key policy.ObjectKey)
+	// Fix, when set (with Break), undoes Break as a user would: the
+	// source gets back exactly its last good content (a `git revert`).
+	// Run then checks the watch says the source recovered, though no
+	// object changed.
+	Fix func(t *testing.T, s datastore.Store, key policy.ObjectKey)
 	// Coalesces says the store may merge quick successive changes into one
 	// event (the directory store debounces editors' bursts): Run then only
 	// requires every key's events to arrive in order and end at its last
@@ -123,6 +128,9 @@ func Run(t *testing.T, h Harness) {
 	}
 	if h.Break != nil {
 		t.Run("BrokenSourceKeepsLastGood", c.brokenSource)
+		if h.Fix != nil {
+			t.Run("BrokenSourceRecovers", c.brokenRecovers)
+		}
 	}
 	t.Run("MatchesMemory", c.matchesMemory)
 	t.Run("Closed", c.closed)
@@ -501,6 +509,75 @@ func (c *contract) brokenSource(t *testing.T) {
 		require.NotEqual(t, datastore.EventDelete, ev.Type, "%+v", ev)
 		if ev.Type == datastore.EventUpsert && ev.Key == policy.KeyOf(objs[0]) {
 			break
+		}
+	}
+}
+
+func (c *contract) brokenRecovers(t *testing.T) {
+	s, ctx := c.store(t), ctx(t)
+	objs := Objects(t)
+	for _, o := range objs[:3] {
+		_, err := s.Create(ctx, o)
+		require.NoError(t, err)
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ch, err := s.Watch(wctx)
+	require.NoError(t, err)
+	c.untilSynced(t, ch)
+
+	victim := policy.KeyOf(objs[1])
+	c.h.Break(t, s, victim)
+	var source string
+	for source == "" {
+		ev := c.next(t, ch)
+		require.NotEqual(t, datastore.EventDelete, ev.Type, "%+v", ev)
+		require.NotEqual(t, datastore.EventRecovered, ev.Type, "nothing was fixed yet: %+v", ev)
+		if ev.Type == datastore.EventError {
+			require.NotEmpty(t, ev.Source)
+			source = ev.Source
+		}
+	}
+	// A new watch reports the source that is still broken.
+	wctx2, cancel2 := context.WithCancel(ctx)
+	ch2, err := s.Watch(wctx2)
+	require.NoError(t, err)
+	assert.Contains(t, c.errorsUntilSynced(t, ch2), source, "a new watch reports the broken source")
+	cancel2()
+	c.drained(t, ch2)
+
+	// Fixed with its last good content: no object changes, yet the
+	// watch says the source recovered.
+	c.h.Fix(t, s, victim)
+	for {
+		ev := c.next(t, ch)
+		require.NotEqual(t, datastore.EventDelete, ev.Type, "%+v", ev)
+		if ev.Type == datastore.EventRecovered && ev.Source == source {
+			break
+		}
+	}
+	it, err := s.Get(ctx, victim)
+	require.NoError(t, err)
+	SameContent(t, objs[1], it.Object)
+
+	// And a new watch no longer reports it.
+	ch3, err := s.Watch(wctx)
+	require.NoError(t, err)
+	assert.NotContains(t, c.errorsUntilSynced(t, ch3), source, "a recovered source is not reported by a new watch")
+}
+
+// errorsUntilSynced reads the initial state of a watch and returns the
+// sources its errors named.
+func (c *contract) errorsUntilSynced(t *testing.T, ch <-chan datastore.Event) []string {
+	t.Helper()
+	var sources []string
+	for {
+		ev := c.next(t, ch)
+		switch ev.Type {
+		case datastore.EventSynced:
+			return sources
+		case datastore.EventError:
+			sources = append(sources, ev.Source)
 		}
 	}
 }
