@@ -234,14 +234,7 @@ func iptablesFwdChain(t *testing.T, l *lab.Lab, cmd string) string {
 // output.
 func inNode(t *testing.T, l *lab.Lab, name string, args ...string) string {
 	t.Helper()
-	var out []byte
-	err := l.NodeNS().Do(func() error {
-		var err error
-		out, err = exec.Command(name, args...).CombinedOutput()
-		return err
-	})
-	require.NoError(t, err, "%s %s: %s", name, strings.Join(args, " "), out)
-	return string(out)
+	return labtest.InNode(t, l, name, args...)
 }
 
 // e2eStore is a datastore the agent and calyxctl share.

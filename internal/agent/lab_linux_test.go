@@ -7,7 +7,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -70,13 +69,7 @@ func dataplanes() []dataplane {
 // sh runs a command in the lab's node namespace.
 func sh(t *testing.T, l *lab.Lab, name string, args ...string) {
 	t.Helper()
-	var out []byte
-	err := l.NodeNS().Do(func() error {
-		var err error
-		out, err = exec.Command(name, args...).CombinedOutput()
-		return err
-	})
-	require.NoError(t, err, "%s %s: %s", name, strings.Join(args, " "), out)
+	labtest.InNode(t, l, name, args...)
 }
 
 var tcp80 = lab.Port{Protocol: 6, Port: 80}

@@ -6,6 +6,8 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"os/exec"
+	"strings"
 	"testing"
 
 	"github.com/calyxnet/calyx/internal/lab"
@@ -51,3 +53,19 @@ func Pods(n int, ports ...lab.Port) []lab.Pod {
 // ExternalAddrs are the external namespace's addresses in the standard
 // scenarios: documentation ranges.
 var ExternalAddrs = []netip.Addr{netip.MustParseAddr("198.51.100.7"), netip.MustParseAddr("2001:db8:77::7")}
+
+// InNode runs a system command (nft, iptables, ipset …) in the lab's node
+// namespace and returns its output; a failure fails the test.
+func InNode(tb testing.TB, l *lab.Lab, name string, args ...string) string {
+	tb.Helper()
+	var out []byte
+	err := l.NodeNS().Do(func() error {
+		var err error
+		out, err = exec.Command(name, args...).CombinedOutput()
+		return err
+	})
+	if err != nil {
+		tb.Fatalf("%s %s: %v: %s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
