@@ -65,17 +65,21 @@ func TestAgentGitOpsTypo(t *testing.T) {
 	requireSourceError(t, a2, "policy.yaml")
 	awaitMatrix(t, l, good, time.Now(), "restarted on a typo: the last good version stays in force")
 
-	// The fix, which also opens pod2's egress to any pod or outside
-	// address on TCP 80, is enforced; the error clears.
+	// The usual fix, git revert: exactly the last good content again. No
+	// object changes, yet the error clears.
+	writeAtomically(t, policyFile, e2ePolicy)
+	requireNoSourceError(t, a2, "the revert did not clear the error")
+	awaitMatrix(t, l, good, time.Now(), "reverted")
+
+	// Broken again, then a fix which also opens pod2's egress to any pod
+	// or outside address on TCP 80: enforced, and the error clears.
+	writeAtomically(t, policyFile, typo)
+	requireSourceError(t, a2, "policy.yaml")
 	fixed := strings.Replace(e2ePolicy, "egress: [{action: Allow, destination: {selector: app == 'pod0'}}]",
 		"egress: [{action: Allow, protocol: TCP, destination: {ports: [80]}}]", 1)
 	require.NotEqual(t, e2ePolicy, fixed)
 	writeAtomically(t, policyFile, fixed)
-	deadline := time.Now().Add(10 * time.Second)
-	for a2.metric(t, "calyx_datastore_error_sources") != 0 {
-		require.True(t, time.Now().Before(deadline), "the fix did not clear the error")
-		time.Sleep(10 * time.Millisecond)
-	}
+	requireNoSourceError(t, a2, "the fix did not clear the error")
 	after := storeRuleset(t, cfg)
 	requireDiffers(t, l, good, after)
 	awaitMatrix(t, l, after, time.Now(), "fixed")
@@ -102,6 +106,25 @@ func requireSourceError(t *testing.T, a *agentProc, file string) {
 	}
 	require.Contains(t, st.Datastore.Errors[0].Source, file)
 	require.NotEmpty(t, st.Datastore.Errors[0].Error)
+}
+
+// requireNoSourceError waits until the agent reports no unreadable
+// source, in /metrics and /status.
+func requireNoSourceError(t *testing.T, a *agentProc, msg string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for a.metric(t, "calyx_datastore_error_sources") != 0 {
+		require.True(t, time.Now().Before(deadline), msg)
+		time.Sleep(10 * time.Millisecond)
+	}
+	for {
+		st, ok := a.status(t)
+		if ok && len(st.Datastore.Errors) == 0 {
+			return
+		}
+		require.True(t, time.Now().Before(deadline), "%s: status %+v", msg, st)
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // writeAtomically replaces a file by rename, as git checkout does.
