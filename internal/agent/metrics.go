@@ -141,15 +141,7 @@ func (m *metrics) observe(rs *compile.Ruleset, t *touched) Counts {
 		return m.observeAll(rs)
 	}
 	touchedNames := map[string]struct{}{}
-	add := func(p *compile.Policy, sign int) {
-		if p.Tier == "" {
-			return // a profile
-		}
-		m.rulesByPol[p.Name] += sign * ruleCount(p)
-		m.idsByPol[p.Name] += sign
-		m.rules += sign * ruleCount(p)
-		touchedNames[p.Name] = struct{}{}
-	}
+	add := func(p *compile.Policy, sign int) { m.countPolicy(p, sign, touchedNames) }
 	for id := range t.pols {
 		old, had := m.lastPols[id]
 		cur, has := rs.Policies[id]
@@ -166,7 +158,6 @@ func (m *metrics) observe(rs *compile.Ruleset, t *touched) Counts {
 		}
 	}
 	m.setPolicyGauges(touchedNames)
-	size := func(s *compile.IPSet) int { return len(s.Nets) + len(s.Ports) }
 	for id := range t.sets {
 		old, had := m.lastSets[id]
 		cur, has := rs.Sets[id]
@@ -174,16 +165,32 @@ func (m *metrics) observe(rs *compile.Ruleset, t *touched) Counts {
 			continue
 		}
 		if had {
-			m.members -= size(old)
+			m.members -= setSize(old)
 			delete(m.lastSets, id)
 		}
 		if has {
-			m.members += size(cur)
+			m.members += setSize(cur)
 			m.lastSets[id] = cur
 		}
 	}
 	return m.setCounts(rs)
 }
+
+// countPolicy adds (sign +1) or takes away (-1) one compiled direction of
+// a policy in the per-policy rule counts, and notes its name in touched.
+// Profiles are not counted.
+func (m *metrics) countPolicy(p *compile.Policy, sign int, touched map[string]struct{}) {
+	if p.Tier == "" {
+		return
+	}
+	m.rulesByPol[p.Name] += sign * ruleCount(p)
+	m.idsByPol[p.Name] += sign
+	m.rules += sign * ruleCount(p)
+	touched[p.Name] = struct{}{}
+}
+
+// setSize is the number of members of a set.
+func setSize(s *compile.IPSet) int { return len(s.Nets) + len(s.Ports) }
 
 func (m *metrics) setPolicyGauges(names map[string]struct{}) {
 	for name := range names {
@@ -210,15 +217,7 @@ func (m *metrics) setCounts(rs *compile.Ruleset) Counts {
 // compares, plus work proportional to what changed.
 func (m *metrics) observeAll(rs *compile.Ruleset) Counts {
 	touched := map[string]struct{}{}
-	add := func(p *compile.Policy, sign int) {
-		if p.Tier == "" {
-			return // a profile
-		}
-		m.rulesByPol[p.Name] += sign * ruleCount(p)
-		m.idsByPol[p.Name] += sign
-		m.rules += sign * ruleCount(p)
-		touched[p.Name] = struct{}{}
-	}
+	add := func(p *compile.Policy, sign int) { m.countPolicy(p, sign, touched) }
 	for id, old := range m.lastPols {
 		if cur, ok := rs.Policies[id]; !ok || cur != old {
 			add(old, -1)
@@ -232,16 +231,15 @@ func (m *metrics) observeAll(rs *compile.Ruleset) Counts {
 		}
 	}
 	m.setPolicyGauges(touched)
-	size := func(s *compile.IPSet) int { return len(s.Nets) + len(s.Ports) }
 	for id, old := range m.lastSets {
 		if cur, ok := rs.Sets[id]; !ok || cur != old {
-			m.members -= size(old)
+			m.members -= setSize(old)
 			delete(m.lastSets, id)
 		}
 	}
 	for id, s := range rs.Sets {
 		if _, ok := m.lastSets[id]; !ok {
-			m.members += size(s)
+			m.members += setSize(s)
 			m.lastSets[id] = s
 		}
 	}
