@@ -36,9 +36,12 @@
 //
 // A store's EventError (a file with a typo, a lost connection) is logged,
 // counted and shown in Status; the objects last read from that source stay
-// in force. When a watch ends while the agent runs, it watches again; the
-// new initial listing is compared with what the agent holds and objects
-// that disappeared meanwhile are deleted at the new EventSynced.
+// in force. The error is cleared by the store's EventRecovered for that
+// source (fixed, even back to its last good content, or removed), or by an
+// upsert or delete read from it. When a watch ends while the agent runs,
+// it watches again; the new initial listing is compared with what the
+// agent holds: objects that disappeared meanwhile are deleted, and errors
+// of sources it does not report again are cleared, at the new EventSynced.
 //
 // # Restart
 //

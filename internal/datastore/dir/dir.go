@@ -18,7 +18,10 @@
 // agent restarted while a file is broken still enforces what it held
 // (without StateDir, a process starting while a file is broken has
 // nothing for it). A file that is valid but holds no objects (only comments, say)
-// removes what it held; so does deleting the file. An empty file (zero
+// removes what it held; so does deleting the file. Once a broken file
+// reads well again (whether or not its objects changed: a revert to the
+// last good content changes none) or is removed, the watch sends an
+// EventRecovered naming it; its deletes name it too. An empty file (zero
 // bytes) is taken as one being written: what it held stays until it has
 // content, or is removed.
 //

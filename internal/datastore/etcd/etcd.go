@@ -18,7 +18,9 @@
 //
 // A value that does not decode (written by hand with etcdctl) is reported
 // as an EventError naming the key, and the last good version read by this
-// process stays in force.
+// process stays in force; an EventRecovered names the key once it decodes
+// again or is deleted. A failed list or watch is an EventError naming the
+// prefix, recovered at the next list that works.
 package etcd
 
 import (

@@ -43,6 +43,13 @@ func TestContract(t *testing.T) {
 			_, err := es.c.Put(t.Context(), es.Key(key), `{"apiVersion": "projectcalico.org/v3", "kind": "GlobalNetworkPolicy", "metadata": {"name": "`+key.Name+`"}, "spec": {"selector": "app =="}}`)
 			require.NoError(t, err)
 		},
+		Fix: func(t *testing.T, s datastore.Store, key policy.ObjectKey) {
+			// The last good version, written back as the store writes.
+			it, err := s.Get(t.Context(), key)
+			require.NoError(t, err)
+			_, err = s.Apply(t.Context(), it.Object)
+			require.NoError(t, err)
+		},
 	})
 }
 

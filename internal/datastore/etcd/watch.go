@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -30,7 +31,7 @@ func (s *Store) Watch(ctx context.Context) (<-chan datastore.Event, error) {
 		}
 		cancel()
 	}()
-	w := &watcher{s: s, ch: make(chan datastore.Event), sent: map[string]string{}}
+	w := &watcher{s: s, ch: make(chan datastore.Event), sent: map[string]string{}, bad: map[string]bool{}}
 	go func() {
 		defer close(w.ch)
 		defer cancel()
@@ -44,6 +45,22 @@ type watcher struct {
 	s    *Store
 	ch   chan datastore.Event
 	sent map[string]string // etcd key → revision sent
+	bad  map[string]bool   // sources (keys, the prefix) told in error
+}
+
+// fail sends an EventError and remembers its source is broken.
+func (w *watcher) fail(ctx context.Context, source string, err error) bool {
+	w.bad[source] = true
+	return w.send(ctx, datastore.Event{Type: datastore.EventError, Source: source, Err: err})
+}
+
+// recovered sends the EventRecovered of a source told broken, if it was.
+func (w *watcher) recovered(ctx context.Context, source string) bool {
+	if !w.bad[source] {
+		return true
+	}
+	delete(w.bad, source)
+	return w.send(ctx, datastore.Event{Type: datastore.EventRecovered, Source: source})
 }
 
 func (w *watcher) send(ctx context.Context, ev datastore.Event) bool {
@@ -84,7 +101,7 @@ func (w *watcher) relist(ctx context.Context) (int64, bool) {
 		if ctx.Err() != nil {
 			return 0, false
 		}
-		if !w.send(ctx, datastore.Event{Type: datastore.EventError, Source: w.s.prefix, Err: err}) {
+		if !w.fail(ctx, w.s.prefix, err) {
 			return 0, false
 		}
 		select {
@@ -107,8 +124,10 @@ func (w *watcher) sendDiff(ctx context.Context, items []listed, problems []datas
 			return false
 		}
 	}
+	broken := make(map[string]bool, len(problems))
 	for _, p := range problems {
-		if !w.send(ctx, p) {
+		broken[p.Source] = true
+		if !w.fail(ctx, p.Source, p.Err) {
 			return false
 		}
 	}
@@ -119,6 +138,20 @@ func (w *watcher) sendDiff(ctx context.Context, items []listed, problems []datas
 		k, ok := w.s.parseKey(key)
 		delete(w.sent, key)
 		if ok && !w.send(ctx, datastore.Event{Type: datastore.EventDelete, Key: k, Source: key}) {
+			return false
+		}
+	}
+	// The list went well, and the keys told broken that it did not find
+	// broken were fixed or deleted.
+	recovered := make([]string, 0, len(w.bad))
+	for src := range w.bad {
+		if !broken[src] {
+			recovered = append(recovered, src)
+		}
+	}
+	slices.Sort(recovered)
+	for _, src := range recovered {
+		if !w.recovered(ctx, src) {
 			return false
 		}
 	}
@@ -141,7 +174,7 @@ func (w *watcher) follow(ctx context.Context, rev int64) (int64, bool) {
 				w.s.log.Info("etcd watch compacted; listing again", "revision", rev, "compacted", resp.CompactRevision)
 				return rev, true
 			}
-			if !w.send(ctx, datastore.Event{Type: datastore.EventError, Source: w.s.prefix, Err: fmt.Errorf("etcd store: watch: %w", err)}) {
+			if !w.fail(ctx, w.s.prefix, fmt.Errorf("etcd store: watch: %w", err)) {
 				return rev, false
 			}
 			return rev, true
@@ -152,7 +185,7 @@ func (w *watcher) follow(ctx context.Context, rev int64) (int64, bool) {
 			case mvccpb.PUT:
 				it, ok, err := w.s.decodeKeep(key, ev.Kv.Value, ev.Kv.ModRevision)
 				if err != nil {
-					if !w.send(ctx, datastore.Event{Type: datastore.EventError, Source: key, Err: err}) {
+					if !w.fail(ctx, key, err) {
 						return rev, false
 					}
 					continue
@@ -163,14 +196,19 @@ func (w *watcher) follow(ctx context.Context, rev int64) (int64, bool) {
 						return rev, false
 					}
 				}
+				if !w.recovered(ctx, key) {
+					return rev, false
+				}
 			case mvccpb.DELETE:
 				w.s.forget(key)
-				if _, known := w.sent[key]; !known {
-					continue
+				if _, known := w.sent[key]; known {
+					delete(w.sent, key)
+					k, _ := w.s.parseKey(key)
+					if !w.send(ctx, datastore.Event{Type: datastore.EventDelete, Key: k, Source: key}) {
+						return rev, false
+					}
 				}
-				delete(w.sent, key)
-				k, _ := w.s.parseKey(key)
-				if !w.send(ctx, datastore.Event{Type: datastore.EventDelete, Key: k, Source: key}) {
+				if !w.recovered(ctx, key) {
 					return rev, false
 				}
 			}

@@ -530,16 +530,28 @@ func mergeDone(a, b <-chan struct{}) <-chan struct{} {
 	return out
 }
 
-// handler turns informer notifications into events.
+// handler turns informer notifications into events. An informer calls
+// one registration's handler from one goroutine at a time.
 func (s *Store) handler(src *source, q *queue) cache.ResourceEventHandler {
+	// The objects told broken (by source), for their EventRecovered.
+	bad := map[string]bool{}
+	recovered := func(source string) {
+		if bad[source] {
+			delete(bad, source)
+			q.push(datastore.Event{Type: datastore.EventRecovered, Source: source})
+		}
+	}
 	upsert := func(raw any) {
+		source := src.GVR.Resource + "/" + metaID(raw)
 		o, err := src.convert(raw)
 		if err != nil {
 			// The last good version (already sent) stays in force.
-			q.push(datastore.Event{Type: datastore.EventError, Source: src.GVR.Resource + "/" + metaID(raw), Err: err})
+			bad[source] = true
+			q.push(datastore.Event{Type: datastore.EventError, Source: source, Err: err})
 			return
 		}
 		q.push(datastore.Event{Type: datastore.EventUpsert, Key: policy.KeyOf(o), Item: itemOf(o), Source: src.GVR.Resource})
+		recovered(source)
 	}
 	return cache.ResourceEventHandlerFuncs{
 		AddFunc: func(obj any) { upsert(obj) },
@@ -559,6 +571,7 @@ func (s *Store) handler(src *source, q *queue) cache.ResourceEventHandler {
 			}
 			q.push(datastore.Event{Type: datastore.EventDelete, Source: src.GVR.Resource,
 				Key: policy.ObjectKey{Kind: src.Kind, Namespace: m.GetNamespace(), Name: m.GetName()}})
+			recovered(src.GVR.Resource + "/" + metaID(obj))
 		},
 	}
 }

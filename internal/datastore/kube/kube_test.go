@@ -159,6 +159,32 @@ func TestWatch(t *testing.T) {
 	var verrs policy.ValidationErrors
 	require.ErrorAs(t, ev.Err, &verrs)
 	assert.Equal(t, "spec.selector", verrs[0].Field)
+	broken := ev.Source
+
+	// Fixed: the object again, then its source recovered.
+	good := calico("GlobalNetworkPolicy", "security.deny-all", map[string]any{"tier": "security", "selector": "all()"})
+	good.SetResourceVersion("7")
+	_, err = c.dc.Resource(gvrGNP).Update(ctx, good, metav1.UpdateOptions{})
+	require.NoError(t, err)
+	ev = storetest.Next(t, ch, wait)
+	require.Equal(t, datastore.EventUpsert, ev.Type, "%+v", ev)
+	assert.Equal(t, "security.deny-all", ev.Key.Name)
+	ev = storetest.Next(t, ch, wait)
+	require.Equal(t, datastore.EventRecovered, ev.Type, "%+v", ev)
+	assert.Equal(t, broken, ev.Source)
+
+	// Broken again, then deleted: recovered too.
+	bad.SetResourceVersion("8")
+	_, err = c.dc.Resource(gvrGNP).Update(ctx, bad, metav1.UpdateOptions{})
+	require.NoError(t, err)
+	ev = storetest.Next(t, ch, wait)
+	require.Equal(t, datastore.EventError, ev.Type, "%+v", ev)
+	require.NoError(t, c.dc.Resource(gvrGNP).Delete(ctx, "security.deny-all", metav1.DeleteOptions{}))
+	ev = storetest.Next(t, ch, wait)
+	require.Equal(t, datastore.EventDelete, ev.Type, "%+v", ev)
+	ev = storetest.Next(t, ch, wait)
+	require.Equal(t, datastore.EventRecovered, ev.Type, "%+v", ev)
+	assert.Equal(t, broken, ev.Source)
 
 	_, err = c.dc.Resource(gvrGNP).Create(ctx, calico("GlobalNetworkPolicy", "security.allow-dns", map[string]any{"tier": "security", "selector": "all()"}), metav1.CreateOptions{})
 	require.NoError(t, err)
