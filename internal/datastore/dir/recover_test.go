@@ -3,6 +3,7 @@ package dir_test
 import (
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/calyxnet/calyx/internal/datastore"
+	"github.com/calyxnet/calyx/internal/datastore/dir"
 	"github.com/calyxnet/calyx/internal/datastore/storetest"
 	"github.com/calyxnet/calyx/policy"
 )
@@ -150,4 +152,49 @@ func TestDeleteNamesFile(t *testing.T) {
 			return
 		}
 	}
+}
+
+// A file still broken whose other objects change is told broken again
+// after their upserts: a consumer taking an upsert as news that its file
+// is fine learns otherwise in the same batch.
+func TestStillBrokenToldAgain(t *testing.T) {
+	root := t.TempDir()
+	a, b := filepath.Join(root, "a.yaml"), filepath.Join(root, "b.yaml")
+	gns := `{apiVersion: projectcalico.org/v3, kind: GlobalNetworkSet, metadata: {name: pools}, spec: {nets: [192.0.2.0/24]}}`
+	tier := func(order int) string {
+		return "---\n{apiVersion: projectcalico.org/v3, kind: Tier, metadata: {name: security}, spec: {order: " + strconv.Itoa(order) + "}}\n"
+	}
+	write(t, a, gns)
+	write(t, b, gns+"\n"+tier(100))
+	s := open(t, root)
+	ch, err := s.Watch(t.Context())
+	require.NoError(t, err)
+	var dups int
+	for {
+		ev := storetest.Next(t, ch, 5*time.Second)
+		if ev.Type == datastore.EventSynced {
+			break
+		}
+		if ev.Type == datastore.EventError {
+			assert.Equal(t, b, ev.Source)
+			dups++
+		}
+	}
+	require.Equal(t, 1, dups, "b.yaml's definition of pools is ignored")
+
+	// The tier in b.yaml changes; pools is still defined twice.
+	write(t, b, gns+"\n"+tier(200))
+	ev := storetest.Next(t, ch, 5*time.Second)
+	require.Equal(t, datastore.EventUpsert, ev.Type, "%+v", ev)
+	require.Equal(t, b, ev.Source)
+	ev = storetest.Next(t, ch, 5*time.Second)
+	require.Equal(t, datastore.EventError, ev.Type, "%+v", ev)
+	require.Equal(t, b, ev.Source)
+	var dup *dir.DuplicateError
+	require.ErrorAs(t, ev.Err, &dup)
+
+	// a.yaml goes: b.yaml's definition (the same object) is in force,
+	// and b.yaml is fine.
+	require.NoError(t, os.Remove(a))
+	assert.Empty(t, untilRecovered(t, ch, b), "the object in force did not change")
 }

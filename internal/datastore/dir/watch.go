@@ -233,12 +233,27 @@ func (w *watch) changes(ctx context.Context, journalOnly, walk bool) ([]datastor
 		now[p.source+"\x00"+p.err.Error()] = p.source
 		broken[p.source] = true
 	}
+	// A source still broken is told its problems again when this batch
+	// names it otherwise (an upsert or delete read from it, which a
+	// consumer may take as news that it is fine) or when some of its
+	// problems are gone (the last one told may be one of them).
+	resend := map[string]bool{}
+	for _, ev := range evs {
+		if broken[ev.Source] {
+			resend[ev.Source] = true
+		}
+	}
 	// Sources told broken that have no problem left: fixed (whether or
 	// not their objects changed) or removed.
 	var recovered []string
-	for _, src := range w.reported {
-		if !broken[src] {
-			broken[src] = true // once
+	for id, src := range w.reported {
+		_, still := now[id]
+		switch {
+		case still:
+		case broken[src]:
+			resend[src] = true
+		case !resend[src]:
+			resend[src] = true // (once: src has no problem to resend)
 			recovered = append(recovered, src)
 		}
 	}
@@ -255,7 +270,7 @@ func (w *watch) changes(ctx context.Context, journalOnly, walk bool) ([]datastor
 	w.problemsSeen = s.idx.problemsChanged
 	for _, p := range problems {
 		id := p.source + "\x00" + p.err.Error()
-		if _, told := w.reported[id]; told {
+		if _, told := w.reported[id]; told && !resend[p.source] {
 			continue
 		}
 		evs = append(evs, datastore.Event{Type: datastore.EventError, Source: p.source, Err: p.err})
