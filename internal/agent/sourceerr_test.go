@@ -150,3 +150,30 @@ func TestRewatchClearsFixedSources(t *testing.T) {
 	requireSourceErrors(t, r.agent, "b.yaml")
 	eventually(t, "watching again", func() bool { return mem.Watchers() == 1 })
 }
+
+// An object defined in two files is reported on the file whose definition
+// is ignored; a change of that file's other objects does not clear it.
+func TestDirDuplicateStaysReported(t *testing.T) {
+	root := t.TempDir()
+	writeFile(t, filepath.Join(root, "pods.yaml"), podYAML("shop", "api", "node-a", "10.0.0.2", "app: api"))
+	writeFile(t, filepath.Join(root, "a.yaml"), allowPort("shop", "api-http", "api", 80))
+	b := filepath.Join(root, "b.yaml")
+	writeFile(t, b, allowPort("shop", "api-http", "api", 80)+"---\n"+allowPort("shop", "api-alt", "api", 8080))
+	ds, err := dir.Open(t.Context(), root, dir.Options{Debounce: 5 * time.Millisecond, MaxDelay: 100 * time.Millisecond})
+	require.NoError(t, err)
+	t.Cleanup(func() { ds.Close() })
+	r := startRig(t, ds, nil, &agenttest.Backend{})
+	r.waitRS(t, "policies", func(rs *compile.Ruleset) bool { return len(ingressPolicies(rs, "shop/api")) == 2 })
+	requireSourceErrors(t, r.agent, "b.yaml")
+
+	// api-alt, in b.yaml, changes: applied, and b.yaml still reported.
+	writeFile(t, b, allowPort("shop", "api-http", "api", 80)+"---\n"+allowPort("shop", "api-alt", "api", 8081))
+	r.waitRS(t, "api-alt on 8081", func(rs *compile.Ruleset) bool {
+		return allowedIn(rs, addr("10.0.0.9"), addr("10.0.0.2"), 8081)
+	})
+	requireSourceErrors(t, r.agent, "b.yaml")
+
+	// a.yaml goes: b.yaml's definition is in force and nothing is wrong.
+	require.NoError(t, os.Remove(filepath.Join(root, "a.yaml")))
+	requireSourceErrors(t, r.agent)
+}
