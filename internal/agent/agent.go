@@ -143,7 +143,7 @@ type Agent struct {
 	comp       *compile.Compiler
 	ds         map[policy.ObjectKey]datastore.Item // the datastore's view
 	relist     map[policy.ObjectKey]struct{}       // keys seen since a re-watch began; nil otherwise
-	relistErrs map[string]struct{}                 // sources reported in error since a re-watch began; nil otherwise
+	relistErrs map[string]struct{}                 // sources reported in error since a watch began; nil once it synced
 	synced     bool
 	latest     *compile.Ruleset
 	gen        uint64

@@ -84,16 +84,17 @@ func (a *Agent) consume(ctx context.Context, events <-chan datastore.Event) (syn
 	}
 }
 
-// beginListing starts a new watch's initial listing: when the agent was
-// already in sync, the keys and broken sources the listing sends are
-// recorded so that those it does not send can be deleted, or cleared, at
-// its EventSynced (a file fixed or removed while no watch ran).
+// beginListing starts a new watch's initial listing: the broken sources
+// it reports are recorded so that errors it does not report again (a file
+// fixed or removed while no watch ran) are cleared at its EventSynced;
+// when the agent was already in sync, so are the keys it sends, so that
+// those it does not send are deleted then.
 func (a *Agent) beginListing() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.relistErrs = map[string]struct{}{}
 	if a.synced {
 		a.relist = map[policy.ObjectKey]struct{}{}
-		a.relistErrs = map[string]struct{}{}
 	}
 }
 
