@@ -186,3 +186,28 @@ func drain(ch chan datastore.Event) []datastore.Event {
 		}
 	}
 }
+
+// A key that never decoded (nothing of it in force) is deleted: its
+// EventRecovered is the only news of it.
+func TestBrokenKeyRecovers(t *testing.T) {
+	url := etcdtest.Start(t)
+	s := New(client(t, url), Options{Prefix: prefixFor(t)})
+	t.Cleanup(func() { s.Close() })
+	ctx := t.Context()
+	ch, err := s.Watch(ctx)
+	require.NoError(t, err)
+	storetest.UntilSynced(t, ch, 10*time.Second)
+
+	key := s.Key(policy.ObjectKey{Kind: policy.KindGlobalNetworkPolicy, Name: "bad"})
+	_, err = s.c.Put(ctx, key, `{"apiVersion": "projectcalico.org/v3", "kind": "GlobalNetworkPolicy", "metadata": {"name": "bad"}, "spec": {"selector": "app =="}}`)
+	require.NoError(t, err)
+	ev := storetest.Next(t, ch, 10*time.Second)
+	require.Equal(t, datastore.EventError, ev.Type, "%+v", ev)
+	require.Equal(t, key, ev.Source)
+
+	_, err = s.c.Delete(ctx, key)
+	require.NoError(t, err)
+	ev = storetest.Next(t, ch, 10*time.Second)
+	require.Equal(t, datastore.EventRecovered, ev.Type, "%+v", ev)
+	assert.Equal(t, key, ev.Source)
+}
