@@ -175,9 +175,9 @@ func (a *Agent) sweepLocked() []policy.Change {
 	return changes
 }
 
-// sweepErrorsLocked clears the source errors a re-watch's listing did not
+// sweepErrorsLocked clears the source errors a watch's listing did not
 // report again: a store reports every broken source in a new watch, so
-// those were fixed or removed while the watch was down.
+// those were fixed or removed while no watch ran.
 func (a *Agent) sweepErrorsLocked() {
 	if a.relistErrs == nil {
 		return

@@ -39,8 +39,9 @@
 // very objects last in force, as after a `git revert`, so that no upsert
 // or delete follows) or it is gone. Upserts and deletes name the source
 // the object was read from (a delete: the one it was last read from), so
-// a consumer may also take them as news of that source. A new watch
-// reports again the sources that are still broken.
+// a consumer may also take them as news that the source is fine; a store
+// that sends one from a source still broken sends its EventError again
+// after it. A new watch reports again the sources that are still broken.
 package datastore
 
 import (
