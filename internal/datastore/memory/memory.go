@@ -140,6 +140,7 @@ func (s *Store) write(obj policy.Object, check func(cur datastore.Item, exists b
 	it := datastore.Item{Object: obj, Revision: rev}
 	s.items[key] = it
 	s.notify(datastore.Event{Type: datastore.EventUpsert, Key: key, Item: it, Source: s.source()})
+	delete(s.broken, s.source()) // the upsert says the source is fine
 	return copyItem(it)
 }
 
@@ -160,6 +161,7 @@ func (s *Store) Delete(ctx context.Context, key policy.ObjectKey, revision strin
 	delete(s.items, key)
 	s.rev++
 	s.notify(datastore.Event{Type: datastore.EventDelete, Key: key, Source: s.source()})
+	delete(s.broken, s.source()) // the delete says the source is fine
 	return nil
 }
 
@@ -190,7 +192,8 @@ func (s *Store) Watchers() int {
 
 // ReportError sends an EventError to every watcher, as a store does when a
 // source cannot be read; tests of consumers use it. The source stays in
-// error (later watches report it too) until ReportRecovered.
+// error (later watches report it too) until ReportRecovered, or until a
+// write sends an event from it (Source).
 func (s *Store) ReportError(source string, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
