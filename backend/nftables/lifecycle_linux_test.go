@@ -177,6 +177,7 @@ func TestReconcileRepairsDrift(t *testing.T) {
 			require.NoError(t, err)
 			require.False(t, dr.Empty(), "drift not detected")
 			t.Logf("repaired: %s %v", dr, dr.Changed)
+			r.b.forgetVerified()
 			again, err := r.b.Reconcile(ctx)
 			require.NoError(t, err)
 			require.True(t, again.Empty(), "second reconcile found %s", again)
@@ -187,6 +188,50 @@ func TestReconcileRepairsDrift(t *testing.T) {
 			require.Empty(t, got.Diff(lab.Expected(rs, got.Probes)))
 		})
 	}
+}
+
+// TestReconcileTrustsUnmovedGeneration: after an Apply, Reconcile skips
+// the read while the namespace's nftables generation has not moved; any
+// commit (even to another table) makes it read again, and a change to the
+// table is found.
+func TestReconcileTrustsUnmovedGeneration(t *testing.T) {
+	r := newRig(t, conformanceSpec())
+	ctx := context.Background()
+	rs := baseline(r)
+	r.conform(t, rs)
+	require.NoError(t, r.b.Apply(ctx, rs))
+	require.True(t, r.b.verified, "an Apply that was the only commit leaves the kernel verified")
+	gen, err := r.b.generation()
+	require.NoError(t, err)
+	require.Equal(t, gen, r.b.gen)
+	dr, err := r.b.Reconcile(ctx)
+	require.NoError(t, err)
+	require.True(t, dr.Empty(), "%s", dr)
+
+	ns, table := r.lab.NodeNS().Name(), r.b.Table()
+	// Another table's commit: the read is done again, and finds nothing.
+	nft(t, ns, "add", "table", "inet", "someone-else")
+	nft(t, ns, "delete", "table", "inet", "someone-else")
+	moved, err := r.b.generation()
+	require.NoError(t, err)
+	require.NotEqual(t, gen, moved)
+	dr, err = r.b.Reconcile(ctx)
+	require.NoError(t, err)
+	require.True(t, dr.Empty(), "%s", dr)
+	require.True(t, r.b.verified)
+	require.Equal(t, moved, r.b.gen)
+
+	// A rule of ours appended by someone else is found at once.
+	nft(t, ns, "add", "rule", "inet", table, chainFwdIngress, "accept")
+	dr, err = r.b.Reconcile(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, dr.ChainsRewritten, "%s", dr)
+	// The repair was the only commit: trusted again, and really repaired.
+	require.True(t, r.b.verified)
+	r.b.forgetVerified()
+	dr, err = r.b.Reconcile(ctx)
+	require.NoError(t, err)
+	require.True(t, dr.Empty(), "%s", dr)
 }
 
 func TestCloseRemovesOnlyOurTable(t *testing.T) {

@@ -52,6 +52,11 @@ type Backend struct {
 	cache  *renderCache
 	closed bool
 	last   Stats
+	// verified says the kernel held cur when the namespace's nftables
+	// generation was gen (see generation): while it still is, nothing
+	// has changed and Reconcile need not read the table back.
+	verified bool
+	gen      uint32
 
 	// beforeFlush lets tests add to a batch (to make the kernel reject it).
 	beforeFlush func(c *nftables.Conn)
@@ -189,6 +194,18 @@ func (b *Backend) Apply(ctx context.Context, rs *compile.Ruleset) error {
 			b.dropConn()
 		}
 	}()
+	// The kernel holds d after this batch if it held cur when the batch
+	// was planned and the batch is the only commit since: cur was
+	// verified at a generation that has not moved, or is read now after
+	// the generation is.
+	was := b.verified && b.cur != nil
+	b.verified = false
+	var gen0 uint32
+	if was || b.cur == nil {
+		g, err := b.generation()
+		was = err == nil && (b.cur == nil || g == b.gen)
+		gen0 = g
+	}
 	cur := b.cur
 	if cur == nil {
 		if cur, err = b.read(c); err != nil {
@@ -210,6 +227,9 @@ func (b *Backend) Apply(ctx context.Context, rs *compile.Ruleset) error {
 		return err
 	}
 	b.cur = d
+	if was {
+		b.verifyAfter(gen0, st.messages == 0)
+	}
 	b.last = st
 	ok = true
 	b.log.Debug("nftables apply", "table", b.table.Name, "messages", st.messages, "chains", len(d.chains), "sets", len(d.sets))
@@ -289,16 +309,34 @@ func chunks(els []nftables.SetElement, fn func([]nftables.SetElement) error) err
 	return nil
 }
 
-// setOrder lists set names in the order to create them: the kernel finds
+// setOrder sorts set names in the order to create them: the kernel finds
 // a set a rule reads by walking the table's sets in creation order, so
 // sets many rules read (selectors, named ports, maps) go first and the
 // content sets one or two rules read go last.
-func setOrder(sets map[string]*nset) []string {
-	names := sortedKeys(sets)
-	slices.SortStableFunc(names, func(a, b string) int {
-		return boolInt(strings.HasPrefix(a, "c-")) - boolInt(strings.HasPrefix(b, "c-"))
+func setOrder(names []string) {
+	slices.SortFunc(names, func(a, b string) int {
+		if d := boolInt(strings.HasPrefix(a, "c-")) - boolInt(strings.HasPrefix(b, "c-")); d != 0 {
+			return d
+		}
+		return strings.Compare(a, b)
 	})
-	return names
+}
+
+// chainOrder sorts chain names: base chains first, in their fixed order,
+// then the rest by name.
+func chainOrder(names []string) {
+	slices.SortFunc(names, func(a, b string) int {
+		ia, ib := slices.Index(baseChains, a), slices.Index(baseChains, b)
+		switch {
+		case ia >= 0 && ib >= 0:
+			return ia - ib
+		case ia >= 0:
+			return -1
+		case ib >= 0:
+			return 1
+		}
+		return strings.Compare(a, b)
+	})
 }
 
 func boolInt(b bool) int {
@@ -331,8 +369,19 @@ func (b *Backend) plan(c *nftables.Conn, cur, d *desired) (Stats, error) {
 	}
 	// Sets and maps: create what is missing, fix elements of plain sets
 	// now; map elements point at chains and wait until the chains exist.
+	// Only the sets that need work are sorted: a small change to a big
+	// table must not cost a sort of every name.
+	var todo []string
+	for name, ds := range d.sets {
+		if cs, ok := cur.sets[name]; ok && cs == ds && !cur.observed {
+			// The same value: rendered from the same IPSet, nothing changed.
+			continue
+		}
+		todo = append(todo, name)
+	}
+	setOrder(todo)
 	var mapFixes []func()
-	for _, name := range setOrder(d.sets) {
+	for _, name := range todo {
 		ds := d.sets[name]
 		ks := b.nftSet(ds)
 		cs, ok := cur.sets[name]
@@ -347,8 +396,7 @@ func (b *Backend) plan(c *nftables.Conn, cur, d *desired) (Stats, error) {
 			st.Changed = append(st.Changed, "~set "+name)
 			fix = func() { c.FlushSet(ks); addElems(ks, ds.elems) }
 		case cur.observed, cs == ds:
-			// Observed: elements were compared above. The same value:
-			// rendered from the same IPSet, nothing changed.
+			// Observed: elements were compared above.
 			continue
 		default:
 			added, removed := diffGroups(cs, ds)
@@ -363,8 +411,21 @@ func (b *Backend) plan(c *nftables.Conn, cur, d *desired) (Stats, error) {
 			fix()
 		}
 	}
-	// Chains: create every missing chain before any rule jumps to it.
-	for _, name := range d.order {
+	// Chains: the new ones, base chains whose hook changed, and chains
+	// whose rules changed; sorted for a deterministic batch.
+	var chains []string
+	for name, dc := range d.chains {
+		cc, ok := cur.chains[name]
+		if ok && cc == dc {
+			continue
+		}
+		if !ok || dc.base != nil && !sameBase(cc, dc) || !sameRules(cc, dc) {
+			chains = append(chains, name)
+		}
+	}
+	chainOrder(chains)
+	// Create every missing chain before any rule jumps to it.
+	for _, name := range chains {
 		dc := d.chains[name]
 		cc, ok := cur.chains[name]
 		switch {
@@ -379,13 +440,13 @@ func (b *Backend) plan(c *nftables.Conn, cur, d *desired) (Stats, error) {
 			st.Changed = append(st.Changed, "~base "+name)
 		}
 	}
-	for _, name := range d.order {
+	for _, name := range chains {
 		dc := d.chains[name]
 		cc, ok := cur.chains[name]
 		switch {
 		case !ok:
 			st.ChainsAdded++
-		case cc == dc, sameRules(cc, dc):
+		case sameRules(cc, dc):
 			continue
 		default:
 			c.FlushChain(b.nftChain(name, nil))
@@ -415,11 +476,16 @@ func (b *Backend) plan(c *nftables.Conn, cur, d *desired) (Stats, error) {
 		c.DelChain(b.nftChain(name, nil))
 		st.ChainsDeleted++
 	}
-	for _, name := range sortedKeys(cur.sets) {
+	var deadSets []string
+	for name := range cur.sets {
 		if _, ok := d.sets[name]; !ok {
-			c.DelSet(&nftables.Set{Table: b.table, Name: name})
-			st.SetsDeleted++
+			deadSets = append(deadSets, name)
 		}
+	}
+	slices.Sort(deadSets)
+	for _, name := range deadSets {
+		c.DelSet(&nftables.Set{Table: b.table, Name: name})
+		st.SetsDeleted++
 	}
 	st.messages += st.ChainsDeleted + st.SetsDeleted + st.SetsAdded + st.ChainsRewritten
 	if err := errors.Join(errs...); err != nil {
@@ -499,6 +565,7 @@ func (b *Backend) Close(ctx context.Context) error {
 		return nil
 	}
 	b.closed = true
+	b.verified = false
 	defer b.closeNS()
 	c, err := b.lasting()
 	if err != nil {
@@ -567,6 +634,14 @@ func (b *Backend) Reconcile(ctx context.Context) (*Drift, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Every change to any nftables object of the namespace is a commit,
+	// and every commit moves the generation: unmoved since the kernel was
+	// known to hold cur, it still does.
+	gen, genErr := b.generation()
+	if genErr == nil && b.verified && gen == b.gen {
+		return &Drift{}, nil
+	}
+	b.verified = false
 	actual, err := b.read(c)
 	if err != nil {
 		b.dropConn()
@@ -583,6 +658,9 @@ func (b *Backend) Reconcile(ctx context.Context) (*Drift, error) {
 		return nil, err
 	}
 	if dr.Empty() {
+		// Read after the generation was: a commit during the read moved
+		// it, and the next Reconcile reads again.
+		b.verified, b.gen = genErr == nil, gen
 		return dr, nil
 	}
 	if _, err = b.plan(c, actual, b.cur); err != nil {
@@ -593,8 +671,37 @@ func (b *Backend) Reconcile(ctx context.Context) (*Drift, error) {
 		b.dropConn()
 		return nil, err
 	}
+	if genErr == nil {
+		// The repair was the only commit since before the read: the
+		// kernel holds cur.
+		b.verifyAfter(gen, false)
+	}
 	b.log.Info("nftables drift repaired", "table", b.table.Name, "drift", dr.String())
 	return dr, nil
+}
+
+// verifyAfter marks cur as what the kernel holds when the generation is
+// one past before: the batch just committed was the only commit since the
+// kernel was known to hold what the batch was planned from. A batch that
+// changed nothing (only the table's creation, a no-op on an existing
+// table) commits nothing: then the generation must not have moved (one
+// more would be someone else's commit).
+func (b *Backend) verifyAfter(before uint32, empty bool) {
+	want := before + 1
+	if empty {
+		want = before
+	}
+	if g, err := b.generation(); err == nil && g == want {
+		b.verified, b.gen = true, g
+	}
+}
+
+// forgetVerified makes the next Reconcile read the table back even if the
+// generation has not moved (tests: check what an Apply left in the kernel).
+func (b *Backend) forgetVerified() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.verified = false
 }
 
 type randReader struct{}

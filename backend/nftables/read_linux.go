@@ -68,7 +68,6 @@ func (b *Backend) read(c *nftables.Conn) (*desired, error) {
 			nc.rules = append(nc.rules, &nrule{comment: comment, sig: exprSig(r.Exprs, nil) + "|" + comment})
 		}
 		d.chains[ch.Name] = nc
-		d.order = append(d.order, ch.Name)
 	}
 	sets, err := retry("sets", func() ([]*nftables.Set, error) { return c.GetSets(b.table) })
 	if err != nil {

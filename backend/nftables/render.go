@@ -121,9 +121,6 @@ type nset struct {
 type desired struct {
 	chains map[string]*nchain
 	sets   map[string]*nset
-	// order is the chain names in a stable order for dumping: base chains
-	// first, then sorted.
-	order []string
 	// observed marks a table read back from the kernel; tableExists says
 	// whether the kernel had it at all.
 	observed, tableExists bool
@@ -205,6 +202,8 @@ type renderCache struct {
 	// dropped whenever the policies change.
 	lists     map[listID]bool
 	tierLists map[tierMemo]*tierEntry
+	// nChains and nSets are how many the last render's table held.
+	nChains, nSets int
 	// logPrefix is the one every entry was rendered with.
 	logPrefix string
 }
@@ -320,7 +319,7 @@ func renderCached(rs *compile.Ruleset, cache *renderCache) (*desired, error) {
 	r := &renderer{
 		rs:           rs,
 		sets:         irmerge.Sets{RS: rs},
-		out:          &desired{chains: map[string]*nchain{}, sets: map[string]*nset{}},
+		out:          &desired{chains: make(map[string]*nchain, cache.nChains), sets: make(map[string]*nset, cache.nSets)},
 		policyPieces: map[compile.PolicyID][]*nrule{},
 		profiles:     map[compile.PolicyID]string{},
 		fps:          map[compile.PolicyID]string{},
@@ -350,15 +349,9 @@ func renderCached(rs *compile.Ruleset, cache *renderCache) (*desired, error) {
 	r.out.sets[egress.name] = egress
 	r.out.sets[ingress.name] = ingress
 	r.addBaseChains(r.addHostChains(hosts))
-	r.out.order = append(r.out.order, baseChains...)
-	var rest []string
-	for name := range r.out.chains {
-		if !slices.Contains(baseChains, name) {
-			rest = append(rest, name)
-		}
-	}
-	slices.Sort(rest)
-	r.out.order = append(r.out.order, rest...)
+	// Size the next render's maps: growing maps of 20,000 entries costs
+	// more than filling them.
+	cache.nChains, cache.nSets = len(r.out.chains), len(r.out.sets)
 	return r.out, nil
 }
 
