@@ -16,16 +16,20 @@ import (
 // change. Reconcile skips the read when the generation is the one at which
 // the kernel was last known to hold what the backend applied.
 func (b *Backend) generation() (uint32, error) {
-	cfg := &netlink.Config{}
-	if b.ns != nil {
-		cfg.NetNS = b.ns.Fd()
+	if b.genConn == nil {
+		// Kept between calls: dialling into a namespace costs more than
+		// the question.
+		cfg := &netlink.Config{}
+		if b.ns != nil {
+			cfg.NetNS = b.ns.Fd()
+		}
+		c, err := netlink.Dial(unix.NETLINK_NETFILTER, cfg)
+		if err != nil {
+			return 0, fmt.Errorf("nftables: generation: %w", err)
+		}
+		b.genConn = c
 	}
-	c, err := netlink.Dial(unix.NETLINK_NETFILTER, cfg)
-	if err != nil {
-		return 0, fmt.Errorf("nftables: generation: %w", err)
-	}
-	defer c.Close()
-	msgs, err := c.Execute(netlink.Message{
+	msgs, err := b.genConn.Execute(netlink.Message{
 		Header: netlink.Header{
 			Type:  netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_GETGEN),
 			Flags: netlink.Request,
@@ -34,6 +38,7 @@ func (b *Backend) generation() (uint32, error) {
 		Data: []byte{unix.AF_UNSPEC, unix.NFNETLINK_V0, 0, 0},
 	})
 	if err != nil {
+		b.closeGen()
 		return 0, fmt.Errorf("nftables: generation: %w", err)
 	}
 	for _, m := range msgs {
@@ -55,4 +60,11 @@ func (b *Backend) generation() (uint32, error) {
 		}
 	}
 	return 0, fmt.Errorf("nftables: generation: no NFTA_GEN_ID in the reply")
+}
+
+func (b *Backend) closeGen() {
+	if b.genConn != nil {
+		_ = b.genConn.Close()
+		b.genConn = nil
+	}
 }

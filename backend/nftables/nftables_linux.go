@@ -57,6 +57,7 @@ type Backend struct {
 	// has changed and Reconcile need not read the table back.
 	verified bool
 	gen      uint32
+	genConn  *netlink.Conn // asks for the generation (kept open)
 
 	// beforeFlush lets tests add to a batch (to make the kernel reject it).
 	beforeFlush func(c *nftables.Conn)
@@ -212,11 +213,12 @@ func (b *Backend) Apply(ctx context.Context, rs *compile.Ruleset) error {
 			return err
 		}
 	}
+	start = time.Now()
 	st, err := b.plan(c, cur, d)
 	if err != nil {
 		return err
 	}
-	st.Render = rendered
+	st.Render, st.Plan = rendered, time.Since(start)
 	start = time.Now()
 	err = b.flush(c)
 	st.Kernel = time.Since(start)
@@ -255,9 +257,11 @@ type Stats struct {
 	// Changed names every chain and set touched ("~chain pol-…").
 	Changed []string
 	// Render is the time spent turning the Ruleset into nft objects,
-	// Kernel the time from sending the batch to its last acknowledgement.
-	Render, Kernel time.Duration
-	messages       int
+	// Plan the time spent diffing them with what the kernel holds and
+	// queueing the batch, Kernel the time from sending the batch to its
+	// last acknowledgement.
+	Render, Plan, Kernel time.Duration
+	messages             int
 }
 
 func (b *Backend) flush(c *nftables.Conn) error {
@@ -372,8 +376,13 @@ func (b *Backend) plan(c *nftables.Conn, cur, d *desired) (Stats, error) {
 	// Only the sets that need work are sorted: a small change to a big
 	// table must not cost a sort of every name.
 	var todo []string
+	kept := 0 // sets of cur that d has too
 	for name, ds := range d.sets {
-		if cs, ok := cur.sets[name]; ok && cs == ds && !cur.observed {
+		cs, ok := cur.sets[name]
+		if ok {
+			kept++
+		}
+		if ok && cs == ds && !cur.observed {
 			// The same value: rendered from the same IPSet, nothing changed.
 			continue
 		}
@@ -478,6 +487,9 @@ func (b *Backend) plan(c *nftables.Conn, cur, d *desired) (Stats, error) {
 	}
 	var deadSets []string
 	for name := range cur.sets {
+		if kept == len(cur.sets) {
+			break // d has every set of cur
+		}
 		if _, ok := d.sets[name]; !ok {
 			deadSets = append(deadSets, name)
 		}
@@ -567,6 +579,7 @@ func (b *Backend) Close(ctx context.Context) error {
 	b.closed = true
 	b.verified = false
 	defer b.closeNS()
+	b.closeGen()
 	c, err := b.lasting()
 	if err != nil {
 		return err

@@ -104,7 +104,8 @@ func BenchmarkScale(b *testing.B) {
 	ctx := context.Background()
 	port := int32(20000)
 	b.Run("policy-change", func(b *testing.B) {
-		var kernel, render time.Duration
+		var kernel, render, plan time.Duration
+		var st Stats
 		for range b.N {
 			b.StopTimer()
 			port++
@@ -113,15 +114,18 @@ func BenchmarkScale(b *testing.B) {
 			if err := n.be.Apply(ctx, rs); err != nil {
 				b.Fatal(err)
 			}
-			st := n.be.LastApply()
+			st = n.be.LastApply()
 			if st.ChainsRewritten+st.ChainsAdded == 0 {
 				b.Fatalf("a policy change rewrote no chain: %+v", st)
 			}
 			kernel += st.Kernel
 			render += st.Render
+			plan += st.Plan
 		}
+		b.Logf("last change: %d messages, %d elements added, %d deleted, %v", st.Messages(), st.ElementsAdded, st.ElementsDeleted, st.Changed)
 		b.ReportMetric(float64(kernel.Microseconds())/float64(b.N), "kernel-µs/op")
 		b.ReportMetric(float64(render.Microseconds())/float64(b.N), "render-µs/op")
+		b.ReportMetric(float64(plan.Microseconds())/float64(b.N), "plan-µs/op")
 	})
 	b.Run("repair", func(b *testing.B) {
 		for range b.N {
