@@ -128,17 +128,7 @@ func TestReconcileRepairsDrift(t *testing.T) {
 	r.conform(t, rs)
 	ns, table := r.lab.NodeNS().Name(), r.b.Table()
 
-	handleOf := func(chain, substr string) string {
-		out := nft(t, ns, "-a", "list", "chain", "inet", table, chain)
-		for _, line := range strings.Split(out, "\n") {
-			if strings.Contains(line, substr) {
-				i := strings.LastIndex(line, "# handle ")
-				return strings.TrimSpace(line[i+len("# handle "):])
-			}
-		}
-		t.Fatalf("no rule with %q in %s:\n%s", substr, chain, out)
-		return ""
-	}
+	handleOf := func(chain, substr string) string { return ruleHandle(t, ns, table, chain, substr) }
 	cases := []struct {
 		name  string
 		drift func()

@@ -78,12 +78,7 @@ func BenchmarkApplyToEvent(b *testing.B) {
 		_, err := writer.Apply(b.Context(), obj)
 		require.NoError(b, err)
 		writes = append(writes, time.Since(start))
-		for {
-			ev := storetest.Next(b, ch, time.Minute)
-			if ev.Type == datastore.EventUpsert && ev.Key == key && ev.Item.Object.GetLabels()["change"] == fmt.Sprint(i) {
-				break
-			}
-		}
+		awaitChange(b, ch, key, i)
 		lat = append(lat, time.Since(start))
 	}
 	reportPercentiles(b, lat, "")
@@ -140,14 +135,21 @@ func BenchmarkFreshApplyToEvent(b *testing.B) {
 		require.NoError(b, resource.Failed(changes))
 		require.NoError(b, s.Close())
 		writes = append(writes, time.Since(start))
-		for {
-			ev := storetest.Next(b, ch, time.Minute)
-			if ev.Type == datastore.EventUpsert && ev.Key == key && ev.Item.Object.GetLabels()["change"] == fmt.Sprint(i) {
-				break
-			}
-		}
+		awaitChange(b, ch, key, i)
 		lat = append(lat, time.Since(start))
 	}
 	reportPercentiles(b, lat, "")
 	reportPercentiles(b, writes, "calyxctl-")
+}
+
+// awaitChange waits for the watch event of change i to key (its "change"
+// label set to i).
+func awaitChange(b *testing.B, ch <-chan datastore.Event, key policy.ObjectKey, i int) {
+	b.Helper()
+	for {
+		ev := storetest.Next(b, ch, time.Minute)
+		if ev.Type == datastore.EventUpsert && ev.Key == key && ev.Item.Object.GetLabels()["change"] == fmt.Sprint(i) {
+			return
+		}
+	}
 }
