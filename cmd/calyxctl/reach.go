@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -93,7 +94,7 @@ func newReachCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 		fmt.Fprintf(&dpHelp, "\n  %-10s %s", d.name, d.about)
 	}
 	cmd := &cobra.Command{
-		Use:   "reach -f PATH... [--probe PORT/PROTO]... [--from SELECTOR] [--to SELECTOR] [-o table|json]",
+		Use:   "reach -f PATH... [--probe PORT/PROTO]... [--from SELECTOR|host:NAME|IP] [--to SELECTOR|host:NAME|IP] [-o table|json]",
 		Short: "Print which pods can open connections to which, for every probe",
 		Long: `reach reads namespaces, pods and policies (every kind calyxctl reads: Calico
 and Kubernetes policies, tiers, network sets …), compiles them, and prints,
@@ -105,6 +106,20 @@ is probed. --from and --to keep the sources and destinations whose labels
 (their own, the implicit projectcalico.org/* ones and the pcns./pcsa.
 labels of their namespace and service account) match a Calico selector.
 
+Host endpoints (Calico host protection): --from or --to may instead name
+one host endpoint, host:NAME (the HostEndpoint of that name) or
+host:NODE/INTERFACE (the one of that node with that interfaceName, "*"
+included), or one address outside the cluster, an IP address. A host
+endpoint stands for the node's own traffic through its interface, sent
+from or to its first expectedIP of the peer's family: the fail-safe ports,
+then its policy and profiles judge it. It is probed with an external
+address only: the node's traffic with its own pods is the pods' policy's.
+An external address is probed with a host endpoint, or with pods (traffic
+the node forwards, which only the pods' policy judges). Such rows and
+columns print as host:NAME and as the address. Without --probe, a host
+endpoint is probed on the ports its spec.ports declare; an external
+destination needs --probe.
+
 -o table prints the Kubernetes netpol truth-table layout: one block per
 probe, "." allowed, "X" denied, rows are sources, columns destinations.
 -o json prints {"results":[{"from","to","port","protocol","allowed"}, …]}
@@ -114,7 +129,9 @@ Dataplanes (--dataplane):` + dpHelp.String() + `
 
 Exit codes: 0 success, 1 invalid input, 2 bad flags or unreadable input.`,
 		Example: `  calyxctl reach -f examples/ecommerce
-  calyxctl reach -f examples/ecommerce --probe 8080/TCP --from "app == 'frontend'" -o json`,
+  calyxctl reach -f examples/ecommerce --probe 8080/TCP --from "app == 'frontend'" -o json
+  calyxctl reach -f cluster/ --from 203.0.113.9 --to host:node1/eth0 --probe 22/TCP
+  calyxctl reach -f cluster/ --from host:node1-eth0 --to 198.51.100.7 --probe 443/TCP --dataplane nftables`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if output != "table" && output != "json" {
@@ -134,12 +151,15 @@ Exit codes: 0 success, 1 invalid input, 2 bad flags or unreadable input.`,
 					probes = append(probes, p)
 				}
 			}
-			fromSel, err := parseSelectorFlag("--from", from)
+			fromEnd, err := parseReachEnd("--from", from)
 			if err != nil {
 				return err
 			}
-			toSel, err := parseSelectorFlag("--to", to)
+			toEnd, err := parseReachEnd("--to", to)
 			if err != nil {
+				return err
+			}
+			if err := checkReachEnds(fromEnd, toEnd); err != nil {
 				return err
 			}
 			ctx := cmd.Context()
@@ -154,19 +174,32 @@ Exit codes: 0 success, 1 invalid input, 2 bad flags or unreadable input.`,
 			if err != nil {
 				return exitError{code: exitFindings, err: err}
 			}
-			all := reach.PodsFromSet(in.set)
-			if len(all) == 0 {
-				return exitError{code: exitUsage, err: fmt.Errorf("no pods in the input: reach needs Pod objects (with their IPs) to probe between")}
+			var all []reach.Pod
+			if fromEnd.kind == reach.KindPod || toEnd.kind == reach.KindPod {
+				all = reach.PodsFromSet(in.set)
+				if len(all) == 0 {
+					return exitError{code: exitUsage, err: fmt.Errorf("no pods in the input: reach needs Pod objects (with their IPs) to probe between")}
+				}
 			}
-			srcs := filterPods(in.set, all, fromSel)
-			dsts := filterPods(in.set, all, toSel)
-			if len(srcs) == 0 || len(dsts) == 0 {
-				return exitError{code: exitUsage, err: fmt.Errorf("no pod matches %s", describeEmpty(srcs, from, to))}
+			var idx *model.Index
+			if fromEnd.kind != reach.KindPod || toEnd.kind != reach.KindPod {
+				idx = model.NewIndex(rs)
+			}
+			srcs, err := fromEnd.resolve(in.set, idx, all)
+			if err != nil {
+				return err
+			}
+			dsts, err := toEnd.resolve(in.set, idx, all)
+			if err != nil {
+				return err
 			}
 			if len(probes) == 0 {
 				probes = reach.DeclaredProbes(dsts)
 			}
 			if len(probes) == 0 {
+				if toEnd.kind != reach.KindPod {
+					return exitError{code: exitUsage, err: fmt.Errorf("--to %s declares no ports: pass --probe PORT/PROTO", dsts[0].ID())}
+				}
 				return exitError{code: exitUsage, err: fmt.Errorf("the pods declare no container ports: pass --probe PORT/PROTO")}
 			}
 			prober, closeDP, err := dp.open(ctx, rs, unionPods(srcs, dsts), probes)
@@ -187,11 +220,101 @@ Exit codes: 0 success, 1 invalid input, 2 bad flags or unreadable input.`,
 	}
 	addFileFlag(cmd, &files)
 	cmd.Flags().StringSliceVar(&probeFlags, "probe", nil, "port/protocol to probe, e.g. 80/TCP or 53/UDP (repeatable; default: every port the pods declare)")
-	cmd.Flags().StringVar(&from, "from", "", "Calico selector over the source pods' labels (default: all pods)")
-	cmd.Flags().StringVar(&to, "to", "", "Calico selector over the destination pods' labels (default: all pods)")
+	cmd.Flags().StringVar(&from, "from", "", "Calico selector over the source pods' labels (default: all pods), or host:NAME, host:NODE/INTERFACE or an external IP")
+	cmd.Flags().StringVar(&to, "to", "", "Calico selector over the destination pods' labels (default: all pods), or host:NAME, host:NODE/INTERFACE or an external IP")
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
 	cmd.Flags().StringVar(&dpName, "dataplane", dataplanes()[0].name, "what answers the probes: "+strings.Join(dataplaneNames(), ", "))
 	return cmd
+}
+
+// reachEnd is what --from or --to names: pods by selector (every pod
+// when none is given), one host endpoint ("host:NAME" or
+// "host:NODE/INTERFACE"), or one address outside the cluster.
+type reachEnd struct {
+	flag, expr string
+	kind       reach.Kind
+	sel        *selector.Selector
+	addr       netip.Addr
+}
+
+// parseReachEnd reads --from or --to. A host endpoint or an address is
+// never a valid selector, so every selector means what it meant before.
+func parseReachEnd(flag, expr string) (reachEnd, error) {
+	e := reachEnd{flag: flag, expr: expr}
+	if ref, ok := strings.CutPrefix(expr, reach.HostPrefix); ok {
+		if ref == "" || strings.HasPrefix(ref, "/") || strings.HasSuffix(ref, "/") {
+			return e, exitError{code: exitUsage, err: fmt.Errorf("%s %q: want host:NAME or host:NODE/INTERFACE", flag, expr)}
+		}
+		e.kind = reach.KindHost
+		return e, nil
+	}
+	if a, err := netip.ParseAddr(expr); err == nil {
+		a = a.Unmap()
+		if !a.IsGlobalUnicast() {
+			return e, exitError{code: exitUsage, err: fmt.Errorf("%s %s: an external address must be a unicast address, not loopback, link-local or multicast", flag, expr)}
+		}
+		e.kind, e.addr = reach.KindExternal, a
+		return e, nil
+	}
+	sel, err := parseSelectorFlag(flag, expr)
+	e.sel = sel
+	return e, err
+}
+
+// checkReachEnds refuses pairs no dataplane lab can hold, so the model
+// never answers what the kernel cannot be asked: a host endpoint is
+// probed with external addresses only (a node's traffic with its own
+// pods is the pods' policy's, and the lab is one node), and two external
+// addresses have nothing between them to judge.
+func checkReachEnds(from, to reachEnd) error {
+	bad := func(why string) error {
+		return exitError{code: exitUsage, err: fmt.Errorf("--from %q --to %q: %s", from.expr, to.expr, why)}
+	}
+	switch {
+	case from.kind == reach.KindHost && to.kind == reach.KindHost:
+		return bad("two host endpoints: probe a host endpoint with an external address")
+	case (from.kind == reach.KindHost || to.kind == reach.KindHost) && (from.kind == reach.KindPod || to.kind == reach.KindPod):
+		return bad("a host endpoint with pods: probe a host endpoint with an external address (a node's traffic with its own pods is judged by the pods' policy)")
+	case from.kind == reach.KindExternal && to.kind == reach.KindExternal:
+		return bad("two external addresses: no policy lies between them")
+	}
+	return nil
+}
+
+// resolve returns the parties the end names. all holds the input's pods
+// (needed only for a selector); idx tells whose addresses are whose, and
+// a host endpoint's must be its own, an external address nobody's, or
+// the model would judge another endpoint than the one named.
+func (e *reachEnd) resolve(set *policy.Set, idx *model.Index, all []reach.Pod) ([]reach.Pod, error) {
+	usage := func(format string, args ...any) error {
+		return exitError{code: exitUsage, err: fmt.Errorf("%s %s: %s", e.flag, e.expr, fmt.Sprintf(format, args...))}
+	}
+	switch e.kind {
+	case reach.KindHost:
+		h, err := reach.FindHost(reach.HostsFromSet(set), strings.TrimPrefix(e.expr, reach.HostPrefix))
+		if err != nil {
+			return nil, exitError{code: exitUsage, err: fmt.Errorf("%s: %w", e.flag, err)}
+		}
+		if len(h.Addrs) == 0 {
+			return nil, usage("the host endpoint has no expectedIPs: reach probes a host endpoint at its addresses")
+		}
+		for _, a := range h.Addrs {
+			if ep, ok := idx.Endpoint(a); ok && ep.Key != h.ID() {
+				return nil, usage("its address %s is also endpoint %s's: which policy judges it is ambiguous", a, ep.Key)
+			}
+		}
+		return []reach.Pod{h}, nil
+	case reach.KindExternal:
+		if ep, ok := idx.Endpoint(e.addr); ok {
+			return nil, usage("the address of endpoint %s, not an external one: name it by selector or host:NAME", ep.Key)
+		}
+		return []reach.Pod{reach.ExternalParty(e.addr)}, nil
+	}
+	pods := filterPods(set, all, e.sel)
+	if len(pods) == 0 {
+		return nil, exitError{code: exitUsage, err: fmt.Errorf("no pod matches %s %q", e.flag, e.expr)}
+	}
+	return pods, nil
 }
 
 func parseSelectorFlag(flag, expr string) (*selector.Selector, error) {
@@ -203,13 +326,6 @@ func parseSelectorFlag(flag, expr string) (*selector.Selector, error) {
 		return nil, exitError{code: exitUsage, err: fmt.Errorf("%s: %w", flag, err)}
 	}
 	return s, nil
-}
-
-func describeEmpty(srcs []reach.Pod, from, to string) string {
-	if len(srcs) == 0 {
-		return fmt.Sprintf("--from %q", from)
-	}
-	return fmt.Sprintf("--to %q", to)
 }
 
 // filterPods keeps the pods whose flattened labels match sel (all when sel

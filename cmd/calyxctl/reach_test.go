@@ -179,3 +179,183 @@ func TestReachJSONMatchesLibrary(t *testing.T) {
 	require.Len(t, parsed.Results, 4*5*5)
 	assert.Equal(t, map[string]any{"from": "shop/api-gateway", "to": "shop/api-gateway", "port": 80.0, "protocol": "TCP", "allowed": true}, parsed.Results[0])
 }
+
+// hostCluster is a cluster with host protection: three host endpoints
+// (node1's eth0 by name, node2's every interface "*", node3's known only by
+// its expected IP), a GlobalNetworkPolicy selecting them all that denies
+// SSH outright, lets 443/TCP in from anywhere and 8080/TCP only from
+// 198.51.100.0/24, and lets the nodes out only to 198.51.100.0/24 on TCP;
+// fail-safe ports 22/TCP in and 53/UDP out; node4's eth0 has no expected
+// IPs. Pod a/web (10.0.0.1, on node1) has no policy and serves 80/TCP.
+func hostCluster(t *testing.T) string {
+	t.Helper()
+	return writeInput(t, "hosts.yaml", docs(
+		testPod("a", "web", "10.0.0.1", "app: web", "80/TCP"),
+		`apiVersion: projectcalico.org/v3
+kind: FelixConfiguration
+metadata: {name: default}
+spec:
+  failsafeInboundHostPorts: [{protocol: TCP, port: 22}]
+  failsafeOutboundHostPorts: [{protocol: UDP, port: 53}]
+`,
+		"apiVersion: projectcalico.org/v3\nkind: HostEndpoint\nmetadata: {name: node1-eth0, labels: {host: protected}}\nspec: {node: node1, interfaceName: eth0, expectedIPs: [192.0.2.10], ports: [{name: ssh, port: 22, protocol: TCP}, {name: https, port: 443, protocol: TCP}]}\n",
+		"apiVersion: projectcalico.org/v3\nkind: HostEndpoint\nmetadata: {name: node2-all, labels: {host: protected}}\nspec: {node: node2, interfaceName: '*', expectedIPs: [192.0.2.20]}\n",
+		"apiVersion: projectcalico.org/v3\nkind: HostEndpoint\nmetadata: {name: node3-ips, labels: {host: protected}}\nspec: {node: node3, expectedIPs: [192.0.2.30]}\n",
+		"apiVersion: projectcalico.org/v3\nkind: HostEndpoint\nmetadata: {name: node4-eth0, labels: {host: protected}}\nspec: {node: node4, interfaceName: eth0}\n",
+		`apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: host-protection}
+spec:
+  selector: host == 'protected'
+  types: [Ingress, Egress]
+  ingress:
+  - {action: Deny, protocol: TCP, destination: {ports: [22]}}
+  - {action: Allow, protocol: TCP, destination: {ports: [443]}}
+  - {action: Allow, protocol: TCP, source: {nets: [198.51.100.0/24]}, destination: {ports: [8080]}}
+  egress:
+  - {action: Allow, protocol: TCP, destination: {nets: [198.51.100.0/24]}}
+`))
+}
+
+// hostReachCases are the host endpoint questions, each with the model's
+// answer; the lab test asks every dataplane the same.
+var hostReachCases = []struct {
+	name string
+	args []string
+	want string
+}{
+	{"named interface: fail-safe SSH allowed despite the deny, 443 from anywhere, 8080 not from this net",
+		[]string{"--from", "203.0.113.9", "--to", "host:node1/eth0", "--probe", "22/TCP,443/TCP,8080/TCP,53/UDP"}, `22/TCP
+-	host:node1-eth0
+203.0.113.9	.
+
+443/TCP
+-	host:node1-eth0
+203.0.113.9	.
+
+8080/TCP
+-	host:node1-eth0
+203.0.113.9	X
+
+53/UDP
+-	host:node1-eth0
+203.0.113.9	X
+`},
+	{"all interfaces: 8080 from the allowed net",
+		[]string{"--from", "198.51.100.7", "--to", "host:node2/*", "--probe", "22/TCP,8080/TCP,80/TCP"}, `22/TCP
+-	host:node2-all
+198.51.100.7	.
+
+8080/TCP
+-	host:node2-all
+198.51.100.7	.
+
+80/TCP
+-	host:node2-all
+198.51.100.7	X
+`},
+	{"expected IPs only",
+		[]string{"--from", "198.51.100.7", "--to", "host:node3-ips", "--probe", "22/TCP,8080/TCP,80/TCP"}, `22/TCP
+-	host:node3-ips
+198.51.100.7	.
+
+8080/TCP
+-	host:node3-ips
+198.51.100.7	.
+
+80/TCP
+-	host:node3-ips
+198.51.100.7	X
+`},
+	{"node to an allowed net: TCP out, UDP 53 by fail-safe, other UDP denied",
+		[]string{"--from", "host:node1-eth0", "--to", "198.51.100.7", "--probe", "443/TCP,53/UDP,123/UDP"}, `443/TCP
+-	198.51.100.7
+host:node1-eth0	.
+
+53/UDP
+-	198.51.100.7
+host:node1-eth0	.
+
+123/UDP
+-	198.51.100.7
+host:node1-eth0	X
+`},
+	{"node to elsewhere: denied but the fail-safe DNS",
+		[]string{"--from", "host:node2-all", "--to", "203.0.113.9", "--probe", "443/TCP,53/UDP"}, `443/TCP
+-	203.0.113.9
+host:node2-all	X
+
+53/UDP
+-	203.0.113.9
+host:node2-all	.
+`},
+	{"forwarded to a pod: the host endpoints do not judge it",
+		[]string{"--from", "203.0.113.9", "--to", "app == 'web'", "--probe", "80/TCP,8080/TCP"}, `80/TCP
+-	a/web
+203.0.113.9	.
+
+8080/TCP
+-	a/web
+203.0.113.9	.
+`},
+	{"forwarded from a pod",
+		[]string{"--from", "app == 'web'", "--to", "203.0.113.9", "--probe", "443/TCP"}, `443/TCP
+-	203.0.113.9
+a/web	.
+`},
+}
+
+func TestReachHostEndpoints(t *testing.T) {
+	cluster := hostCluster(t)
+	for _, tt := range hostReachCases {
+		t.Run(tt.name, func(t *testing.T) {
+			code, stdout, stderr := runCLI(t, "", append([]string{"reach", "-f", cluster}, tt.args...)...)
+			require.Equal(t, exitOK, code, stderr)
+			assert.Equal(t, tt.want, stdout)
+		})
+	}
+}
+
+func TestReachHostEndpointJSON(t *testing.T) {
+	code, stdout, stderr := runCLI(t, "", "reach", "-f", hostCluster(t), "--from", "203.0.113.9", "--to", "host:node1-eth0", "-o", "json")
+	require.Equal(t, exitOK, code, stderr)
+	assert.Equal(t, `{"results":[`+
+		`{"from":"203.0.113.9","to":"host:node1-eth0","port":22,"protocol":"TCP","allowed":true},`+
+		`{"from":"203.0.113.9","to":"host:node1-eth0","port":443,"protocol":"TCP","allowed":true}]}`+"\n", stdout,
+		"without --probe, the host endpoint's spec.ports")
+}
+
+func TestReachHostEndpointErrors(t *testing.T) {
+	cluster := hostCluster(t)
+	shared := writeInput(t, "shared.yaml", docs(
+		"apiVersion: projectcalico.org/v3\nkind: HostEndpoint\nmetadata: {name: n1-eth0}\nspec: {node: n1, interfaceName: eth0, expectedIPs: [192.0.2.1]}\n",
+		"apiVersion: projectcalico.org/v3\nkind: HostEndpoint\nmetadata: {name: n1-all}\nspec: {node: n1, interfaceName: '*', expectedIPs: [192.0.2.1]}\n"))
+	tests := []struct {
+		name   string
+		args   []string
+		stderr string
+	}{
+		{"host with pods", []string{"--from", "host:node1-eth0", "--to", "app == 'web'"}, "a host endpoint with pods"},
+		{"pods with host", []string{"--to", "host:node1-eth0"}, "a host endpoint with pods"},
+		{"two hosts", []string{"--from", "host:node1-eth0", "--to", "host:node2-all"}, "two host endpoints"},
+		{"two externals", []string{"--from", "203.0.113.9", "--to", "198.51.100.7"}, "two external addresses"},
+		{"empty host", []string{"--from", "203.0.113.9", "--to", "host:"}, `--to "host:": want host:NAME or host:NODE/INTERFACE`},
+		{"unknown host", []string{"--from", "203.0.113.9", "--to", "host:nope"}, `--to: host endpoint "nope": no HostEndpoint of that name`},
+		{"unknown node interface", []string{"--from", "203.0.113.9", "--to", "host:node1/eth1"}, `no HostEndpoint in the input has node "node1" and interfaceName "eth1"`},
+		{"host without expected IPs", []string{"--from", "203.0.113.9", "--to", "host:node4-eth0", "--probe", "22"}, "the host endpoint has no expectedIPs"},
+		{"external address of a pod", []string{"--from", "10.0.0.1", "--to", "host:node1-eth0"}, "--from 10.0.0.1: the address of endpoint a/web"},
+		{"loopback", []string{"--from", "127.0.0.1", "--to", "host:node1-eth0"}, "must be a unicast address"},
+		{"external destination without --probe", []string{"--from", "host:node1-eth0", "--to", "198.51.100.7"}, "--to 198.51.100.7 declares no ports: pass --probe"},
+		{"address shared by two host endpoints", []string{"-f", shared, "--from", "198.51.100.7", "--to", "host:n1/eth0", "--probe", "22"}, "its address 192.0.2.1 is also endpoint host:n1-all's"},
+		{"bad selector still a selector error", []string{"--from", "host ==", "--to", "host:node1-eth0"}, "--from: selector"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := append([]string{"reach", "-f", cluster}, tt.args...)
+			code, stdout, stderr := runCLI(t, "", args...)
+			assert.Equal(t, exitUsage, code, stderr)
+			assert.Contains(t, stderr, tt.stderr)
+			assert.Empty(t, stdout)
+		})
+	}
+}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/calyxnet/calyx/backend/model"
 	"github.com/calyxnet/calyx/compile"
+	"github.com/calyxnet/calyx/internal/podnet"
 )
 
 // External is the From/To name of the external namespace in probes.
@@ -68,6 +69,11 @@ type Spec struct {
 	External []netip.Addr
 	// ExternalPorts are served in the external namespace.
 	ExternalPorts []Port
+	// ExternalLink is the name of the external namespace's interface in
+	// the node: ExternalInterface when empty. Naming it after a host
+	// endpoint's interface ("eth0") makes the node's traffic with the
+	// outside cross that endpoint's interface, as on a real node.
+	ExternalLink string
 	// NodeAddrs are the node's own addresses; defaults are used when empty.
 	NodeAddrs []netip.Addr
 	// NodePorts are served in the node's own namespace, on every address.
@@ -76,6 +82,15 @@ type Spec struct {
 	// traffic between the node and its pods is left to the backends' own
 	// tests.
 	NodePorts []Port
+}
+
+// ExternalIf returns the node-side name of the external namespace's
+// interface: ExternalLink, or ExternalInterface.
+func (s *Spec) ExternalIf() string {
+	if s.ExternalLink != "" {
+		return s.ExternalLink
+	}
+	return ExternalInterface
 }
 
 // Nodes returns the node's addresses: NodeAddrs, or the defaults.
@@ -136,6 +151,11 @@ func (s *Spec) Validate() error {
 	}
 	for _, a := range s.External {
 		claim(External, a)
+	}
+	if s.ExternalLink != "" {
+		if err := externalLinkProblem(s.ExternalLink); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", External, err))
+		}
 	}
 	ports(External, s.ExternalPorts)
 	for _, a := range s.Nodes() {
@@ -379,6 +399,22 @@ func PodsFromRuleset(rs *compile.Ruleset, ports []Port) ([]Pod, error) {
 		pods = append(pods, p)
 	}
 	return pods, nil
+}
+
+// externalLinkProblem says why name cannot be the external namespace's
+// interface in the node: not a kernel interface name, a workload's, the
+// loopback or the node's uplink.
+func externalLinkProblem(name string) error {
+	if len(name) > 15 || strings.ContainsAny(name, "/ :*") || name == "." || name == ".." {
+		return fmt.Errorf("interface %q: not an interface name", name)
+	}
+	switch {
+	case strings.HasPrefix(name, compile.InterfacePrefix):
+		return fmt.Errorf("interface %q: a workload's name", name)
+	case name == "lo" || name == podnet.UplinkName:
+		return fmt.Errorf("interface %q: the lab's node has its own", name)
+	}
+	return nil
 }
 
 func served(ports []Port, p uint16) bool {

@@ -81,7 +81,7 @@ func New(ctx context.Context, spec Spec, opts Options) (l *Lab, err error) {
 		}
 	}
 	if len(spec.External) > 0 {
-		if err := attach(External, l.id+"-ext", ExternalInterface, spec.External, spec.ExternalPorts); err != nil {
+		if err := attach(External, l.id+"-ext", spec.ExternalIf(), spec.External, spec.ExternalPorts); err != nil {
 			return nil, err
 		}
 	}

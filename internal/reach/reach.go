@@ -2,6 +2,10 @@
 // (port and protocol) and every ordered pair of pods, whether a new
 // connection from the first to the second is allowed.
 //
+// Besides pods, a run may hold host endpoints (the node's own traffic
+// through one of its interfaces) and addresses outside the cluster: see
+// Kind. They are named "host:NAME" and by their address.
+//
 // The matrix is computed by a Prober: the model (what policy means) or a
 // lab (what a dataplane observably does); both print in the same formats so
 // they can be compared line by line.
@@ -25,17 +29,63 @@ import (
 	corev1 "k8s.io/api/core/v1"
 )
 
-// Pod is one pod of a reachability run.
+// Pod is one party of a reachability run: a pod, or (by Kind) a host
+// endpoint or an address outside the cluster.
 type Pod struct {
+	// Kind is what the party is; the zero value is a pod.
+	Kind Kind
+	// Namespace and Name name a pod; a host endpoint has only its Name
+	// (the HostEndpoint's), an external party its address as Name.
 	Namespace, Name string
-	// Addrs are the pod's addresses.
+	// Addrs are the party's addresses: a pod's, a host endpoint's
+	// expected IPs, an external party's one address.
 	Addrs []netip.Addr
-	// Ports are the ports its containers declare.
+	// Ports are the ports its containers (a host endpoint: its spec.ports)
+	// declare.
 	Ports []Port
+	// Node is the node a host endpoint belongs to.
+	Node string
+	// Interface is a host endpoint's interfaceName: an interface, "*" for
+	// every interface of the node, or "" when its expected IPs say which
+	// traffic is its.
+	Interface string
 }
 
-// ID returns "namespace/name".
-func (p *Pod) ID() string { return p.Namespace + "/" + p.Name }
+// Kind says what a party of a run is.
+type Kind uint8
+
+const (
+	// KindPod is a pod: a workload endpoint.
+	KindPod Kind = iota
+	// KindHost is a host endpoint: the node's own traffic (to and from its
+	// expected IPs) through its interface. Traffic the node forwards to or
+	// from its pods is not the host endpoint's.
+	KindHost
+	// KindExternal is an address outside the cluster: no endpoint of the
+	// input has it, so only the other side's policy judges.
+	KindExternal
+)
+
+// HostPrefix begins the ID of a host endpoint: "host:NAME".
+const HostPrefix = "host:"
+
+// ID returns "namespace/name" for a pod, "host:NAME" for a host endpoint
+// (the key the compiler gives it) and the address for an external party.
+func (p *Pod) ID() string {
+	switch p.Kind {
+	case KindHost:
+		return HostPrefix + p.Name
+	case KindExternal:
+		return p.Name
+	}
+	return p.Namespace + "/" + p.Name
+}
+
+// ExternalParty returns the party for an address outside the cluster.
+func ExternalParty(a netip.Addr) Pod {
+	a = a.Unmap()
+	return Pod{Kind: KindExternal, Name: a.String(), Addrs: []netip.Addr{a}}
+}
 
 // Port is a declared container port.
 type Port struct {
@@ -271,6 +321,55 @@ func FirstPacket(from, to *Pod, probe Probe) (model.Packet, bool) {
 		}
 	}
 	return model.Packet{}, false
+}
+
+// HostsFromSet returns the host endpoints of a policy set, sorted by name,
+// with their expected IPs (sorted), interface, node and the ports their
+// spec.ports declare.
+func HostsFromSet(set *policy.Set) []Pod {
+	var hosts []Pod
+	for _, ep := range set.Endpoints() {
+		if ep.Kind != policy.KindHostEndpoint {
+			continue
+		}
+		h := Pod{Kind: KindHost, Name: ep.Name, Node: ep.Node, Interface: ep.InterfaceName}
+		for _, a := range ep.IPs {
+			h.Addrs = append(h.Addrs, a.Unmap())
+		}
+		slices.SortFunc(h.Addrs, netip.Addr.Compare)
+		h.Addrs = slices.Compact(h.Addrs)
+		for _, p := range ep.Ports {
+			h.Ports = append(h.Ports, Port{Name: p.Name, Protocol: p.Protocol, Port: p.Port})
+		}
+		hosts = append(hosts, h)
+	}
+	return hosts
+}
+
+// FindHost returns the host endpoint ref names among hosts: "NAME" (the
+// HostEndpoint's name) or "NODE/INTERFACE" (the endpoint of that node with
+// that interfaceName, which may be "*").
+func FindHost(hosts []Pod, ref string) (Pod, error) {
+	node, iface, byIface := strings.Cut(ref, "/")
+	var found []Pod
+	for _, h := range hosts {
+		if byIface && h.Node == node && h.Interface == iface || !byIface && h.Name == ref {
+			found = append(found, h)
+		}
+	}
+	switch {
+	case len(found) == 1:
+		return found[0], nil
+	case len(found) > 1:
+		var names []string
+		for _, h := range found {
+			names = append(names, h.Name)
+		}
+		return Pod{}, fmt.Errorf("host endpoint %q: %d match (%s): name one", ref, len(found), strings.Join(names, ", "))
+	case byIface:
+		return Pod{}, fmt.Errorf("host endpoint %q: no HostEndpoint in the input has node %q and interfaceName %q", ref, node, iface)
+	}
+	return Pod{}, fmt.Errorf("host endpoint %q: no HostEndpoint of that name in the input", ref)
 }
 
 // PodsFromSet returns the pods (workload endpoints) of a policy set, with

@@ -6,10 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/calyxnet/calyx/backend/model"
 	"github.com/calyxnet/calyx/compile"
+	"github.com/calyxnet/calyx/policy"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -95,4 +97,72 @@ func (failingProber) Probe(context.Context, *Pod, *Pod, Probe) (bool, error) {
 func TestRunError(t *testing.T) {
 	_, err := Run(context.Background(), failingProber{}, pods(), []Probe{{80, 6}}, 0)
 	assert.EqualError(t, err, "boom")
+}
+
+func hostSet(t *testing.T) *policy.Set {
+	t.Helper()
+	objs, err := policy.Decode(strings.NewReader(`apiVersion: projectcalico.org/v3
+kind: HostEndpoint
+metadata: {name: node1-eth0}
+spec: {node: node1, interfaceName: eth0, expectedIPs: [2001:db8::10, 192.0.2.10, 192.0.2.10], ports: [{name: ssh, port: 22, protocol: TCP}]}
+---
+apiVersion: projectcalico.org/v3
+kind: HostEndpoint
+metadata: {name: node1-all}
+spec: {node: node1, interfaceName: '*', expectedIPs: [192.0.2.11]}
+---
+apiVersion: projectcalico.org/v3
+kind: HostEndpoint
+metadata: {name: node1-eth0-again}
+spec: {node: node1, interfaceName: eth0}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: a}
+spec: {containers: [{name: c, image: x}]}
+status: {podIP: 10.0.0.1}
+`), "hosts.yaml")
+	require.NoError(t, err)
+	set := policy.NewSet()
+	for _, o := range objs {
+		_, err := set.Upsert(o)
+		require.NoError(t, err)
+	}
+	return set
+}
+
+func TestHostsFromSet(t *testing.T) {
+	hosts := HostsFromSet(hostSet(t))
+	require.Len(t, hosts, 3)
+	assert.Equal(t, Pod{Kind: KindHost, Name: "node1-eth0", Node: "node1", Interface: "eth0",
+		Addrs: []netip.Addr{netip.MustParseAddr("192.0.2.10"), netip.MustParseAddr("2001:db8::10")},
+		Ports: []Port{{Name: "ssh", Protocol: 6, Port: 22}}}, hosts[1])
+	assert.Equal(t, "host:node1-eth0", hosts[1].ID(), "the compiler's endpoint key")
+	assert.Equal(t, []Probe{{22, 6}}, DeclaredProbes(hosts[1:2]))
+}
+
+func TestFindHost(t *testing.T) {
+	hosts := HostsFromSet(hostSet(t))
+	for ref, want := range map[string]string{"node1-eth0": "node1-eth0", "node1/*": "node1-all", "node1-all": "node1-all"} {
+		h, err := FindHost(hosts, ref)
+		require.NoError(t, err, ref)
+		assert.Equal(t, want, h.Name, ref)
+	}
+	for ref, msg := range map[string]string{
+		"node1/eth0": "2 match (node1-eth0, node1-eth0-again)",
+		"node2/eth0": `no HostEndpoint in the input has node "node2"`,
+		"nope":       "no HostEndpoint of that name",
+	} {
+		_, err := FindHost(hosts, ref)
+		assert.ErrorContains(t, err, msg, ref)
+	}
+}
+
+func TestExternalParty(t *testing.T) {
+	p := ExternalParty(netip.MustParseAddr("::ffff:203.0.113.9"))
+	assert.Equal(t, "203.0.113.9", p.ID())
+	assert.Equal(t, []netip.Addr{netip.MustParseAddr("203.0.113.9")}, p.Addrs)
+	pkt, ok := FirstPacket(&p, &Pod{Kind: KindHost, Name: "n", Addrs: []netip.Addr{netip.MustParseAddr("192.0.2.10")}}, Probe{22, 6})
+	require.True(t, ok)
+	assert.Equal(t, model.Packet{Src: netip.MustParseAddr("203.0.113.9"), Dst: netip.MustParseAddr("192.0.2.10"), Protocol: 6, SrcPort: 40000, DstPort: 22}, pkt)
 }
