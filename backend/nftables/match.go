@@ -385,6 +385,10 @@ func (r *renderer) peerAlts(pm *compile.PeerMatch, side string, fam uint8, proto
 			inlineAlts = append(inlineAlts, alts)
 			continue
 		}
+		if !r.hasFamily(id, fam) {
+			// No member of this family: the side never matches.
+			return nil
+		}
 		conj = append(conj, addrSetTerm(fam, side, setName(id, fam), false))
 	}
 	for _, id := range pm.NotSets {
@@ -397,6 +401,9 @@ func (r *renderer) peerAlts(pm *compile.PeerMatch, side string, fam uint8, proto
 				conj = append(conj, prefixTerms(fam, side, p, true)...)
 			}
 			continue
+		}
+		if !r.hasFamily(id, fam) {
+			continue // not in an empty set: always true
 		}
 		conj = append(conj, addrSetTerm(fam, side, setName(id, fam), true))
 	}
@@ -416,7 +423,9 @@ func (r *renderer) peerAlts(pm *compile.PeerMatch, side string, fam uint8, proto
 			or = append(or, append(needProto(), pt.get(false, side, pm.Ports)))
 		}
 		for _, id := range pm.NamedPorts {
-			or = append(or, []term{namedPortTerm(fam, side, namedPortSetName(id, fam), false)})
+			if r.hasFamily(id, fam) {
+				or = append(or, []term{namedPortTerm(fam, side, namedPortSetName(id, fam), false)})
+			}
 		}
 		alts = cross(alts, or)
 	}
@@ -426,7 +435,9 @@ func (r *renderer) peerAlts(pm *compile.PeerMatch, side string, fam uint8, proto
 			and = append(and, pt.get(true, side, pm.NotPorts))
 		}
 		for _, id := range pm.NotNamedPorts {
-			and = append(and, namedPortTerm(fam, side, namedPortSetName(id, fam), true))
+			if r.hasFamily(id, fam) {
+				and = append(and, namedPortTerm(fam, side, namedPortSetName(id, fam), true))
+			}
 		}
 		alts = cross(alts, [][]term{and})
 	}

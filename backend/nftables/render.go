@@ -188,6 +188,9 @@ type renderCache struct {
 	// the IDs the last render's Ruleset held (nIDs of them).
 	sets   map[*compile.IPSet]*setEntry
 	setIDs map[compile.SetID]struct{}
+	// fams holds the families of every set ID a cached rendering may
+	// have read (see scanSets).
+	fams   map[compile.SetID]famSet
 	nIDs   int
 	nNamed int
 	// pols holds the policy values found valid since a set was last
@@ -229,15 +232,32 @@ type cachedChain struct {
 func newRenderCache() *renderCache {
 	return &renderCache{policies: map[string]*cachedPolicy{}, chains: map[string]*cachedChain{},
 		ptrs: map[*compile.Policy]string{}, tiers: map[uint64]*tierEntry{}, seed: maphash.MakeSeed(),
-		sets: map[*compile.IPSet]*setEntry{}, setIDs: map[compile.SetID]struct{}{},
+		sets: map[*compile.IPSet]*setEntry{}, setIDs: map[compile.SetID]struct{}{}, fams: map[compile.SetID]famSet{},
 		pols: map[*compile.Policy]*uint64{}, lists: map[listID]bool{}, tierLists: map[tierMemo]*tierEntry{}}
 }
 
 // setEntry is what was rendered for one IPSet value: nothing for one
-// matched inline.
+// matched inline, and no set for a family the value has no member of.
 type setEntry struct {
 	made []*nset
 	gen  uint64
+	fams famSet
+}
+
+// famSet says which address families a set has members of, and so which
+// of its kernel sets exist.
+type famSet uint8
+
+const (
+	fam4 famSet = 1 << iota
+	fam6
+)
+
+func famBit(fam uint8) famSet {
+	if fam == 6 {
+		return fam6
+	}
+	return fam4
 }
 
 // listID identifies a slice of policy IDs of a Ruleset. Rulesets are
@@ -252,7 +272,13 @@ type listID struct {
 // named sets of all, and whether any set ID of the last render is gone.
 // It looks at each set's pointer, and at the ID only of values it has not
 // seen in the last render: a new pod must not cost a string hash per set.
-func (c *renderCache) scanSets(rs *compile.Ruleset) (named []*nset, removed bool) {
+//
+// reshaped holds the set IDs that now have members of a family they had
+// none of when some cached rendering read them, or the other way round:
+// rules read a set's families as they are, so the renderings of the
+// policies that read them are stale. reshapedAll says every rendering may
+// be.
+func (c *renderCache) scanSets(rs *compile.Ruleset) (named []*nset, removed bool, reshaped map[compile.SetID]bool, reshapedAll bool) {
 	g := c.gen
 	named = make([]*nset, 0, c.nNamed)
 	defer func() { c.nNamed = len(named) }()
@@ -261,10 +287,20 @@ func (c *renderCache) scanSets(rs *compile.Ruleset) (named []*nset, removed bool
 		e := c.sets[s]
 		seenLast := e != nil && e.gen+1 == g
 		if e == nil {
-			e = &setEntry{made: renderSet(s)}
+			made, fams := renderSet(s)
+			e = &setEntry{made: made, fams: fams}
 			c.sets[s] = e
 		}
 		e.gen = g
+		if !seenLast {
+			if f, had := c.fams[id]; had && f != e.fams {
+				if reshaped == nil {
+					reshaped = map[compile.SetID]bool{}
+				}
+				reshaped[id] = true
+			}
+			c.fams[id] = e.fams
+		}
 		if seenLast {
 			kept++
 		} else if _, had := c.setIDs[id]; had {
@@ -289,7 +325,70 @@ func (c *renderCache) scanSets(rs *compile.Ruleset) (named []*nset, removed bool
 			}
 		}
 	}
-	return named, removed
+	if len(c.fams) > 2*len(rs.Sets)+256 {
+		// Forgetting an ID's families would let a rendering that read
+		// them outlive a change of them: start the renderings over.
+		reshapedAll = true
+		c.fams = make(map[compile.SetID]famSet, len(rs.Sets))
+		for id, s := range rs.Sets {
+			c.fams[id] = c.sets[s].fams
+		}
+	}
+	return named, removed, reshaped, reshapedAll
+}
+
+// forgetReaders drops the cached renderings that read a set of changed
+// (all of them if all): the fingerprints of their policies, found by
+// pointer, and the tier chains holding them, found by their policies'
+// pointers. Rendered policies and chains stay: they are found by
+// fingerprints, which name the families of the sets read.
+func (c *renderCache) forgetReaders(changed map[compile.SetID]bool, all bool) {
+	if all {
+		c.ptrs = map[*compile.Policy]string{}
+		c.tiers = map[uint64]*tierEntry{}
+		c.tierLists = map[tierMemo]*tierEntry{}
+		return
+	}
+	known := map[*compile.Policy]bool{}
+	reads := func(p *compile.Policy) bool {
+		v, ok := known[p]
+		if !ok {
+			v = policyReads(p, changed)
+			known[p] = v
+		}
+		return v
+	}
+	for p := range c.ptrs {
+		if reads(p) {
+			delete(c.ptrs, p)
+		}
+	}
+	for k, e := range c.tiers {
+		if slices.ContainsFunc(e.pols, reads) {
+			delete(c.tiers, k)
+		}
+	}
+	for k, e := range c.tierLists {
+		if slices.ContainsFunc(e.pols, reads) {
+			delete(c.tierLists, k)
+		}
+	}
+}
+
+// policyReads reports whether a rule of p reads a set of ids.
+func policyReads(p *compile.Policy, ids map[compile.SetID]bool) bool {
+	for i := range p.Rules {
+		m := &p.Rules[i].Match
+		for _, l := range [][]compile.SetID{m.Src.Sets, m.Src.NotSets, m.Dst.Sets, m.Dst.NotSets,
+			m.Src.NamedPorts, m.Src.NotNamedPorts, m.Dst.NamedPorts, m.Dst.NotNamedPorts} {
+			for _, id := range l {
+				if ids[id] {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }
 
 // render builds the desired table for rs. It fails if rs refers to a set
@@ -305,9 +404,12 @@ func renderCached(rs *compile.Ruleset, cache *renderCache) (*desired, error) {
 		cache = newRenderCache()
 	}
 	cache.gen++
-	named, removed := cache.scanSets(rs)
+	named, removed, reshaped, reshapedAll := cache.scanSets(rs)
 	if err := validate(rs, cache, removed); err != nil {
 		return nil, err
+	}
+	if reshaped != nil || reshapedAll {
+		cache.forgetReaders(reshaped, reshapedAll)
 	}
 	if cache.logPrefix != rs.Settings.LogPrefix || len(cache.policies) > 4*len(rs.Policies)+1000 ||
 		len(cache.tiers) > 4*len(rs.Endpoints)+1000 {
@@ -525,9 +627,13 @@ func inlined(s *compile.IPSet) bool {
 	return s.Literal && s.Kind == compile.SetNets && len(s.Nets) <= inlineLimit
 }
 
-// renderSet renders the named sets of s (one per family).
-func renderSet(s *compile.IPSet) []*nset {
+// renderSet renders the named sets of s, one per family it has members
+// of, and says which families those are. A family with no member gets no
+// kernel set: rules render its lookups as never true (see
+// renderer.hasFamily).
+func renderSet(s *compile.IPSet) ([]*nset, famSet) {
 	var made []*nset
+	var fams famSet
 	comment := truncate(string(s.ID), 120)
 	switch s.Kind {
 	case compile.SetNamedPorts:
@@ -544,11 +650,14 @@ func renderSet(s *compile.IPSet) []*nset {
 				key := concatKey(a.AsSlice(), []byte{m.Protocol}, binaryutil.BigEndian.PutUint16(m.Port))
 				addElem(ns, fmt.Sprintf("%s . %s . %d", a, protoText(m.Protocol), m.Port), []nftables.SetElement{{Key: key}})
 			}
-			made = append(made, ns)
+			if len(ns.elems) > 0 {
+				made = append(made, ns)
+				fams |= famBit(fam)
+			}
 		}
 	default: // nets and domains
 		if inlined(s) {
-			return nil
+			return nil, fam4 | fam6
 		}
 		for _, fam := range []uint8{4, 6} {
 			ns := &nset{name: setName(s.ID, fam), keyType: nftables.TypeIPAddr, interval: true, comment: comment}
@@ -565,10 +674,32 @@ func renderSet(s *compile.IPSet) []*nset {
 			for _, iv := range mergeIntervals(pfx) {
 				addElem(ns, iv.text(), iv.elements())
 			}
-			made = append(made, ns)
+			if len(ns.elems) > 0 {
+				made = append(made, ns)
+				fams |= famBit(fam)
+			}
 		}
 	}
-	return made
+	return made, fams
+}
+
+// setFams returns the families set id has kernel sets for.
+func (r *renderer) setFams(id compile.SetID) famSet {
+	s, ok := r.rs.Sets[id]
+	if !ok {
+		return fam4 | fam6
+	}
+	if e := r.cache.sets[s]; e != nil {
+		return e.fams
+	}
+	_, fams := renderSet(s)
+	return fams
+}
+
+// hasFamily reports whether set id has a kernel set for family fam: a
+// lookup in one it lacks would never match.
+func (r *renderer) hasFamily(id compile.SetID, fam uint8) bool {
+	return r.setFams(id)&famBit(fam) != 0
 }
 
 func unmapBits(p netip.Prefix) int {
@@ -891,10 +1022,14 @@ func (r *renderer) fingerprint(pid compile.PolicyID) string {
 		b.WriteString(pol.String())
 		for i := range pol.Rules {
 			m := &pol.Rules[i].Match
-			for _, ids := range [][]compile.SetID{m.Src.Sets, m.Src.NotSets, m.Dst.Sets, m.Dst.NotSets} {
+			for _, ids := range [][]compile.SetID{m.Src.Sets, m.Src.NotSets, m.Dst.Sets, m.Dst.NotSets,
+				m.Src.NamedPorts, m.Src.NotNamedPorts, m.Dst.NamedPorts, m.Dst.NotNamedPorts} {
 				for _, id := range ids {
 					if s := r.rs.Sets[id]; s.Literal {
 						b.WriteString(s.String())
+					} else {
+						// Which of its kernel sets exist decides the rules.
+						b.WriteByte('0' + byte(r.setFams(id)))
 					}
 				}
 			}

@@ -61,9 +61,14 @@ func newScaleNode(b *testing.B) *scaleNode {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = be.Close(ctx) })
+	start := time.Now()
 	if err := be.Apply(ctx, rs); err != nil {
 		b.Fatal(err)
 	}
+	st := be.LastApply()
+	b.Logf("first Apply: %v (render %v, plan %v, kernel %v), %d sets, %d chains, %d messages", time.Since(start).Round(time.Millisecond),
+		st.Render.Round(time.Millisecond), st.Plan.Round(time.Millisecond), st.Kernel.Round(time.Millisecond),
+		st.SetsAdded, st.ChainsAdded, st.Messages())
 	obj, ok := set.Get(policy.ObjectKey{Kind: policy.KindK8sNetworkPolicy, Namespace: "team-000", Name: "app0-0"})
 	if !ok {
 		b.Fatal("no policy team-000/app0-0")
