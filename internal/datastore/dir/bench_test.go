@@ -1,6 +1,7 @@
 package dir_test
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	"github.com/calyxnet/calyx/internal/datastore/dir"
 	"github.com/calyxnet/calyx/internal/datastore/storetest"
 	"github.com/calyxnet/calyx/internal/resource"
+	"github.com/calyxnet/calyx/internal/testgen"
 	"github.com/calyxnet/calyx/policy"
 )
 
@@ -106,19 +108,36 @@ func cpuTime() time.Duration {
 }
 
 // BenchmarkFreshApplyToEvent is `calyxctl apply` of one changed policy as
-// a process does it: a new store over the directory of 10,000 policies,
-// resource.Do (a Get and an Apply), Close; then the event at a watching
-// store (the agent's). p50 and p99 are reported, of the whole and of the
-// new store's part.
+// a process does it: a new store over the directory, resource.Do (a Get
+// and an Apply), Close; then the event at a watching store (the
+// agent's). p50 and p99 are reported, of the whole and of the new
+// store's part. Two layouts: 10,000 policies one file each (as calyxctl
+// creates them), and the agent benchmark's cluster of 20,000 objects
+// with one file per namespace (200 objects a file, a GitOps tree).
 func BenchmarkFreshApplyToEvent(b *testing.B) {
-	root := policyTree(b, 10000)
+	b.Run("layout=file-per-policy", func(b *testing.B) {
+		root := policyTree(b, 10000)
+		key := policy.ObjectKey{Kind: policy.KindGlobalNetworkPolicy, Name: "p00042"}
+		benchFreshApply(b, root, key, func(obj policy.Object, i int) {
+			obj.SetLabels(map[string]string{"change": fmt.Sprint(i)})
+		})
+	})
+	b.Run("layout=file-per-namespace", func(b *testing.B) {
+		root := namespaceTree(b, testgen.ScaleCluster(testgen.ScaleOptions{Namespaces: 100, PodsPerNamespace: 100, AppsPerNamespace: 51, PoliciesPerNamespace: 100, LocalPods: 110}))
+		key := policy.ObjectKey{Kind: policy.KindK8sNetworkPolicy, Namespace: "team-042", Name: "app0-0"}
+		benchFreshApply(b, root, key, func(obj policy.Object, i int) {
+			obj.SetLabels(map[string]string{"change": fmt.Sprint(i)})
+		})
+	})
+}
+
+func benchFreshApply(b *testing.B, root string, key policy.ObjectKey, change func(policy.Object, int)) {
 	watcher, err := dir.Open(b.Context(), root, dir.Options{})
 	require.NoError(b, err)
 	defer watcher.Close()
 	ch, err := watcher.Watch(b.Context())
 	require.NoError(b, err)
 	storetest.UntilSynced(b, ch, time.Minute)
-	key := policy.ObjectKey{Kind: policy.KindGlobalNetworkPolicy, Name: "p00042"}
 	it, err := watcher.Get(b.Context(), key)
 	require.NoError(b, err)
 	obj := it.Object
@@ -126,7 +145,7 @@ func BenchmarkFreshApplyToEvent(b *testing.B) {
 	i := 0
 	for b.Loop() {
 		i++
-		obj.SetLabels(map[string]string{"change": fmt.Sprint(i)})
+		change(obj, i)
 		start := time.Now()
 		s, err := dir.Open(b.Context(), root, dir.Options{})
 		require.NoError(b, err)
@@ -142,6 +161,30 @@ func BenchmarkFreshApplyToEvent(b *testing.B) {
 	reportPercentiles(b, writes, "calyxctl-")
 }
 
+// namespaceTree writes objs with one file per namespace, as the agent's
+// benchmark lays a GitOps tree out: <ns>.yaml holds a namespace's
+// objects, <name>.yaml a Namespace, cluster.yaml the cluster-scoped rest.
+func namespaceTree(b *testing.B, objs []policy.Object) string {
+	b.Helper()
+	root := b.TempDir()
+	files := map[string][]policy.Object{}
+	for _, o := range objs {
+		name := "cluster.yaml"
+		if ns := o.GetNamespace(); ns != "" {
+			name = ns + ".yaml"
+		} else if policy.KindOf(o) == policy.KindNamespace {
+			name = o.GetName() + ".yaml"
+		}
+		files[name] = append(files[name], o)
+	}
+	for name, objs := range files {
+		var buf bytes.Buffer
+		require.NoError(b, policy.Encode(&buf, objs))
+		require.NoError(b, os.WriteFile(filepath.Join(root, name), buf.Bytes(), 0o644))
+	}
+	return root
+}
+
 // awaitChange waits for the watch event of change i to key (its "change"
 // label set to i).
 func awaitChange(b *testing.B, ch <-chan datastore.Event, key policy.ObjectKey, i int) {
@@ -151,5 +194,25 @@ func awaitChange(b *testing.B, ch <-chan datastore.Event, key policy.ObjectKey, 
 		if ev.Type == datastore.EventUpsert && ev.Key == key && ev.Item.Object.GetLabels()["change"] == fmt.Sprint(i) {
 			return
 		}
+	}
+}
+
+// BenchmarkFreshGet is `calyxctl get` of one object as a process does it,
+// in the agent benchmark's tree of one file per namespace: a new store
+// (its persisted index read, the tree's stats checked), a Get, Close.
+func BenchmarkFreshGet(b *testing.B) {
+	root := namespaceTree(b, testgen.ScaleCluster(testgen.ScaleOptions{Namespaces: 100, PodsPerNamespace: 100, AppsPerNamespace: 51, PoliciesPerNamespace: 100, LocalPods: 110}))
+	first, err := dir.Open(b.Context(), root, dir.Options{})
+	require.NoError(b, err)
+	_, err = first.List(b.Context()) // writes the index
+	require.NoError(b, err)
+	require.NoError(b, first.Close())
+	key := policy.ObjectKey{Kind: policy.KindK8sNetworkPolicy, Namespace: "team-042", Name: "app0-0"}
+	for b.Loop() {
+		s, err := dir.Open(b.Context(), root, dir.Options{})
+		require.NoError(b, err)
+		_, err = s.Get(b.Context(), key)
+		require.NoError(b, err)
+		require.NoError(b, s.Close())
 	}
 }

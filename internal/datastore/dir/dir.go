@@ -181,6 +181,8 @@ type Store struct {
 	lazy     int             // files with lazy entries
 	decoded  int             // files decoded since the persisted index was written
 	decodes  int             // files decoded good, for tests
+	// docDecodes counts the YAML documents decoded, for tests.
+	docDecodes int
 }
 
 var _ datastore.Store = (*Store)(nil)
@@ -194,8 +196,9 @@ type file struct {
 	err     error    // the current problem, nil when the file is good
 	// recalled: the last good copy of a previous process was looked for.
 	recalled bool
-	// lazy: the entries come from the persisted index (keys and
-	// revisions, no objects); the file is decoded when an object is needed.
+	// lazy: some entries come from the persisted index (keys and
+	// revisions, no objects); their documents are decoded when an object
+	// is needed.
 	lazy bool
 	// truncated: the file was found empty, its entries are from before.
 	truncated bool
@@ -571,6 +574,8 @@ type readJob struct {
 	same     bool // the content is the one last decoded
 	entries  []entry
 	decErr   error
+	// decodedDocs counts the documents decoded (not found unchanged).
+	decodedDocs int
 }
 
 func (s *Store) probe(p string, force bool) *readJob {
@@ -584,9 +589,23 @@ func (s *Store) probe(p string, force bool) *readJob {
 		return nil
 	}
 	j := &readJob{p: p, st: st}
-	if f != nil && !f.lazy {
+	if f != nil {
+		// A lazy file's documents are reused where found again; only
+		// those that differ from the persisted index are decoded.
 		j.prevSum, j.prevDocs = f.sum, f.docs
 	}
+	return j
+}
+
+// probeDecode is probe for a file whose objects are needed: its lazy
+// documents are decoded, whatever its stat and content.
+func (s *Store) probeDecode(p string) *readJob {
+	j := s.probe(p, true)
+	if j.err != nil {
+		return j
+	}
+	j.prevSum = [32]byte{}
+	j.prevDocs = slices.DeleteFunc(slices.Clone(j.prevDocs), docCache.lazyDoc)
 	return j
 }
 
@@ -608,7 +627,7 @@ func (j *readJob) run() {
 		j.same = true
 		return
 	}
-	j.entries, j.docs, j.decErr = decodeFile(data, j.p, j.prevDocs)
+	j.entries, j.docs, j.decodedDocs, j.decErr = decodeFile(data, j.p, j.prevDocs)
 	j.data = data
 }
 
@@ -618,12 +637,12 @@ func (s *Store) apply(j *readJob) {
 		f = &file{}
 		s.files[j.p] = f
 	}
-	if f.lazy {
-		// The persisted index's keys, without objects: whatever the
-		// file holds now replaces them (a broken or empty file has
-		// no last good objects to keep, as at a first read).
-		f.lazy = false
-		s.lazy--
+	if f.lazy && (j.err != nil || j.empty || (!j.same && j.decErr != nil)) {
+		// The persisted index's keys, without objects: a broken or
+		// empty file has no last good objects to keep (as at a first
+		// read).
+		s.setLazyLocked(f, false)
+		f.docs = nil
 		s.idx.setEntries(s.files, j.p, f, nil)
 	}
 	defer func() { s.idx.setBroken(j.p, f.err) }()
@@ -640,6 +659,7 @@ func (s *Store) apply(j *readJob) {
 		return
 	}
 	f.stat, f.truncated = j.st, false
+	s.docDecodes += j.decodedDocs
 	if j.same {
 		f.err = f.badSum
 		return
@@ -657,6 +677,7 @@ func (s *Store) apply(j *readJob) {
 	s.decodes++
 	f.docs = j.docs
 	s.idx.setEntries(s.files, j.p, f, j.entries)
+	s.setLazyLocked(f, slices.ContainsFunc(j.entries, func(e entry) bool { return e.obj == nil }))
 	if s.last != nil {
 		s.last.save(j.p, j.sum, j.data)
 	}
@@ -698,9 +719,7 @@ func decode(data []byte, p string) ([]entry, error) {
 // forgetLocked drops a file that is gone.
 func (s *Store) forgetLocked(p string) {
 	if f := s.files[p]; f != nil {
-		if f.lazy {
-			s.lazy--
-		}
+		s.setLazyLocked(f, false)
 		s.idx.setEntries(s.files, p, f, nil)
 		s.decoded++
 	}
@@ -709,6 +728,18 @@ func (s *Store) forgetLocked(p string) {
 	if s.last != nil {
 		s.last.forget(p)
 	}
+}
+
+// setLazyLocked marks f lazy (some of its entries have no objects) or
+// not, keeping count.
+func (s *Store) setLazyLocked(f *file, lazy bool) {
+	switch {
+	case lazy && !f.lazy:
+		s.lazy++
+	case !lazy && f.lazy:
+		s.lazy--
+	}
+	f.lazy = lazy
 }
 
 func statOf(info os.FileInfo) fileStat {

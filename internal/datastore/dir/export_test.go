@@ -16,3 +16,10 @@ func Decodes(s *Store) int {
 	defer s.mu.Unlock()
 	return s.decodes
 }
+
+// DocDecodes returns how many YAML documents the store has decoded.
+func DocDecodes(s *Store) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.docDecodes
+}

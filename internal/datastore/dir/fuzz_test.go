@@ -95,12 +95,12 @@ func FuzzDecodeFileReuse(f *testing.F) {
 	f.Add([]byte(base), []byte(strings.Replace(base, "kind: Service", "kind: Namespace", 1)))
 	f.Add([]byte(base), []byte(strings.Replace(base, "spec:\n  nets", "spec:\n nets", 1)))
 	f.Fuzz(func(t *testing.T, old, cur []byte) {
-		_, docs, err := decodeFile(old, "fuzz.yaml", nil)
+		_, docs, _, err := decodeFile(old, "fuzz.yaml", nil)
 		if err != nil {
 			return
 		}
 		want, wantErr := decode(cur, "fuzz.yaml")
-		got, _, gotErr := decodeFile(cur, "fuzz.yaml", docs)
+		got, _, _, gotErr := decodeFile(cur, "fuzz.yaml", docs)
 		if (wantErr != nil) != (gotErr != nil) {
 			t.Fatalf("error %v, from scratch %v", gotErr, wantErr)
 		}

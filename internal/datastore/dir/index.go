@@ -51,6 +51,33 @@ func (x *index) grow(n int) {
 	x.items = make(map[policy.ObjectKey]datastore.Item, n)
 }
 
+// load fills an empty index with the entries of files, in path order, n
+// entries in all (a new store's persisted index): setEntries for each
+// file would give the same, at several times the cost.
+func (x *index) load(files []indexedFile, n int) {
+	x.defs = make(map[policy.ObjectKey][]loc, n)
+	x.items = make(map[policy.ObjectKey]datastore.Item, n)
+	x.keys = nil
+	locs := make([]loc, n)
+	at := 0
+	for _, f := range files {
+		for i, e := range f.entries {
+			locs[at] = loc{f.path, i}
+			if ds, ok := x.defs[e.key]; ok {
+				// Defined before, in an earlier file or entry: that
+				// definition stays in force.
+				x.defs[e.key] = append(ds, locs[at])
+				x.dups[e.key] = true
+				x.problemsChanged++
+			} else {
+				x.defs[e.key] = locs[at : at+1 : at+1]
+				x.items[e.key] = datastore.Item{Revision: e.rev}
+			}
+			at++
+		}
+	}
+}
+
 // setEntries makes entries the objects of file p (f is files[p]).
 func (x *index) setEntries(files map[string]*file, p string, f *file, entries []entry) {
 	old := f.entries

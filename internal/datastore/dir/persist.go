@@ -1,14 +1,15 @@
 package dir
 
 import (
-	"bufio"
-	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -17,20 +18,40 @@ import (
 )
 
 // The persisted index: <root>/.calyx.index lists, for each good file, its
-// stat, the hash of its content and the keys and revisions of its
-// objects. A store starting (calyxctl, at every command) trusts it for
-// the files whose stat has not changed and decodes only the others: the
-// objects of those files are decoded when one is asked for (Get, a
-// write) or all are (List, Watch). Any store rewrites it, atomically,
-// once indexEvery files were decoded since it last did (indexFirst at
-// its first read: the index was that stale), so keeping it costs a
-// fraction of a full encoding per change.
+// stat, the hash of its content, and for each of its YAML documents the
+// document's byte range, first line, index and content hash, then the
+// keys and revisions of its objects. A store starting (calyxctl, at every
+// command) trusts it for the files whose stat has not changed and decodes
+// only the others, and of those only the documents whose content hash the
+// index does not list: the objects of the other documents are decoded when
+// one is asked for (Get and a write decode the document holding the
+// object; List and Watch decode all). Any store rewrites it, atomically,
+// once indexEvery files were decoded since it last did (indexFirst at its
+// first read: the index was that stale), so keeping it costs a fraction
+// of a full encoding per change.
+//
+// The format is text, one record a line, fields separated by tabs:
+//
+//	calyx-index-v2
+//	F <size> <mtime ns> <inode> <sha256 of the content, hex> <path relative to the root, slashes>
+//	D <byte offset> <byte length> <first line> <document index> <sha256 of the document, first 16 bytes, hex>
+//	E <kind> <namespace> <name> <revision>
+//	Z <CRC-32C of every byte before this line, hex>
+//
+// An F is followed by its D and E lines: E lines before the file's first
+// D belong to a file cut into no documents (JSON), the others to the D
+// before them. The D lines of a file cover it whole, in order. The
+// trailer makes an index cut short or damaged be ignored; so is one of
+// another version: the tree is then decoded, and the index written anew.
 const (
 	indexName  = ownPrefix + ".index"
-	indexMagic = "calyx-index-v1"
+	indexMagic = "calyx-index-v2"
 	indexEvery = 64
 	indexFirst = 16
 )
+
+// castagnoli is the CRC-32C table (computed once by hash/crc32).
+func castagnoli() *crc32.Table { return crc32.MakeTable(crc32.Castagnoli) }
 
 func (s *Store) indexPath() string { return filepath.Join(s.root, indexName) }
 
@@ -45,21 +66,26 @@ func (s *Store) loadIndexLocked() {
 		}
 		return
 	}
-	files, err := parseIndex(data, s.root)
+	files, n, err := parseIndex(data, s.root)
 	if err != nil {
-		s.log.Warn("the directory store's index is malformed; decoding every file", "err", err)
+		s.log.Warn("the directory store's index is malformed or of another version; decoding every file", "err", err)
 		return
 	}
-	n := 0
-	for _, lf := range files {
-		n += len(lf.entries)
+	if len(s.files) > 0 {
+		// Not a first read: the merged view has entries to replace.
+		for _, lf := range files {
+			f := &file{stat: lf.stat, sum: lf.sum, docs: lf.docs}
+			s.files[lf.path] = f
+			s.setLazyLocked(f, len(lf.entries) > 0)
+			s.idx.setEntries(s.files, lf.path, f, lf.entries)
+		}
+		return
 	}
-	s.idx.grow(n)
+	s.idx.load(files, n)
 	for _, lf := range files {
-		f := &file{stat: lf.stat, sum: lf.sum, lazy: true}
+		f := &file{stat: lf.stat, sum: lf.sum, docs: lf.docs, entries: lf.entries}
 		s.files[lf.path] = f
-		s.lazy++
-		s.idx.setEntries(s.files, lf.path, f, lf.entries)
+		s.setLazyLocked(f, len(lf.entries) > 0)
 	}
 }
 
@@ -67,47 +93,130 @@ type indexedFile struct {
 	path    string
 	stat    fileStat
 	sum     [32]byte
+	docs    []docCache
 	entries []entry
 }
 
-func parseIndex(data []byte, root string) ([]indexedFile, error) {
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	if !sc.Scan() || sc.Text() != indexMagic {
-		return nil, errors.New("no header")
+// parseIndex reads an index; n is the number of its entries. The files
+// come out in path order.
+func parseIndex(data []byte, root string) (files []indexedFile, n int, err error) {
+	text := string(data) // one allocation: the keys and revisions are its substrings
+	if !strings.HasPrefix(text, indexMagic+"\n") {
+		return nil, 0, errors.New("no " + indexMagic + " header")
 	}
-	var out []indexedFile
-	for line := 1; sc.Scan(); line++ {
-		fields := strings.Split(sc.Text(), "\t")
-		bad := fmt.Errorf("line %d", line+1)
+	// The trailer: Z <crc>\n, last.
+	body := strings.TrimSuffix(text, "\n")
+	z := strings.LastIndexByte(body, '\n')
+	if z < 0 || !strings.HasPrefix(body[z+1:], "Z\t") {
+		return nil, 0, errors.New("no trailer: cut short")
+	}
+	want, err := strconv.ParseUint(body[z+3:], 16, 32)
+	if err != nil || crc32.Checksum(data[:z+1], castagnoli()) != uint32(want) {
+		return nil, 0, errors.New("checksum mismatch")
+	}
+	text = text[len(indexMagic)+1 : z+1]
+	var (
+		f      *indexedFile
+		doc    *docCache
+		fields [7]string
+	)
+	// counts[i] is how many entries document i of the file holds.
+	var counts []int
+	// done checks the documents of the file just read cover it, and
+	// gives them their entries.
+	done := func() error {
+		if f == nil || len(f.docs) == 0 {
+			return nil
+		}
+		last := f.docs[len(f.docs)-1]
+		if int64(last.off+last.n) != f.stat.size {
+			return fmt.Errorf("%s: documents do not cover the file", f.path)
+		}
+		at := 0
+		for i, c := range counts {
+			f.docs[i].entries = f.entries[at : at+c : at+c]
+			at += c
+		}
+		return nil
+	}
+	for line := 2; len(text) > 0; line++ {
+		eol := strings.IndexByte(text, '\n')
+		l := text[:eol]
+		text = text[eol+1:]
+		nf := 0
+		for nf < len(fields) {
+			tab := strings.IndexByte(l, '\t')
+			if tab < 0 {
+				fields[nf] = l
+				nf++
+				break
+			}
+			fields[nf] = l[:tab]
+			l = l[tab+1:]
+			nf++
+		}
+		bad := lineError(line)
 		switch {
-		case fields[0] == "F" && len(fields) == 6:
+		case nf == 6 && fields[0] == "F":
+			if err := done(); err != nil {
+				return nil, 0, err
+			}
 			size, err1 := strconv.ParseInt(fields[1], 10, 64)
 			mtime, err2 := strconv.ParseInt(fields[2], 10, 64)
 			ino, err3 := strconv.ParseUint(fields[3], 10, 64)
-			sum, err4 := hex.DecodeString(fields[4])
-			if err := errors.Join(err1, err2, err3, err4); err != nil || len(sum) != 32 || fields[5] == "" {
-				return nil, bad
+			var sum [32]byte
+			_, err4 := hex.Decode(sum[:], []byte(fields[4]))
+			if errors.Join(err1, err2, err3, err4) != nil || len(fields[4]) != 64 || fields[5] == "" {
+				return nil, 0, bad
 			}
-			f := indexedFile{path: filepath.Join(root, filepath.FromSlash(fields[5])), stat: fileStat{size: size, mtime: mtime, ino: ino}}
-			copy(f.sum[:], sum)
-			out = append(out, f)
-		case fields[0] == "E" && len(fields) == 5 && len(out) > 0:
-			k := policy.ObjectKey{Kind: policy.Kind(fields[1]), Namespace: fields[2], Name: fields[3]}
-			if k.Kind == "" || k.Name == "" || fields[4] == "" {
-				return nil, bad
+			files = append(files, indexedFile{path: filepath.Join(root, filepath.FromSlash(fields[5])), stat: fileStat{size: size, mtime: mtime, ino: ino}, sum: sum})
+			f, doc, counts = &files[len(files)-1], nil, counts[:0]
+		case nf == 6 && fields[0] == "D" && f != nil && (doc != nil || len(f.entries) == 0):
+			off, err1 := strconv.Atoi(fields[1])
+			size, err2 := strconv.Atoi(fields[2])
+			first, err3 := strconv.Atoi(fields[3])
+			di, err4 := strconv.Atoi(fields[4])
+			var sum [16]byte
+			_, err5 := hex.Decode(sum[:], []byte(fields[5]))
+			if errors.Join(err1, err2, err3, err4, err5) != nil || len(fields[5]) != 32 || size < 0 || first < 1 || di < 0 {
+				return nil, 0, bad
 			}
-			f := &out[len(out)-1]
-			f.entries = append(f.entries, entry{key: k, rev: fields[4]})
+			if doc == nil && off != 0 || doc != nil && (off != doc.off+doc.n || first <= doc.key.first || di < doc.key.doc) {
+				return nil, 0, bad
+			}
+			f.docs = append(f.docs, docCache{key: docKey{first: first, doc: di, sum: sum}, off: off, n: size})
+			doc = &f.docs[len(f.docs)-1]
+			counts = append(counts, 0)
+		case nf == 5 && fields[0] == "E" && f != nil:
+			e := entry{key: policy.ObjectKey{Kind: policy.Kind(fields[1]), Namespace: fields[2], Name: fields[3]}, rev: fields[4]}
+			if e.key.Kind == "" || e.key.Name == "" || e.rev == "" {
+				return nil, 0, bad
+			}
+			f.entries = append(f.entries, e)
+			if doc != nil {
+				counts[len(counts)-1]++
+			}
+			n++
 		default:
-			return nil, bad
+			return nil, 0, bad
 		}
 	}
-	if err := sc.Err(); err != nil {
-		return nil, err
+	if err := done(); err != nil {
+		return nil, 0, err
 	}
-	return out, nil
+	slices.SortFunc(files, func(a, b indexedFile) int { return strings.Compare(a.path, b.path) })
+	for i := 1; i < len(files); i++ {
+		if files[i].path == files[i-1].path {
+			return nil, 0, fmt.Errorf("%s listed twice", files[i].path)
+		}
+	}
+	return files, n, nil
 }
+
+// lineError is a malformed line of the index.
+type lineError int
+
+func (l lineError) Error() string { return fmt.Sprintf("line %d", int(l)) }
 
 // maybeSaveIndexLocked writes the persisted index when enough files were
 // decoded since it was last written. Best effort: without it, the next
@@ -117,8 +226,20 @@ func (s *Store) maybeSaveIndexLocked(every int) {
 		return
 	}
 	s.decoded = 0
-	var b bytes.Buffer
-	b.WriteString(indexMagic + "\n")
+	if err := writeFileAtomic(s.indexPath(), s.encodeIndexLocked(), 0o644, false); err != nil {
+		s.log.Warn("cannot write the directory store's index", "err", err)
+	}
+}
+
+// encodeIndexLocked is the persisted index of the store's good files.
+func (s *Store) encodeIndexLocked() []byte {
+	n := 0
+	for _, f := range s.files {
+		n += len(f.entries) + len(f.docs)
+	}
+	b := make([]byte, 0, 64+len(s.files)*160+n*72)
+	b = append(b, indexMagic+"\n"...)
+	tab := func(b []byte, field string) []byte { return append(append(b, '\t'), field...) }
 	for p, f := range s.files {
 		if f.err != nil || f.truncated || f.sum == ([32]byte{}) {
 			continue
@@ -127,32 +248,86 @@ func (s *Store) maybeSaveIndexLocked(every int) {
 		if err != nil || strings.ContainsAny(rel, "\t\n\r") {
 			continue
 		}
-		ok := true
-		for _, e := range f.entries {
-			if strings.ContainsAny(string(e.key.Kind)+e.key.Namespace+e.key.Name+e.rev, "\t\n\r") {
-				ok = false
-			}
-		}
-		if !ok {
+		if slices.ContainsFunc(f.entries, func(e entry) bool {
+			return strings.ContainsAny(string(e.key.Kind)+e.key.Namespace+e.key.Name+e.rev, "\t\n\r")
+		}) {
 			continue
 		}
-		fmt.Fprintf(&b, "F\t%d\t%d\t%d\t%s\t%s\n", f.stat.size, f.stat.mtime, f.stat.ino, hex.EncodeToString(f.sum[:]), filepath.ToSlash(rel))
-		for _, e := range f.entries {
-			fmt.Fprintf(&b, "E\t%s\t%s\t%s\t%s\n", e.key.Kind, e.key.Namespace, e.key.Name, e.rev)
+		b = append(b, 'F', '\t')
+		b = strconv.AppendInt(b, f.stat.size, 10)
+		b = append(b, '\t')
+		b = strconv.AppendInt(b, f.stat.mtime, 10)
+		b = append(b, '\t')
+		b = strconv.AppendUint(b, f.stat.ino, 10)
+		b = append(b, '\t')
+		b = hex.AppendEncode(b, f.sum[:])
+		b = append(tab(b, filepath.ToSlash(rel)), '\n')
+		writeEntry := func(e entry) {
+			b = append(b, 'E')
+			b = tab(tab(tab(tab(b, string(e.key.Kind)), e.key.Namespace), e.key.Name), e.rev)
+			b = append(b, '\n')
+		}
+		if !docsCover(f) {
+			for _, e := range f.entries {
+				writeEntry(e)
+			}
+			continue
+		}
+		for _, d := range f.docs {
+			b = append(b, 'D', '\t')
+			b = strconv.AppendInt(b, int64(d.off), 10)
+			b = append(b, '\t')
+			b = strconv.AppendInt(b, int64(d.n), 10)
+			b = append(b, '\t')
+			b = strconv.AppendInt(b, int64(d.key.first), 10)
+			b = append(b, '\t')
+			b = strconv.AppendInt(b, int64(d.key.doc), 10)
+			b = append(b, '\t')
+			b = hex.AppendEncode(b, d.key.sum[:])
+			b = append(b, '\n')
+			for _, e := range d.entries {
+				writeEntry(e)
+			}
 		}
 	}
-	if err := writeFileAtomic(s.indexPath(), b.Bytes(), 0o644, false); err != nil {
-		s.log.Warn("cannot write the directory store's index", "err", err)
-	}
+	sum := crc32.Checksum(b, castagnoli())
+	b = append(b, "Z\t"...)
+	b = strconv.AppendUint(b, uint64(sum), 16)
+	return append(b, '\n')
 }
 
-// itemLocked returns the item in force for key, decoding its file if the
-// persisted index spared it.
+// docsCover reports whether f's documents are its content cut whole,
+// holding its entries in order: what the index's D lines must say.
+func docsCover(f *file) bool {
+	if len(f.docs) == 0 {
+		return false
+	}
+	off, i := 0, 0
+	for _, d := range f.docs {
+		if d.off != off {
+			return false
+		}
+		off += d.n
+		for _, e := range d.entries {
+			if i >= len(f.entries) || f.entries[i].key != e.key || f.entries[i].rev != e.rev {
+				return false
+			}
+			i++
+		}
+	}
+	return int64(off) == f.stat.size && i == len(f.entries)
+}
+
+// itemLocked returns the item in force for key, decoding the document
+// that holds it if the persisted index spared it.
 func (s *Store) itemLocked(ctx context.Context, key policy.ObjectKey) (datastore.Item, bool, error) {
 	it, ok := s.idx.items[key]
 	if ok && it.Object == nil {
-		if err := s.decodeLazyLocked(ctx, []string{s.idx.where(key)}); err != nil {
-			return datastore.Item{}, false, err
+		p := s.idx.where(key)
+		if !s.decodeDocLocked(p, key) {
+			if err := s.decodeLazyLocked(ctx, []string{p}); err != nil {
+				return datastore.Item{}, false, err
+			}
 		}
 		it, ok = s.idx.items[key]
 	}
@@ -160,6 +335,86 @@ func (s *Store) itemLocked(ctx context.Context, key policy.ObjectKey) (datastore
 		return datastore.Item{}, false, fmt.Errorf("directory store: %s: cannot decode its file", key)
 	}
 	return it, ok, nil
+}
+
+// decodeDocLocked decodes the lazy document of file p that holds key,
+// and only it, when the file is what the store knows of it: the same
+// stat and content hash, and the document's bytes where it says, with
+// their hash, holding the keys and revisions it lists. It reports false
+// when any of that does not hold; the caller then decodes the file.
+func (s *Store) decodeDocLocked(p string, key policy.ObjectKey) bool {
+	f := s.files[p]
+	if f == nil || !f.lazy || f.err != nil {
+		return false
+	}
+	d, start := -1, 0
+	for i, c := range f.docs {
+		if slices.ContainsFunc(c.entries, func(e entry) bool { return e.key == key }) {
+			d = i
+			break
+		}
+		start += len(c.entries)
+	}
+	if d < 0 || !f.docs[d].lazyDoc() {
+		return false
+	}
+	data, ok := s.readKnownLocked(p, f)
+	if !ok {
+		return false
+	}
+	c := f.docs[d]
+	text, ok := docText(data, c)
+	if !ok {
+		return false
+	}
+	es, err := decodeDoc(text, c.key, p)
+	s.docDecodes++
+	if err != nil || len(es) != len(c.entries) || start+len(es) > len(f.entries) {
+		return false
+	}
+	for i, e := range es {
+		if e.key != c.entries[i].key || e.rev != c.entries[i].rev || f.entries[start+i].key != e.key {
+			return false
+		}
+	}
+	entries := slices.Clone(f.entries)
+	copy(entries[start:], es)
+	docs := slices.Clone(f.docs)
+	docs[d].entries = es
+	f.entries, f.docs = entries, docs
+	for _, e := range es {
+		s.idx.resolve(s.files, e.key)
+	}
+	s.setLazyLocked(f, slices.ContainsFunc(f.entries, func(e entry) bool { return e.obj == nil }))
+	return true
+}
+
+// readKnownLocked reads file p if it is still the content the store
+// knows (f): the same stat and content hash.
+func (s *Store) readKnownLocked(p string, f *file) ([]byte, bool) {
+	info, err := os.Stat(p)
+	if err != nil || statOf(info) != f.stat {
+		return nil, false
+	}
+	data, err := os.ReadFile(p)
+	if err != nil || sha256.Sum256(data) != f.sum {
+		return nil, false
+	}
+	return data, true
+}
+
+// docText returns the bytes of document c in data, checking they are one
+// whole document as splitDocuments cuts data, at the line and index c
+// says, with c's content hash.
+func docText(data []byte, c docCache) ([]byte, bool) {
+	segs := splitDocuments(data)
+	for i, k := range docKeys(segs) {
+		if k.first == c.key.first {
+			ok := k == c.key && segs[i].off == c.off && len(segs[i].text) == c.n
+			return segs[i].text, ok
+		}
+	}
+	return nil, false
 }
 
 // decodeLazyLocked decodes the lazy files among paths (all of them when
@@ -171,7 +426,7 @@ func (s *Store) decodeLazyLocked(ctx context.Context, paths []string) error {
 	var jobs []*readJob
 	add := func(p string) {
 		if f := s.files[p]; f != nil && f.lazy {
-			jobs = append(jobs, s.probe(p, true))
+			jobs = append(jobs, s.probeDecode(p))
 		}
 	}
 	if paths == nil {

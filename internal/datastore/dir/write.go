@@ -219,9 +219,25 @@ func (s *Store) newPathLocked(key policy.ObjectKey) string {
 // or removed when obj is nil. YAML files keep every document that does
 // not hold the object byte for byte; JSON files are re-encoded whole. A
 // file left without objects is removed.
+//
+// Only the document holding the object is decoded, when the store knows
+// where it is (the file was read or is listed in the persisted index as
+// cut into documents) and the file is still what the store knows: its
+// bytes are replaced, the others copied. Otherwise the file is decoded
+// whole and its documents are found from its objects' lines.
 func (s *Store) rewriteLocked(p string, key policy.ObjectKey, obj policy.Object) error {
-	if err := s.decodeLazyLocked(context.Background(), []string{p}); err != nil {
-		return err
+	json := strings.EqualFold(filepath.Ext(p), ".json")
+	d := -1
+	if f := s.files[p]; f != nil && !json {
+		d = holdingDoc(f, key)
+		if d >= 0 && f.docs[d].lazyDoc() && !s.decodeDocLocked(p, key) {
+			d = -1
+		}
+	}
+	if d < 0 {
+		if err := s.decodeLazyLocked(context.Background(), []string{p}); err != nil {
+			return err
+		}
 	}
 	f := s.files[p]
 	info, err := os.Stat(p)
@@ -235,12 +251,16 @@ func (s *Store) rewriteLocked(p string, key policy.ObjectKey, obj policy.Object)
 	if sha256.Sum256(data) != f.sum {
 		// Changed outside the store's writers since it was read (the
 		// tracker's event is on its way): the rewrite must start from
-		// what the file holds now.
+		// what the file holds now, decoded whole.
 		s.readFile(p, true)
+		if err := s.decodeLazyLocked(context.Background(), []string{p}); err != nil {
+			return err
+		}
 		f = s.files[p]
 		if f == nil || f.err != nil || f.sum != sha256.Sum256(data) || !slices.ContainsFunc(f.entries, func(e entry) bool { return e.key == key }) {
 			return fmt.Errorf("%s: %w: %s changed while it was written", key, datastore.ErrConflict, p)
 		}
+		d = -1
 	}
 	var remaining int
 	for _, e := range f.entries {
@@ -257,9 +277,12 @@ func (s *Store) rewriteLocked(p string, key policy.ObjectKey, obj policy.Object)
 		return nil
 	}
 	var out []byte
-	if strings.EqualFold(filepath.Ext(p), ".json") {
+	switch {
+	case json:
 		out, err = rewriteJSON(f.entries, key, obj)
-	} else {
+	case d >= 0:
+		out, err = spliceYAML(data, f.docs[d], key, obj)
+	default:
 		out, err = rewriteYAML(data, f.entries, key, obj)
 	}
 	if err != nil {
@@ -268,8 +291,64 @@ func (s *Store) rewriteLocked(p string, key policy.ObjectKey, obj policy.Object)
 	if err := writeAtomic(p, out, info.Mode().Perm()); err != nil {
 		return err
 	}
+	// Read back: the documents found unchanged are not decoded again.
 	s.readFile(p, true)
 	return nil
+}
+
+// holdingDoc returns the index of the one document of f that holds key,
+// or -1 when none or several do, or f's documents are not known whole.
+func holdingDoc(f *file, key policy.ObjectKey) int {
+	if !docsCover(f) {
+		return -1
+	}
+	d := -1
+	for i, c := range f.docs {
+		if slices.ContainsFunc(c.entries, func(e entry) bool { return e.key == key }) {
+			if d >= 0 {
+				return -1
+			}
+			d = i
+		}
+	}
+	return d
+}
+
+// spliceYAML is rewriteYAML for a file whose document c (decoded) is
+// the one holding key: that document's bytes are replaced by the
+// encoding of its objects with key replaced by obj (or dropped when obj
+// is nil; the document goes when it held nothing else), every other byte
+// is kept. The result is rewriteYAML's.
+func spliceYAML(data []byte, c docCache, key policy.ObjectKey, obj policy.Object) ([]byte, error) {
+	objs, err := swap(c.entries, key, obj)
+	if err != nil {
+		return nil, err
+	}
+	var enc []byte
+	if len(objs) > 0 {
+		if enc, err = encodeYAML(objs); err != nil {
+			return nil, err
+		}
+	}
+	out := make([]byte, 0, len(data)-c.n+len(enc)+5)
+	out = append(out, data[:c.off]...)
+	if len(objs) > 0 {
+		if len(out) > 0 && out[len(out)-1] != '\n' {
+			out = append(out, '\n')
+		}
+		if len(out) > 0 || isSeparator(firstLine(data[c.off:])) {
+			out = append(out, "---\n"...)
+		}
+		out = append(out, enc...)
+	}
+	return append(out, data[c.off+c.n:]...), nil
+}
+
+func firstLine(b []byte) []byte {
+	if n := bytes.IndexByte(b, '\n'); n >= 0 {
+		return b[:n+1]
+	}
+	return b
 }
 
 // swap returns the objects of entries with key replaced by obj (or
@@ -366,6 +445,7 @@ func rewriteYAML(data []byte, entries []entry, key policy.ObjectKey, obj policy.
 // segment is one YAML document of a file, with its "---" line if any.
 type segment struct {
 	first, last int // one-based lines, inclusive
+	off         int // of its first byte
 	separated   bool
 	text        []byte
 }
@@ -375,8 +455,9 @@ type segment struct {
 // YAML ends a document even inside a block scalar).
 func splitDocuments(data []byte) []segment {
 	var segs []segment
+	all := data
 	cur := segment{first: 1}
-	line := 0
+	line, off := 0, 0
 	for len(data) > 0 {
 		n := bytes.IndexByte(data, '\n')
 		if n < 0 {
@@ -388,11 +469,13 @@ func splitDocuments(data []byte) []segment {
 		if isSeparator(l) && line > 1 {
 			cur.last = line - 1
 			segs = append(segs, cur)
-			cur = segment{first: line, separated: true}
+			cur = segment{first: line, off: off, separated: true}
 		} else if isSeparator(l) {
 			cur.separated = true
 		}
-		cur.text = append(cur.text, l...)
+		off += len(l)
+		// A sub-slice of the input, not a copy.
+		cur.text = all[cur.off:off:off]
 	}
 	cur.last = line
 	return append(segs, cur)
