@@ -180,15 +180,21 @@ func TestReachJSONMatchesLibrary(t *testing.T) {
 	assert.Equal(t, map[string]any{"from": "shop/api-gateway", "to": "shop/api-gateway", "port": 80.0, "protocol": "TCP", "allowed": true}, parsed.Results[0])
 }
 
-// hostCluster is a cluster with host protection: three host endpoints
-// (node1's eth0 by name, node2's every interface "*", node3's known only by
-// its expected IP), a GlobalNetworkPolicy selecting them all that denies
-// SSH outright, lets 443/TCP in from anywhere and 8080/TCP only from
-// 198.51.100.0/24, and lets the nodes out only to 198.51.100.0/24 on TCP;
-// fail-safe ports 22/TCP in and 53/UDP out; node4's eth0 has no expected
-// IPs. Pod a/web (10.0.0.1, on node1) has no policy and serves 80/TCP.
+// hostCluster is a cluster with host protection. node1 has three host
+// endpoints: eth0 by name (192.0.2.10), every interface "*" (192.0.2.20)
+// and one known only by its expected IP (192.0.2.30); node5's eth0 is
+// IPv6 only (2001:db8:5::10) and node4's eth0 has no expected IPs. A
+// GlobalNetworkPolicy selecting them all denies SSH outright, lets 443/TCP
+// in from anywhere and 8080/TCP only from 198.51.100.0/24, and lets the
+// nodes out only to 198.51.100.0/24 and 2001:db8:77::/48 on TCP; another,
+// first by name, lets the "*" endpoint alone take 80/TCP, so an answer
+// from the wrong endpoint shows. Fail-safe ports: 22/TCP in, 53/UDP out.
+// Pod a/web (10.0.0.1, on node1) has no policy and serves 80/TCP.
 func hostCluster(t *testing.T) string {
 	t.Helper()
+	hep := func(name, labels, spec string) string {
+		return "apiVersion: projectcalico.org/v3\nkind: HostEndpoint\nmetadata: {name: " + name + ", labels: {" + labels + "}}\nspec: {" + spec + "}\n"
+	}
 	return writeInput(t, "hosts.yaml", docs(
 		testPod("a", "web", "10.0.0.1", "app: web", "80/TCP"),
 		`apiVersion: projectcalico.org/v3
@@ -198,10 +204,11 @@ spec:
   failsafeInboundHostPorts: [{protocol: TCP, port: 22}]
   failsafeOutboundHostPorts: [{protocol: UDP, port: 53}]
 `,
-		"apiVersion: projectcalico.org/v3\nkind: HostEndpoint\nmetadata: {name: node1-eth0, labels: {host: protected}}\nspec: {node: node1, interfaceName: eth0, expectedIPs: [192.0.2.10], ports: [{name: ssh, port: 22, protocol: TCP}, {name: https, port: 443, protocol: TCP}]}\n",
-		"apiVersion: projectcalico.org/v3\nkind: HostEndpoint\nmetadata: {name: node2-all, labels: {host: protected}}\nspec: {node: node2, interfaceName: '*', expectedIPs: [192.0.2.20]}\n",
-		"apiVersion: projectcalico.org/v3\nkind: HostEndpoint\nmetadata: {name: node3-ips, labels: {host: protected}}\nspec: {node: node3, expectedIPs: [192.0.2.30]}\n",
-		"apiVersion: projectcalico.org/v3\nkind: HostEndpoint\nmetadata: {name: node4-eth0, labels: {host: protected}}\nspec: {node: node4, interfaceName: eth0}\n",
+		hep("node1-eth0", "host: protected", "node: node1, interfaceName: eth0, expectedIPs: [192.0.2.10], ports: [{name: ssh, port: 22, protocol: TCP}, {name: https, port: 443, protocol: TCP}]"),
+		hep("node1-all", "host: protected, iface: all", "node: node1, interfaceName: '*', expectedIPs: [192.0.2.20]"),
+		hep("node1-ips", "host: protected", "node: node1, expectedIPs: [192.0.2.30]"),
+		hep("node4-eth0", "host: protected", "node: node4, interfaceName: eth0"),
+		hep("node5-v6", "host: protected", "node: node5, interfaceName: eth0, expectedIPs: ['2001:db8:5::10']"),
 		`apiVersion: projectcalico.org/v3
 kind: GlobalNetworkPolicy
 metadata: {name: host-protection}
@@ -214,6 +221,16 @@ spec:
   - {action: Allow, protocol: TCP, source: {nets: [198.51.100.0/24]}, destination: {ports: [8080]}}
   egress:
   - {action: Allow, protocol: TCP, destination: {nets: [198.51.100.0/24]}}
+  - {action: Allow, protocol: TCP, destination: {nets: ['2001:db8:77::/48']}}
+`,
+		`apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: all-interfaces-web}
+spec:
+  selector: iface == 'all'
+  types: [Ingress]
+  ingress:
+  - {action: Allow, protocol: TCP, destination: {ports: [80]}}
 `))
 }
 
@@ -224,8 +241,8 @@ var hostReachCases = []struct {
 	args []string
 	want string
 }{
-	{"named interface: fail-safe SSH allowed despite the deny, 443 from anywhere, 8080 not from this net",
-		[]string{"--from", "203.0.113.9", "--to", "host:node1/eth0", "--probe", "22/TCP,443/TCP,8080/TCP,53/UDP"}, `22/TCP
+	{"named interface: fail-safe SSH despite the deny, 443 from anywhere, 8080 not from this net, not the * endpoint's 80",
+		[]string{"--from", "203.0.113.9", "--to", "host:node1/eth0", "--probe", "22/TCP,443/TCP,8080/TCP,80/TCP,53/UDP"}, `22/TCP
 -	host:node1-eth0
 203.0.113.9	.
 
@@ -237,35 +254,56 @@ var hostReachCases = []struct {
 -	host:node1-eth0
 203.0.113.9	X
 
+80/TCP
+-	host:node1-eth0
+203.0.113.9	X
+
 53/UDP
 -	host:node1-eth0
 203.0.113.9	X
 `},
-	{"all interfaces: 8080 from the allowed net",
-		[]string{"--from", "198.51.100.7", "--to", "host:node2/*", "--probe", "22/TCP,8080/TCP,80/TCP"}, `22/TCP
--	host:node2-all
+	{"all interfaces: 8080 from the allowed net, its own 80",
+		[]string{"--from", "198.51.100.7", "--to", "host:node1/*", "--probe", "22/TCP,8080/TCP,80/TCP,53/UDP"}, `22/TCP
+-	host:node1-all
 198.51.100.7	.
 
 8080/TCP
--	host:node2-all
+-	host:node1-all
 198.51.100.7	.
 
 80/TCP
--	host:node2-all
+-	host:node1-all
+198.51.100.7	.
+
+53/UDP
+-	host:node1-all
 198.51.100.7	X
 `},
-	{"expected IPs only",
-		[]string{"--from", "198.51.100.7", "--to", "host:node3-ips", "--probe", "22/TCP,8080/TCP,80/TCP"}, `22/TCP
--	host:node3-ips
+	{"expected IPs only: its address is its own, not the * endpoint's",
+		[]string{"--from", "198.51.100.7", "--to", "host:node1-ips", "--probe", "22/TCP,8080/TCP,80/TCP"}, `22/TCP
+-	host:node1-ips
 198.51.100.7	.
 
 8080/TCP
--	host:node3-ips
+-	host:node1-ips
 198.51.100.7	.
 
 80/TCP
--	host:node3-ips
+-	host:node1-ips
 198.51.100.7	X
+`},
+	{"IPv6: 8080 only from an IPv4 net",
+		[]string{"--from", "2001:db8:77::7", "--to", "host:node5-v6", "--probe", "22/TCP,443/TCP,8080/TCP"}, `22/TCP
+-	host:node5-v6
+2001:db8:77::7	.
+
+443/TCP
+-	host:node5-v6
+2001:db8:77::7	.
+
+8080/TCP
+-	host:node5-v6
+2001:db8:77::7	X
 `},
 	{"node to an allowed net: TCP out, UDP 53 by fail-safe, other UDP denied",
 		[]string{"--from", "host:node1-eth0", "--to", "198.51.100.7", "--probe", "443/TCP,53/UDP,123/UDP"}, `443/TCP
@@ -281,13 +319,22 @@ host:node1-eth0	.
 host:node1-eth0	X
 `},
 	{"node to elsewhere: denied but the fail-safe DNS",
-		[]string{"--from", "host:node2-all", "--to", "203.0.113.9", "--probe", "443/TCP,53/UDP"}, `443/TCP
+		[]string{"--from", "host:node1-all", "--to", "203.0.113.9", "--probe", "443/TCP,53/UDP"}, `443/TCP
 -	203.0.113.9
-host:node2-all	X
+host:node1-all	X
 
 53/UDP
 -	203.0.113.9
-host:node2-all	.
+host:node1-all	.
+`},
+	{"node over IPv6 to an allowed net",
+		[]string{"--from", "host:node5-v6", "--to", "2001:db8:77::7", "--probe", "443/TCP,123/UDP"}, `443/TCP
+-	2001:db8:77::7
+host:node5-v6	.
+
+123/UDP
+-	2001:db8:77::7
+host:node5-v6	X
 `},
 	{"forwarded to a pod: the host endpoints do not judge it",
 		[]string{"--from", "203.0.113.9", "--to", "app == 'web'", "--probe", "80/TCP,8080/TCP"}, `80/TCP
@@ -299,7 +346,11 @@ host:node2-all	.
 203.0.113.9	.
 `},
 	{"forwarded from a pod",
-		[]string{"--from", "app == 'web'", "--to", "203.0.113.9", "--probe", "443/TCP"}, `443/TCP
+		[]string{"--from", "app == 'web'", "--to", "203.0.113.9", "--probe", "443/TCP,123/UDP"}, `443/TCP
+-	203.0.113.9
+a/web	.
+
+123/UDP
 -	203.0.113.9
 a/web	.
 `},
@@ -337,7 +388,7 @@ func TestReachHostEndpointErrors(t *testing.T) {
 	}{
 		{"host with pods", []string{"--from", "host:node1-eth0", "--to", "app == 'web'"}, "a host endpoint with pods"},
 		{"pods with host", []string{"--to", "host:node1-eth0"}, "a host endpoint with pods"},
-		{"two hosts", []string{"--from", "host:node1-eth0", "--to", "host:node2-all"}, "two host endpoints"},
+		{"two hosts", []string{"--from", "host:node1-eth0", "--to", "host:node1-all"}, "two host endpoints"},
 		{"two externals", []string{"--from", "203.0.113.9", "--to", "198.51.100.7"}, "two external addresses"},
 		{"empty host", []string{"--from", "203.0.113.9", "--to", "host:"}, `--to "host:": want host:NAME or host:NODE/INTERFACE`},
 		{"unknown host", []string{"--from", "203.0.113.9", "--to", "host:nope"}, `--to: host endpoint "nope": no HostEndpoint of that name`},

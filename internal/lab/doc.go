@@ -11,8 +11,9 @@
 // compile.WorkloadInterface(namespace, name) in the node namespace, /32 and
 // /128 routes on the node, default routes through 169.254.1.1 (proxy ARP)
 // and fe80::ecee:eeff:feee:eeee. The external namespace hangs off the node
-// the same way through an interface called ExternalInterface, which does
-// not carry the workload prefix, so dataplanes see it as the outside world.
+// the same way through an interface called ExternalInterface (or
+// Spec.ExternalLink: a host endpoint's interface, "eth0"), which does not
+// carry the workload prefix, so dataplanes see it as the outside world.
 // The node's only other link is a carrier-less uplink: nothing the lab sends
 // can leave its namespaces.
 //
@@ -46,6 +47,12 @@
 //	observed, err := lab.Reach(ctx, lab.Spec{Pods: pods}, rs, nftables.Open, lab.Options{})
 //	fmt.Print(observed)                              // the observed matrix
 //	diff := observed.Diff(lab.Expected(rs, observed.Probes))
+//
+// For `calyxctl reach` NewProber turns reach's parties into a Spec: pods
+// into pods, external addresses into the external namespace, and a host
+// endpoint into the node itself, with the endpoint's expected IPs as the
+// node's addresses and its interface as the external link, so the node's
+// own traffic with the outside crosses that interface as on a real node.
 //
 // Observed matrices print like Expected ones (Matrix.String), so the
 // command can show both. Probes that time out although the model allows
