@@ -16,8 +16,8 @@ import (
 	"github.com/calyxnet/calyx/internal/lab"
 	"github.com/calyxnet/calyx/internal/lab/conformance"
 	"github.com/calyxnet/calyx/internal/lab/labtest"
-	"github.com/calyxnet/calyx/internal/reach"
 	"github.com/calyxnet/calyx/internal/netns/netnstest"
+	"github.com/calyxnet/calyx/internal/reach"
 	"github.com/calyxnet/calyx/internal/testgen"
 )
 
