@@ -17,8 +17,9 @@ import (
 //
 // The documents of a file known only from the persisted index are lazy:
 // their entries have keys and revisions but no objects (nor origins).
-// Such a document is reused wherever its content is found again, at any
-// line (there is no position to get wrong), so a store that knows a file
+// Such a document (and one that holds no object) is reused wherever its
+// content is found again, at any line (there is no position to get
+// wrong), so a store that knows a file
 // from the index decodes only the documents that differ from it.
 type docCache struct {
 	key     docKey
@@ -58,7 +59,9 @@ func decodeFile(data []byte, p string, prev []docCache) ([]entry, []docCache, in
 	known := make(map[docKey][]entry, len(prev))
 	var lazy map[[16]byte][]entry
 	for _, c := range prev {
-		if c.lazyDoc() {
+		// Neither a lazy document nor one without objects has
+		// positions to get wrong: found anywhere, it is reused.
+		if c.lazyDoc() || len(c.entries) == 0 {
 			if lazy == nil {
 				lazy = make(map[[16]byte][]entry, len(prev))
 			}

@@ -23,3 +23,11 @@ func DocDecodes(s *Store) int {
 	defer s.mu.Unlock()
 	return s.docDecodes
 }
+
+// SaveIndex writes the persisted index now, whatever the store decoded.
+func SaveIndex(s *Store) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.decoded = 1
+	s.maybeSaveIndexLocked(1)
+}

@@ -105,9 +105,9 @@ func parseIndex(data []byte, root string) (files []indexedFile, n int, err error
 		return nil, 0, errors.New("no " + indexMagic + " header")
 	}
 	// The trailer: Z <crc>\n, last.
-	body := strings.TrimSuffix(text, "\n")
+	body, whole := strings.CutSuffix(text, "\n")
 	z := strings.LastIndexByte(body, '\n')
-	if z < 0 || !strings.HasPrefix(body[z+1:], "Z\t") {
+	if !whole || z < 0 || !strings.HasPrefix(body[z+1:], "Z\t") {
 		return nil, 0, errors.New("no trailer: cut short")
 	}
 	want, err := strconv.ParseUint(body[z+3:], 16, 32)
