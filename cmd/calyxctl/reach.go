@@ -110,10 +110,13 @@ Host endpoints (Calico host protection): --from or --to may instead name
 one host endpoint, host:NAME (the HostEndpoint of that name) or
 host:NODE/INTERFACE (the one of that node with that interfaceName, "*"
 included), or one address outside the cluster, an IP address. A host
-endpoint stands for the node's own traffic through its interface, sent
-from or to its first expectedIP of the peer's family: the fail-safe ports,
-then its policy and profiles judge it. It is probed with an external
-address only: the node's traffic with its own pods is the pods' policy's.
+endpoint stands for the node's own traffic through its interface, to and
+from its expectedIPs (as for pods, a probe goes to the destination's first
+address from the source's first address of that family): the fail-safe
+ports, then its policy and profiles judge it; a lab dataplane builds the
+node with the endpoint's interface and addresses. It is probed with an
+external address only: the node's traffic with its own pods is the pods'
+policy's.
 An external address is probed with a host endpoint, or with pods (traffic
 the node forwards, which only the pods' policy judges). Such rows and
 columns print as host:NAME and as the address. Without --probe, a host
