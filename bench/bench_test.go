@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -30,4 +31,47 @@ func harnessSmoke(t *testing.T, dataplane string) {
 		}
 	}
 	t.Log("\n" + out.String())
+}
+
+// TestTrafficEBPF runs the traffic figures of the eBPF dataplane at toy
+// sizes with flow events both ways and the programs' statistics: every
+// configuration comes out both ways, and the programs on the pair's hooks
+// ran (their run time per run is not 0) in each but "no-table".
+func TestTrafficEBPF(t *testing.T) {
+	netnstest.RequireRoot(t)
+	var out bytes.Buffer
+	args := []string{"-only", "traffic", "-dataplane", "ebpf", "-small", "-reps", "2", "-duration", "1s", "-flowevents", "both", "-bpfstats"}
+	if err := run(context.Background(), args, &out); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	text := out.String()
+	for _, want := range []string{`ratios against "empty/events=off"`, `ns per run (medians); ratios "empty" / config`} {
+		if !strings.Contains(text, want) {
+			t.Errorf("output lacks %q:\n%s", want, text)
+		}
+	}
+	seen := map[string]bool{}
+	for _, line := range strings.Split(text, "\n") {
+		f := strings.Fields(line)
+		// "  rep N LABEL G Gbit/s RR RR/s CRR CRR/s | bpf ns/run I R C"
+		if len(f) != 15 || f[0] != "rep" || f[10] != "bpf" {
+			continue
+		}
+		seen[f[2]] = true
+		for _, v := range f[12:] {
+			ns, err := strconv.ParseFloat(v, 64)
+			// No dataplane, no programs: nothing ran.
+			if err != nil || (ns > 0) != (f[2] != "no-table") {
+				t.Errorf("%s: program run time %q: %s", f[2], v, line)
+			}
+		}
+	}
+	for _, cfg := range []string{"empty", "a-10k-policies", "b-10k-rules"} {
+		for _, suffix := range []string{"", "/events=off"} {
+			if !seen[cfg+suffix] {
+				t.Errorf("no measurement of %s%s:\n%s", cfg, suffix, text)
+			}
+		}
+	}
+	t.Log("\n" + text)
 }

@@ -33,6 +33,9 @@ type dataplane struct {
 	// figure is measured too, in the same run (eBPF: without the link
 	// watcher).
 	variants []variant
+	// withoutEvents opens the dataplane with flow events off (nil: it has
+	// none); the traffic figures measure it with -flowevents off or both.
+	withoutEvents func(ctx context.Context, opts backend.Options) (backend.Backend, error)
 }
 
 // variant is another configuration of a dataplane.
@@ -62,6 +65,9 @@ var dataplanes = map[string]dataplane{
 		variants: []variant{{name: "no link watch", open: func(ctx context.Context, o backend.Options) (backend.Backend, error) {
 			return ebpf.New(ctx, o, ebpf.WithLinkWatch(false))
 		}}},
+		withoutEvents: func(ctx context.Context, o backend.Options) (backend.Backend, error) {
+			return ebpf.New(ctx, o, ebpf.WithFlowEvents(false))
+		},
 	},
 	iptables.Name: {
 		name: iptables.Name,

@@ -10,6 +10,25 @@
 //	go run ./bench -only traffic -duration 2s
 //	go run ./bench -dataplane nftables,iptables   # side by side, one run
 //	go run ./bench -only program -sizes 10000 -cpuprofile /tmp/cpu.out
+//
+// The traffic figures (-only traffic) are issue #7's per-packet load
+// cases between two pods, against "empty" (the dataplane installed, the
+// pair's endpoints, no policy) and "no-table" (no dataplane): (a) a node
+// of -sizes' largest count of policies, (b) one policy of that many rules
+// (internal/benchset builds both). Each is iperf3 throughput, RR (one-byte
+// transactions on one established connection: conntrack only) and CRR (a
+// new connection per transaction: every one judged), the rates the median
+// of ten slices of the window; the configurations are interleaved,
+// forwards and backwards in turn, and the medians of the repetitions
+// compared. For eBPF, -flowevents both measures every configuration with
+// flow events on and off in one run, and -bpfstats reads the programs'
+// own run time per run around each measurement (kernel BPF statistics, on
+// for the run), the figure that a busy machine disturbs least:
+//
+//	go run ./bench -only traffic -dataplane ebpf -sizes 10000 -flowevents both -bpfstats -reps 9
+//
+// BenchmarkEstablished in backend/ebpf runs the same configurations'
+// programs on a packet of an established connection (BPF_PROG_TEST_RUN).
 package main
 
 import (
@@ -39,6 +58,12 @@ type config struct {
 	sizes    []int
 	pods     int
 	planes   []dataplane
+	// flowEvents: the traffic figures with flow events on (true), off
+	// (false) or both, for dataplanes that have them.
+	flowEvents []bool
+	// bpfStats: read the eBPF programs' own run time around each traffic
+	// measurement.
+	bpfStats bool
 }
 
 func run(ctx context.Context, args []string, out io.Writer) error {
@@ -51,6 +76,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	small := fs.Bool("small", false, "tiny sizes (a smoke run)")
 	planes := fs.String("dataplane", "nftables", "dataplanes to measure, comma-separated: nftables, iptables")
 	sizes := fs.String("sizes", "", "policy counts to program from scratch, comma-separated (default 100,1000,10000)")
+	events := fs.String("flowevents", "on", "traffic figures with eBPF flow events \"on\", \"off\" or \"both\" (each configuration measured both ways, in one run)")
+	fs.BoolVar(&c.bpfStats, "bpfstats", false, "traffic: also report the eBPF programs' own run time per run (kernel BPF statistics, on during the run)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -58,6 +85,16 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	var err error
 	if c.planes, err = parseDataplanes(*planes); err != nil {
 		return err
+	}
+	switch *events {
+	case "on":
+		c.flowEvents = []bool{true}
+	case "off":
+		c.flowEvents = []bool{false}
+	case "both":
+		c.flowEvents = []bool{true, false}
+	default:
+		return fmt.Errorf("-flowevents: %q is not on, off or both", *events)
 	}
 	c.sizes = []int{100, 1000, 10000}
 	if *small {

@@ -8,8 +8,10 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -17,80 +19,21 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/calyxnet/calyx/backend"
-	"github.com/calyxnet/calyx/compile"
+	"github.com/calyxnet/calyx/internal/benchset"
 	"github.com/calyxnet/calyx/internal/lab"
 	"github.com/calyxnet/calyx/internal/netns"
 )
 
 const (
-	iperfPort = 5201
-	rrPort    = 7000
+	iperfPort = benchset.IperfPort
+	rrPort    = benchset.RRPort
 	settle    = 1500 * time.Millisecond
 )
 
-// trafficRulesets returns the policy configurations measured against the
-// baseline: (a) a cluster of 10,000 policies of which a few apply to the
-// pair, (b) one policy of 10,000 Allow rules (distinct net and port each)
-// whose last rule admits the client.
-func trafficRulesets(client, server lab.Pod, policies int) map[string]*compile.Ruleset {
-	// (a): the cluster ruleset, plus the pair with 10 policies on the
-	// server's ingress, the last allowing the client on every port.
-	a := clusterRuleset(110, policies)
-	ca := client.IPs[0]
-	pair := compile.SetID("sel:role == 'client'")
-	a.Sets[pair] = &compile.IPSet{ID: pair, Kind: compile.SetNets, Selector: "role == 'client'", Nets: []netip.Prefix{netip.PrefixFrom(ca, 32)}}
-	var pairPols []compile.PolicyID
-	for i := range 10 {
-		id := compile.PolicyID(fmt.Sprintf("in:default/pair/p%d", i))
-		m := compile.Match{Protocol: 6, Src: compile.PeerMatch{Sets: []compile.SetID{"sel:app == 'a1'"}}, Dst: compile.PeerMatch{Ports: []compile.PortRange{{Min: uint16(2000 + i), Max: uint16(2000 + i)}}}}
-		if i == 9 {
-			m = compile.Match{Protocol: 6, Src: compile.PeerMatch{Sets: []compile.SetID{pair}}}
-		}
-		a.Policies[id] = &compile.Policy{ID: id, Direction: compile.Ingress, Tier: "default", Name: fmt.Sprintf("pair/p%d", i),
-			Rules: []compile.Rule{{Action: compile.ActionAllow, Match: m}}}
-		pairPols = append(pairPols, id)
-	}
-	addLabPod(a, client, nil)
-	addLabPod(a, server, pairPols)
-
-	// (b): one policy of many rules, the probe matching the last.
-	b := &compile.Ruleset{Sets: map[compile.SetID]*compile.IPSet{}, Policies: map[compile.PolicyID]*compile.Policy{}, Endpoints: map[string]*compile.Endpoint{}}
-	b.Policies["profile:kns"] = a.Policies["profile:kns"]
-	var rules []compile.Rule
-	for i := range policies {
-		var n netip.Prefix
-		port := uint16(10000 + i%50000)
-		if i == policies-1 {
-			n, port = netip.PrefixFrom(ca, 32), 0
-		} else {
-			n = netip.PrefixFrom(netip.AddrFrom4([4]byte{172, 16 + byte(i/65536), byte(i / 256), byte(i)}), 32)
-		}
-		id := compile.SetID("nets:" + n.String())
-		b.Sets[id] = &compile.IPSet{ID: id, Kind: compile.SetNets, Literal: true, Nets: []netip.Prefix{n}}
-		m := compile.Match{Protocol: 6, Src: compile.PeerMatch{Sets: []compile.SetID{id}}, Dst: compile.PeerMatch{Ports: []compile.PortRange{{Min: port, Max: port}}}}
-		if port == 0 {
-			m.Dst.Ports = []compile.PortRange{{Min: iperfPort, Max: iperfPort}, {Min: rrPort, Max: rrPort}}
-		}
-		rules = append(rules, compile.Rule{Action: compile.ActionAllow, Match: m, Origin: compile.Origin{Policy: "big", Index: i}})
-	}
-	big := compile.PolicyID("in:default/big")
-	b.Policies[big] = &compile.Policy{ID: big, Direction: compile.Ingress, Tier: "default", Name: "big", Rules: rules}
-	addLabPod(b, client, nil)
-	addLabPod(b, server, []compile.PolicyID{big})
-	return map[string]*compile.Ruleset{"a-10k-policies": a, "b-10k-rules": b}
-}
-
-func addLabPod(rs *compile.Ruleset, p lab.Pod, ingress []compile.PolicyID) {
-	ep := &compile.Endpoint{Key: p.Key(), Kind: compile.WorkloadEndpoint, Interface: p.Interface(), Addrs: p.IPs}
-	if len(ingress) > 0 {
-		ep.Ingress.Tiers = []compile.TierPolicies{{Tier: "default", Policies: ingress, EndAction: compile.ActionDeny}}
-	}
-	ep.Ingress.Profiles = []compile.PolicyID{"profile:kns"}
-	ep.Egress.Profiles = []compile.PolicyID{"profile:kns"}
-	rs.Endpoints[p.Key()] = ep
-}
-
-type sample struct{ gbps, rr, crr float64 }
+// sample is one measurement of a configuration: throughput, transaction
+// rates, and with -bpfstats the mean run time of the eBPF programs on the
+// pair's interfaces during each (ns per program run; 0 without).
+type sample struct{ gbps, rr, crr, bpfG, bpfRR, bpfCRR float64 }
 
 func benchTraffic(ctx context.Context, c *config, out io.Writer) error {
 	if _, err := exec.LookPath("iperf3"); err != nil {
@@ -113,57 +56,85 @@ func benchTraffic(ctx context.Context, c *config, out io.Writer) error {
 	defer func() { _ = iperf.Process.Kill(); _ = iperf.Wait() }()
 	time.Sleep(300 * time.Millisecond)
 
-	configs := trafficRulesets(client, server, n)
+	configs := benchset.Traffic(benchPod(client), benchPod(server), n)
 	// "no-table" has no dataplane at all (and so no conntrack in the node
 	// namespace); "empty" is Calyx with a Ruleset of the two pods and no
 	// policy: what every policy configuration pays anyway (conntrack, the
 	// dispatch). Ratios are against both. With several dataplanes, every
-	// configuration of each is measured in the same interleaved loop.
-	configs["empty"] = emptyRuleset(client, server)
+	// configuration of each is measured in the same interleaved loop; so
+	// is each with flow events off (-flowevents both; eBPF only), with its
+	// own "empty" as a further baseline.
 	type run struct {
 		label, config string
-		plane         dataplane
+		// backend names the backend a run needs: runs of one backend
+		// share it, another closes it and opens its own.
+		backend string
+		open    func(ctx context.Context, opts backend.Options) (backend.Backend, error)
 	}
 	runs := []run{{label: "no-table"}}
 	bases := []string{"no-table"}
 	for _, d := range c.planes {
-		for _, cfg := range []string{"empty", "a-10k-policies", "b-10k-rules"} {
-			label := cfg
-			if len(c.planes) > 1 {
-				label = d.name + "/" + cfg
+		for _, ev := range c.flowEvents {
+			open, suffix := d.open, ""
+			if !ev {
+				if d.withoutEvents == nil {
+					continue // no flow events to turn off
+				}
+				open, suffix = d.withoutEvents, "/events=off"
 			}
-			runs = append(runs, run{label: label, config: cfg, plane: d})
-			if cfg == "empty" {
-				bases = append(bases, label)
+			for _, cfg := range []string{benchset.Empty, benchset.Policies, benchset.Rules} {
+				label := cfg + suffix
+				if len(c.planes) > 1 {
+					label = d.name + "/" + label
+				}
+				runs = append(runs, run{label: label, config: cfg, backend: d.name + suffix, open: open})
+				if cfg == benchset.Empty {
+					bases = append(bases, label)
+				}
 			}
 		}
 	}
 	var b backend.Backend
-	var bPlane string
+	var bName string
 	closeB := func() error {
 		if b == nil {
 			return nil
 		}
 		err := b.Close(ctx)
-		b, bPlane = nil, ""
+		b, bName = nil, ""
 		return err
 	}
 	defer func() { _ = closeB() }()
+	if c.bpfStats {
+		st, err := enableBPFStats()
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+	}
 	results := map[string][]sample{}
-	fmt.Fprintf(out, "== per-packet cost between two pods (%d reps of %v, interleaved)\n", c.reps, c.duration)
+	fmt.Fprintf(out, "== per-packet cost between two pods (%d reps of %v, interleaved; load %s)\n", c.reps, c.duration, loadavg())
 	for rep := range c.reps {
-		for _, ru := range runs {
-			if ru.config == "" || bPlane != ru.plane.name {
+		// Odd repetitions run the configurations in reverse: each follows
+		// its neighbour on either side equally often, so what one leaves
+		// behind in the kernel (objects still being freed) does not
+		// always weigh on the same next one.
+		order := slices.Clone(runs)
+		if rep%2 == 1 {
+			slices.Reverse(order)
+		}
+		for _, ru := range order {
+			if ru.config == "" || bName != ru.backend {
 				if err := closeB(); err != nil {
 					return err
 				}
 			}
 			if ru.config != "" {
 				if b == nil {
-					if b, err = ru.plane.open(ctx, backend.Options{NetNS: l.NodeNS().Path(), Name: "bench"}); err != nil {
+					if b, err = ru.open(ctx, backend.Options{NetNS: l.NodeNS().Path(), Name: "bench"}); err != nil {
 						return err
 					}
-					bPlane = ru.plane.name
+					bName = ru.backend
 				}
 				if err := b.Apply(ctx, configs[ru.config]); err != nil {
 					return fmt.Errorf("%s: %w", ru.label, err)
@@ -173,17 +144,26 @@ func benchTraffic(ctx context.Context, c *config, out io.Writer) error {
 			// runtime collect the render: measure the steady state.
 			runtime.GC()
 			time.Sleep(settle)
-			var s sample
-			if s.gbps, err = iperfGbps(cliNS, server.IPs[0], c.duration); err != nil {
-				return fmt.Errorf("%s: iperf3: %w", ru.label, err)
+			var hp *hookProgs
+			if c.bpfStats && ru.config != "" {
+				if hp, err = attachedPrograms(l.NodeNS(), client.Interface(), server.Interface()); err != nil {
+					return fmt.Errorf("%s: %w", ru.label, err)
+				}
 			}
-			if s.rr, s.crr, err = requestResponse(cliNS, srvNS, server.IPs[0], c.duration); err != nil {
-				return fmt.Errorf("%s: rr: %w", ru.label, err)
+			s, err := measure(cliNS, srvNS, server.IPs[0], c.duration, hp)
+			hp.close()
+			if err != nil {
+				return fmt.Errorf("%s: %w", ru.label, err)
 			}
 			results[ru.label] = append(results[ru.label], s)
-			fmt.Fprintf(out, "  rep %d %-24s %6.2f Gbit/s  %8.0f RR/s  %7.0f CRR/s\n", rep+1, ru.label, s.gbps, s.rr, s.crr)
+			fmt.Fprintf(out, "  rep %d %-30s %6.2f Gbit/s  %8.0f RR/s  %7.0f CRR/s", rep+1, ru.label, s.gbps, s.rr, s.crr)
+			if c.bpfStats {
+				fmt.Fprintf(out, "  | bpf ns/run %4.0f %4.0f %4.0f", s.bpfG, s.bpfRR, s.bpfCRR)
+			}
+			fmt.Fprintln(out)
 		}
 	}
+	fmt.Fprintf(out, "load at the end: %s\n", loadavg())
 	var names []string
 	for _, ru := range runs {
 		names = append(names, ru.label)
@@ -197,14 +177,63 @@ func benchTraffic(ctx context.Context, c *config, out io.Writer) error {
 	}
 	for _, base := range bases {
 		fmt.Fprintf(out, "medians; ratios against %q\n", base)
-		fmt.Fprintf(out, "%-24s %12s %12s %12s %8s %8s %8s\n", "config", "Gbit/s", "RR/s", "CRR/s", "xGbit", "xRR", "xCRR")
+		fmt.Fprintf(out, "%-30s %12s %12s %12s %8s %8s %8s\n", "config", "Gbit/s", "RR/s", "CRR/s", "xGbit", "xRR", "xCRR")
 		bg, brr, bcrr := med(base, func(s sample) float64 { return s.gbps }), med(base, func(s sample) float64 { return s.rr }), med(base, func(s sample) float64 { return s.crr })
 		for _, name := range names {
 			g, rr, crr := med(name, func(s sample) float64 { return s.gbps }), med(name, func(s sample) float64 { return s.rr }), med(name, func(s sample) float64 { return s.crr })
-			fmt.Fprintf(out, "%-24s %12.2f %12.0f %12.0f %8.3f %8.3f %8.3f\n", name, g, rr, crr, g/bg, rr/brr, crr/bcrr)
+			fmt.Fprintf(out, "%-30s %12.2f %12.0f %12.0f %8.3f %8.3f %8.3f\n", name, g, rr, crr, g/bg, rr/brr, crr/bcrr)
+		}
+	}
+	if !c.bpfStats {
+		return nil
+	}
+	// The programs' own cost: ratios are the baseline's time over the
+	// configuration's, so that, like the rates above, 1 is as cheap and
+	// less is dearer.
+	for _, base := range bases[1:] {
+		fmt.Fprintf(out, "eBPF programs on the pair's hooks, ns per run (medians); ratios %q / config\n", base)
+		fmt.Fprintf(out, "%-30s %12s %12s %12s %8s %8s %8s\n", "config", "iperf3", "RR", "CRR", "xiperf", "xRR", "xCRR")
+		bg, brr, bcrr := med(base, func(s sample) float64 { return s.bpfG }), med(base, func(s sample) float64 { return s.bpfRR }), med(base, func(s sample) float64 { return s.bpfCRR })
+		if brr == 0 {
+			continue // not an eBPF configuration
+		}
+		for _, name := range names[1:] {
+			g, rr, crr := med(name, func(s sample) float64 { return s.bpfG }), med(name, func(s sample) float64 { return s.bpfRR }), med(name, func(s sample) float64 { return s.bpfCRR })
+			if rr == 0 {
+				continue
+			}
+			fmt.Fprintf(out, "%-30s %12.0f %12.0f %12.0f %8.3f %8.3f %8.3f\n", name, g, rr, crr, bg/g, brr/rr, bcrr/crr)
 		}
 	}
 	return nil
+}
+
+// measure runs iperf3, then RR and CRR, reading hp's statistics around
+// each (hp may be nil).
+func measure(cli, srv *netns.NS, dst netip.Addr, d time.Duration, hp *hookProgs) (sample, error) {
+	var s sample
+	var marks [4]runStats
+	var errs []error
+	mark := func(i int) {
+		st, err := hp.read()
+		marks[i] = st
+		errs = append(errs, err)
+	}
+	var err error
+	mark(0)
+	if s.gbps, err = iperfGbps(cli, dst, d); err != nil {
+		return s, fmt.Errorf("iperf3: %w", err)
+	}
+	mark(1)
+	if s.rr, s.crr, err = requestResponse(cli, srv, dst, d, func() { mark(2) }); err != nil {
+		return s, fmt.Errorf("rr: %w", err)
+	}
+	mark(3)
+	if err := errors.Join(errs...); err != nil {
+		return s, fmt.Errorf("bpf statistics: %w", err)
+	}
+	s.bpfG, s.bpfRR, s.bpfCRR = perRun(marks[0], marks[1]), perRun(marks[1], marks[2]), perRun(marks[2], marks[3])
+	return s, nil
 }
 
 func iperfGbps(cli *netns.NS, dst netip.Addr, d time.Duration) (float64, error) {
@@ -228,8 +257,9 @@ func iperfGbps(cli *netns.NS, dst netip.Addr, d time.Duration) (float64, error) 
 
 // requestResponse measures one-byte transactions per second over one
 // connection (RR: established flow, conntrack only) and with a new
-// connection per transaction (CRR: every transaction is judged by policy).
-func requestResponse(cli, srv *netns.NS, dst netip.Addr, d time.Duration) (rr, crr float64, err error) {
+// connection per transaction (CRR: every transaction is judged by policy),
+// each for d/2 (see rate); between runs after RR, before CRR.
+func requestResponse(cli, srv *netns.NS, dst netip.Addr, d time.Duration, between func()) (rr, crr float64, err error) {
 	var ln net.Listener
 	if err := srv.Do(func() (err error) {
 		ln, err = net.Listen("tcp", fmt.Sprintf(":%d", rrPort))
@@ -265,43 +295,36 @@ func requestResponse(cli, srv *netns.NS, dst netip.Addr, d time.Duration) (rr, c
 			return err
 		}
 		buf := []byte{1}
-		n := 0
-		end := time.Now().Add(d / 2)
-		for time.Now().Before(end) {
+		if rr, err = rate(d/2, func() error {
 			if _, err := c.Write(buf); err != nil {
 				return err
 			}
-			if _, err := c.Read(buf); err != nil {
-				return err
-			}
-			n++
+			_, err := c.Read(buf)
+			return err
+		}); err != nil {
+			return err
 		}
 		_ = c.Close()
-		rr = float64(n) / (d / 2).Seconds()
+		between()
 
-		n = 0
 		d2 := net.Dialer{Timeout: time.Second, Control: func(_, _ string, rc syscall.RawConn) error {
 			return rc.Control(func(fd uintptr) {
 				_ = unix.SetsockoptLinger(int(fd), unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
 			})
 		}}
-		end = time.Now().Add(d / 2)
-		for time.Now().Before(end) {
+		crr, err = rate(d/2, func() error {
 			c, err := d2.Dial("tcp", addr)
 			if err != nil {
 				return err
 			}
+			defer c.Close()
 			if _, err := c.Write(buf); err != nil {
 				return err
 			}
-			if _, err := c.Read(buf); err != nil {
-				return err
-			}
-			_ = c.Close()
-			n++
-		}
-		crr = float64(n) / (d / 2).Seconds()
-		return nil
+			_, err = c.Read(buf)
+			return err
+		})
+		return err
 	})
 	if errors.Is(err, net.ErrClosed) {
 		err = nil
@@ -309,10 +332,43 @@ func requestResponse(cli, srv *netns.NS, dst netip.Addr, d time.Duration) (rr, c
 	return rr, crr, err
 }
 
-func emptyRuleset(client, server lab.Pod) *compile.Ruleset {
-	rs := &compile.Ruleset{Sets: map[compile.SetID]*compile.IPSet{}, Policies: map[compile.PolicyID]*compile.Policy{}, Endpoints: map[string]*compile.Endpoint{}}
-	rs.Policies["profile:kns"] = &compile.Policy{ID: "profile:kns", Name: "profile:kns", Rules: []compile.Rule{{Action: compile.ActionAllow}}}
-	addLabPod(rs, client, nil)
-	addLabPod(rs, server, nil)
-	return rs
+// loadavg is the first three fields of /proc/loadavg: how busy the
+// machine was (the figures are ratios measured in one run, but a busy
+// machine makes them noisy).
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+// rateSlices is how many parts a rate's window is cut into.
+const rateSlices = 10
+
+// rate runs op for d and returns how many times per second it completed:
+// the median of the rates of rateSlices equal slices of d. On a busy
+// machine a transaction loop is sometimes not scheduled for a while; the
+// median leaves out the slices that happened in, the rate over the whole
+// window would not.
+func rate(d time.Duration, op func() error) (float64, error) {
+	slice := d / rateSlices
+	rates := make([]float64, 0, rateSlices)
+	for range rateSlices {
+		n := 0
+		start := time.Now()
+		end := start.Add(slice)
+		for time.Now().Before(end) {
+			if err := op(); err != nil {
+				return 0, err
+			}
+			n++
+		}
+		rates = append(rates, float64(n)/time.Since(start).Seconds())
+	}
+	return medianF(rates), nil
 }
