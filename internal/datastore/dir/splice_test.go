@@ -25,7 +25,7 @@ const (
 // separators with comments or content after them, an explicit document
 // end, a List, CRLF line ends, a first document without "---".
 var spliceFiles = map[string]string{
-	"comments": "# The shop's sets. Keep sorted!\n" + gns + "metadata: {name: a}  # first\nspec:\n  nets: [192.0.2.0/24]\n---\n# b is the partners'\n" + gns + "metadata:\n  name: b\nspec:\n  # two nets\n  nets:\n  - 198.51.100.0/24\n  - 203.0.113.0/24\n---\n" + gns + "metadata: {name: c}\nspec: {nets: [10.0.0.0/8]}\n# trailing comment\n",
+	"comments":   "# The shop's sets. Keep sorted!\n" + gns + "metadata: {name: a}  # first\nspec:\n  nets: [192.0.2.0/24]\n---\n# b is the partners'\n" + gns + "metadata:\n  name: b\nspec:\n  # two nets\n  nets:\n  - 198.51.100.0/24\n  - 203.0.113.0/24\n---\n" + gns + "metadata: {name: c}\nspec: {nets: [10.0.0.0/8]}\n# trailing comment\n",
 	"separators": "--- # lead\n" + gns + "metadata: {name: a}\n---\t\n" + gns + "metadata: {name: b}\n--- {apiVersion: projectcalico.org/v3, kind: GlobalNetworkSet, metadata: {name: c}}\n---\n" + gns + "metadata: {name: d}\n...\n",
 	"list":       ns + "metadata: {name: x}\n---\napiVersion: v1\nkind: List\nitems:\n- {apiVersion: projectcalico.org/v3, kind: GlobalNetworkSet, metadata: {name: a}}\n- {apiVersion: projectcalico.org/v3, kind: GlobalNetworkSet, metadata: {name: b}}\n---\n" + gns + "metadata: {name: c}\n",
 	"crlf":       strings.ReplaceAll("# windows\r\n"+gns+"metadata: {name: a}\n---\n"+gns+"metadata: {name: b}\n---\n"+gns+"metadata: {name: c}\n", "\n", "\r\n"),
