@@ -52,7 +52,9 @@
 // into pods, external addresses into the external namespace, and a host
 // endpoint into the node itself, with the endpoint's expected IPs as the
 // node's addresses and its interface as the external link, so the node's
-// own traffic with the outside crosses that interface as on a real node.
+// own traffic with the outside crosses that interface as on a real node;
+// the other interfaces the node's host endpoints name become carrier-less
+// links of the node (Spec.NodeLinks).
 //
 // Observed matrices print like Expected ones (Matrix.String), so the
 // command can show both. Probes that time out although the model allows

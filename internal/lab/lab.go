@@ -74,6 +74,10 @@ type Spec struct {
 	// endpoint's interface ("eth0") makes the node's traffic with the
 	// outside cross that endpoint's interface, as on a real node.
 	ExternalLink string
+	// NodeLinks are further interfaces of the node, carrier-less like its
+	// uplink: the interfaces its other host endpoints name, so a
+	// dataplane finds every interface it is told about, as on a real node.
+	NodeLinks []string
 	// NodeAddrs are the node's own addresses; defaults are used when empty.
 	NodeAddrs []netip.Addr
 	// NodePorts are served in the node's own namespace, on every address.
@@ -156,6 +160,19 @@ func (s *Spec) Validate() error {
 		if err := externalLinkProblem(s.ExternalLink); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", External, err))
 		}
+	}
+	links := map[string]bool{}
+	if len(s.External) > 0 {
+		links[s.ExternalIf()] = true
+	}
+	for i, name := range s.NodeLinks {
+		if err := externalLinkProblem(name); err != nil {
+			errs = append(errs, fmt.Errorf("nodeLinks[%d]: %w", i, err))
+		}
+		if links[name] {
+			errs = append(errs, fmt.Errorf("nodeLinks[%d]: interface %q twice", i, name))
+		}
+		links[name] = true
 	}
 	ports(External, s.ExternalPorts)
 	for _, a := range s.Nodes() {
@@ -401,6 +418,10 @@ func PodsFromRuleset(rs *compile.Ruleset, ports []Port) ([]Pod, error) {
 	return pods, nil
 }
 
+// nodeLinkPeer begins the names of the peers of Spec.NodeLinks, which
+// stay down in the node namespace.
+const nodeLinkPeer = "cxnl"
+
 // externalLinkProblem says why name cannot be the external namespace's
 // interface in the node: not a kernel interface name, a workload's, the
 // loopback or the node's uplink.
@@ -411,7 +432,7 @@ func externalLinkProblem(name string) error {
 	switch {
 	case strings.HasPrefix(name, compile.InterfacePrefix):
 		return fmt.Errorf("interface %q: a workload's name", name)
-	case name == "lo" || name == podnet.UplinkName:
+	case name == "lo" || strings.HasPrefix(name, podnet.UplinkName) || strings.HasPrefix(name, nodeLinkPeer):
 		return fmt.Errorf("interface %q: the lab's node has its own", name)
 	}
 	return nil

@@ -58,6 +58,9 @@ func New(ctx context.Context, spec Spec, opts Options) (l *Lab, err error) {
 	if err := podnet.PrepareNode(ctx, l.node, spec.Nodes()...); err != nil {
 		return nil, fmt.Errorf("lab: %w", err)
 	}
+	if err := addNodeLinks(l.node, spec.NodeLinks); err != nil {
+		return nil, err
+	}
 	if len(spec.NodePorts) > 0 {
 		if err := l.serve(l.node, Node, spec.NodePorts); err != nil {
 			return nil, err
@@ -86,6 +89,33 @@ func New(ctx context.Context, spec Spec, opts Options) (l *Lab, err error) {
 		}
 	}
 	return l, nil
+}
+
+// addNodeLinks adds the node's further interfaces: each a veth whose peer
+// (nodeLinkPeer and a number) stays down in the node namespace, so the interface is up but
+// without carrier, like the uplink.
+func addNodeLinks(node *netns.NS, names []string) error {
+	if len(names) == 0 {
+		return nil
+	}
+	h, err := netlink.NewHandleAt(nlns.NsHandle(node.Fd()))
+	if err != nil {
+		return fmt.Errorf("lab: %w", err)
+	}
+	defer h.Close()
+	for i, name := range names {
+		if err := h.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: name}, PeerName: fmt.Sprintf("%s%d", nodeLinkPeer, i)}); err != nil {
+			return fmt.Errorf("lab: node interface %s: %w", name, err)
+		}
+		link, err := h.LinkByName(name)
+		if err != nil {
+			return fmt.Errorf("lab: node interface %s: %w", name, err)
+		}
+		if err := h.LinkSetUp(link); err != nil {
+			return fmt.Errorf("lab: node interface %s up: %w", name, err)
+		}
+	}
+	return nil
 }
 
 // ID returns the lab's unique ID: the prefix of its namespace names, and a

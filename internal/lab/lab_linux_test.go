@@ -4,11 +4,14 @@ package lab_test
 
 import (
 	"context"
+	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/vishvananda/netlink"
+	nlns "github.com/vishvananda/netns"
 
 	"github.com/calyxnet/calyx/compile"
 	"github.com/calyxnet/calyx/internal/lab"
@@ -107,4 +110,37 @@ func TestNodeProbesReachExternal(t *testing.T) {
 	ns, ok := l.NS(lab.Node)
 	require.True(t, ok)
 	require.Equal(t, l.NodeNS(), ns)
+}
+
+// A host endpoint's node: the external namespace hangs off "eth0", and the
+// node has the other interfaces its host endpoints name, up, without
+// carrier; the node's traffic with the outside crosses eth0.
+func TestExternalLinkAndNodeLinks(t *testing.T) {
+	tcp22 := lab.Port{Protocol: 6, Port: 22}
+	spec := lab.Spec{External: labtest.ExternalAddrs, ExternalPorts: []lab.Port{tcp80}, NodePorts: []lab.Port{tcp22},
+		ExternalLink: "eth0", NodeLinks: []string{"eth1", "bond0"}}
+	l := labtest.New(t, spec, lab.Options{})
+	h, err := netlink.NewHandleAt(nlns.NsHandle(l.NodeNS().Fd()))
+	require.NoError(t, err)
+	defer h.Close()
+	for _, name := range []string{"eth0", "eth1", "bond0"} {
+		link, err := h.LinkByName(name)
+		require.NoError(t, err, name)
+		require.NotZero(t, link.Attrs().Flags&net.FlagUp, "%s is up", name)
+	}
+	_, err = h.LinkByName(lab.ExternalInterface)
+	require.Error(t, err, "no %s: eth0 took its place", lab.ExternalInterface)
+	routes, err := h.RouteGet(labtest.ExternalAddrs[0].AsSlice())
+	require.NoError(t, err)
+	eth0, err := h.LinkByName("eth0")
+	require.NoError(t, err)
+	require.Equal(t, eth0.Attrs().Index, routes[0].LinkIndex, "the outside is reached through eth0")
+
+	m, err := l.Observe(context.Background())
+	require.NoError(t, err)
+	want := lab.Expected(&compile.Ruleset{}, m.Probes)
+	m, err = l.Recheck(context.Background(), m, want)
+	require.NoError(t, err)
+	require.Empty(t, m.Diff(want), "\n%s", m)
+	require.Len(t, m.Probes, 6, "external to itself, to the node and back, two families")
 }

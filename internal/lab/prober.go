@@ -24,8 +24,10 @@ import (
 // node's addresses, and the external namespace hangs off the node by the
 // endpoint's interface (ExternalInterface for "*" or an endpoint known by
 // its addresses), so the node's traffic with the outside crosses the
-// interface it would cross on a real node. The node then holds only its
-// own host endpoints: another node's would claim its interfaces.
+// interface it would cross on a real node; the other interfaces its host
+// endpoints name are there too, without carrier (Spec.NodeLinks). The node
+// then holds only its own host endpoints: another node's would claim its
+// interfaces.
 type Prober struct {
 	observed map[probeKey]bool
 }
@@ -79,6 +81,7 @@ func NewProber(ctx context.Context, rs *compile.Ruleset, pods []reach.Pod, probe
 		if rs, spec.ExternalLink, err = hostNode(rs, h); err != nil {
 			return nil, err
 		}
+		spec.NodeLinks = otherHostInterfaces(rs, spec.ExternalLink)
 		spec.NodeAddrs, spec.NodePorts = h.Addrs, ports
 	case len(spec.External) > 0:
 		// Forwarded traffic enters where the node's own does: on its host
@@ -150,6 +153,20 @@ func hostNode(rs *compile.Ruleset, h *reach.Pod) (*compile.Ruleset, string, erro
 		}
 	}
 	return &out, link, nil
+}
+
+// otherHostInterfaces returns, sorted, the interfaces rs's host endpoints
+// name that the lab can build, but link.
+func otherHostInterfaces(rs *compile.Ruleset, link string) []string {
+	var out []string
+	for _, ep := range rs.Endpoints {
+		if ep.Kind != compile.HostEndpoint || ep.Interface == "" || ep.Interface == "*" || ep.Interface == link || externalLinkProblem(ep.Interface) != nil {
+			continue
+		}
+		out = append(out, ep.Interface)
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 // firstNamedHostInterface returns the interface of the first host

@@ -83,11 +83,27 @@ func TestExternalLinkValidation(t *testing.T) {
 		s := Spec{External: ext, ExternalLink: ok}
 		assert.NoError(t, s.Validate(), ok)
 	}
-	for _, bad := range []string{"lo", "cxuplink", "calyx0123456789", "a-name-too-long-for-linux", "eth/0", "*"} {
+	for _, bad := range []string{"lo", "cxuplink", "cxuplink-p", "cxnl3", "calyx0123456789", "a-name-too-long-for-linux", "eth/0", "*"} {
 		s := Spec{External: ext, ExternalLink: bad}
 		assert.ErrorIs(t, s.Validate(), ErrInvalidSpec, bad)
 	}
 	s := Spec{ExternalLink: "eth0"}
 	assert.Equal(t, "eth0", s.ExternalIf())
 	assert.Equal(t, ExternalInterface, (&Spec{}).ExternalIf())
+}
+
+func TestOtherHostInterfaces(t *testing.T) {
+	rs := hostRuleset(&compile.Endpoint{Key: "host:a", Interface: "eth1"}, &compile.Endpoint{Key: "host:b", Interface: "eth0"},
+		&compile.Endpoint{Key: "host:c", Interface: "*"}, &compile.Endpoint{Key: "host:d"}, &compile.Endpoint{Key: "host:e", Interface: "lo"},
+		&compile.Endpoint{Key: "host:f", Interface: "bond0"}, &compile.Endpoint{Key: "host:g", Interface: "eth1"})
+	assert.Equal(t, []string{"bond0", "eth1"}, otherHostInterfaces(rs, "eth0"))
+}
+
+func TestNodeLinksValidation(t *testing.T) {
+	ext := []netip.Addr{netip.MustParseAddr("203.0.113.9")}
+	assert.NoError(t, (&Spec{External: ext, ExternalLink: "eth0", NodeLinks: []string{"eth1", "bond0"}}).Validate())
+	for _, bad := range [][]string{{"eth0"}, {"eth1", "eth1"}, {"cxnl0"}, {"lo"}, {"calyxabc"}} {
+		err := (&Spec{External: ext, ExternalLink: "eth0", NodeLinks: bad}).Validate()
+		assert.ErrorIs(t, err, ErrInvalidSpec, "%v", bad)
+	}
 }
