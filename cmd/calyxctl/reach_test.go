@@ -345,6 +345,11 @@ host:node5-v6	X
 -	a/web
 203.0.113.9	.
 `},
+	{"forwarded from an address the lab's node would otherwise hold",
+		[]string{"--from", "192.0.2.254", "--to", "app == 'web'", "--probe", "80/TCP"}, `80/TCP
+-	a/web
+192.0.2.254	.
+`},
 	{"forwarded from a pod",
 		[]string{"--from", "app == 'web'", "--to", "203.0.113.9", "--probe", "443/TCP,123/UDP"}, `443/TCP
 -	203.0.113.9

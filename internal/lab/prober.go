@@ -87,6 +87,7 @@ func NewProber(ctx context.Context, rs *compile.Ruleset, pods []reach.Pod, probe
 		// Forwarded traffic enters where the node's own does: on its host
 		// endpoint's interface, which must then let it through unjudged.
 		spec.ExternalLink = firstNamedHostInterface(rs)
+		spec.NodeAddrs = nodeAddrsAvoiding(spec.External)
 	}
 	m, err := Reach(ctx, spec, rs, open, opts)
 	if err != nil {
@@ -153,6 +154,27 @@ func hostNode(rs *compile.Ruleset, h *reach.Pod) (*compile.Ruleset, string, erro
 		}
 	}
 	return &out, link, nil
+}
+
+// nodeAddrsAvoiding returns nil (the default node addresses) unless an
+// address the user asked about is one of them; then addresses below the
+// defaults that are not taken.
+func nodeAddrsAvoiding(taken []netip.Addr) []netip.Addr {
+	clash := false
+	for _, a := range defaultNodeAddrs {
+		clash = clash || slices.Contains(taken, a)
+	}
+	if !clash {
+		return nil
+	}
+	var out []netip.Addr
+	for _, a := range defaultNodeAddrs {
+		for slices.Contains(taken, a) {
+			a = a.Prev()
+		}
+		out = append(out, a)
+	}
+	return out
 }
 
 // otherHostInterfaces returns, sorted, the interfaces rs's host endpoints

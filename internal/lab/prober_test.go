@@ -107,3 +107,9 @@ func TestNodeLinksValidation(t *testing.T) {
 		assert.ErrorIs(t, err, ErrInvalidSpec, "%v", bad)
 	}
 }
+
+func TestNodeAddrsAvoiding(t *testing.T) {
+	assert.Nil(t, nodeAddrsAvoiding([]netip.Addr{netip.MustParseAddr("203.0.113.9")}), "the defaults")
+	got := nodeAddrsAvoiding([]netip.Addr{netip.MustParseAddr("192.0.2.254"), netip.MustParseAddr("192.0.2.253")})
+	assert.Equal(t, []netip.Addr{netip.MustParseAddr("192.0.2.252"), defaultNodeAddrs[1]}, got)
+}
