@@ -4,6 +4,7 @@ package nftables
 
 import (
 	"context"
+	"math/bits"
 	"net/netip"
 	"strings"
 	"testing"
@@ -147,7 +148,7 @@ func TestCachedRenderFollowsFamilies(t *testing.T) {
 // TestFamiliesAppearAndDisappear applies the states one after the other:
 // each Apply must enforce what the model says (IPv4 and IPv6 probes) and
 // leave the kernel as planned, with kernel sets only for families with
-// members; a change within a family that has members stays a change of
+// members that a rule reads; a change within a family that has members stays a change of
 // elements.
 func TestFamiliesAppearAndDisappear(t *testing.T) {
 	r := newRig(t, conformanceSpec())
@@ -174,10 +175,14 @@ func TestFamiliesAppearAndDisappear(t *testing.T) {
 					if i == 2 {
 						name = namedPortSetName(ids[i], fam)
 					}
-					want := f.keeps(netip.AddrFrom4([4]byte{10, 0, 0, 1}))
+					a := netip.AddrFrom4([4]byte{10, 0, 0, 1})
 					if fam == 6 {
-						want = f.keeps(netip.IPv6Loopback())
+						a = netip.IPv6Loopback()
 					}
+					// A set exists for a family it has members of, if a
+					// rule reads it: the rule of a family exists if the
+					// peers and the named port have members of it.
+					want := f.keeps(a) && st.src.keeps(a) && st.port.keeps(a)
 					require.Equal(t, want, strings.Contains(listed, "set "+name+" "), "%s in table %s:\n%s", name, table, listed)
 				}
 			}
@@ -210,4 +215,73 @@ func TestFamiliesAppearAndDisappear(t *testing.T) {
 		require.True(t, again.Empty(), "second reconcile found %s", again)
 		require.NotContains(t, nft(t, ns, "list", "sets", "inet"), "set "+name+" ")
 	})
+}
+
+// setFamilies (used when a set has no cache entry) says what renderSet
+// says.
+func TestSetFamiliesAgreesWithRenderSet(t *testing.T) {
+	pfx := func(ss ...string) []netip.Prefix {
+		var out []netip.Prefix
+		for _, s := range ss {
+			out = append(out, netip.MustParsePrefix(s))
+		}
+		return out
+	}
+	for _, s := range []*compile.IPSet{
+		{ID: "a", Kind: compile.SetNets},
+		{ID: "b", Kind: compile.SetNets, Nets: pfx("10.0.0.1/32")},
+		{ID: "c", Kind: compile.SetNets, Nets: pfx("fd00::/64", "::ffff:10.0.0.0/104")},
+		{ID: "d", Kind: compile.SetNets, Nets: pfx("::ffff:10.0.0.1/128")},
+		{ID: "e", Kind: compile.SetNets, Literal: true, Nets: pfx("10.0.0.0/8")},
+		{ID: "f", Kind: compile.SetNets, Literal: true, Nets: pfx("1.0.0.0/8", "2.0.0.0/8", "3.0.0.0/8", "4.0.0.0/8", "5.0.0.0/8")},
+		{ID: "g", Kind: compile.SetNamedPorts, Ports: []compile.PortMember{{Addr: netip.MustParseAddr("fd00::1"), Protocol: 6, Port: 80}}},
+		{ID: "h", Kind: compile.SetNamedPorts},
+	} {
+		made, fams := renderSet(s)
+		require.Equal(t, fams, setFamilies(s), s.ID)
+		if !inlined(s) {
+			require.Len(t, made, bits.OnesCount8(uint8(fams)), s.ID)
+		}
+	}
+}
+
+// TestUnreadSetHasNoKernelSet: a set of the Ruleset that no rule of the
+// node reads (the policies of other nodes' pods) gets no kernel set, and
+// its members changing sends nothing; once a rule reads it, it is created
+// in the batch that adds the rule, and enforced.
+func TestUnreadSetHasNoKernelSet(t *testing.T) {
+	r := newRig(t, conformanceSpec())
+	ctx := context.Background()
+	build := func(members []string, read bool) (*compile.Ruleset, compile.SetID) {
+		rs := baseline(r)
+		b := &testgen.IR{RS: rs}
+		id := b.Selected("app == 'elsewhere'", members...)
+		if read {
+			p := b.Policy(compile.Egress, "default", "out", testgen.Rule(allow, compile.Match{Dst: compile.PeerMatch{Sets: sets(id)}}))
+			rs.Endpoints[pod3].Egress.Tiers = tiers(tier("default", deny, p))
+		}
+		return rs, id
+	}
+	rs, id := build([]string{pod2}, false)
+	r.conform(t, rs)
+	for _, fam := range []uint8{4, 6} {
+		require.NotContains(t, r.b.cur.sets, setName(id, fam))
+	}
+	rs, _ = build([]string{pod1, pod2}, false)
+	require.NoError(t, r.b.Apply(ctx, rs))
+	require.Zero(t, r.b.LastApply().Messages(), "%+v", r.b.LastApply())
+
+	rs, _ = build([]string{pod1}, true)
+	r.conform(t, rs)
+	st := r.b.LastApply()
+	require.Equal(t, 2, st.SetsAdded, "%+v", st)
+	listed := nft(t, r.lab.NodeNS().Name(), "list", "sets", "inet")
+	for _, fam := range []uint8{4, 6} {
+		require.Contains(t, listed, "set "+setName(id, fam)+" ")
+	}
+
+	// Read no more: gone, with the rule.
+	rs, _ = build([]string{pod1}, false)
+	r.conform(t, rs)
+	require.Equal(t, 2, r.b.LastApply().SetsDeleted)
 }

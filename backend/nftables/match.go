@@ -27,6 +27,8 @@ type term struct {
 	// dim is set on a term that tests one value (a port, an address)
 	// against alternatives another rule's term could be unioned with.
 	dim *mergeDim
+	// reads is the Ruleset set the term looks up, if any.
+	reads setRef
 }
 
 const (
@@ -123,13 +125,16 @@ func portPayload(side string, reg uint32) (*expr.Payload, string) {
 	return &expr.Payload{OperationType: expr.PayloadLoad, DestRegister: reg, Base: expr.PayloadBaseTransportHeader, Offset: off, Len: 2}, name
 }
 
-func addrSetTerm(fam uint8, side, set string, neg bool) term {
+func addrSetTerm(fam uint8, side string, id compile.SetID, neg bool) term {
+	set := setName(id, fam)
 	p, t := addrPayload(fam, side, reg1)
 	_, nt := cmpOp(neg)
-	return term{exprs: []expr.Any{p, &expr.Lookup{SourceRegister: reg1, SetName: set, Invert: neg}}, text: t + " " + nt + "@" + set}
+	return term{exprs: []expr.Any{p, &expr.Lookup{SourceRegister: reg1, SetName: set, Invert: neg}}, text: t + " " + nt + "@" + set,
+		reads: setRef{id: id, name: set}}
 }
 
-func namedPortTerm(fam uint8, side, set string, neg bool) term {
+func namedPortTerm(fam uint8, side string, id compile.SetID, neg bool) term {
+	set := namedPortSetName(id, fam)
 	p, t := addrPayload(fam, side, reg32_00)
 	protoReg := uint32(reg32_00 + 1)
 	if fam == 6 {
@@ -142,7 +147,7 @@ func namedPortTerm(fam uint8, side, set string, neg bool) term {
 		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: protoReg},
 		pp,
 		&expr.Lookup{SourceRegister: reg32_00, SetName: set, Invert: neg},
-	}, text: fmt.Sprintf("%s . meta l4proto . %s %s@%s", t, pt, nt, set)}
+	}, text: fmt.Sprintf("%s . meta l4proto . %s %s@%s", t, pt, nt, set), reads: setRef{id: id, name: set}}
 }
 
 // concatLookupTerm matches address . l4proto . dport against an anonymous
@@ -389,7 +394,7 @@ func (r *renderer) peerAlts(pm *compile.PeerMatch, side string, fam uint8, proto
 			// No member of this family: the side never matches.
 			return nil
 		}
-		conj = append(conj, addrSetTerm(fam, side, setName(id, fam), false))
+		conj = append(conj, addrSetTerm(fam, side, id, false))
 	}
 	for _, id := range pm.NotSets {
 		if pfx, ok := r.inlineNets(id, fam); ok {
@@ -405,7 +410,7 @@ func (r *renderer) peerAlts(pm *compile.PeerMatch, side string, fam uint8, proto
 		if !r.hasFamily(id, fam) {
 			continue // not in an empty set: always true
 		}
-		conj = append(conj, addrSetTerm(fam, side, setName(id, fam), true))
+		conj = append(conj, addrSetTerm(fam, side, id, true))
 	}
 	needProto := func() []term {
 		if hasPorts(proto) {
@@ -424,7 +429,7 @@ func (r *renderer) peerAlts(pm *compile.PeerMatch, side string, fam uint8, proto
 		}
 		for _, id := range pm.NamedPorts {
 			if r.hasFamily(id, fam) {
-				or = append(or, []term{namedPortTerm(fam, side, namedPortSetName(id, fam), false)})
+				or = append(or, []term{namedPortTerm(fam, side, id, false)})
 			}
 		}
 		alts = cross(alts, or)
@@ -436,7 +441,7 @@ func (r *renderer) peerAlts(pm *compile.PeerMatch, side string, fam uint8, proto
 		}
 		for _, id := range pm.NotNamedPorts {
 			if r.hasFamily(id, fam) {
-				and = append(and, namedPortTerm(fam, side, namedPortSetName(id, fam), true))
+				and = append(and, namedPortTerm(fam, side, id, true))
 			}
 		}
 		alts = cross(alts, [][]term{and})

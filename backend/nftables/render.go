@@ -54,6 +54,16 @@ type nchain struct {
 	// sets are the named constant sets the rules read (see namedSets):
 	// wherever the chain goes, they go.
 	sets []*nset
+	// reads are the sets of the Ruleset the rules look up: they go
+	// wherever the chain goes too, with the members of the Ruleset at
+	// hand (see renderer.addChain).
+	reads []setRef
+}
+
+// setRef names the kernel set of one family of a Ruleset set.
+type setRef struct {
+	id   compile.SetID
+	name string
 }
 
 // nrule is one rule: its expressions, the anonymous sets they use, its
@@ -73,6 +83,8 @@ type nrule struct {
 	// sig is what Reconcile compares with what the kernel returns;
 	// computed when first needed (signature).
 	sig string
+	// reads are the Ruleset's sets the rule looks up.
+	reads []setRef
 }
 
 // signature returns the rule's fingerprint, computing it once.
@@ -190,9 +202,8 @@ type renderCache struct {
 	setIDs map[compile.SetID]struct{}
 	// fams holds the families of every set ID a cached rendering may
 	// have read (see scanSets).
-	fams   map[compile.SetID]famSet
-	nIDs   int
-	nNamed int
+	fams map[compile.SetID]famSet
+	nIDs int
 	// pols holds the policy values found valid since a set was last
 	// removed, by the last render that held them; nPols counts the last
 	// render's policies. polsSame says this render's policies are the
@@ -268,8 +279,8 @@ type listID struct {
 	n     int
 }
 
-// scanSets renders the sets of rs not rendered before, and returns the
-// named sets of all, and whether any set ID of the last render is gone.
+// scanSets renders the sets of rs not rendered before, and returns
+// whether any set ID of the last render is gone.
 // It looks at each set's pointer, and at the ID only of values it has not
 // seen in the last render: a new pod must not cost a string hash per set.
 //
@@ -278,10 +289,8 @@ type listID struct {
 // rules read a set's families as they are, so the renderings of the
 // policies that read them are stale. reshapedAll says every rendering may
 // be.
-func (c *renderCache) scanSets(rs *compile.Ruleset) (named []*nset, removed bool, reshaped map[compile.SetID]bool, reshapedAll bool) {
+func (c *renderCache) scanSets(rs *compile.Ruleset) (removed bool, reshaped map[compile.SetID]bool, reshapedAll bool) {
 	g := c.gen
-	named = make([]*nset, 0, c.nNamed)
-	defer func() { c.nNamed = len(named) }()
 	kept := 0
 	for id, s := range rs.Sets {
 		e := c.sets[s]
@@ -308,7 +317,6 @@ func (c *renderCache) scanSets(rs *compile.Ruleset) (named []*nset, removed bool
 		} else {
 			c.setIDs[id] = struct{}{}
 		}
-		named = append(named, e.made...)
 	}
 	if kept != c.nIDs {
 		removed = true
@@ -334,7 +342,7 @@ func (c *renderCache) scanSets(rs *compile.Ruleset) (named []*nset, removed bool
 			c.fams[id] = c.sets[s].fams
 		}
 	}
-	return named, removed, reshaped, reshapedAll
+	return removed, reshaped, reshapedAll
 }
 
 // forgetReaders drops the cached renderings that read a set of changed
@@ -403,20 +411,21 @@ func renderCached(rs *compile.Ruleset, cache *renderCache) (*desired, error) {
 	if cache == nil {
 		cache = newRenderCache()
 	}
+	if cache.logPrefix != rs.Settings.LogPrefix || len(cache.policies) > 4*len(rs.Policies)+1000 ||
+		len(cache.tiers) > 4*len(rs.Endpoints)+1000 {
+		// Entries of a different log prefix, or too many dead ones: start
+		// over (memory only; correctness never depends on the cache).
+		// Before the sets are scanned: rules read their entries.
+		*cache = *newRenderCache()
+		cache.logPrefix = rs.Settings.LogPrefix
+	}
 	cache.gen++
-	named, removed, reshaped, reshapedAll := cache.scanSets(rs)
+	removed, reshaped, reshapedAll := cache.scanSets(rs)
 	if err := validate(rs, cache, removed); err != nil {
 		return nil, err
 	}
 	if reshaped != nil || reshapedAll {
 		cache.forgetReaders(reshaped, reshapedAll)
-	}
-	if cache.logPrefix != rs.Settings.LogPrefix || len(cache.policies) > 4*len(rs.Policies)+1000 ||
-		len(cache.tiers) > 4*len(rs.Endpoints)+1000 {
-		// Entries of a different log prefix, or too many dead ones: start
-		// over (memory only; correctness never depends on the cache).
-		*cache = *newRenderCache()
-		cache.logPrefix = rs.Settings.LogPrefix
 	}
 	r := &renderer{
 		rs:           rs,
@@ -430,9 +439,6 @@ func renderCached(rs *compile.Ruleset, cache *renderCache) (*desired, error) {
 		oldCache:     cache,
 	}
 	r.addPortProtos()
-	for _, ns := range named {
-		r.out.sets[ns.name] = ns
-	}
 	egress := &nset{name: mapEgress, keyType: nftables.TypeIFName, isMap: true, comment: "pod egress by host-side interface"}
 	ingress := &nset{name: mapIngress, keyType: nftables.TypeIFName, isMap: true, comment: "pod ingress by host-side interface"}
 	var hosts []*compile.Endpoint
@@ -692,7 +698,25 @@ func (r *renderer) setFams(id compile.SetID) famSet {
 	if e := r.cache.sets[s]; e != nil {
 		return e.fams
 	}
-	_, fams := renderSet(s)
+	return setFamilies(s)
+}
+
+// setFamilies is what renderSet says of s's families, without rendering.
+func setFamilies(s *compile.IPSet) famSet {
+	var fams famSet
+	if s.Kind == compile.SetNamedPorts {
+		for _, m := range s.Ports {
+			fams |= famBit(family(m.Addr))
+		}
+		return fams
+	}
+	if inlined(s) {
+		return fam4 | fam6
+	}
+	for _, n := range s.Nets {
+		n = netip.PrefixFrom(n.Addr().Unmap(), n.Bits()-unmapBits(n)).Masked()
+		fams |= famBit(family(n.Addr()))
+	}
 	return fams
 }
 
@@ -838,10 +862,37 @@ func joinIntervals(ivs []interval) []interval {
 
 // ---- chains ----
 
+// addChain adds a chain and the sets it reads: a set of the Ruleset that
+// no rule reads gets no kernel set.
 func (r *renderer) addChain(c *nchain) {
 	r.out.chains[c.name] = c
 	for _, ns := range c.sets {
 		r.out.sets[ns.name] = ns
+	}
+	for _, ref := range c.reads {
+		if _, ok := r.out.sets[ref.name]; !ok {
+			r.addSet(ref)
+		}
+	}
+}
+
+// addSet adds the kernel set ref names, as rendered for the Ruleset's
+// members.
+func (r *renderer) addSet(ref setRef) {
+	s := r.rs.Sets[ref.id]
+	if s == nil {
+		return // validate refuses a Ruleset whose rules read a set it lacks
+	}
+	made := []*nset(nil)
+	if e := r.cache.sets[s]; e != nil {
+		made = e.made
+	} else {
+		made, _ = renderSet(s)
+	}
+	for _, ns := range made {
+		if ns.name == ref.name {
+			r.out.sets[ns.name] = ns
+		}
 	}
 }
 
@@ -849,7 +900,20 @@ func (r *renderer) addChain(c *nchain) {
 // into named ones.
 func newChain(name string, rules []*nrule) *nchain {
 	rules, sets := namedSets(rules)
-	return &nchain{name: name, rules: rules, sets: sets}
+	return &nchain{name: name, rules: rules, sets: sets, reads: ruleReads(rules)}
+}
+
+// ruleReads lists the Ruleset sets rules read, each once.
+func ruleReads(rules []*nrule) []setRef {
+	var out []setRef
+	for _, ru := range rules {
+		for _, ref := range ru.reads {
+			if !slices.Contains(out, ref) {
+				out = append(out, ref)
+			}
+		}
+	}
+	return out
 }
 
 // contentChain names a chain by the hash of its rules and adds it.
@@ -861,7 +925,7 @@ func (r *renderer) contentChain(prefix string, rules []*nrule) string {
 	}
 	name := prefix + shortHash(parts...)
 	if _, ok := r.out.chains[name]; !ok {
-		r.addChain(&nchain{name: name, rules: rules, sets: sets})
+		r.addChain(&nchain{name: name, rules: rules, sets: sets, reads: ruleReads(rules)})
 	}
 	return name
 }
@@ -1196,6 +1260,9 @@ func newRule(terms []term, vtext string, v expr.Any, comment string) *nrule {
 				ru.anon = map[int]*anonSet{}
 			}
 			ru.anon[len(ru.exprs)+len(t.exprs)-1] = t.anon
+		}
+		if t.reads.name != "" {
+			ru.reads = append(ru.reads, t.reads)
 		}
 		ru.exprs = append(ru.exprs, t.exprs...)
 		texts = append(texts, t.text)
