@@ -301,10 +301,8 @@ func (e *reachEnd) resolve(set *policy.Set, idx *model.Index, all []reach.Pod) (
 		if len(h.Addrs) == 0 {
 			return nil, usage("the host endpoint has no expectedIPs: reach probes a host endpoint at its addresses")
 		}
-		for _, a := range h.Addrs {
-			if ep, ok := idx.Endpoint(a); ok && ep.Key != h.ID() {
-				return nil, usage("its address %s is also endpoint %s's: which policy judges it is ambiguous", a, ep.Key)
-			}
+		if other, a, ok := sharedAddr(idx.Ruleset(), h); ok {
+			return nil, usage("its address %s is also endpoint %s's: which policy judges it is ambiguous", a, other)
 		}
 		return []reach.Pod{h}, nil
 	case reach.KindExternal:
@@ -318,6 +316,26 @@ func (e *reachEnd) resolve(set *policy.Set, idx *model.Index, all []reach.Pod) (
 		return nil, exitError{code: exitUsage, err: fmt.Errorf("no pod matches %s %q", e.flag, e.expr)}
 	}
 	return pods, nil
+}
+
+// sharedAddr returns another endpoint of rs (the first by key) holding
+// one of h's addresses. The model gives an address to the first endpoint
+// by key, a dataplane to the endpoint its interface or address rule finds
+// first: only an address nobody else holds means the same to both.
+func sharedAddr(rs *compile.Ruleset, h reach.Pod) (string, netip.Addr, bool) {
+	best, addr := "", netip.Addr{}
+	for key, ep := range rs.Endpoints {
+		if key == h.ID() || (best != "" && key > best) {
+			continue
+		}
+		for _, a := range ep.Addrs {
+			if slices.Contains(h.Addrs, a.Unmap()) {
+				best, addr = key, a.Unmap()
+				break
+			}
+		}
+	}
+	return best, addr, best != ""
 }
 
 func parseSelectorFlag(flag, expr string) (*selector.Selector, error) {

@@ -403,6 +403,7 @@ func TestReachHostEndpointErrors(t *testing.T) {
 		{"loopback", []string{"--from", "127.0.0.1", "--to", "host:node1-eth0"}, "must be a unicast address"},
 		{"external destination without --probe", []string{"--from", "host:node1-eth0", "--to", "198.51.100.7"}, "--to 198.51.100.7 declares no ports: pass --probe"},
 		{"address shared by two host endpoints", []string{"-f", shared, "--from", "198.51.100.7", "--to", "host:n1/eth0", "--probe", "22"}, "its address 192.0.2.1 is also endpoint host:n1-all's"},
+		{"address shared, the other endpoint second by key", []string{"-f", shared, "--from", "198.51.100.7", "--to", "host:n1/*", "--probe", "22"}, "its address 192.0.2.1 is also endpoint host:n1-eth0's"},
 		{"bad selector still a selector error", []string{"--from", "host ==", "--to", "host:node1-eth0"}, "--from: selector"},
 	}
 	for _, tt := range tests {
