@@ -107,9 +107,10 @@ is probed. --from and --to keep the sources and destinations whose labels
 labels of their namespace and service account) match a Calico selector.
 
 Host endpoints (Calico host protection): --from or --to may instead name
-one host endpoint, host:NAME (the HostEndpoint of that name) or
+one host endpoint, host:NAME (the HostEndpoint of that name),
 host:NODE/INTERFACE (the one of that node with that interfaceName, "*"
-included), or one address outside the cluster, an IP address. A host
+included) or host:NODE (the node's only one), or one address outside the
+cluster, an IP address. A host
 endpoint stands for the node's own traffic through its interface, to and
 from its expectedIPs (as for pods, a probe goes to the destination's first
 address from the source's first address of that family): the fail-safe
@@ -246,7 +247,7 @@ func parseReachEnd(flag, expr string) (reachEnd, error) {
 	e := reachEnd{flag: flag, expr: expr}
 	if ref, ok := strings.CutPrefix(expr, reach.HostPrefix); ok {
 		if ref == "" || strings.HasPrefix(ref, "/") || strings.HasSuffix(ref, "/") {
-			return e, exitError{code: exitUsage, err: fmt.Errorf("%s %q: want host:NAME or host:NODE/INTERFACE", flag, expr)}
+			return e, exitError{code: exitUsage, err: fmt.Errorf("%s %q: want host:NAME, host:NODE/INTERFACE or host:NODE", flag, expr)}
 		}
 		e.kind = reach.KindHost
 		return e, nil

@@ -327,8 +327,8 @@ host:node1-all	X
 -	203.0.113.9
 host:node1-all	.
 `},
-	{"node over IPv6 to an allowed net",
-		[]string{"--from", "host:node5-v6", "--to", "2001:db8:77::7", "--probe", "443/TCP,123/UDP"}, `443/TCP
+	{"node over IPv6 to an allowed net, the node named by its only host endpoint",
+		[]string{"--from", "host:node5", "--to", "2001:db8:77::7", "--probe", "443/TCP,123/UDP"}, `443/TCP
 -	2001:db8:77::7
 host:node5-v6	.
 
@@ -395,8 +395,8 @@ func TestReachHostEndpointErrors(t *testing.T) {
 		{"pods with host", []string{"--to", "host:node1-eth0"}, "a host endpoint with pods"},
 		{"two hosts", []string{"--from", "host:node1-eth0", "--to", "host:node1-all"}, "two host endpoints"},
 		{"two externals", []string{"--from", "203.0.113.9", "--to", "198.51.100.7"}, "two external addresses"},
-		{"empty host", []string{"--from", "203.0.113.9", "--to", "host:"}, `--to "host:": want host:NAME or host:NODE/INTERFACE`},
-		{"unknown host", []string{"--from", "203.0.113.9", "--to", "host:nope"}, `--to: host endpoint "nope": no HostEndpoint of that name`},
+		{"empty host", []string{"--from", "203.0.113.9", "--to", "host:"}, `--to "host:": want host:NAME, host:NODE/INTERFACE or host:NODE`},
+		{"unknown host", []string{"--from", "203.0.113.9", "--to", "host:nope"}, `--to: host endpoint "nope": no HostEndpoint of that name or node`},
 		{"unknown node interface", []string{"--from", "203.0.113.9", "--to", "host:node1/eth1"}, `no HostEndpoint in the input has node "node1" and interfaceName "eth1"`},
 		{"host without expected IPs", []string{"--from", "203.0.113.9", "--to", "host:node4-eth0", "--probe", "22"}, "the host endpoint has no expectedIPs"},
 		{"external address of a pod", []string{"--from", "10.0.0.1", "--to", "host:node1-eth0"}, "--from 10.0.0.1: the address of endpoint a/web"},

@@ -347,15 +347,25 @@ func HostsFromSet(set *policy.Set) []Pod {
 }
 
 // FindHost returns the host endpoint ref names among hosts: "NAME" (the
-// HostEndpoint's name) or "NODE/INTERFACE" (the endpoint of that node with
-// that interfaceName, which may be "*").
+// HostEndpoint's name), "NODE/INTERFACE" (the endpoint of that node with
+// that interfaceName, which may be "*"), or "NODE" when no HostEndpoint
+// has that name and the node has exactly one.
 func FindHost(hosts []Pod, ref string) (Pod, error) {
 	node, iface, byIface := strings.Cut(ref, "/")
-	var found []Pod
-	for _, h := range hosts {
-		if byIface && h.Node == node && h.Interface == iface || !byIface && h.Name == ref {
-			found = append(found, h)
+	pick := func(match func(h *Pod) bool) []Pod {
+		var found []Pod
+		for i := range hosts {
+			if match(&hosts[i]) {
+				found = append(found, hosts[i])
+			}
 		}
+		return found
+	}
+	var found []Pod
+	if byIface {
+		found = pick(func(h *Pod) bool { return h.Node == node && h.Interface == iface })
+	} else if found = pick(func(h *Pod) bool { return h.Name == ref }); len(found) == 0 {
+		found = pick(func(h *Pod) bool { return h.Node == ref })
 	}
 	switch {
 	case len(found) == 1:
@@ -369,7 +379,7 @@ func FindHost(hosts []Pod, ref string) (Pod, error) {
 	case byIface:
 		return Pod{}, fmt.Errorf("host endpoint %q: no HostEndpoint in the input has node %q and interfaceName %q", ref, node, iface)
 	}
-	return Pod{}, fmt.Errorf("host endpoint %q: no HostEndpoint of that name in the input", ref)
+	return Pod{}, fmt.Errorf("host endpoint %q: no HostEndpoint of that name or node in the input", ref)
 }
 
 // PodsFromSet returns the pods (workload endpoints) of a policy set, with

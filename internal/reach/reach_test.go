@@ -143,15 +143,17 @@ func TestHostsFromSet(t *testing.T) {
 
 func TestFindHost(t *testing.T) {
 	hosts := HostsFromSet(hostSet(t))
-	for ref, want := range map[string]string{"node1-eth0": "node1-eth0", "node1/*": "node1-all", "node1-all": "node1-all"} {
+	hosts = append(hosts, Pod{Kind: KindHost, Name: "edge", Node: "node2", Interface: "eth0"})
+	for ref, want := range map[string]string{"node1-eth0": "node1-eth0", "node1/*": "node1-all", "node1-all": "node1-all", "node2": "edge"} {
 		h, err := FindHost(hosts, ref)
 		require.NoError(t, err, ref)
 		assert.Equal(t, want, h.Name, ref)
 	}
 	for ref, msg := range map[string]string{
 		"node1/eth0": "2 match (node1-eth0, node1-eth0-again)",
-		"node2/eth0": `no HostEndpoint in the input has node "node2"`,
-		"nope":       "no HostEndpoint of that name",
+		"node3/eth0": `no HostEndpoint in the input has node "node3"`,
+		"nope":       "no HostEndpoint of that name or node",
+		"node1":      "3 match (node1-all, node1-eth0, node1-eth0-again)",
 	} {
 		_, err := FindHost(hosts, ref)
 		assert.ErrorContains(t, err, msg, ref)
