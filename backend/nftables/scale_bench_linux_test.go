@@ -93,9 +93,9 @@ func (n *scaleNode) change(b *testing.B, port int32) *compile.Ruleset {
 	return rs
 }
 
-// BenchmarkScale builds the agent's node once (minutes: the first Apply
-// of the whole table) and measures on it (go test -run XXX -bench Scale
-// -benchtime 30x ./backend/nftables/):
+// BenchmarkScale builds the agent's node once (its first Apply is logged)
+// and measures on it (go test -run XXX -bench 'Scale$' -benchtime 30x
+// ./backend/nftables/):
 //
 //   - policy-change: one policy's port changes; the compile is not timed,
 //     the backend's Apply is;
