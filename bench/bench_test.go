@@ -45,7 +45,7 @@ func TestTrafficEBPF(t *testing.T) {
 		t.Fatalf("%v\n%s", err, out.String())
 	}
 	text := out.String()
-	for _, want := range []string{`ratios against "empty/events=off"`, `ns per run (medians); ratios "empty" / config`} {
+	for _, want := range []string{`ratios against "empty/events=off"`, `% of the time (medians); ratios "empty" / config`} {
 		if !strings.Contains(text, want) {
 			t.Errorf("output lacks %q:\n%s", want, text)
 		}
@@ -53,12 +53,13 @@ func TestTrafficEBPF(t *testing.T) {
 	seen := map[string]bool{}
 	for _, line := range strings.Split(text, "\n") {
 		f := strings.Fields(line)
-		// "  rep N LABEL G Gbit/s RR RR/s CRR CRR/s | bpf ns/run I R C"
-		if len(f) != 15 || f[0] != "rep" || f[10] != "bpf" {
+		// "  rep N LABEL G Gbit/s RR RR/s CRR CRR/s | bpf ns/run I R C, time I% R% C%"
+		if len(f) != 19 || f[0] != "rep" || f[10] != "bpf" {
 			continue
 		}
 		seen[f[2]] = true
-		for _, v := range f[12:] {
+		for _, v := range append(f[12:15:15], f[16:]...) {
+			v = strings.TrimRight(v, ",%")
 			ns, err := strconv.ParseFloat(v, 64)
 			// No dataplane, no programs: nothing ran.
 			if err != nil || (ns > 0) != (f[2] != "no-table") {

@@ -30,10 +30,16 @@ const (
 	settle    = 1500 * time.Millisecond
 )
 
-// sample is one measurement of a configuration: throughput, transaction
-// rates, and with -bpfstats the mean run time of the eBPF programs on the
-// pair's interfaces during each (ns per program run; 0 without).
-type sample struct{ gbps, rr, crr, bpfG, bpfRR, bpfCRR float64 }
+// sample is one measurement of a configuration: throughput and
+// transaction rates, and with -bpfstats, for each of the three phases
+// (iperf3, RR, CRR), the mean run time of the eBPF programs on the pair's
+// interfaces (ns per program run; 0 without) and the share of the phase's
+// wall time spent in them. RR has one transaction in flight at a time:
+// programs that cost twice as much would slow it by at most that share.
+type sample struct {
+	gbps, rr, crr   float64
+	bpfNs, bpfShare [3]float64
+}
 
 func benchTraffic(ctx context.Context, c *config, out io.Writer) error {
 	if _, err := exec.LookPath("iperf3"); err != nil {
@@ -158,7 +164,8 @@ func benchTraffic(ctx context.Context, c *config, out io.Writer) error {
 			results[ru.label] = append(results[ru.label], s)
 			fmt.Fprintf(out, "  rep %d %-30s %6.2f Gbit/s  %8.0f RR/s  %7.0f CRR/s", rep+1, ru.label, s.gbps, s.rr, s.crr)
 			if c.bpfStats {
-				fmt.Fprintf(out, "  | bpf ns/run %4.0f %4.0f %4.0f", s.bpfG, s.bpfRR, s.bpfCRR)
+				fmt.Fprintf(out, "  | bpf ns/run %4.0f %4.0f %4.0f, time %4.1f%% %4.1f%% %4.1f%%",
+					s.bpfNs[0], s.bpfNs[1], s.bpfNs[2], 100*s.bpfShare[0], 100*s.bpfShare[1], 100*s.bpfShare[2])
 			}
 			fmt.Fprintln(out)
 		}
@@ -189,20 +196,36 @@ func benchTraffic(ctx context.Context, c *config, out io.Writer) error {
 	}
 	// The programs' own cost: ratios are the baseline's time over the
 	// configuration's, so that, like the rates above, 1 is as cheap and
-	// less is dearer.
+	// less is dearer; and the share of each phase's time they took.
+	phase := func(name string, i int, share bool) float64 {
+		return med(name, func(s sample) float64 {
+			if share {
+				return 100 * s.bpfShare[i]
+			}
+			return s.bpfNs[i]
+		})
+	}
 	for _, base := range bases[1:] {
-		fmt.Fprintf(out, "eBPF programs on the pair's hooks, ns per run (medians); ratios %q / config\n", base)
-		fmt.Fprintf(out, "%-30s %12s %12s %12s %8s %8s %8s\n", "config", "iperf3", "RR", "CRR", "xiperf", "xRR", "xCRR")
-		bg, brr, bcrr := med(base, func(s sample) float64 { return s.bpfG }), med(base, func(s sample) float64 { return s.bpfRR }), med(base, func(s sample) float64 { return s.bpfCRR })
-		if brr == 0 {
+		if phase(base, 1, false) == 0 {
 			continue // not an eBPF configuration
 		}
+		fmt.Fprintf(out, "eBPF programs on the pair's hooks, ns per run and %% of the time (medians); ratios %q / config\n", base)
+		fmt.Fprintf(out, "%-30s %8s %8s %8s %8s %8s %8s %8s %8s %8s\n", "config", "iperf3", "RR", "CRR", "xiperf", "xRR", "xCRR", "%iperf", "%RR", "%CRR")
 		for _, name := range names[1:] {
-			g, rr, crr := med(name, func(s sample) float64 { return s.bpfG }), med(name, func(s sample) float64 { return s.bpfRR }), med(name, func(s sample) float64 { return s.bpfCRR })
-			if rr == 0 {
+			if phase(name, 1, false) == 0 {
 				continue
 			}
-			fmt.Fprintf(out, "%-30s %12.0f %12.0f %12.0f %8.3f %8.3f %8.3f\n", name, g, rr, crr, bg/g, brr/rr, bcrr/crr)
+			fmt.Fprintf(out, "%-30s", name)
+			for i := range 3 {
+				fmt.Fprintf(out, " %8.0f", phase(name, i, false))
+			}
+			for i := range 3 {
+				fmt.Fprintf(out, " %8.3f", phase(base, i, false)/phase(name, i, false))
+			}
+			for i := range 3 {
+				fmt.Fprintf(out, " %7.1f%%", phase(name, i, true))
+			}
+			fmt.Fprintln(out)
 		}
 	}
 	return nil
@@ -213,10 +236,11 @@ func benchTraffic(ctx context.Context, c *config, out io.Writer) error {
 func measure(cli, srv *netns.NS, dst netip.Addr, d time.Duration, hp *hookProgs) (sample, error) {
 	var s sample
 	var marks [4]runStats
+	var at [4]time.Time
 	var errs []error
 	mark := func(i int) {
 		st, err := hp.read()
-		marks[i] = st
+		marks[i], at[i] = st, time.Now()
 		errs = append(errs, err)
 	}
 	var err error
@@ -232,7 +256,10 @@ func measure(cli, srv *netns.NS, dst netip.Addr, d time.Duration, hp *hookProgs)
 	if err := errors.Join(errs...); err != nil {
 		return s, fmt.Errorf("bpf statistics: %w", err)
 	}
-	s.bpfG, s.bpfRR, s.bpfCRR = perRun(marks[0], marks[1]), perRun(marks[1], marks[2]), perRun(marks[2], marks[3])
+	for i := range 3 {
+		s.bpfNs[i] = perRun(marks[i], marks[i+1])
+		s.bpfShare[i] = float64(marks[i+1].runtime-marks[i].runtime) / float64(at[i+1].Sub(at[i]))
+	}
 	return s, nil
 }
 
