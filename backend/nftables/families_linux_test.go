@@ -4,6 +4,7 @@ package nftables
 
 import (
 	"context"
+	"maps"
 	"math/bits"
 	"net/netip"
 	"strings"
@@ -126,7 +127,8 @@ func TestEmptyFamilyHasNoSet(t *testing.T) {
 
 // TestCachedRenderFollowsFamilies: the policies keep their values while
 // their sets gain and lose families; a cached render must still equal a
-// fresh one (the cache finds policies and tier chains by pointer).
+// fresh one (the cache finds policies and tier chains by pointer), also
+// after a render that refused the Ruleset.
 func TestCachedRenderFollowsFamilies(t *testing.T) {
 	b := famIR()
 	familyScenario(b, famStates[0])
@@ -135,6 +137,13 @@ func TestCachedRenderFollowsFamilies(t *testing.T) {
 	for _, st := range append(famStates, famStates...) {
 		nb := famIR()
 		familyScenario(nb, st)
+		// First refused (a policy reads a set the Ruleset lacks), with the
+		// new set values: the cache must not forget what changed.
+		bad := maps.Clone(pols)
+		bad["in:default/bad"] = &compile.Policy{ID: "in:default/bad", Direction: compile.Ingress, Tier: "default", Name: "bad",
+			Rules: []compile.Rule{testgen.Rule(allow, compile.Match{Src: compile.PeerMatch{Sets: sets("no-such-set")}})}}
+		_, err := renderCached(&compile.Ruleset{Sets: nb.RS.Sets, Policies: bad, Endpoints: eps}, cache)
+		require.ErrorIs(t, err, ErrInvalidRuleset)
 		// The same policy and endpoint values, new set values.
 		rs := &compile.Ruleset{Sets: nb.RS.Sets, Policies: pols, Endpoints: eps}
 		got, err := renderCached(rs, cache)

@@ -421,11 +421,12 @@ func renderCached(rs *compile.Ruleset, cache *renderCache) (*desired, error) {
 	}
 	cache.gen++
 	removed, reshaped, reshapedAll := cache.scanSets(rs)
+	if reshaped != nil || reshapedAll {
+		// Even if rs is refused: scanSets has recorded the new families.
+		cache.forgetReaders(reshaped, reshapedAll)
+	}
 	if err := validate(rs, cache, removed); err != nil {
 		return nil, err
-	}
-	if reshaped != nil || reshapedAll {
-		cache.forgetReaders(reshaped, reshapedAll)
 	}
 	r := &renderer{
 		rs:           rs,

@@ -4,6 +4,8 @@ package nftables
 
 import (
 	"context"
+	"fmt"
+	"strconv"
 	"testing"
 	"time"
 
@@ -166,4 +168,64 @@ func BenchmarkScale(b *testing.B) {
 		b.Fatalf("drift on an untouched table: %s", d)
 	}
 	b.Logf("full-repair: a Reconcile reading the table back took %v", time.Since(start).Round(time.Millisecond))
+}
+
+// BenchmarkKernelSets times the kernel alone on tables of n named sets
+// (go test -run XXX -bench KernelSets -benchtime 1x ./backend/nftables/):
+// one batch creating n empty sets, one creating n sets of two elements
+// each (a set and an element message per set), and reading the second
+// table's elements back (one dump per set). Each costs about n² name
+// comparisons: the kernel finds a set by walking the table's list of
+// sets, for every set created (twice), element message and dump.
+func BenchmarkKernelSets(b *testing.B) {
+	netnstest.RequireRoot(b)
+	for _, n := range []int{2000, 10000, 20000} {
+		b.Run(strconv.Itoa(n), func(b *testing.B) {
+			for range b.N {
+				ns := netnstest.New(b, "cxsets-")
+				c, err := nftables.New(nftables.WithNetNSFd(ns.Fd()), nftables.AsLasting(), nftables.WithSockOptions(sizeBuffers))
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.Cleanup(func() { _ = c.CloseLasting() })
+				timed := func(what string, fn func() error) {
+					start := time.Now()
+					if err := fn(); err != nil {
+						b.Fatalf("%s: %v", what, err)
+					}
+					b.ReportMetric(time.Since(start).Seconds(), what+"-s")
+				}
+				fill := func(table string, elems bool) func() error {
+					return func() error {
+						t := c.AddTable(&nftables.Table{Name: table, Family: nftables.TableFamilyINet})
+						for i := range n {
+							s := &nftables.Set{Table: t, Name: fmt.Sprintf("s-%06d-4", i), KeyType: nftables.TypeIPAddr}
+							var els []nftables.SetElement
+							if elems {
+								els = []nftables.SetElement{{Key: []byte{10, byte(i >> 8), byte(i), 1}}, {Key: []byte{10, byte(i >> 8), byte(i), 2}}}
+							}
+							if err := c.AddSet(s, els); err != nil {
+								return err
+							}
+						}
+						return c.Flush()
+					}
+				}
+				timed("empty-sets", fill("empty", false))
+				timed("sets-with-elements", fill("full", true))
+				timed("read-elements", func() error {
+					sets, err := c.GetSets(&nftables.Table{Name: "full", Family: nftables.TableFamilyINet})
+					if err != nil {
+						return err
+					}
+					for _, s := range sets {
+						if _, err := c.GetSetElements(s); err != nil {
+							return err
+						}
+					}
+					return nil
+				})
+			}
+		})
+	}
 }
