@@ -113,7 +113,8 @@ included) or host:NODE (the node's only one), or one address outside the
 cluster, an IP address. A host
 endpoint stands for the node's own traffic through its interface, to and
 from its expectedIPs (as for pods, a probe goes to the destination's first
-address from the source's first address of that family): the fail-safe
+address from the source's first address of that family; from an external
+address, to the destination's first address of its family): the fail-safe
 ports, then its policy and profiles judge it; a lab dataplane builds the
 node with the endpoint's interface and addresses. It is probed with an
 external address only: the node's traffic with its own pods is the pods'

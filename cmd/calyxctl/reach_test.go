@@ -183,7 +183,8 @@ func TestReachJSONMatchesLibrary(t *testing.T) {
 // hostCluster is a cluster with host protection. node1 has three host
 // endpoints: eth0 by name (192.0.2.10), every interface "*" (192.0.2.20)
 // and one known only by its expected IP (192.0.2.30); node5's eth0 is
-// IPv6 only (2001:db8:5::10) and node4's eth0 has no expected IPs. A
+// dual-stack (192.0.2.50, 2001:db8:5::10) and node4's eth0 has no expected
+// IPs. A
 // GlobalNetworkPolicy selecting them all denies SSH outright, lets 443/TCP
 // in from anywhere and 8080/TCP only from 198.51.100.0/24, and lets the
 // nodes out only to 198.51.100.0/24 and 2001:db8:77::/48 on TCP; another,
@@ -208,7 +209,7 @@ spec:
 		hep("node1-all", "host: protected, iface: all", "node: node1, interfaceName: '*', expectedIPs: [192.0.2.20]"),
 		hep("node1-ips", "host: protected", "node: node1, expectedIPs: [192.0.2.30]"),
 		hep("node4-eth0", "host: protected", "node: node4, interfaceName: eth0"),
-		hep("node5-v6", "host: protected", "node: node5, interfaceName: eth0, expectedIPs: ['2001:db8:5::10']"),
+		hep("node5-dual", "host: protected", "node: node5, interfaceName: eth0, expectedIPs: ['2001:db8:5::10', 192.0.2.50]"),
 		`apiVersion: projectcalico.org/v3
 kind: GlobalNetworkPolicy
 metadata: {name: host-protection}
@@ -292,17 +293,17 @@ var hostReachCases = []struct {
 -	host:node1-ips
 198.51.100.7	X
 `},
-	{"IPv6: 8080 only from an IPv4 net",
-		[]string{"--from", "2001:db8:77::7", "--to", "host:node5-v6", "--probe", "22/TCP,443/TCP,8080/TCP"}, `22/TCP
--	host:node5-v6
+	{"IPv6 client to a dual-stack endpoint: its IPv6 address; 8080 only from an IPv4 net",
+		[]string{"--from", "2001:db8:77::7", "--to", "host:node5-dual", "--probe", "22/TCP,443/TCP,8080/TCP"}, `22/TCP
+-	host:node5-dual
 2001:db8:77::7	.
 
 443/TCP
--	host:node5-v6
+-	host:node5-dual
 2001:db8:77::7	.
 
 8080/TCP
--	host:node5-v6
+-	host:node5-dual
 2001:db8:77::7	X
 `},
 	{"node to an allowed net: TCP out, UDP 53 by fail-safe, other UDP denied",
@@ -330,11 +331,11 @@ host:node1-all	.
 	{"node over IPv6 to an allowed net, the node named by its only host endpoint",
 		[]string{"--from", "host:node5", "--to", "2001:db8:77::7", "--probe", "443/TCP,123/UDP"}, `443/TCP
 -	2001:db8:77::7
-host:node5-v6	.
+host:node5-dual	.
 
 123/UDP
 -	2001:db8:77::7
-host:node5-v6	X
+host:node5-dual	X
 `},
 	{"forwarded to a pod: the host endpoints do not judge it",
 		[]string{"--from", "203.0.113.9", "--to", "app == 'web'", "--probe", "80/TCP,8080/TCP"}, `80/TCP

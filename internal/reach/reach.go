@@ -309,12 +309,22 @@ func (m ModelProber) Probe(_ context.Context, from, to *Pod, probe Probe) (bool,
 
 // FirstPacket returns the packet that opens a probe's connection: from the
 // source's first address of the destination's family to the destination's
-// first address, from an ephemeral source port.
+// first address, from an ephemeral source port. From an external party
+// (one address) it goes to the destination's first address of that
+// address's family: the question asked is about that client.
 func FirstPacket(from, to *Pod, probe Probe) (model.Packet, bool) {
 	if len(to.Addrs) == 0 {
 		return model.Packet{}, false
 	}
 	dst := to.Addrs[0]
+	if from.Kind == KindExternal && len(from.Addrs) > 0 {
+		for _, a := range to.Addrs {
+			if a.Unmap().Is4() == from.Addrs[0].Unmap().Is4() {
+				dst = a
+				break
+			}
+		}
+	}
 	for _, src := range from.Addrs {
 		if src.Is4() == dst.Is4() {
 			return model.Packet{Src: src, Dst: dst, Protocol: probe.Protocol, SrcPort: 40000, DstPort: probe.Port}, true

@@ -167,4 +167,15 @@ func TestExternalParty(t *testing.T) {
 	pkt, ok := FirstPacket(&p, &Pod{Kind: KindHost, Name: "n", Addrs: []netip.Addr{netip.MustParseAddr("192.0.2.10")}}, Probe{22, 6})
 	require.True(t, ok)
 	assert.Equal(t, model.Packet{Src: netip.MustParseAddr("203.0.113.9"), Dst: netip.MustParseAddr("192.0.2.10"), Protocol: 6, SrcPort: 40000, DstPort: 22}, pkt)
+
+	// An external IPv6 client asks about the destination's IPv6 address;
+	// a pod keeps asking about the first address only, as it always has.
+	dual := Pod{Kind: KindHost, Name: "n", Addrs: []netip.Addr{netip.MustParseAddr("192.0.2.10"), netip.MustParseAddr("2001:db8::10")}}
+	v6 := ExternalParty(netip.MustParseAddr("2001:db8:77::7"))
+	pkt, ok = FirstPacket(&v6, &dual, Probe{22, 6})
+	require.True(t, ok)
+	assert.Equal(t, netip.MustParseAddr("2001:db8::10"), pkt.Dst)
+	v6pod := Pod{Namespace: "a", Name: "v6", Addrs: []netip.Addr{netip.MustParseAddr("fd00::1")}}
+	_, ok = FirstPacket(&v6pod, &dual, Probe{22, 6})
+	assert.False(t, ok)
 }
