@@ -105,7 +105,7 @@ func TestProberHostScenarios(t *testing.T) {
 					}
 				}
 			}
-			require.Equal(t, 3*len(probes), compared, "external IPv4 to the node, the node to both external addresses")
+			require.Equal(t, 4*len(probes), compared, "both external addresses to the node, the node to both")
 		})
 	}
 	require.Positive(t, outcomes[true], "some probes allowed")
