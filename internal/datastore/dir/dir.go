@@ -183,6 +183,7 @@ type Store struct {
 	decodes  int             // files decoded good, for tests
 	// docDecodes counts the YAML documents decoded, for tests.
 	docDecodes int
+	unparsed   int // files with a block of the persisted index not parsed
 }
 
 var _ datastore.Store = (*Store)(nil)
@@ -202,6 +203,10 @@ type file struct {
 	lazy bool
 	// truncated: the file was found empty, its entries are from before.
 	truncated bool
+	// block, when not empty, is the file's documents and entries as the
+	// persisted index lists them, not parsed yet (the file is unparsed;
+	// see materializeLocked); stat and sum are the index's.
+	block string
 	// docs are the entries of each YAML document of the last good
 	// content, so that reading the file again decodes only the
 	// documents that changed.
@@ -581,13 +586,18 @@ type readJob struct {
 func (s *Store) probe(p string, force bool) *readJob {
 	f := s.files[p]
 	info, err := os.Stat(p)
+	if err == nil && f != nil && !force && f.stat == statOf(info) {
+		return nil
+	}
+	if f != nil && f.block != "" {
+		// Its entries must be in the view before they are replaced.
+		s.materializeLocked(p, f)
+		f = s.files[p]
+	}
 	if err != nil {
 		return &readJob{p: p, err: err}
 	}
 	st := statOf(info)
-	if f != nil && !force && f.stat == st {
-		return nil
-	}
 	j := &readJob{p: p, st: st}
 	if f != nil {
 		// A lazy file's documents are reused where found again; only
@@ -719,6 +729,10 @@ func decode(data []byte, p string) ([]entry, error) {
 // forgetLocked drops a file that is gone.
 func (s *Store) forgetLocked(p string) {
 	if f := s.files[p]; f != nil {
+		if f.block != "" {
+			f.block = ""
+			s.unparsed--
+		}
 		s.setLazyLocked(f, false)
 		s.idx.setEntries(s.files, p, f, nil)
 		s.decoded++

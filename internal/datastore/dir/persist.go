@@ -55,9 +55,11 @@ func castagnoli() *crc32.Table { return crc32.MakeTable(crc32.Castagnoli) }
 
 func (s *Store) indexPath() string { return filepath.Join(s.root, indexName) }
 
-// loadIndexLocked makes lazy files of the persisted index's entries;
-// the walk that follows decodes those whose stat changed and forgets
-// those that are gone. An unreadable or malformed index is ignored.
+// loadIndexLocked makes pending files of the persisted index's records:
+// their stat and content hash are known at once (the walk that follows
+// decodes the files whose stat changed and forgets those that are gone),
+// their documents and entries are read from the index when needed (see
+// pending). An unreadable or malformed index is ignored.
 func (s *Store) loadIndexLocked() {
 	data, err := os.ReadFile(s.indexPath())
 	if err != nil {
@@ -66,112 +68,227 @@ func (s *Store) loadIndexLocked() {
 		}
 		return
 	}
-	files, n, err := parseIndex(data, s.root)
+	files, err := parseIndex(data, s.root)
 	if err != nil {
 		s.log.Warn("the directory store's index is malformed or of another version; decoding every file", "err", err)
 		return
 	}
-	if len(s.files) > 0 {
-		// Not a first read: the merged view has entries to replace.
-		for _, lf := range files {
-			f := &file{stat: lf.stat, sum: lf.sum, docs: lf.docs}
-			s.files[lf.path] = f
-			s.setLazyLocked(f, len(lf.entries) > 0)
-			s.idx.setEntries(s.files, lf.path, f, lf.entries)
+	first := len(s.files) == 0
+	for _, lf := range files {
+		if old := s.files[lf.path]; old != nil {
+			continue // read already
+		}
+		s.files[lf.path] = &file{stat: lf.stat, sum: lf.sum, block: lf.block}
+		if lf.block != "" {
+			s.unparsed++
+		}
+	}
+	if !first {
+		// Not a first read: the merged view is not empty.
+		s.materializeAllLocked()
+	}
+}
+
+// The index's documents and entries of a file are parsed, and its keys
+// merged into the store's view, only when needed: a store that touches
+// one object (calyxctl) parses the files holding that key (found by a
+// search of the index's text), those whose stat changed, and no other.
+// Anything that needs the whole view (List, Watch, Problems) parses all.
+
+// materializeLocked makes a pending file lazy: its documents and entries
+// parsed from the index, its keys merged. A block of the index that does
+// not parse (it passed the checksum: a bug) makes the file read whole.
+func (s *Store) materializeLocked(p string, f *file) {
+	if f.block == "" {
+		return
+	}
+	lf := indexedFile{path: p, stat: f.stat, block: f.block}
+	f.block = ""
+	s.unparsed--
+	if err := lf.parseBlock(); err != nil {
+		s.log.Warn("the directory store's index is malformed; reading the file", "file", p, "err", err)
+		f.sum, f.stat = [32]byte{}, fileStat{}
+		s.readFile(p, true)
+		return
+	}
+	f.docs = lf.docs
+	s.idx.setEntries(s.files, p, f, lf.entries)
+	s.setLazyLocked(f, len(lf.entries) > 0)
+}
+
+// materializeAllLocked makes every pending file lazy.
+func (s *Store) materializeAllLocked() {
+	if s.unparsed == 0 {
+		return
+	}
+	paths := make([]string, 0, s.unparsed)
+	for p, f := range s.files {
+		if f.block != "" {
+			paths = append(paths, p)
+		}
+	}
+	slices.Sort(paths)
+	if len(s.idx.items) > 0 {
+		for _, p := range paths {
+			s.materializeLocked(p, s.files[p])
 		}
 		return
 	}
+	// A first read: the view is built in one pass.
+	files := make([]indexedFile, 0, len(paths))
+	n := 0
+	var bad []string
+	for _, p := range paths {
+		f := s.files[p]
+		lf := indexedFile{path: p, stat: f.stat, block: f.block}
+		f.block = ""
+		s.unparsed--
+		if err := lf.parseBlock(); err != nil {
+			s.log.Warn("the directory store's index is malformed; reading the file", "file", p, "err", err)
+			f.sum, f.stat = [32]byte{}, fileStat{}
+			bad = append(bad, p)
+			continue
+		}
+		files = append(files, lf)
+		n += len(lf.entries)
+	}
 	s.idx.load(files, n)
 	for _, lf := range files {
-		f := &file{stat: lf.stat, sum: lf.sum, docs: lf.docs, entries: lf.entries}
-		s.files[lf.path] = f
+		f := s.files[lf.path]
+		f.docs, f.entries = lf.docs, lf.entries
 		s.setLazyLocked(f, len(lf.entries) > 0)
+	}
+	for _, p := range bad {
+		s.readFile(p, true)
+	}
+}
+
+// ensureKeyLocked makes the pending files whose index lists key lazy,
+// so that the view knows every definition of key.
+func (s *Store) ensureKeyLocked(key policy.ObjectKey) {
+	if s.unparsed == 0 {
+		return
+	}
+	needle := "\nE\t" + string(key.Kind) + "\t" + key.Namespace + "\t" + key.Name + "\t"
+	var paths []string
+	for p, f := range s.files {
+		if f.block != "" && strings.Contains(f.block, needle) {
+			paths = append(paths, p)
+		}
+	}
+	slices.Sort(paths)
+	for _, p := range paths {
+		s.materializeLocked(p, s.files[p])
 	}
 }
 
 type indexedFile struct {
-	path    string
-	stat    fileStat
-	sum     [32]byte
+	path  string
+	stat  fileStat
+	sum   [32]byte
+	block string // the file's D and E lines, each after a newline
+	// Parsed from block:
 	docs    []docCache
 	entries []entry
 }
 
-// parseIndex reads an index; n is the number of its entries. The files
-// come out in path order.
-func parseIndex(data []byte, root string) (files []indexedFile, n int, err error) {
+// parseIndex reads an index's header, trailer and file records. The
+// files come out in path order, their blocks not parsed.
+func parseIndex(data []byte, root string) ([]indexedFile, error) {
 	text := string(data) // one allocation: the keys and revisions are its substrings
 	if !strings.HasPrefix(text, indexMagic+"\n") {
-		return nil, 0, errors.New("no " + indexMagic + " header")
+		return nil, errors.New("no " + indexMagic + " header")
 	}
 	// The trailer: Z <crc>\n, last.
 	body, whole := strings.CutSuffix(text, "\n")
 	z := strings.LastIndexByte(body, '\n')
 	if !whole || z < 0 || !strings.HasPrefix(body[z+1:], "Z\t") {
-		return nil, 0, errors.New("no trailer: cut short")
+		return nil, errors.New("no trailer: cut short")
 	}
 	want, err := strconv.ParseUint(body[z+3:], 16, 32)
 	if err != nil || crc32.Checksum(data[:z+1], castagnoli()) != uint32(want) {
-		return nil, 0, errors.New("checksum mismatch")
+		return nil, errors.New("checksum mismatch")
 	}
-	text = text[len(indexMagic)+1 : z+1]
+	// From the newline ending the header to the one before the trailer.
+	text = text[len(indexMagic) : z+1]
+	var files []indexedFile
+	var fields [7]string
+	blockStart := 0
+	endBlock := func(at int) {
+		if len(files) > 0 {
+			files[len(files)-1].block = text[blockStart:at]
+		}
+	}
+	for at, line := 0, 2; at < len(text)-1; line++ {
+		eol := at + 1 + strings.IndexByte(text[at+1:], '\n')
+		if text[at+1] != 'F' {
+			if len(files) == 0 {
+				return nil, lineError(line)
+			}
+			at = eol
+			continue
+		}
+		endBlock(at)
+		if nf := splitFields(text[at+1:eol], fields[:]); nf != 6 || fields[0] != "F" {
+			return nil, lineError(line)
+		}
+		size, err1 := strconv.ParseInt(fields[1], 10, 64)
+		mtime, err2 := strconv.ParseInt(fields[2], 10, 64)
+		ino, err3 := strconv.ParseUint(fields[3], 10, 64)
+		var sum [32]byte
+		_, err4 := hex.Decode(sum[:], []byte(fields[4]))
+		if errors.Join(err1, err2, err3, err4) != nil || len(fields[4]) != 64 || fields[5] == "" {
+			return nil, lineError(line)
+		}
+		files = append(files, indexedFile{path: filepath.Join(root, filepath.FromSlash(fields[5])), stat: fileStat{size: size, mtime: mtime, ino: ino}, sum: sum})
+		at, blockStart = eol, eol
+	}
+	endBlock(len(text) - 1)
+	slices.SortFunc(files, func(a, b indexedFile) int { return strings.Compare(a.path, b.path) })
+	for i := 1; i < len(files); i++ {
+		if files[i].path == files[i-1].path {
+			return nil, fmt.Errorf("%s listed twice", files[i].path)
+		}
+	}
+	return files, nil
+}
+
+// splitFields cuts a line at its tabs into fields, and returns how many
+// there are (len(fields)+1 when there are more).
+func splitFields(l string, fields []string) int {
+	nf := 0
+	for ; nf < len(fields); nf++ {
+		tab := strings.IndexByte(l, '\t')
+		if tab < 0 {
+			fields[nf] = l
+			return nf + 1
+		}
+		fields[nf] = l[:tab]
+		l = l[tab+1:]
+	}
+	return nf + 1
+}
+
+// parseBlock parses the file's D and E lines into its documents and
+// entries, checking the documents cover the file in order.
+func (f *indexedFile) parseBlock() error {
 	var (
-		f      *indexedFile
 		doc    *docCache
+		counts []int // counts[i] is how many entries document i holds
 		fields [7]string
 	)
-	// counts[i] is how many entries document i of the file holds.
-	var counts []int
-	// done checks the documents of the file just read cover it, and
-	// gives them their entries.
-	done := func() error {
-		if f == nil || len(f.docs) == 0 {
-			return nil
+	text := f.block
+	for line := 1; len(text) > 1; line++ {
+		eol := 1 + strings.IndexByte(text[1:], '\n')
+		if eol == 0 {
+			eol = len(text)
 		}
-		last := f.docs[len(f.docs)-1]
-		if int64(last.off+last.n) != f.stat.size {
-			return fmt.Errorf("%s: documents do not cover the file", f.path)
-		}
-		at := 0
-		for i, c := range counts {
-			f.docs[i].entries = f.entries[at : at+c : at+c]
-			at += c
-		}
-		return nil
-	}
-	for line := 2; len(text) > 0; line++ {
-		eol := strings.IndexByte(text, '\n')
-		l := text[:eol]
-		text = text[eol+1:]
-		nf := 0
-		for nf < len(fields) {
-			tab := strings.IndexByte(l, '\t')
-			if tab < 0 {
-				fields[nf] = l
-				nf++
-				break
-			}
-			fields[nf] = l[:tab]
-			l = l[tab+1:]
-			nf++
-		}
-		bad := lineError(line)
+		l := text[1:eol]
+		text = text[eol:]
+		nf := splitFields(l, fields[:])
+		bad := fmt.Errorf("%s: line %d of its block", f.path, line)
 		switch {
-		case nf == 6 && fields[0] == "F":
-			if err := done(); err != nil {
-				return nil, 0, err
-			}
-			size, err1 := strconv.ParseInt(fields[1], 10, 64)
-			mtime, err2 := strconv.ParseInt(fields[2], 10, 64)
-			ino, err3 := strconv.ParseUint(fields[3], 10, 64)
-			var sum [32]byte
-			_, err4 := hex.Decode(sum[:], []byte(fields[4]))
-			if errors.Join(err1, err2, err3, err4) != nil || len(fields[4]) != 64 || fields[5] == "" {
-				return nil, 0, bad
-			}
-			files = append(files, indexedFile{path: filepath.Join(root, filepath.FromSlash(fields[5])), stat: fileStat{size: size, mtime: mtime, ino: ino}, sum: sum})
-			f, doc, counts = &files[len(files)-1], nil, counts[:0]
-		case nf == 6 && fields[0] == "D" && f != nil && (doc != nil || len(f.entries) == 0):
+		case nf == 6 && fields[0] == "D" && (doc != nil || len(f.entries) == 0):
 			off, err1 := strconv.Atoi(fields[1])
 			size, err2 := strconv.Atoi(fields[2])
 			first, err3 := strconv.Atoi(fields[3])
@@ -179,38 +296,40 @@ func parseIndex(data []byte, root string) (files []indexedFile, n int, err error
 			var sum [16]byte
 			_, err5 := hex.Decode(sum[:], []byte(fields[5]))
 			if errors.Join(err1, err2, err3, err4, err5) != nil || len(fields[5]) != 32 || size < 0 || first < 1 || di < 0 {
-				return nil, 0, bad
+				return bad
 			}
 			if doc == nil && off != 0 || doc != nil && (off != doc.off+doc.n || first <= doc.key.first || di < doc.key.doc) {
-				return nil, 0, bad
+				return bad
 			}
 			f.docs = append(f.docs, docCache{key: docKey{first: first, doc: di, sum: sum}, off: off, n: size})
 			doc = &f.docs[len(f.docs)-1]
 			counts = append(counts, 0)
-		case nf == 5 && fields[0] == "E" && f != nil:
+		case nf == 5 && fields[0] == "E":
 			e := entry{key: policy.ObjectKey{Kind: policy.Kind(fields[1]), Namespace: fields[2], Name: fields[3]}, rev: fields[4]}
 			if e.key.Kind == "" || e.key.Name == "" || e.rev == "" {
-				return nil, 0, bad
+				return bad
 			}
 			f.entries = append(f.entries, e)
 			if doc != nil {
 				counts[len(counts)-1]++
 			}
-			n++
 		default:
-			return nil, 0, bad
+			return bad
 		}
 	}
-	if err := done(); err != nil {
-		return nil, 0, err
+	if len(f.docs) == 0 {
+		return nil
 	}
-	slices.SortFunc(files, func(a, b indexedFile) int { return strings.Compare(a.path, b.path) })
-	for i := 1; i < len(files); i++ {
-		if files[i].path == files[i-1].path {
-			return nil, 0, fmt.Errorf("%s listed twice", files[i].path)
-		}
+	last := f.docs[len(f.docs)-1]
+	if int64(last.off+last.n) != f.stat.size {
+		return fmt.Errorf("%s: documents do not cover the file", f.path)
 	}
-	return files, n, nil
+	at := 0
+	for i, c := range counts {
+		f.docs[i].entries = f.entries[at : at+c : at+c]
+		at += c
+	}
+	return nil
 }
 
 // lineError is a malformed line of the index.
@@ -262,6 +381,12 @@ func (s *Store) encodeIndexLocked() []byte {
 		b = append(b, '\t')
 		b = hex.AppendEncode(b, f.sum[:])
 		b = append(tab(b, filepath.ToSlash(rel)), '\n')
+		if f.block != "" {
+			// As the index read gave it: the file has not changed.
+			b = append(b, f.block[1:]...)
+			b = append(b, '\n')
+			continue
+		}
 		writeEntry := func(e entry) {
 			b = append(b, 'E')
 			b = tab(tab(tab(tab(b, string(e.key.Kind)), e.key.Namespace), e.key.Name), e.rev)
@@ -321,6 +446,7 @@ func docsCover(f *file) bool {
 // itemLocked returns the item in force for key, decoding the document
 // that holds it if the persisted index spared it.
 func (s *Store) itemLocked(ctx context.Context, key policy.ObjectKey) (datastore.Item, bool, error) {
+	s.ensureKeyLocked(key)
 	it, ok := s.idx.items[key]
 	if ok && it.Object == nil {
 		p := s.idx.where(key)
@@ -420,6 +546,14 @@ func docText(data []byte, c docCache) ([]byte, bool) {
 // decodeLazyLocked decodes the lazy files among paths (all of them when
 // paths is nil).
 func (s *Store) decodeLazyLocked(ctx context.Context, paths []string) error {
+	if paths == nil {
+		s.materializeAllLocked()
+	}
+	for _, p := range paths {
+		if f := s.files[p]; f != nil {
+			s.materializeLocked(p, f)
+		}
+	}
 	if s.lazy == 0 {
 		return nil
 	}

@@ -257,11 +257,13 @@ func TestIndexRoundTrip(t *testing.T) {
 	data := s.encodeIndexLocked()
 	s.mu.Unlock()
 
-	files, n, err := parseIndex(data, root)
+	files, err := parseIndex(data, root)
 	require.NoError(t, err)
 	require.Len(t, files, len(spliceFiles)+1)
-	total := 0
+	total, n := 0, 0
 	for _, lf := range files {
+		require.NoError(t, lf.parseBlock())
+		n += len(lf.entries)
 		f := s.files[lf.path]
 		require.NotNil(t, f, lf.path)
 		assert.Equal(t, f.stat, lf.stat)
@@ -286,17 +288,17 @@ func TestIndexRoundTrip(t *testing.T) {
 	assert.Equal(t, total, n)
 
 	for cut := range len(data) {
-		_, _, err := parseIndex(data[:cut], root)
+		_, err := parseIndex(data[:cut], root)
 		require.Error(t, err, "cut at %d", cut)
 	}
 	for i := range data {
 		bad := append([]byte(nil), data...)
 		bad[i] ^= 0x01
-		_, _, err := parseIndex(bad, root)
+		_, err := parseIndex(bad, root)
 		require.Error(t, err, "byte %d changed", i)
 	}
 	v1 := strings.Replace(string(data), indexMagic, "calyx-index-v1", 1)
-	_, _, err = parseIndex([]byte(v1), root)
+	_, err = parseIndex([]byte(v1), root)
 	require.Error(t, err)
 }
 
@@ -318,11 +320,80 @@ func TestIndexRangesNotTrusted(t *testing.T) {
 	// Shift b's document by a byte, as a wrong index would say.
 	s.mu.Lock()
 	f := s.files[p]
-	require.True(t, f.lazy)
-	f.docs[1].off++
+	unparsed := f.block != ""
+	s.materializeLocked(p, f)
+	lazy := f.lazy
+	if lazy {
+		f.docs[1].off++
+	}
 	s.mu.Unlock()
+	require.True(t, unparsed, "a Get of another key leaves the file's index block unparsed")
+	require.True(t, lazy)
 	it, err := s.Get(ctx, key)
 	require.NoError(t, err)
 	assert.Equal(t, []string{"198.51.100.0/24", "203.0.113.0/24"}, it.Object.(*policy.GlobalNetworkSet).Spec.Nets)
 	assert.Equal(t, 1, s.decodes, "decoded whole instead")
+}
+
+// TestIndexParsedOnDemand: a new store parses the persisted index's
+// entries only for the files that hold the key it is asked about (all of
+// them: a key defined twice is resolved as from scratch) and those that
+// changed; creates, deletes and replaces through it leave the tree as a
+// store decoding everything sees it.
+func TestIndexParsedOnDemand(t *testing.T) {
+	ctx := t.Context()
+	root := t.TempDir()
+	set := func(name, net string) string {
+		return gns + "metadata: {name: " + name + "}\nspec: {nets: [" + net + "]}\n"
+	}
+	for i := range 20 {
+		name := string(rune('a' + i))
+		require.NoError(t, os.WriteFile(filepath.Join(root, name+".yaml"), []byte(set(name+"1", "192.0.2.0/24")+"---\n"+set(name+"2", "192.0.2.0/24")), 0o644))
+	}
+	// dup is defined in b.yaml (in force: first in path order) and t.yaml.
+	require.NoError(t, os.WriteFile(filepath.Join(root, "b.yaml"), []byte(set("b1", "192.0.2.0/24")+"---\n"+set("dup", "198.51.100.1/32")), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(root, "t.yaml"), []byte(set("dup", "203.0.113.1/32")+"---\n"+set("t2", "192.0.2.0/24")), 0o644))
+	indexed(t, root)
+	require.NoError(t, os.WriteFile(filepath.Join(root, "c.yaml"), []byte(set("c1", "10.0.0.1/32")+"---\n"+set("c2", "192.0.2.0/24")), 0o644))
+
+	s, err := Open(ctx, root, Options{})
+	require.NoError(t, err)
+	defer s.Close()
+	it, err := s.Get(ctx, policy.ObjectKey{Kind: policy.KindGlobalNetworkSet, Name: "dup"})
+	require.NoError(t, err)
+	assert.Equal(t, []string{"198.51.100.1/32"}, it.Object.(*policy.GlobalNetworkSet).Spec.Nets)
+	it, err = s.Get(ctx, policy.ObjectKey{Kind: policy.KindGlobalNetworkSet, Name: "c1"})
+	require.NoError(t, err)
+	assert.Equal(t, []string{"10.0.0.1/32"}, it.Object.(*policy.GlobalNetworkSet).Spec.Nets, "changed since the index")
+	s.mu.Lock()
+	unparsed := s.unparsed
+	s.mu.Unlock()
+	assert.Equal(t, 20-3, unparsed, "parsed: b and t (they hold dup) and c (changed)")
+
+	// Writes through a store that parsed little.
+	w, err := Open(ctx, root, Options{})
+	require.NoError(t, err)
+	defer w.Close()
+	obj, err := datastore.Copy(it.Object)
+	require.NoError(t, err)
+	obj.SetResourceVersion("")
+	obj.SetName("new")
+	_, err = w.Create(ctx, obj)
+	require.NoError(t, err)
+	require.NoError(t, w.Delete(ctx, policy.ObjectKey{Kind: policy.KindGlobalNetworkSet, Name: "dup"}, ""))
+	it, err = w.Get(ctx, policy.ObjectKey{Kind: policy.KindGlobalNetworkSet, Name: "q2"})
+	require.NoError(t, err)
+	q2 := it.Object
+	q2.SetLabels(map[string]string{"x": "1"})
+	_, err = w.Replace(ctx, q2, it.Revision)
+	require.NoError(t, err)
+
+	require.NoError(t, os.Remove(filepath.Join(root, indexName)))
+	scratch, err := Open(ctx, root, Options{})
+	require.NoError(t, err)
+	defer scratch.Close()
+	want := listing(t, scratch, true)
+	assert.Len(t, want, 39) // 40 - b2 - t1 + dup, then + new - dup
+	assert.Equal(t, want, listing(t, w, true))
+	assert.Equal(t, want, listing(t, s, true), "the first store follows the others' writes")
 }

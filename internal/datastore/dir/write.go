@@ -67,6 +67,7 @@ func (s *Store) Delete(ctx context.Context, key policy.ObjectKey, revision strin
 	if err := s.syncLocked(ctx, false); err != nil {
 		return err
 	}
+	s.ensureKeyLocked(key)
 	cur, ok := s.idx.items[key]
 	switch {
 	case !ok:
