@@ -37,6 +37,7 @@ type famState struct {
 var famStates = []famState{
 	{"v4 only", "4", "4", "4"},
 	{"v6 appears in the selector", "46", "4", "4"},
+	{"v6 appears in the port, not in the exclusion", "46", "4", "46"},
 	{"v6 appears everywhere", "46", "46", "46"},
 	{"v4 leaves", "6", "6", "6"},
 	{"all empty", "", "", ""},
