@@ -73,20 +73,20 @@
 // "not in it" always holds, so that term is not written). On an IPv4-only
 // node this halves the kernel's sets.
 //
-// Set count is what a big table costs: the kernel finds a set by name by
-// walking the table's list of sets, for every set it creates (twice: the
-// name is checked for uniqueness), every element message, every rule that
-// reads a set and every element dump, so creating a table of N sets, or
-// reading it back, costs about N² name comparisons (20,000 sets, one per
-// family of every set of the Ruleset, took two minutes to create and a
-// minute and a half to read back).
-//
 // The price of leaving out a family: when a set's first member of a
 // family arrives, or its last leaves, the rules reading the set change too
 // (the set is created or deleted, and the tier and policy chains that read
 // it are rewritten, as for a policy change), in the same atomic batch as
 // the elements. A pod joining or leaving a set that keeps members of its
 // families is still elements only.
+//
+// Set count is what a big table costs: the kernel finds a set by name by
+// walking the table's list of sets, for every set it creates (twice: the
+// name is checked for uniqueness), every element message, every rule that
+// reads a set and every element dump, so creating a table of N sets, or
+// reading it back, costs about N² name comparisons: 20,000 sets of two
+// elements take about a minute to create and another to read back, 2,000
+// under half a second each (BenchmarkKernelSets).
 //
 // Within a run of rules with one terminal action (accept, drop, return)
 // order does not matter, so rules equal but for their destination ports
