@@ -43,11 +43,16 @@
 // fsnotify is unavailable, every operation walks the tree.
 //
 // A store's first read decodes only what it must: <root>/.calyx.index,
-// which stores rewrite now and then, lists each good file's stat, content
-// hash and the keys and revisions of its objects, so a new store (every
-// calyxctl command) decodes the files whose stat changed since, and the
-// others' only when their objects are asked for (Get and writes decode
-// one file; List and Watch decode all).
+// which stores rewrite now and then, lists each good file's stat and
+// content hash, and for each of its YAML documents the document's byte
+// range and content hash and the keys and revisions of its objects. A
+// new store (every calyxctl command) reads the index's file records, and
+// the rest of a file's record only when it needs that file: the files
+// listing a key it is asked about, the files whose stat changed. Of a
+// file whose stat changed it decodes the documents whose content the
+// index does not list; of the others, only the document holding an
+// object asked for (Get and writes decode one document; List and Watch
+// decode all).
 //
 // Writers that hold the lock (below) also record the files they wrote in
 // <root>/.calyx.journal, replaced atomically after the files: every store
@@ -74,8 +79,10 @@
 // it), then the journal. An object that
 // already lives in a file is rewritten in place in that file: the YAML
 // document holding it is re-encoded with policy.Encode (its comments are
-// lost; the other documents of the file are kept byte for byte); deleting
-// the last object of a file removes the file. A new object goes to
+// lost; the other documents of the file are kept byte for byte, and not
+// decoded when the store knows where the document is and the file's
+// content hash is still the one it knows); deleting the last object of a
+// file removes the file. A new object goes to
 // <root>/<kind>.<namespace>.<name>.yaml (<kind>.<name>.yaml for
 // cluster-scoped kinds; kind in lower case). While any file has errors,
 // writes are refused (a *SourceError): the broken file's objects could not
@@ -184,6 +191,11 @@ type Store struct {
 	// docDecodes counts the YAML documents decoded, for tests.
 	docDecodes int
 	unparsed   int // files with a block of the persisted index not parsed
+	// The persisted index as read, while files are unparsed: its text,
+	// where their blocks start in it, the keys searched for so far.
+	indexText   string
+	indexBlocks []indexBlock
+	ensured     map[policy.ObjectKey]bool
 }
 
 var _ datastore.Store = (*Store)(nil)
@@ -731,7 +743,7 @@ func (s *Store) forgetLocked(p string) {
 	if f := s.files[p]; f != nil {
 		if f.block != "" {
 			f.block = ""
-			s.unparsed--
+			s.unparsedDone()
 		}
 		s.setLazyLocked(f, false)
 		s.idx.setEntries(s.files, p, f, nil)

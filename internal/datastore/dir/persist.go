@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -68,12 +69,13 @@ func (s *Store) loadIndexLocked() {
 		}
 		return
 	}
-	files, err := parseIndex(data, s.root)
+	files, text, err := parseIndex(data, s.root)
 	if err != nil {
 		s.log.Warn("the directory store's index is malformed or of another version; decoding every file", "err", err)
 		return
 	}
 	first := len(s.files) == 0
+	s.indexText, s.indexBlocks = text, make([]indexBlock, 0, len(files))
 	for _, lf := range files {
 		if old := s.files[lf.path]; old != nil {
 			continue // read already
@@ -81,8 +83,10 @@ func (s *Store) loadIndexLocked() {
 		s.files[lf.path] = &file{stat: lf.stat, sum: lf.sum, block: lf.block}
 		if lf.block != "" {
 			s.unparsed++
+			s.indexBlocks = append(s.indexBlocks, indexBlock{start: lf.blockAt, path: lf.path})
 		}
 	}
+	slices.SortFunc(s.indexBlocks, func(a, b indexBlock) int { return a.start - b.start })
 	if !first {
 		// Not a first read: the merged view is not empty.
 		s.materializeAllLocked()
@@ -104,7 +108,7 @@ func (s *Store) materializeLocked(p string, f *file) {
 	}
 	lf := indexedFile{path: p, stat: f.stat, block: f.block}
 	f.block = ""
-	s.unparsed--
+	s.unparsedDone()
 	if err := lf.parseBlock(); err != nil {
 		s.log.Warn("the directory store's index is malformed; reading the file", "file", p, "err", err)
 		f.sum, f.stat = [32]byte{}, fileStat{}
@@ -116,7 +120,16 @@ func (s *Store) materializeLocked(p string, f *file) {
 	s.setLazyLocked(f, len(lf.entries) > 0)
 }
 
-// materializeAllLocked makes every pending file lazy.
+// unparsedDone counts a file's block parsed (or dropped); the index's
+// text is let go with the last.
+func (s *Store) unparsedDone() {
+	s.unparsed--
+	if s.unparsed == 0 {
+		s.indexText, s.indexBlocks, s.ensured = "", nil, nil
+	}
+}
+
+// materializeAllLocked makes every unparsed file lazy.
 func (s *Store) materializeAllLocked() {
 	if s.unparsed == 0 {
 		return
@@ -142,7 +155,7 @@ func (s *Store) materializeAllLocked() {
 		f := s.files[p]
 		lf := indexedFile{path: p, stat: f.stat, block: f.block}
 		f.block = ""
-		s.unparsed--
+		s.unparsedDone()
 		if err := lf.parseBlock(); err != nil {
 			s.log.Warn("the directory store's index is malformed; reading the file", "file", p, "err", err)
 			f.sum, f.stat = [32]byte{}, fileStat{}
@@ -163,18 +176,40 @@ func (s *Store) materializeAllLocked() {
 	}
 }
 
-// ensureKeyLocked makes the pending files whose index lists key lazy,
-// so that the view knows every definition of key.
+// ensureKeyLocked makes the unparsed files whose index lists key lazy,
+// so that the view knows every definition of key. A store asked about
+// many keys (a long-lived one, calyxctl applying a whole directory)
+// parses the rest of the index at once instead of searching it for each.
 func (s *Store) ensureKeyLocked(key policy.ObjectKey) {
-	if s.unparsed == 0 {
+	if s.unparsed == 0 || s.ensured[key] {
 		return
 	}
+	if len(s.ensured) >= ensureMax {
+		s.materializeAllLocked()
+		return
+	}
+	if s.ensured == nil {
+		s.ensured = map[policy.ObjectKey]bool{}
+	}
+	s.ensured[key] = true
 	needle := "\nE\t" + string(key.Kind) + "\t" + key.Namespace + "\t" + key.Name + "\t"
 	var paths []string
-	for p, f := range s.files {
-		if f.block != "" && strings.Contains(f.block, needle) {
-			paths = append(paths, p)
+	text := s.indexText
+	for at := 0; ; {
+		i := strings.Index(text[at:], needle)
+		if i < 0 {
+			break
 		}
+		at += i
+		// The block holding the hit: the last starting at or before it.
+		b := sort.Search(len(s.indexBlocks), func(j int) bool { return s.indexBlocks[j].start > at }) - 1
+		if b >= 0 {
+			p := s.indexBlocks[b].path
+			if f := s.files[p]; f != nil && f.block != "" && (len(paths) == 0 || paths[len(paths)-1] != p) {
+				paths = append(paths, p)
+			}
+		}
+		at++
 	}
 	slices.Sort(paths)
 	for _, p := range paths {
@@ -182,55 +217,67 @@ func (s *Store) ensureKeyLocked(key policy.ObjectKey) {
 	}
 }
 
-type indexedFile struct {
+// ensureMax is how many keys a store searches the index for before it
+// parses it whole.
+const ensureMax = 16
+
+// indexBlock is where a file's block starts in the index's text.
+type indexBlock struct {
+	start int
 	path  string
-	stat  fileStat
-	sum   [32]byte
-	block string // the file's D and E lines, each after a newline
+}
+
+type indexedFile struct {
+	path    string
+	stat    fileStat
+	sum     [32]byte
+	block   string // the file's D and E lines, each after a newline
+	blockAt int    // where block starts in the index's text
 	// Parsed from block:
 	docs    []docCache
 	entries []entry
 }
 
 // parseIndex reads an index's header, trailer and file records. The
-// files come out in path order, their blocks not parsed.
-func parseIndex(data []byte, root string) ([]indexedFile, error) {
-	text := string(data) // one allocation: the keys and revisions are its substrings
+// files come out in path order, their blocks not parsed; text is the
+// index's, which their blocks are substrings of.
+func parseIndex(data []byte, root string) (files []indexedFile, text string, err error) {
+	text = string(data) // one allocation: the keys and revisions are its substrings
 	if !strings.HasPrefix(text, indexMagic+"\n") {
-		return nil, errors.New("no " + indexMagic + " header")
+		return nil, "", errors.New("no " + indexMagic + " header")
 	}
 	// The trailer: Z <crc>\n, last.
 	body, whole := strings.CutSuffix(text, "\n")
 	z := strings.LastIndexByte(body, '\n')
 	if !whole || z < 0 || !strings.HasPrefix(body[z+1:], "Z\t") {
-		return nil, errors.New("no trailer: cut short")
+		return nil, "", errors.New("no trailer: cut short")
 	}
 	want, err := strconv.ParseUint(body[z+3:], 16, 32)
 	if err != nil || crc32.Checksum(data[:z+1], castagnoli()) != uint32(want) {
-		return nil, errors.New("checksum mismatch")
+		return nil, "", errors.New("checksum mismatch")
 	}
 	// From the newline ending the header to the one before the trailer.
 	text = text[len(indexMagic) : z+1]
-	var files []indexedFile
 	var fields [7]string
 	blockStart := 0
 	endBlock := func(at int) {
 		if len(files) > 0 {
 			files[len(files)-1].block = text[blockStart:at]
+			files[len(files)-1].blockAt = blockStart
 		}
 	}
 	for at, line := 0, 2; at < len(text)-1; line++ {
 		eol := at + 1 + strings.IndexByte(text[at+1:], '\n')
 		if text[at+1] != 'F' {
 			if len(files) == 0 {
-				return nil, lineError(line)
+				return nil, "", lineError(line)
 			}
 			at = eol
 			continue
 		}
 		endBlock(at)
 		if nf := splitFields(text[at+1:eol], fields[:]); nf != 6 || fields[0] != "F" {
-			return nil, lineError(line)
+			return nil, "", lineError(line)
 		}
 		size, err1 := strconv.ParseInt(fields[1], 10, 64)
 		mtime, err2 := strconv.ParseInt(fields[2], 10, 64)
@@ -238,7 +285,7 @@ func parseIndex(data []byte, root string) ([]indexedFile, error) {
 		var sum [32]byte
 		_, err4 := hex.Decode(sum[:], []byte(fields[4]))
 		if errors.Join(err1, err2, err3, err4) != nil || len(fields[4]) != 64 || fields[5] == "" {
-			return nil, lineError(line)
+			return nil, "", lineError(line)
 		}
 		files = append(files, indexedFile{path: filepath.Join(root, filepath.FromSlash(fields[5])), stat: fileStat{size: size, mtime: mtime, ino: ino}, sum: sum})
 		at, blockStart = eol, eol
@@ -247,10 +294,10 @@ func parseIndex(data []byte, root string) ([]indexedFile, error) {
 	slices.SortFunc(files, func(a, b indexedFile) int { return strings.Compare(a.path, b.path) })
 	for i := 1; i < len(files); i++ {
 		if files[i].path == files[i-1].path {
-			return nil, fmt.Errorf("%s listed twice", files[i].path)
+			return nil, "", fmt.Errorf("%s listed twice", files[i].path)
 		}
 	}
-	return files, nil
+	return files, text, nil
 }
 
 // splitFields cuts a line at its tabs into fields, and returns how many

@@ -257,7 +257,7 @@ func TestIndexRoundTrip(t *testing.T) {
 	data := s.encodeIndexLocked()
 	s.mu.Unlock()
 
-	files, err := parseIndex(data, root)
+	files, _, err := parseIndex(data, root)
 	require.NoError(t, err)
 	require.Len(t, files, len(spliceFiles)+1)
 	total, n := 0, 0
@@ -288,17 +288,17 @@ func TestIndexRoundTrip(t *testing.T) {
 	assert.Equal(t, total, n)
 
 	for cut := range len(data) {
-		_, err := parseIndex(data[:cut], root)
+		_, _, err := parseIndex(data[:cut], root)
 		require.Error(t, err, "cut at %d", cut)
 	}
 	for i := range data {
 		bad := append([]byte(nil), data...)
 		bad[i] ^= 0x01
-		_, err := parseIndex(bad, root)
+		_, _, err := parseIndex(bad, root)
 		require.Error(t, err, "byte %d changed", i)
 	}
 	v1 := strings.Replace(string(data), indexMagic, "calyx-index-v1", 1)
-	_, err = parseIndex([]byte(v1), root)
+	_, _, err = parseIndex([]byte(v1), root)
 	require.Error(t, err)
 }
 
