@@ -7,7 +7,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
@@ -52,7 +54,9 @@ type benchNode struct {
 	writer datastore.Store // calyxctl's: another view of the same data
 	// fresh, when set, opens a new writer for each change (a calyxctl
 	// process each time) instead.
-	fresh   func() (datastore.Store, error)
+	fresh func() (datastore.Store, error)
+	// exec, when set, applies each change with the calyxctl binary.
+	exec    func(obj policy.Object) error
 	be      *agenttest.Backend
 	agent   *agent.Agent
 	changes int // made so far: each change sets a port never set before
@@ -96,11 +100,48 @@ func newBenchNode(b *testing.B, owner testing.TB, storeKind string, reconcile ti
 	b.Logf("%s store: synced and applied in %v: %d endpoints, %d policies, %d sets, %d set members; first apply %.0f ms",
 		storeKind, time.Since(start).Round(time.Millisecond), st.Counts.Endpoints, st.Counts.Policies, st.Counts.Sets, st.Counts.SetMembers, st.LastApplySeconds*1000)
 	n := &benchNode{store: store, writer: writer, be: be, agent: a}
-	if storeKind == "dir-fresh" {
+	switch storeKind {
+	case "dir-fresh":
 		root := store.(*dir.Store).Root()
 		n.fresh = func() (datastore.Store, error) { return dir.Open(context.Background(), root, dir.Options{}) }
+	case "dir-exec":
+		n.exec = calyxctlApply(b, owner, store.(*dir.Store).Root())
 	}
 	return n
+}
+
+// calyxctlApply builds calyxctl and returns a function that applies one
+// object with it to the directory root, as a user does: the object in a
+// file, `calyxctl apply -f file`, the command's output checked.
+func calyxctlApply(b *testing.B, owner testing.TB, root string) func(policy.Object) error {
+	b.Helper()
+	tmp := owner.TempDir()
+	bin := filepath.Join(tmp, "calyxctl")
+	build := exec.Command("go", "build", "-o", bin, "github.com/calyxnet/calyx/cmd/calyxctl")
+	if out, err := build.CombinedOutput(); err != nil {
+		b.Fatalf("go build calyxctl: %v\n%s", err, out)
+	}
+	file := filepath.Join(tmp, "change.yaml")
+	return func(obj policy.Object) error {
+		var buf bytes.Buffer
+		if err := policy.Encode(&buf, []policy.Object{obj}); err != nil {
+			return err
+		}
+		if err := os.WriteFile(file, buf.Bytes(), 0o644); err != nil {
+			return err
+		}
+		cmd := exec.Command(bin, "apply", "-f", file, "--datastore-type", "dir", "--datastore-dir", root)
+		// The flags choose the store, whatever the host's environment says.
+		cmd.Env = slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "CALYX_") })
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("calyxctl apply: %w\n%s", err, out)
+		}
+		if !bytes.Contains(out, []byte(" configured")) {
+			return fmt.Errorf("calyxctl apply: %s, want the object configured", out)
+		}
+		return nil
+	}
 }
 
 // openBenchStore returns a store holding objs for the agent, and a second
@@ -116,7 +157,7 @@ func openBenchStore(b *testing.B, owner testing.TB, kind string, objs []policy.O
 			b.Fatal(err)
 		}
 		return s, s
-	case "dir", "dir-fresh":
+	case "dir", "dir-fresh", "dir-exec":
 		root := owner.TempDir()
 		files := map[string][]policy.Object{}
 		for _, o := range objs {
@@ -195,7 +236,9 @@ func openBenchStore(b *testing.B, owner testing.TB, kind string, objs []policy.O
 //
 // CALYX_BENCH_STORES=dir,etcd picks the stores (memory, dir and etcd by
 // default; dir-fresh is dir with a new writing store for each change, as
-// a calyxctl process opens one); CALYX_BENCH_CPU_PROFILE=prefix writes a
+// a calyxctl process opens one; dir-exec runs the calyxctl binary, built
+// once, for each change: `calyxctl apply -f`, process start included);
+// CALYX_BENCH_CPU_PROFILE=prefix writes a
 // CPU profile of each store's measured changes to prefix-<store>.prof.
 func BenchmarkPolicyChangeEnforced(b *testing.B) {
 	parent := b
@@ -250,25 +293,31 @@ func BenchmarkPolicyChangeEnforced(b *testing.B) {
 				p := intstr.FromInt32(int32(port))
 				pol.Spec.Ingress[0].Ports[0].Port = &p
 				start := time.Now()
-				w := n.writer
-				if n.fresh != nil {
-					var err error
-					if w, err = n.fresh(); err != nil {
+				if n.exec != nil {
+					if err := n.exec(pol); err != nil {
 						b.Fatal(err)
 					}
-				}
-				changes, err := resource.Do(ctx, w, resource.OpApply, []policy.Object{pol}, resource.Options{})
-				if err == nil {
-					err = resource.Failed(changes)
-				}
-				if n.fresh != nil {
-					err = errors.Join(err, w.Close())
-				}
-				if err != nil {
-					b.Fatal(err)
-				}
-				if len(changes) != 1 || changes[0].Action != resource.Configured {
-					b.Fatalf("apply: %+v, want one object configured", changes)
+				} else {
+					w := n.writer
+					if n.fresh != nil {
+						var err error
+						if w, err = n.fresh(); err != nil {
+							b.Fatal(err)
+						}
+					}
+					changes, err := resource.Do(ctx, w, resource.OpApply, []policy.Object{pol}, resource.Options{})
+					if err == nil {
+						err = resource.Failed(changes)
+					}
+					if n.fresh != nil {
+						err = errors.Join(err, w.Close())
+					}
+					if err != nil {
+						b.Fatal(err)
+					}
+					if len(changes) != 1 || changes[0].Action != resource.Configured {
+						b.Fatalf("apply: %+v, want one object configured", changes)
+					}
 				}
 				written := time.Now()
 				// Poll the agent for the moment its newest Ruleset holds the
