@@ -680,6 +680,11 @@ func (s *Store) apply(j *readJob) {
 		f.truncated = true
 		return
 	}
+	if f.stat != j.st && j.same && f.err == nil {
+		// The same content with a new stat (a copy, a restore, a
+		// touch): the persisted index is stale all the same.
+		s.decoded++
+	}
 	f.stat, f.truncated = j.st, false
 	s.docDecodes += j.decodedDocs
 	if j.same {

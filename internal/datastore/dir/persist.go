@@ -333,7 +333,7 @@ func (f *indexedFile) parseBlock() error {
 		l := text[1:eol]
 		text = text[eol:]
 		nf := splitFields(l, fields[:])
-		bad := fmt.Errorf("%s: line %d of its block", f.path, line)
+		bad := blockError{f.path, line}
 		switch {
 		case nf == 6 && fields[0] == "D" && (doc != nil || len(f.entries) == 0):
 			off, err1 := strconv.Atoi(fields[1])
@@ -378,6 +378,14 @@ func (f *indexedFile) parseBlock() error {
 	}
 	return nil
 }
+
+// blockError is a malformed line of a file's block of the index.
+type blockError struct {
+	path string
+	line int
+}
+
+func (e blockError) Error() string { return fmt.Sprintf("%s: line %d of its block", e.path, e.line) }
 
 // lineError is a malformed line of the index.
 type lineError int

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -396,4 +397,37 @@ func TestIndexParsedOnDemand(t *testing.T) {
 	assert.Len(t, want, 39) // 40 - b2 - t1 + dup, then + new - dup
 	assert.Equal(t, want, listing(t, w, true))
 	assert.Equal(t, want, listing(t, s, true), "the first store follows the others' writes")
+}
+
+// TestIndexStaleStat: files whose stat changed but not their content (a
+// copy of the tree, a restore, a touch) are not decoded, and make the
+// index be written again, so the next store trusts it.
+func TestIndexStaleStat(t *testing.T) {
+	ctx := t.Context()
+	root := t.TempDir()
+	for i := range 20 {
+		name := string(rune('a' + i))
+		require.NoError(t, os.WriteFile(filepath.Join(root, name+".yaml"), []byte(gns+"metadata: {name: "+name+"}\n"), 0o644))
+	}
+	indexed(t, root)
+	later := time.Now().Add(time.Hour)
+	for i := range 20 {
+		require.NoError(t, os.Chtimes(filepath.Join(root, string(rune('a'+i))+".yaml"), later, later))
+	}
+	key := policy.ObjectKey{Kind: policy.KindGlobalNetworkSet, Name: "c"}
+	s, err := Open(ctx, root, Options{})
+	require.NoError(t, err)
+	_, err = s.Get(ctx, key)
+	require.NoError(t, err)
+	assert.Equal(t, 0, s.decodes, "the same content: nothing decoded")
+	require.NoError(t, s.Close())
+
+	next, err := Open(ctx, root, Options{})
+	require.NoError(t, err)
+	defer next.Close()
+	_, err = next.Get(ctx, key)
+	require.NoError(t, err)
+	next.mu.Lock()
+	defer next.mu.Unlock()
+	assert.Equal(t, 19, next.unparsed, "the index was written again with the new stats")
 }
