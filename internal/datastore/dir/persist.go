@@ -26,7 +26,9 @@ import (
 // only the others, and of those only the documents whose content hash the
 // index does not list: the objects of the other documents are decoded when
 // one is asked for (Get and a write decode the document holding the
-// object; List and Watch decode all). Any store rewrites it, atomically,
+// object; List and Watch decode all). Of the index itself it reads the
+// file records at once, a file's documents and entries only when it needs
+// that file (see materializeLocked). Any store rewrites it, atomically,
 // once indexEvery files were decoded since it last did (indexFirst at its
 // first read: the index was that stale), so keeping it costs a fraction
 // of a full encoding per change.
@@ -56,11 +58,11 @@ func castagnoli() *crc32.Table { return crc32.MakeTable(crc32.Castagnoli) }
 
 func (s *Store) indexPath() string { return filepath.Join(s.root, indexName) }
 
-// loadIndexLocked makes pending files of the persisted index's records:
+// loadIndexLocked makes unparsed files of the persisted index's records:
 // their stat and content hash are known at once (the walk that follows
 // decodes the files whose stat changed and forgets those that are gone),
 // their documents and entries are read from the index when needed (see
-// pending). An unreadable or malformed index is ignored.
+// materializeLocked). An unreadable or malformed index is ignored.
 func (s *Store) loadIndexLocked() {
 	data, err := os.ReadFile(s.indexPath())
 	if err != nil {
@@ -99,7 +101,7 @@ func (s *Store) loadIndexLocked() {
 // search of the index's text), those whose stat changed, and no other.
 // Anything that needs the whole view (List, Watch, Problems) parses all.
 
-// materializeLocked makes a pending file lazy: its documents and entries
+// materializeLocked makes an unparsed file lazy: its documents and entries
 // parsed from the index, its keys merged. A block of the index that does
 // not parse (it passed the checksum: a bug) makes the file read whole.
 func (s *Store) materializeLocked(p string, f *file) {
