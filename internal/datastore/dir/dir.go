@@ -543,6 +543,9 @@ func (s *Store) walk() ([]string, error) {
 			return nil
 		}
 		if d.IsDir() {
+			// Followed before it is listed: nothing added to it
+			// after is missed.
+			s.followLocked(p)
 			return nil
 		}
 		if policyFile(p) {

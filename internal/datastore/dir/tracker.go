@@ -34,13 +34,30 @@ func (s *Store) startTrackerLocked() {
 		return
 	}
 	t := &tracker{fw: fw, watched: map[string]bool{}}
-	if err := s.addTreeLocked(t, s.root); err != nil {
+	// The root only: the walk that reads the tree next follows each
+	// directory below as it comes to it, before listing it (a tree of
+	// many files is listed once, not twice).
+	if err := fw.Add(s.root); err != nil {
 		s.log.Warn("cannot follow the policy directory; it is walked at every operation", "dir", s.root, "err", err)
 		fw.Close()
 		return
 	}
+	t.watched[s.root] = true
 	s.tr = t
 	go s.track(t)
+}
+
+// followLocked follows directory dir, met by a walk, if it is not yet.
+func (s *Store) followLocked(dir string) {
+	t := s.tr
+	if t == nil || t.watched[dir] {
+		return
+	}
+	if err := t.fw.Add(dir); err != nil {
+		s.log.Warn("cannot watch policy directory", "dir", dir, "err", err)
+		return
+	}
+	t.watched[dir] = true
 }
 
 // addTreeLocked follows dir and the non-hidden directories below it.
