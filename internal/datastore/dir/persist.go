@@ -46,6 +46,7 @@ import (
 // before them. The D lines of a file cover it whole, in order. The
 // trailer makes an index cut short or damaged be ignored; so is one of
 // another version: the tree is then decoded, and the index written anew.
+// Files are listed in path order.
 const (
 	indexName  = ownPrefix + ".index"
 	indexMagic = "calyx-index-v2"
@@ -240,8 +241,8 @@ type indexedFile struct {
 	entries []entry
 }
 
-// parseIndex reads an index's header, trailer and file records. The
-// files come out in path order, their blocks not parsed; text is the
+// parseIndex reads an index's header, trailer and file records, in path
+// order (as written), their blocks not parsed; text is the
 // index's, which their blocks are substrings of.
 func parseIndex(data []byte, root string) (files []indexedFile, text string, err error) {
 	text = string(data) // one allocation: the keys and revisions are its substrings
@@ -289,16 +290,14 @@ func parseIndex(data []byte, root string) (files []indexedFile, text string, err
 		if errors.Join(err1, err2, err3, err4) != nil || len(fields[4]) != 64 || fields[5] == "" {
 			return nil, "", lineError(line)
 		}
-		files = append(files, indexedFile{path: filepath.Join(root, filepath.FromSlash(fields[5])), stat: fileStat{size: size, mtime: mtime, ino: ino}, sum: sum})
+		p := filepath.Join(root, filepath.FromSlash(fields[5]))
+		if len(files) > 0 && p <= files[len(files)-1].path {
+			return nil, "", fmt.Errorf("line %d: %s out of order", line, p)
+		}
+		files = append(files, indexedFile{path: p, stat: fileStat{size: size, mtime: mtime, ino: ino}, sum: sum})
 		at, blockStart = eol, eol
 	}
 	endBlock(len(text) - 1)
-	slices.SortFunc(files, func(a, b indexedFile) int { return strings.Compare(a.path, b.path) })
-	for i := 1; i < len(files); i++ {
-		if files[i].path == files[i-1].path {
-			return nil, "", fmt.Errorf("%s listed twice", files[i].path)
-		}
-	}
 	return files, text, nil
 }
 
@@ -416,7 +415,14 @@ func (s *Store) encodeIndexLocked() []byte {
 	b := make([]byte, 0, 64+len(s.files)*160+n*72)
 	b = append(b, indexMagic+"\n"...)
 	tab := func(b []byte, field string) []byte { return append(append(b, '\t'), field...) }
-	for p, f := range s.files {
+	// In path order: a store reading it need not sort.
+	paths := make([]string, 0, len(s.files))
+	for p := range s.files {
+		paths = append(paths, p)
+	}
+	slices.Sort(paths)
+	for _, p := range paths {
+		f := s.files[p]
 		if f.err != nil || f.truncated || f.sum == ([32]byte{}) {
 			continue
 		}
