@@ -219,6 +219,10 @@ type file struct {
 	// persisted index lists them, not parsed yet (the file is unparsed;
 	// see materializeLocked); stat and sum are the index's.
 	block string
+	// encoded is the file's documents and entries as the persisted index
+	// lists them (its block, parsed), kept so that writing the index
+	// again encodes only the files that changed; "" when not known.
+	encoded string
 	// docs are the entries of each YAML document of the last good
 	// content, so that reading the file again decodes only the
 	// documents that changed.

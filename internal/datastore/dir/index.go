@@ -82,6 +82,7 @@ func (x *index) load(files []indexedFile, n int) {
 func (x *index) setEntries(files map[string]*file, p string, f *file, entries []entry) {
 	old := f.entries
 	f.entries = entries
+	f.encoded = ""
 	// A key may come twice (old and new, or defined twice in the file):
 	// deleting and resolving again are no-ops.
 	touched := make([]policy.ObjectKey, 0, len(old)+len(entries))

@@ -120,6 +120,7 @@ func (s *Store) materializeLocked(p string, f *file) {
 	}
 	f.docs = lf.docs
 	s.idx.setEntries(s.files, p, f, lf.entries)
+	f.encoded = lf.block[1:] + "\n"
 	s.setLazyLocked(f, len(lf.entries) > 0)
 }
 
@@ -171,7 +172,7 @@ func (s *Store) materializeAllLocked() {
 	s.idx.load(files, n)
 	for _, lf := range files {
 		f := s.files[lf.path]
-		f.docs, f.entries = lf.docs, lf.entries
+		f.docs, f.entries, f.encoded = lf.docs, lf.entries, lf.block[1:]+"\n"
 		s.setLazyLocked(f, len(lf.entries) > 0)
 	}
 	for _, p := range bad {
@@ -414,7 +415,6 @@ func (s *Store) encodeIndexLocked() []byte {
 	}
 	b := make([]byte, 0, 64+len(s.files)*160+n*72)
 	b = append(b, indexMagic+"\n"...)
-	tab := func(b []byte, field string) []byte { return append(append(b, '\t'), field...) }
 	// In path order: a store reading it need not sort.
 	paths := make([]string, 0, len(s.files))
 	for p := range s.files {
@@ -430,10 +430,12 @@ func (s *Store) encodeIndexLocked() []byte {
 		if err != nil || strings.ContainsAny(rel, "\t\n\r") {
 			continue
 		}
-		if slices.ContainsFunc(f.entries, func(e entry) bool {
-			return strings.ContainsAny(string(e.key.Kind)+e.key.Namespace+e.key.Name+e.rev, "\t\n\r")
-		}) {
-			continue
+		if f.block == "" && f.encoded == "" {
+			blk, ok := encodeBlock(f)
+			if !ok {
+				continue
+			}
+			f.encoded = blk
 		}
 		b = append(b, 'F', '\t')
 		b = strconv.AppendInt(b, f.stat.size, 10)
@@ -443,45 +445,69 @@ func (s *Store) encodeIndexLocked() []byte {
 		b = strconv.AppendUint(b, f.stat.ino, 10)
 		b = append(b, '\t')
 		b = hex.AppendEncode(b, f.sum[:])
-		b = append(tab(b, filepath.ToSlash(rel)), '\n')
+		b = append(append(append(b, '\t'), filepath.ToSlash(rel)...), '\n')
 		if f.block != "" {
 			// As the index read gave it: the file has not changed.
 			b = append(b, f.block[1:]...)
 			b = append(b, '\n')
 			continue
 		}
-		writeEntry := func(e entry) {
-			b = append(b, 'E')
-			b = tab(tab(tab(tab(b, string(e.key.Kind)), e.key.Namespace), e.key.Name), e.rev)
-			b = append(b, '\n')
-		}
-		if !docsCover(f) {
-			for _, e := range f.entries {
-				writeEntry(e)
-			}
-			continue
-		}
-		for _, d := range f.docs {
-			b = append(b, 'D', '\t')
-			b = strconv.AppendInt(b, int64(d.off), 10)
-			b = append(b, '\t')
-			b = strconv.AppendInt(b, int64(d.n), 10)
-			b = append(b, '\t')
-			b = strconv.AppendInt(b, int64(d.key.first), 10)
-			b = append(b, '\t')
-			b = strconv.AppendInt(b, int64(d.key.doc), 10)
-			b = append(b, '\t')
-			b = hex.AppendEncode(b, d.key.sum[:])
-			b = append(b, '\n')
-			for _, e := range d.entries {
-				writeEntry(e)
-			}
-		}
+		b = append(b, f.encoded...)
 	}
 	sum := crc32.Checksum(b, castagnoli())
 	b = append(b, "Z\t"...)
 	b = strconv.AppendUint(b, uint64(sum), 16)
 	return append(b, '\n')
+}
+
+// encodeBlock is the D and E lines of file f, each ending in a newline;
+// not ok when a key or revision cannot be written.
+func encodeBlock(f *file) (string, bool) {
+	if slices.ContainsFunc(f.entries, func(e entry) bool {
+		return badField(string(e.key.Kind)) || badField(e.key.Namespace) || badField(e.key.Name) || badField(e.rev)
+	}) {
+		return "", false
+	}
+	b := make([]byte, 0, len(f.docs)*64+len(f.entries)*72)
+	tab := func(b []byte, field string) []byte { return append(append(b, '\t'), field...) }
+	writeEntry := func(e entry) {
+		b = append(b, 'E')
+		b = tab(tab(tab(tab(b, string(e.key.Kind)), e.key.Namespace), e.key.Name), e.rev)
+		b = append(b, '\n')
+	}
+	if !docsCover(f) {
+		for _, e := range f.entries {
+			writeEntry(e)
+		}
+		return string(b), true
+	}
+	for _, d := range f.docs {
+		b = append(b, 'D', '\t')
+		b = strconv.AppendInt(b, int64(d.off), 10)
+		b = append(b, '\t')
+		b = strconv.AppendInt(b, int64(d.n), 10)
+		b = append(b, '\t')
+		b = strconv.AppendInt(b, int64(d.key.first), 10)
+		b = append(b, '\t')
+		b = strconv.AppendInt(b, int64(d.key.doc), 10)
+		b = append(b, '\t')
+		b = hex.AppendEncode(b, d.key.sum[:])
+		b = append(b, '\n')
+		for _, e := range d.entries {
+			writeEntry(e)
+		}
+	}
+	return string(b), true
+}
+
+// badField reports whether s cannot be a field of the index.
+func badField(s string) bool {
+	for i := range len(s) {
+		if c := s[i]; c == '\t' || c == '\n' || c == '\r' {
+			return true
+		}
+	}
+	return false
 }
 
 // docsCover reports whether f's documents are its content cut whole,
