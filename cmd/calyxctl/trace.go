@@ -21,7 +21,7 @@ func newTraceCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 		from, to, port string
 	)
 	cmd := &cobra.Command{
-		Use:   "trace -f PATH... --from NS/POD --to NS/POD|IP --port PORT/PROTO",
+		Use:   "trace -f PATH... --from NS/POD|host:NAME|IP --to NS/POD|host:NAME|IP --port PORT/PROTO",
 		Short: "Explain, step by step, why a connection is allowed or denied",
 		Long: `trace builds the first packet of a connection and walks it through the
 policy as the reference model does: the source's egress, then the
@@ -29,14 +29,17 @@ destination's ingress; in each, every tier, policy and rule consulted, the
 rule that decided, or the implicit end-of-tier deny, or the profiles when no
 policy applies. It ends with the verdict and what decided it.
 
---from and --to name pods as namespace/name; either may instead be an IP
-address outside the input (the other side must then be a pod). The source
-port is 40000.
+--from and --to name pods as namespace/name, or host endpoints as
+host:NAME, host:NODE/INTERFACE or host:NODE (as in reach; the host
+endpoint's first expected IP of the other side's family is used). Either may
+instead be an IP address outside the input; the other side must then be a
+pod or a host endpoint. The source port is 40000.
 
 Exit codes: 0 when the trace is printed (allowed or denied), 1 invalid
 input, 2 bad flags, unknown pods or unreadable input.`,
 		Example: `  calyxctl trace -f examples/ecommerce --from shop/frontend --to shop/api-gateway --port 8080/TCP
-  calyxctl trace -f examples/ecommerce --from shop/database --to 203.0.113.7 --port 443/TCP`,
+  calyxctl trace -f examples/ecommerce --from shop/database --to 203.0.113.7 --port 443/TCP
+  calyxctl trace -f cluster/ --from 203.0.113.9 --to host:node1/eth0 --port 22/TCP`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if from == "" || to == "" || port == "" {
@@ -62,16 +65,17 @@ input, 2 bad flags, unknown pods or unreadable input.`,
 			for _, p := range reach.PodsFromSet(in.set) {
 				pods[p.ID()] = &p
 			}
-			src, err := traceEnd("--from", from, pods)
+			hosts := reach.HostsFromSet(in.set)
+			src, err := traceEnd("--from", from, pods, hosts)
 			if err != nil {
 				return err
 			}
-			dst, err := traceEnd("--to", to, pods)
+			dst, err := traceEnd("--to", to, pods, hosts)
 			if err != nil {
 				return err
 			}
 			if src.pod == nil && dst.pod == nil {
-				return exitError{code: exitUsage, err: fmt.Errorf("--from or --to must name a pod (namespace/name)")}
+				return exitError{code: exitUsage, err: fmt.Errorf("--from or --to must name a pod (namespace/name) or a host endpoint (host:NAME)")}
 			}
 			pkt, err := tracePacket(src, dst, probe)
 			if err != nil {
@@ -83,25 +87,36 @@ input, 2 bad flags, unknown pods or unreadable input.`,
 		},
 	}
 	addFileFlag(cmd, &files)
-	cmd.Flags().StringVar(&from, "from", "", "source: a pod as namespace/name, or an IP address")
-	cmd.Flags().StringVar(&to, "to", "", "destination: a pod as namespace/name, or an IP address")
+	cmd.Flags().StringVar(&from, "from", "", "source: a pod as namespace/name, a host endpoint as host:NAME, or an IP address")
+	cmd.Flags().StringVar(&to, "to", "", "destination: a pod as namespace/name, a host endpoint as host:NAME, or an IP address")
 	cmd.Flags().StringVar(&port, "port", "", "destination port and protocol, e.g. 8080/TCP")
 	return cmd
 }
 
-// traceEndpoint is one end of a traced connection: a pod or an address.
+// traceEndpoint is one end of a traced connection: a pod, a host endpoint
+// (pod then holds it) or an address.
 type traceEndpoint struct {
 	name string
 	pod  *reach.Pod
 	addr netip.Addr
 }
 
-func traceEnd(flag, v string, pods map[string]*reach.Pod) (traceEndpoint, error) {
+func traceEnd(flag, v string, pods map[string]*reach.Pod, hosts []reach.Pod) (traceEndpoint, error) {
 	if a, err := netip.ParseAddr(v); err == nil {
 		return traceEndpoint{name: a.Unmap().String(), addr: a.Unmap()}, nil
 	}
+	if ref, ok := strings.CutPrefix(v, reach.HostPrefix); ok {
+		h, err := reach.FindHost(hosts, ref)
+		if err != nil {
+			return traceEndpoint{}, exitError{code: exitUsage, err: fmt.Errorf("%s: %w", flag, err)}
+		}
+		if len(h.Addrs) == 0 {
+			return traceEndpoint{}, exitError{code: exitUsage, err: fmt.Errorf("%s %q: the host endpoint has no expectedIPs", flag, v)}
+		}
+		return traceEndpoint{name: h.ID(), pod: &h}, nil
+	}
 	if !strings.Contains(v, "/") {
-		return traceEndpoint{}, exitError{code: exitUsage, err: fmt.Errorf("%s %q: want namespace/name or an IP address", flag, v)}
+		return traceEndpoint{}, exitError{code: exitUsage, err: fmt.Errorf("%s %q: want namespace/name, host:NAME or an IP address", flag, v)}
 	}
 	p, ok := pods[v]
 	if !ok {
@@ -113,34 +128,22 @@ func traceEnd(flag, v string, pods map[string]*reach.Pod) (traceEndpoint, error)
 	return traceEndpoint{name: v, pod: p}, nil
 }
 
-// tracePacket builds the first packet: the destination's first address,
-// the source's first address of the same family.
+// tracePacket builds the first packet as reach does (reach.FirstPacket):
+// to the destination's first address (from an address, its first one of
+// that address's family), from the source's first address of that family.
 func tracePacket(src, dst traceEndpoint, probe reach.Probe) (model.Packet, error) {
-	dstAddr := dst.addr
-	if dst.pod != nil {
-		dstAddr = dst.pod.Addrs[0]
-		if !src.addr.IsValid() {
-			pkt, ok := reach.FirstPacket(src.pod, dst.pod, probe)
-			if !ok {
-				return model.Packet{}, fmt.Errorf("%s has no address of the family of %s (%s)", src.name, dst.name, dstAddr)
-			}
-			return pkt, nil
+	party := func(e traceEndpoint) *reach.Pod {
+		if e.pod != nil {
+			return e.pod
 		}
+		p := reach.ExternalParty(e.addr)
+		return &p
 	}
-	srcAddr := src.addr
-	if src.pod != nil {
-		srcAddr = netip.Addr{}
-		for _, a := range src.pod.Addrs {
-			if a.Is4() == dstAddr.Is4() {
-				srcAddr = a
-				break
-			}
-		}
-	}
-	if !srcAddr.IsValid() || srcAddr.Is4() != dstAddr.Is4() {
+	pkt, ok := reach.FirstPacket(party(src), party(dst), probe)
+	if !ok {
 		return model.Packet{}, fmt.Errorf("%s and %s have no addresses of one family", src.name, dst.name)
 	}
-	return model.Packet{Src: srcAddr, Dst: dstAddr, Protocol: probe.Protocol, SrcPort: 40000, DstPort: probe.Port}, nil
+	return pkt, nil
 }
 
 // explain prints the trace grouped by direction, then the verdict.

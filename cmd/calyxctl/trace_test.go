@@ -90,15 +90,7 @@ func TestTrace(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			code, stdout, stderr := runCLI(t, "", append([]string{"trace"}, tt.args...)...)
 			require.Equal(t, exitOK, code, stderr)
-			rest := stdout
-			for _, want := range tt.want {
-				i := strings.Index(rest, want)
-				require.GreaterOrEqual(t, i, 0, "want %q (in order) in:\n%s", want, stdout)
-				rest = rest[i+len(want):]
-			}
-			for _, not := range tt.not {
-				assert.NotContains(t, stdout, not)
-			}
+			assertTrace(t, stdout, tt.want, tt.not)
 		})
 	}
 }
@@ -114,7 +106,7 @@ func TestTraceErrors(t *testing.T) {
 		{"missing --port", []string{"-f", cluster, "--from", "a/x", "--to", "a/y"}, exitUsage, "trace needs --from, --to and --port"},
 		{"bad --port", []string{"-f", cluster, "--from", "a/x", "--to", "a/y", "--port", "http"}, exitUsage, `--port: probe "http"`},
 		{"unknown pod", []string{"-f", cluster, "--from", "a/nope", "--to", "a/y", "--port", "80"}, exitUsage, `--from "a/nope": no such pod in the input`},
-		{"neither a pod nor an address", []string{"-f", cluster, "--from", "x", "--to", "a/y", "--port", "80"}, exitUsage, `want namespace/name or an IP address`},
+		{"neither a pod nor an address", []string{"-f", cluster, "--from", "x", "--to", "a/y", "--port", "80"}, exitUsage, `want namespace/name, host:NAME or an IP address`},
 		{"two addresses", []string{"-f", cluster, "--from", "192.0.2.1", "--to", "192.0.2.2", "--port", "80"}, exitUsage, "must name a pod"},
 		{"families differ", []string{"-f", cluster, "--from", "a/x", "--to", "2001:db8::1", "--port", "80"}, exitUsage, "no addresses of one family"},
 		{"invalid input", []string{"-f", writeInput(t, "bad.yaml", portWithoutProtocol), "--from", "a/x", "--to", "a/y", "--port", "80"}, exitFindings, "bad.yaml:13: error:"},
@@ -126,5 +118,71 @@ func TestTraceErrors(t *testing.T) {
 			assert.Contains(t, stderr, tt.stderr)
 			assert.Empty(t, stdout)
 		})
+	}
+}
+
+// TestTraceHostEndpoints: trace names host endpoints as reach does and
+// explains the node's own traffic: the fail-safe port before any policy,
+// the end-of-tier deny, a dual-stack endpoint asked from IPv6 (its IPv6
+// address), and the node's egress.
+func TestTraceHostEndpoints(t *testing.T) {
+	cluster := hostCluster(t)
+	tests := []struct {
+		name string
+		args []string
+		want []string
+		not  []string
+	}{
+		{"fail-safe SSH despite the Deny rule",
+			[]string{"--from", "203.0.113.9", "--to", "host:node1/eth0", "--port", "22/TCP"},
+			[]string{"203.0.113.9 → host:node1-eth0 22/TCP\n", "packet: 203.0.113.9:40000 -> 192.0.2.10:22/TCP\n",
+				"\ningress of host:node1-eth0:\n  fail-safe port: allow\n", "\nverdict: ALLOWED\n"},
+			[]string{"host-protection"}},
+		{"the end of the tier denies 8080 from another net",
+			[]string{"--from", "203.0.113.9", "--to", "host:node1-eth0", "--port", "8080/TCP"},
+			[]string{"\ningress of host:node1-eth0:\n  tier default:\n", "spec.ingress[2]", "no match\n",
+				"    end of tier \"default\": deny\n", "\nverdict: DENIED\n"}, nil},
+		{"a dual-stack endpoint asked from IPv6",
+			[]string{"--from", "2001:db8:77::7", "--to", "host:node5-dual", "--port", "443/TCP"},
+			[]string{"packet: [2001:db8:77::7]:40000 -> [2001:db8:5::10]:443/TCP\n", "spec.ingress[1]", "MATCH → Allow\n", "\nverdict: ALLOWED\n"}, nil},
+		{"the node's egress",
+			[]string{"--from", "host:node1-ips", "--to", "198.51.100.7", "--port", "443/TCP"},
+			[]string{"packet: 192.0.2.30:40000 -> 198.51.100.7:443/TCP\n", "\negress of host:node1-ips:\n", "spec.egress[0]", "MATCH → Allow\n",
+				"\ningress of 198.51.100.7: not judged", "\nverdict: ALLOWED\n"}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, stdout, stderr := runCLI(t, "", append([]string{"trace", "-f", cluster}, tt.args...)...)
+			require.Equal(t, exitOK, code, stderr)
+			assertTrace(t, stdout, tt.want, tt.not)
+		})
+	}
+	for _, e := range []struct {
+		args   []string
+		stderr string
+	}{
+		{[]string{"--from", "host:node1", "--to", "198.51.100.7", "--port", "443"}, `host endpoint "node1": 3 match`},
+		{[]string{"--from", "203.0.113.9", "--to", "host:node4-eth0", "--port", "22"}, "the host endpoint has no expectedIPs"},
+		{[]string{"--from", "203.0.113.9", "--to", "host:nope", "--port", "22"}, `host endpoint "nope"`},
+	} {
+		code, stdout, stderr := runCLI(t, "", append([]string{"trace", "-f", cluster}, e.args...)...)
+		assert.Equal(t, exitUsage, code, stderr)
+		assert.Contains(t, stderr, e.stderr)
+		assert.Empty(t, stdout)
+	}
+}
+
+// assertTrace checks that want appear in stdout in this order and none of
+// not does.
+func assertTrace(t *testing.T, stdout string, want, not []string) {
+	t.Helper()
+	rest := stdout
+	for _, w := range want {
+		i := strings.Index(rest, w)
+		require.GreaterOrEqual(t, i, 0, "want %q (in order) in:\n%s", w, stdout)
+		rest = rest[i+len(w):]
+	}
+	for _, n := range not {
+		assert.NotContains(t, stdout, n)
 	}
 }
