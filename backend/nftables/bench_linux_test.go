@@ -74,16 +74,8 @@ func BenchmarkApplyNewPodHostEndpoints(b *testing.B) {
 }
 
 func benchNewPod(b *testing.B, rs *compile.Ruleset) {
-	ns := netnstest.New(b, "cxbench-")
 	ctx := context.Background()
-	be, err := New(ctx, backend.Options{NetNS: ns.Path()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer be.Close(ctx)
-	if err := be.Apply(ctx, rs); err != nil {
-		b.Fatal(err)
-	}
+	be := benchBackend(b, rs)
 	b.ResetTimer()
 	var kernel time.Duration
 	for i := range b.N {
@@ -149,16 +141,8 @@ func BenchmarkRenderLabelChange(b *testing.B) {
 func BenchmarkApplyLabelChange(b *testing.B) {
 	netnstest.RequireRoot(b)
 	base := benchset.Cluster(110, 10000)
-	ns := netnstest.New(b, "cxbench-")
 	ctx := context.Background()
-	be, err := New(ctx, backend.Options{NetNS: ns.Path()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer be.Close(ctx)
-	if err := be.Apply(ctx, base); err != nil {
-		b.Fatal(err)
-	}
+	be := benchBackend(b, base)
 	b.ResetTimer()
 	var kernel, render, plan time.Duration
 	for i := range b.N {
@@ -184,4 +168,21 @@ func BenchmarkApplyLabelChange(b *testing.B) {
 	b.ReportMetric(float64(kernel.Microseconds())/float64(b.N), "kernel-µs/op")
 	b.ReportMetric(float64(render.Microseconds())/float64(b.N), "render-µs/op")
 	b.ReportMetric(float64(plan.Microseconds())/float64(b.N), "plan-µs/op")
+}
+
+// benchBackend opens a backend in a new namespace, closed when b ends,
+// and applies rs.
+func benchBackend(b *testing.B, rs *compile.Ruleset) *Backend {
+	b.Helper()
+	ns := netnstest.New(b, "cxbench-")
+	ctx := context.Background()
+	be, err := New(ctx, backend.Options{NetNS: ns.Path()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = be.Close(ctx) })
+	if err := be.Apply(ctx, rs); err != nil {
+		b.Fatal(err)
+	}
+	return be
 }

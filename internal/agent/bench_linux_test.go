@@ -32,6 +32,7 @@ import (
 	"github.com/calyxnet/calyx/internal/datastore"
 	"github.com/calyxnet/calyx/internal/datastore/dir"
 	etcdstore "github.com/calyxnet/calyx/internal/datastore/etcd"
+	"github.com/calyxnet/calyx/internal/datastore/storetest"
 	"github.com/calyxnet/calyx/internal/etcdtest"
 	"github.com/calyxnet/calyx/internal/netns/netnstest"
 	"github.com/calyxnet/calyx/internal/resource"
@@ -158,26 +159,7 @@ func openBenchStore(b *testing.B, owner testing.TB, kind string, objs []policy.O
 		}
 		return s, s
 	case "dir", "dir-fresh", "dir-exec":
-		root := owner.TempDir()
-		files := map[string][]policy.Object{}
-		for _, o := range objs {
-			name := "cluster.yaml"
-			if ns := o.GetNamespace(); ns != "" {
-				name = ns + ".yaml"
-			} else if policy.KindOf(o) == policy.KindNamespace {
-				name = o.GetName() + ".yaml"
-			}
-			files[name] = append(files[name], o)
-		}
-		for name, objs := range files {
-			var buf bytes.Buffer
-			if err := policy.Encode(&buf, objs); err != nil {
-				b.Fatal(err)
-			}
-			if err := os.WriteFile(filepath.Join(root, name), buf.Bytes(), 0o644); err != nil {
-				b.Fatal(err)
-			}
-		}
+		root := storetest.NamespaceTree(owner, objs)
 		open := func() datastore.Store {
 			s, err := dir.Open(context.Background(), root, dir.Options{Debounce: benchDebounce, MaxDelay: 10 * benchDebounce})
 			if err != nil {

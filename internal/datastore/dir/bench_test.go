@@ -1,7 +1,6 @@
 package dir_test
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -123,7 +122,7 @@ func BenchmarkFreshApplyToEvent(b *testing.B) {
 		})
 	})
 	b.Run("layout=file-per-namespace", func(b *testing.B) {
-		root := namespaceTree(b, testgen.ScaleCluster(testgen.ScaleOptions{Namespaces: 100, PodsPerNamespace: 100, AppsPerNamespace: 51, PoliciesPerNamespace: 100, LocalPods: 110}))
+		root := storetest.NamespaceTree(b, testgen.ScaleCluster(testgen.ScaleOptions{Namespaces: 100, PodsPerNamespace: 100, AppsPerNamespace: 51, PoliciesPerNamespace: 100, LocalPods: 110}))
 		key := policy.ObjectKey{Kind: policy.KindK8sNetworkPolicy, Namespace: "team-042", Name: "app0-0"}
 		benchFreshApply(b, root, key, func(obj policy.Object, i int) {
 			obj.SetLabels(map[string]string{"change": fmt.Sprint(i)})
@@ -161,30 +160,6 @@ func benchFreshApply(b *testing.B, root string, key policy.ObjectKey, change fun
 	reportPercentiles(b, writes, "calyxctl-")
 }
 
-// namespaceTree writes objs with one file per namespace, as the agent's
-// benchmark lays a GitOps tree out: <ns>.yaml holds a namespace's
-// objects, <name>.yaml a Namespace, cluster.yaml the cluster-scoped rest.
-func namespaceTree(b *testing.B, objs []policy.Object) string {
-	b.Helper()
-	root := b.TempDir()
-	files := map[string][]policy.Object{}
-	for _, o := range objs {
-		name := "cluster.yaml"
-		if ns := o.GetNamespace(); ns != "" {
-			name = ns + ".yaml"
-		} else if policy.KindOf(o) == policy.KindNamespace {
-			name = o.GetName() + ".yaml"
-		}
-		files[name] = append(files[name], o)
-	}
-	for name, objs := range files {
-		var buf bytes.Buffer
-		require.NoError(b, policy.Encode(&buf, objs))
-		require.NoError(b, os.WriteFile(filepath.Join(root, name), buf.Bytes(), 0o644))
-	}
-	return root
-}
-
 // awaitChange waits for the watch event of change i to key (its "change"
 // label set to i).
 func awaitChange(b *testing.B, ch <-chan datastore.Event, key policy.ObjectKey, i int) {
@@ -201,7 +176,7 @@ func awaitChange(b *testing.B, ch <-chan datastore.Event, key policy.ObjectKey, 
 // in the agent benchmark's tree of one file per namespace: a new store
 // (its persisted index read, the tree's stats checked), a Get, Close.
 func BenchmarkFreshGet(b *testing.B) {
-	root := namespaceTree(b, testgen.ScaleCluster(testgen.ScaleOptions{Namespaces: 100, PodsPerNamespace: 100, AppsPerNamespace: 51, PoliciesPerNamespace: 100, LocalPods: 110}))
+	root := storetest.NamespaceTree(b, testgen.ScaleCluster(testgen.ScaleOptions{Namespaces: 100, PodsPerNamespace: 100, AppsPerNamespace: 51, PoliciesPerNamespace: 100, LocalPods: 110}))
 	first, err := dir.Open(b.Context(), root, dir.Options{})
 	require.NoError(b, err)
 	_, err = first.List(b.Context()) // writes the index

@@ -4,9 +4,12 @@
 package storetest
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -818,4 +821,29 @@ func sameState(t require.TestingT, state map[policy.ObjectKey]datastore.Item, wa
 		}
 	}
 	return true
+}
+
+// NamespaceTree writes objs into a new temporary directory laid out as a
+// GitOps tree often is, one file per namespace: <ns>.yaml holds a
+// namespace's objects, <name>.yaml a Namespace, cluster.yaml the other
+// cluster-scoped objects. It returns the directory.
+func NamespaceTree(t testing.TB, objs []policy.Object) string {
+	t.Helper()
+	root := t.TempDir()
+	files := map[string][]policy.Object{}
+	for _, o := range objs {
+		name := "cluster.yaml"
+		if ns := o.GetNamespace(); ns != "" {
+			name = ns + ".yaml"
+		} else if policy.KindOf(o) == policy.KindNamespace {
+			name = o.GetName() + ".yaml"
+		}
+		files[name] = append(files[name], o)
+	}
+	for name, objs := range files {
+		var buf bytes.Buffer
+		require.NoError(t, policy.Encode(&buf, objs))
+		require.NoError(t, os.WriteFile(filepath.Join(root, name), buf.Bytes(), 0o644))
+	}
+	return root
 }
