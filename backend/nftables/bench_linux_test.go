@@ -120,16 +120,12 @@ func BenchmarkRenderLabelChange(b *testing.B) {
 	b.ResetTimer()
 	for i := range b.N {
 		b.StopTimer()
-		relabel := *base
-		relabel.Sets = maps.Clone(base.Sets)
-		s := *relabel.Sets["sel:app == 'a1'"]
-		s.Nets = append(slices.Clone(s.Nets), netip.PrefixFrom(benchset.PodAddr(160+i%50), 32))
-		relabel.Sets[s.ID] = &s
+		relabel := labelChange(base, i)
 		if _, err := renderCached(base, cache); err != nil {
 			b.Fatal(err)
 		}
 		b.StartTimer()
-		if _, err := renderCached(&relabel, cache); err != nil {
+		if _, err := renderCached(relabel, cache); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -147,16 +143,12 @@ func BenchmarkApplyLabelChange(b *testing.B) {
 	var kernel, render, plan time.Duration
 	for i := range b.N {
 		b.StopTimer()
-		relabel := *base
-		relabel.Sets = maps.Clone(base.Sets)
-		s := *relabel.Sets["sel:app == 'a1'"]
-		s.Nets = append(slices.Clone(s.Nets), netip.PrefixFrom(benchset.PodAddr(160+i%50), 32))
-		relabel.Sets[s.ID] = &s
+		relabel := labelChange(base, i)
 		if err := be.Apply(ctx, base); err != nil {
 			b.Fatal(err)
 		}
 		b.StartTimer()
-		if err := be.Apply(ctx, &relabel); err != nil {
+		if err := be.Apply(ctx, relabel); err != nil {
 			b.Fatal(err)
 		}
 		st := be.LastApply()
@@ -185,4 +177,15 @@ func benchBackend(b *testing.B, rs *compile.Ruleset) *Backend {
 		b.Fatal(err)
 	}
 	return be
+}
+
+// labelChange is the bench harness's label change on base, a Ruleset of
+// benchset.Cluster: the i-th of 50 pods joins the set of one selector.
+func labelChange(base *compile.Ruleset, i int) *compile.Ruleset {
+	relabel := *base
+	relabel.Sets = maps.Clone(base.Sets)
+	s := *relabel.Sets["sel:app == 'a1'"]
+	s.Nets = append(slices.Clone(s.Nets), netip.PrefixFrom(benchset.PodAddr(160+i%50), 32))
+	relabel.Sets[s.ID] = &s
+	return &relabel
 }

@@ -109,12 +109,8 @@ func (s *Store) materializeLocked(p string, f *file) {
 	if f.block == "" {
 		return
 	}
-	lf := indexedFile{path: p, stat: f.stat, block: f.block}
-	f.block = ""
-	s.unparsedDone()
-	if err := lf.parseBlock(); err != nil {
-		s.log.Warn("the directory store's index is malformed; reading the file", "file", p, "err", err)
-		f.sum, f.stat = [32]byte{}, fileStat{}
+	lf, ok := s.takeBlockLocked(p, f)
+	if !ok {
 		s.readFile(p, true)
 		return
 	}
@@ -122,6 +118,22 @@ func (s *Store) materializeLocked(p string, f *file) {
 	s.idx.setEntries(s.files, p, f, lf.entries)
 	f.encoded = lf.block[1:] + "\n"
 	s.setLazyLocked(f, len(lf.entries) > 0)
+}
+
+// takeBlockLocked parses an unparsed file's block of the index and counts
+// it done. A block that does not parse (it passed the checksum: a bug) is
+// logged and the file's stat and sum forgotten, so that it is read whole;
+// ok is false then.
+func (s *Store) takeBlockLocked(p string, f *file) (lf indexedFile, ok bool) {
+	lf = indexedFile{path: p, stat: f.stat, block: f.block}
+	f.block = ""
+	s.unparsedDone()
+	if err := lf.parseBlock(); err != nil {
+		s.log.Warn("the directory store's index is malformed; reading the file", "file", p, "err", err)
+		f.sum, f.stat = [32]byte{}, fileStat{}
+		return lf, false
+	}
+	return lf, true
 }
 
 // unparsedDone counts a file's block parsed (or dropped); the index's
@@ -157,12 +169,8 @@ func (s *Store) materializeAllLocked() {
 	var bad []string
 	for _, p := range paths {
 		f := s.files[p]
-		lf := indexedFile{path: p, stat: f.stat, block: f.block}
-		f.block = ""
-		s.unparsedDone()
-		if err := lf.parseBlock(); err != nil {
-			s.log.Warn("the directory store's index is malformed; reading the file", "file", p, "err", err)
-			f.sum, f.stat = [32]byte{}, fileStat{}
+		lf, ok := s.takeBlockLocked(p, f)
+		if !ok {
 			bad = append(bad, p)
 			continue
 		}
