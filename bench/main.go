@@ -27,6 +27,15 @@
 //
 //	go run ./bench -only traffic -dataplane ebpf -sizes 10000 -flowevents both -bpfstats -reps 9
 //
+// With -paired, one Ruleset holds every configuration at once, each on its
+// own pair of pods (and a second pair without policy as a control), and
+// the figures alternate short slices between the pairs round after round
+// (-rounds, -slice): a ratio is taken within each round, so a noisy
+// machine's drift cancels, and the median, interquartile range and a
+// bootstrap 95% interval of the per-round ratios are reported:
+//
+//	go run ./bench -only traffic -dataplane ebpf -sizes 10000 -paired -rounds 30
+//
 // BenchmarkEstablished in backend/ebpf runs the same configurations'
 // programs on a packet of an established connection (BPF_PROG_TEST_RUN).
 package main
@@ -64,6 +73,11 @@ type config struct {
 	// bpfStats: read the eBPF programs' own run time around each traffic
 	// measurement.
 	bpfStats bool
+	// paired: the traffic figures in paired rounds (paired.go), rounds
+	// of them, RR and CRR slices of slice.
+	paired bool
+	rounds int
+	slice  time.Duration
 }
 
 func run(ctx context.Context, args []string, out io.Writer) error {
@@ -78,6 +92,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	sizes := fs.String("sizes", "", "policy counts to program from scratch, comma-separated (default 100,1000,10000)")
 	events := fs.String("flowevents", "on", "traffic figures with eBPF flow events \"on\", \"off\" or \"both\" (each configuration measured both ways, in one run)")
 	fs.BoolVar(&c.bpfStats, "bpfstats", false, "traffic: also report the eBPF programs' own run time per run (kernel BPF statistics, on during the run)")
+	fs.BoolVar(&c.paired, "paired", false, "traffic: every configuration at once on its own pair, measured in alternating slices; ratios per round")
+	fs.IntVar(&c.rounds, "rounds", 30, "traffic -paired: rounds (each measures every pair twice per figure)")
+	fs.DurationVar(&c.slice, "slice", 300*time.Millisecond, "traffic -paired: length of one RR or CRR slice (iperf3: whole seconds, at least 1s)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -139,7 +156,11 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		}
 	}
 	if c.only == "" || c.only == "traffic" {
-		if err := benchTraffic(ctx, &c, out); err != nil {
+		bench := benchTraffic
+		if c.paired {
+			bench = benchPaired
+		}
+		if err := bench(ctx, &c, out); err != nil {
 			return err
 		}
 	}

@@ -287,14 +287,75 @@ func iperfGbps(cli *netns.NS, dst netip.Addr, d time.Duration) (float64, error) 
 // connection per transaction (CRR: every transaction is judged by policy),
 // each for d/2 (see rate); between runs after RR, before CRR.
 func requestResponse(cli, srv *netns.NS, dst netip.Addr, d time.Duration, between func()) (rr, crr float64, err error) {
+	ln, err := serveRR(srv)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer ln.Close()
+	addr := netip.AddrPortFrom(dst, rrPort).String()
+	err = cli.Do(func() error {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err != nil {
+			return err
+		}
+		buf := []byte{1}
+		if rr, err = rate(d/2, func() error {
+			if _, err := c.Write(buf); err != nil {
+				return err
+			}
+			_, err := c.Read(buf)
+			return err
+		}); err != nil {
+			return err
+		}
+		_ = c.Close()
+		between()
+
+		d2 := resetDialer()
+		crr, err = rate(d/2, func() error { return crrTransaction(&d2, addr, buf) })
+		return err
+	})
+	if errors.Is(err, net.ErrClosed) {
+		err = nil
+	}
+	return rr, crr, err
+}
+
+// resetDialer dials connections that close with a reset, not through
+// TIME_WAIT: CRR opens thousands a second.
+func resetDialer() net.Dialer {
+	return net.Dialer{Timeout: time.Second, Control: func(_, _ string, rc syscall.RawConn) error {
+		return rc.Control(func(fd uintptr) {
+			_ = unix.SetsockoptLinger(int(fd), unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+		})
+	}}
+}
+
+// crrTransaction is one CRR transaction: connect to addr, one byte there
+// and back, close. It must run in the client's namespace.
+func crrTransaction(d *net.Dialer, addr string, buf []byte) error {
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if _, err := c.Write(buf); err != nil {
+		return err
+	}
+	_, err = c.Read(buf)
+	return err
+}
+
+// serveRR starts the RR/CRR server in srv: it echoes every byte on
+// rrPort until the listener is closed.
+func serveRR(srv *netns.NS) (net.Listener, error) {
 	var ln net.Listener
 	if err := srv.Do(func() (err error) {
 		ln, err = net.Listen("tcp", fmt.Sprintf(":%d", rrPort))
 		return err
 	}); err != nil {
-		return 0, 0, err
+		return nil, err
 	}
-	defer ln.Close()
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -315,48 +376,7 @@ func requestResponse(cli, srv *netns.NS, dst netip.Addr, d time.Duration, betwee
 			}()
 		}
 	}()
-	addr := netip.AddrPortFrom(dst, rrPort).String()
-	err = cli.Do(func() error {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err != nil {
-			return err
-		}
-		buf := []byte{1}
-		if rr, err = rate(d/2, func() error {
-			if _, err := c.Write(buf); err != nil {
-				return err
-			}
-			_, err := c.Read(buf)
-			return err
-		}); err != nil {
-			return err
-		}
-		_ = c.Close()
-		between()
-
-		d2 := net.Dialer{Timeout: time.Second, Control: func(_, _ string, rc syscall.RawConn) error {
-			return rc.Control(func(fd uintptr) {
-				_ = unix.SetsockoptLinger(int(fd), unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
-			})
-		}}
-		crr, err = rate(d/2, func() error {
-			c, err := d2.Dial("tcp", addr)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			if _, err := c.Write(buf); err != nil {
-				return err
-			}
-			_, err = c.Read(buf)
-			return err
-		})
-		return err
-	})
-	if errors.Is(err, net.ErrClosed) {
-		err = nil
-	}
-	return rr, crr, err
+	return ln, nil
 }
 
 // loadavg is the first three fields of /proc/loadavg: how busy the

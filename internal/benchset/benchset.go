@@ -114,9 +114,18 @@ func Traffic(client, server Pod, n int) map[string]*compile.Ruleset {
 	AddPod(empty, server, nil)
 
 	a := Cluster(110, n)
-	ca := client.Addrs[0]
+	addPoliciesCase(a, client, server)
+	b := newRuleset()
+	addRulesCase(b, client, server, n)
+	return map[string]*compile.Ruleset{Empty: empty, Policies: a, Rules: b}
+}
+
+// addPoliciesCase adds the pair of case (a) to a Cluster: the client, and
+// the server with 10 ingress policies, the last allowing the client (a
+// set of its address, "sel:role == 'client'") on every port.
+func addPoliciesCase(rs *compile.Ruleset, client, server Pod) {
 	pair := compile.SetID("sel:role == 'client'")
-	a.Sets[pair] = &compile.IPSet{ID: pair, Kind: compile.SetNets, Selector: "role == 'client'", Nets: []netip.Prefix{netip.PrefixFrom(ca, 32)}}
+	rs.Sets[pair] = &compile.IPSet{ID: pair, Kind: compile.SetNets, Selector: "role == 'client'", Nets: []netip.Prefix{netip.PrefixFrom(client.Addrs[0], 32)}}
 	var pairPols []compile.PolicyID
 	for i := range 10 {
 		id := compile.PolicyID(fmt.Sprintf("in:default/pair/p%d", i))
@@ -124,25 +133,30 @@ func Traffic(client, server Pod, n int) map[string]*compile.Ruleset {
 		if i == 9 {
 			m = compile.Match{Protocol: 6, Src: compile.PeerMatch{Sets: []compile.SetID{pair}}}
 		}
-		a.Policies[id] = &compile.Policy{ID: id, Direction: compile.Ingress, Tier: "default", Name: fmt.Sprintf("pair/p%d", i),
+		rs.Policies[id] = &compile.Policy{ID: id, Direction: compile.Ingress, Tier: "default", Name: fmt.Sprintf("pair/p%d", i),
 			Rules: []compile.Rule{{Action: compile.ActionAllow, Match: m}}}
 		pairPols = append(pairPols, id)
 	}
-	AddPod(a, client, nil)
-	AddPod(a, server, pairPols)
+	AddPod(rs, client, nil)
+	AddPod(rs, server, pairPols)
+}
 
-	b := newRuleset()
+// addRulesCase adds the pair of case (b): the client, and the server with
+// one ingress policy ("in:default/big") of n Allow rules, a distinct /32
+// of 172.16.0.0/12 and port each, whose last admits the client on
+// IperfPort and RRPort only.
+func addRulesCase(rs *compile.Ruleset, client, server Pod, n int) {
 	var rules []compile.Rule
 	for i := range n {
 		var pfx netip.Prefix
 		port := uint16(10000 + i%50000)
 		if i == n-1 {
-			pfx, port = netip.PrefixFrom(ca, 32), 0
+			pfx, port = netip.PrefixFrom(client.Addrs[0], 32), 0
 		} else {
 			pfx = netip.PrefixFrom(netip.AddrFrom4([4]byte{172, 16 + byte(i/65536), byte(i / 256), byte(i)}), 32)
 		}
 		id := compile.SetID("nets:" + pfx.String())
-		b.Sets[id] = &compile.IPSet{ID: id, Kind: compile.SetNets, Literal: true, Nets: []netip.Prefix{pfx}}
+		rs.Sets[id] = &compile.IPSet{ID: id, Kind: compile.SetNets, Literal: true, Nets: []netip.Prefix{pfx}}
 		m := compile.Match{Protocol: 6, Src: compile.PeerMatch{Sets: []compile.SetID{id}}, Dst: compile.PeerMatch{Ports: []compile.PortRange{{Min: port, Max: port}}}}
 		if port == 0 {
 			m.Dst.Ports = []compile.PortRange{{Min: IperfPort, Max: IperfPort}, {Min: RRPort, Max: RRPort}}
@@ -150,8 +164,32 @@ func Traffic(client, server Pod, n int) map[string]*compile.Ruleset {
 		rules = append(rules, compile.Rule{Action: compile.ActionAllow, Match: m, Origin: compile.Origin{Policy: "big", Index: i}})
 	}
 	big := compile.PolicyID("in:default/big")
-	b.Policies[big] = &compile.Policy{ID: big, Direction: compile.Ingress, Tier: "default", Name: "big", Rules: rules}
-	AddPod(b, client, nil)
-	AddPod(b, server, []compile.PolicyID{big})
-	return map[string]*compile.Ruleset{Empty: empty, Policies: a, Rules: b}
+	rs.Policies[big] = &compile.Policy{ID: big, Direction: compile.Ingress, Tier: "default", Name: "big", Rules: rules}
+	AddPod(rs, client, nil)
+	AddPod(rs, server, []compile.PolicyID{big})
+}
+
+// Pair is a client and the server it sends to.
+type Pair struct {
+	Client, Server Pod
+}
+
+// Paired returns one Ruleset holding every traffic configuration at once,
+// each on its own pair of pods, so that a harness can alternate between
+// them without reprogramming the dataplane: a Cluster(110, n) node; the
+// empty pairs, no policy on either side (Empty); pair a with case (a)'s
+// policies on its server (Policies); pair b with case (b)'s one policy of
+// n rules on its server (Rules). The pairs' addresses must be distinct and
+// outside the node's pods (10.65.0.0/16) and the policies' literal nets
+// (10.100.0.0 on, one /24 per policy; 172.16.0.0/12), or a policy would
+// match another pair's client.
+func Paired(empty []Pair, a, b Pair, n int) *compile.Ruleset {
+	rs := Cluster(110, n)
+	for _, p := range empty {
+		AddPod(rs, p.Client, nil)
+		AddPod(rs, p.Server, nil)
+	}
+	addPoliciesCase(rs, a.Client, a.Server)
+	addRulesCase(rs, b.Client, b.Server, n)
+	return rs
 }
