@@ -300,7 +300,7 @@ func connects(ns *netns.NS, dst netip.Addr, port uint16, timeout time.Duration) 
 	return ok, err
 }
 
-// measurePaired measures the pairs' iperf3, RR and CRR in rounds and
+// measurePaired measures the pairs' RR, CRR and iperf3 in rounds and
 // prints each round and the ratios to the first pair.
 func measurePaired(c *config, pairs []*trafficPair, label string, n int, out io.Writer) error {
 	for _, p := range pairs {
@@ -320,9 +320,6 @@ func measurePaired(c *config, pairs []*trafficPair, label string, n int, out io.
 	iperfSlice := max(time.Second, c.slice.Round(time.Second))
 	buf := []byte{1}
 	metrics := []pairedMetric{
-		{name: "Gbit/s", format: "%.2f", measure: func(p *trafficPair) (float64, error) {
-			return iperfGbps(p.cli, p.server.IPs[0], iperfSlice)
-		}},
 		{name: "RR/s", format: "%.0f", measure: func(p *trafficPair) (float64, error) {
 			return rate(c.slice, func() error {
 				if _, err := p.rr.Write(buf); err != nil {
@@ -341,6 +338,9 @@ func measurePaired(c *config, pairs []*trafficPair, label string, n int, out io.
 				return err
 			})
 			return r, err
+		}},
+		{name: "Gbit/s", format: "%.2f", measure: func(p *trafficPair) (float64, error) {
+			return iperfGbps(p.cli, p.server.IPs[0], iperfSlice)
 		}},
 	}
 	fmt.Fprintf(out, "== paired per-packet cost (%s, %d policies/rules): %d rounds; slices: iperf3 %v, RR and CRR %v; load %s\n",
@@ -370,12 +370,28 @@ func measurePaired(c *config, pairs []*trafficPair, label string, n int, out io.
 			fmt.Fprintln(out, line.String())
 		}
 		ratios[mi] = roundRatios(rounds)
+		// Each figure's own summary as soon as it is done: a later
+		// figure's failure does not lose it.
+		fmt.Fprintf(out, "  %s ratios against %q (load %s):", m.name, pairs[0].name, loadavg())
+		for p, pr := range pairs[1:] {
+			s := summarize(ratios[mi][p+1], uint64(1000*mi+p))
+			fmt.Fprintf(out, "  %s %.3f (%.3f-%.3f)", pr.name, s.median, s.lo, s.hi)
+		}
+		fmt.Fprintln(out)
 	}
 	fmt.Fprintf(out, "load at the end: %s\n", loadavg())
 	fmt.Fprintf(out, "paired medians of the slices (%s)\n", label)
-	fmt.Fprintf(out, "%-16s %12s %12s %12s\n", "pair", "Gbit/s", "RR/s", "CRR/s")
+	fmt.Fprintf(out, "%-16s", "pair")
+	for _, m := range metrics {
+		fmt.Fprintf(out, " %12s", m.name)
+	}
+	fmt.Fprintln(out)
 	for p, pr := range pairs {
-		fmt.Fprintf(out, "%-16s %12.2f %12.0f %12.0f\n", pr.name, medianF(abs[0][p]), medianF(abs[1][p]), medianF(abs[2][p]))
+		fmt.Fprintf(out, "%-16s", pr.name)
+		for mi, m := range metrics {
+			fmt.Fprintf(out, " %12s", fmt.Sprintf(m.format, medianF(abs[mi][p])))
+		}
+		fmt.Fprintln(out)
 	}
 	fmt.Fprintf(out, "paired ratios against %q per round (%s): median [interquartile range] (bootstrap 95%% interval of the median)\n", pairs[0].name, label)
 	fmt.Fprintf(out, "%-16s", "pair")

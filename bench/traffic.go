@@ -264,7 +264,11 @@ func measure(cli, srv *netns.NS, dst netip.Addr, d time.Duration, hp *hookProgs)
 }
 
 func iperfGbps(cli *netns.NS, dst netip.Addr, d time.Duration) (float64, error) {
-	out, err := exec.Command("ip", "netns", "exec", cli.Name(), "iperf3", "-c", dst.String(), "-p", fmt.Sprint(iperfPort),
+	// A connection the dataplane drops would make iperf3 wait for TCP's
+	// own connect timeout (two minutes): give up sooner.
+	ctx, cancel := context.WithTimeout(context.Background(), d+15*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "ip", "netns", "exec", cli.Name(), "iperf3", "-c", dst.String(), "-p", fmt.Sprint(iperfPort),
 		"-t", fmt.Sprintf("%.1f", d.Seconds()), "-J").Output()
 	if err != nil {
 		return 0, fmt.Errorf("%w: %s", err, strings.TrimSpace(string(out)))
