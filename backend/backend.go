@@ -121,6 +121,17 @@ type Drift interface {
 	String() string
 }
 
+// Releaser is implemented by backends that hold the kernel objects they
+// installed open (descriptors, a lock, a watcher goroutine), as the eBPF
+// dataplane does. Release lets go of them and leaves everything installed
+// in place and enforcing, exactly as the death of the process would: a new
+// backend of the same Options.Name and namespace adopts it. Afterwards the
+// Backend returns ErrClosed. Backends without such objects (nftables,
+// iptables) need no Release: dropping them leaves the kernel as it is.
+type Releaser interface {
+	Release(ctx context.Context) error
+}
+
 // Repairer is implemented by kernel dataplanes that can find and repair
 // drift: rules, chains, sets, programs or maps changed or removed from
 // outside. The node agent calls it periodically and after apply errors.

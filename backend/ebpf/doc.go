@@ -116,8 +116,16 @@
 // # Pins and lifecycle
 //
 // Maps, links and program arrays are pinned under
-// /sys/fs/bpf/calyx/v1/NAME (Options.Name; "calyx" by default; bpffs is
-// mounted if missing). "v1" is the layout version: a pinned map whose type,
+// /sys/fs/bpf/calyx/v1/NAME@netINODE (PinDir): NAME is Options.Name
+// ("calyx" by default) and INODE the inode number of the backend's network
+// namespace (the N of /proc/PID/ns/net's "net:[N]"). bpffs is one per host
+// (it is mounted if missing), not one per network namespace, so without
+// the namespace in the name two backends of one name in two namespaces
+// would adopt each other's maps. New takes an exclusive lock (flock) on
+// the directory, held until Close or the process's death: a second live
+// backend of the same name in the same namespace fails with ErrPinsInUse
+// instead of rewriting the first one's maps, while a restarted agent
+// takes the lock its dead predecessor left and adopts its pins. "v1" is the layout version: a pinned map whose type,
 // key, value or size differs from the current layout is replaced
 // deliberately (and every program reloaded), never reused. A new Backend
 // adopts the maps, the links, set IDs and which program each link runs
@@ -221,7 +229,9 @@
 //
 // Linux 6.6 or later (TCX; New returns an error wrapping
 // backend.ErrNotSupported on older kernels), CAP_BPF and CAP_NET_ADMIN.
-// Options.NetNS selects the network namespace the interfaces live in;
-// bpffs is per mount namespace, so backends in different network
-// namespaces need different Options.Name.
+// Options.NetNS selects the network namespace the interfaces live in.
+// Namespace inode numbers are reused once a namespace is gone, so pins a
+// crashed backend left for a deleted namespace are adopted (and their
+// links to vanished interfaces dropped) by the next backend of that name
+// in a namespace that gets the same number.
 package ebpf

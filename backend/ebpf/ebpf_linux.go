@@ -43,22 +43,96 @@ const LayoutVersion = "v1"
 // denyFP is the fingerprint of the deny-all program.
 const denyFP = "deny-all"
 
-// PinDir returns the pin directory of a backend with Options.Name name.
-func PinDir(name string) string {
+// PinDir returns the pin directory of a backend with Options.Name name
+// ("calyx" if empty) and Options.NetNS netns ("" is the calling thread's
+// network namespace): /sys/fs/bpf/calyx/v1/NAME@netINODE, INODE being the
+// namespace's inode number (the N of "net:[N]"). bpffs is one per host,
+// not per network namespace, so the namespace is part of the name: two
+// backends of one name in two namespaces never share a map.
+func PinDir(name, netns string) (string, error) {
+	ino, err := netnsInode(netns)
+	if err != nil {
+		return "", fmt.Errorf("ebpf: %w", err)
+	}
+	return pinDir(name, ino), nil
+}
+
+func pinDir(name string, netnsInode uint64) string {
 	if name == "" {
 		name = "calyx"
 	}
-	return filepath.Join(BPFFS, "calyx", LayoutVersion, name)
+	return filepath.Join(BPFFS, "calyx", LayoutVersion, name+"@net"+strconv.FormatUint(netnsInode, 10))
+}
+
+// netnsInode returns the inode number of the network namespace at path,
+// or of the calling thread's if path is "".
+func netnsInode(path string) (uint64, error) {
+	if path == "" {
+		path = "/proc/thread-self/ns/net"
+	}
+	ns, err := netns.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer ns.Close()
+	return ns.Inode()
+}
+
+// checkName refuses an Options.Name that is not one path element.
+func checkName(name string) error {
+	if strings.ContainsAny(name, "/\x00") || len(name) > 200 {
+		return fmt.Errorf("ebpf: Options.Name %q: must be one path element of at most 200 bytes, without '/'", name)
+	}
+	return nil
+}
+
+// lockPins creates dir and takes an exclusive lock on it, held until the
+// returned file is closed (by Close or the process's death). A second
+// live backend of the same pins gets ErrPinsInUse instead of adopting
+// maps the first is still writing.
+func lockPins(dir string) (*os.File, error) {
+	for attempt := 0; ; attempt++ {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("ebpf: pin directory: %w", err)
+		}
+		f, err := os.Open(dir)
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) && attempt < 5 {
+				continue // a closing backend removed it, or a parent
+			}
+			return nil, fmt.Errorf("ebpf: pin directory: %w", err)
+		}
+		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+			_ = f.Close()
+			if errors.Is(err, unix.EWOULDBLOCK) {
+				return nil, fmt.Errorf("%w: %s is held by another backend of the same Options.Name in this network namespace (give each its own name)",
+					ErrPinsInUse, dir)
+			}
+			return nil, fmt.Errorf("ebpf: lock pin directory %s: %w", dir, err)
+		}
+		// The lock is on the directory we opened; a backend that closed
+		// meanwhile removed it. Lock the one at the path.
+		var held, now unix.Stat_t
+		if unix.Fstat(int(f.Fd()), &held) == nil && unix.Stat(dir, &now) == nil && held.Ino == now.Ino && held.Dev == now.Dev {
+			return f, nil
+		}
+		_ = f.Close()
+		if attempt >= 5 {
+			return nil, fmt.Errorf("ebpf: pin directory %s keeps being removed", dir)
+		}
+	}
 }
 
 // Backend is the eBPF dataplane. It is safe for concurrent use; calls are
 // serialised.
 type Backend struct {
-	mu     sync.Mutex
-	opts   backend.Options
-	log    *slog.Logger
-	ns     *netns.NS
-	dir    string
+	mu   sync.Mutex
+	opts backend.Options
+	log  *slog.Logger
+	ns   *netns.NS
+	dir  string
+	// lock holds the exclusive lock on dir (see lockPins).
+	lock   *os.File
 	objs   *objects
 	ids    *ids
 	progs  map[string]*loaded
@@ -101,6 +175,7 @@ type attachment struct {
 var (
 	_ backend.Backend  = (*Backend)(nil)
 	_ backend.Repairer = (*Backend)(nil)
+	_ backend.Releaser = (*Backend)(nil)
 )
 
 // Open is a backend.Factory: New with the default Options.
@@ -126,7 +201,10 @@ func New(ctx context.Context, opts backend.Options, o ...Option) (*Backend, erro
 		return nil, err
 	}
 	set := applyOptions(o)
-	b := &Backend{opts: opts, log: opts.Logger, dir: PinDir(opts.Name), progs: map[string]*loaded{},
+	if err := checkName(opts.Name); err != nil {
+		return nil, err
+	}
+	b := &Backend{opts: opts, log: opts.Logger, progs: map[string]*loaded{},
 		links: map[attachKey]*attachment{}, ids: newIDs(), set: set,
 		cfg: config{timeouts: DefaultTimeouts(), events: set.flowEvents}, cache: newProgCache(), dirtyLinks: map[attachKey]bool{}}
 	if b.log == nil {
@@ -143,13 +221,25 @@ func New(ctx context.Context, opts backend.Options, o ...Option) (*Backend, erro
 		b.closeNS()
 		return nil, err
 	}
-	if err := os.MkdirAll(b.dir, 0o700); err != nil {
+	var ino uint64
+	var err error
+	if b.ns != nil {
+		ino, err = b.ns.Inode()
+	} else {
+		ino, err = netnsInode("")
+	}
+	if err != nil {
 		b.closeNS()
-		return nil, fmt.Errorf("ebpf: pin directory: %w", err)
+		return nil, fmt.Errorf("ebpf: %w", err)
+	}
+	b.dir = pinDir(opts.Name, ino)
+	if b.lock, err = lockPins(b.dir); err != nil {
+		b.closeNS()
+		return nil, err
 	}
 	objs, err := openObjects(b.dir)
 	if err != nil {
-		b.closeNS()
+		b.release()
 		return nil, err
 	}
 	b.objs = objs
@@ -245,6 +335,10 @@ func (b *Backend) release() {
 		b.nl = nil
 	}
 	b.closeNS()
+	if b.lock != nil {
+		_ = b.lock.Close()
+		b.lock = nil
+	}
 }
 
 // inNS runs fn in the backend's network namespace.
@@ -325,7 +419,57 @@ func (b *Backend) adopt() error {
 			b.links[ak] = a
 		}
 	}
-	return nil
+	return b.dropForeignLinks()
+}
+
+// dropForeignLinks detaches, unpins and forgets adopted links that are
+// attached in another network namespace: pins of a namespace that is
+// gone, found here because the kernel gave its inode number to ours.
+// Their interface index may equal one of ours, so only the kernel's list
+// of the links on our interface's hook tells. A link that is attached
+// nowhere (its interface deleted, or detached from outside) stays: Apply
+// and Reconcile replace it.
+func (b *Backend) dropForeignLinks() error {
+	type hookAt struct {
+		ifindex int
+		at      ebpf.AttachType
+	}
+	here := map[hookAt]map[link.ID]bool{}
+	return b.inNS(func() error {
+		for _, ak := range slices.SortedFunc(maps.Keys(b.links), func(x, y attachKey) int { return strings.Compare(x.String(), y.String()) }) {
+			a := b.links[ak]
+			info, err := a.link.Info()
+			if err != nil || info.TCX() == nil || info.TCX().Ifindex == 0 {
+				continue
+			}
+			h := hookAt{int(info.TCX().Ifindex), ebpf.AttachType(info.TCX().AttachType)}
+			ids, ok := here[h]
+			if !ok {
+				ids = map[link.ID]bool{}
+				res, err := link.QueryPrograms(link.QueryOptions{Target: h.ifindex, Attach: h.at})
+				if err != nil && !errors.Is(err, unix.ENODEV) {
+					return fmt.Errorf("ebpf: query %s links on interface %d: %w", h.at, h.ifindex, err)
+				}
+				if res != nil {
+					for _, p := range res.Programs {
+						if id, ok := p.LinkID(); ok {
+							ids[id] = true
+						}
+					}
+				}
+				here[h] = ids
+			}
+			if ids[info.ID] {
+				continue
+			}
+			b.log.Warn("ebpf: pinned link is attached in another network namespace: detaching it", "link", ak.String(), "id", info.ID)
+			_ = a.link.Detach()
+			_ = a.link.Unpin()
+			_ = a.link.Close()
+			delete(b.links, ak)
+		}
+		return nil
+	})
 }
 
 // adoptProgram rebuilds a loaded program from a pinned link and its pinned
@@ -393,12 +537,23 @@ func (b *Backend) handle() (*netlink.Handle, error) {
 
 // Stats counts what one Apply did.
 type Stats struct {
-	ProgramsLoaded, ProgramsFreed              int
+	// ProgramsLoaded counts programs loaded (each passed the verifier),
+	// ProgramsFreed those no link runs any more.
+	ProgramsLoaded, ProgramsFreed int
+	// LinksAttached counts new TCX links, LinksUpdated links switched to
+	// another program with Link.Update, LinksDetached links removed.
 	LinksAttached, LinksUpdated, LinksDetached int
-	EntriesAdded, EntriesDeleted               int
-	Instructions                               int
-	UnknownInterfaces                          []string
-	MissingInterfaces                          []string
+	// EntriesAdded and EntriesDeleted count map entries written and
+	// deleted: set members, ports, source-check addresses.
+	EntriesAdded, EntriesDeleted int
+	// Instructions counts the instructions of the programs loaded.
+	Instructions int
+	// UnknownInterfaces are workload interfaces (compile.InterfacePrefix)
+	// of no endpoint in the Ruleset: they got the deny-all program.
+	UnknownInterfaces []string
+	// MissingInterfaces are endpoints' interfaces that do not exist
+	// (yet): nothing is attached for them until they appear.
+	MissingInterfaces []string
 	// Wait is the time Apply waited for the backend (the link watcher
 	// attaching to a new interface, or another call); Render the time
 	// spent generating programs and map entries, Interfaces listing the
@@ -976,6 +1131,29 @@ func (b *Backend) Check(ctx context.Context, rs *compile.Ruleset) error {
 	return nil
 }
 
+// Release closes every descriptor the backend holds, stops the link
+// watcher and lets go of the pin directory's lock, leaving pins, links and
+// maps in place: enforcement goes on as if the process had died, and a new
+// Backend of the same name in the same namespace adopts it. Afterwards the
+// Backend returns backend.ErrClosed; Close after Release does nothing.
+func (b *Backend) Release(ctx context.Context) error {
+	// The watcher takes b.mu: stop it first, without holding it.
+	b.mu.Lock()
+	w := b.watch
+	b.mu.Unlock()
+	if w != nil {
+		w.stop()
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return nil
+	}
+	b.closed = true
+	b.release()
+	return nil
+}
+
 // Close detaches and unpins everything the backend owns: its links,
 // programs and maps, and its pin directory. Closing twice is a no-op.
 func (b *Backend) Close(ctx context.Context) error {
@@ -1008,13 +1186,15 @@ func (b *Backend) Close(ctx context.Context) error {
 		}
 		_ = os.Remove(filepath.Join(b.dir, name))
 	}
-	b.release()
+	// Remove the directory while its lock is held, so a backend that
+	// opens the same pins meanwhile waits for none of them.
 	if err := os.RemoveAll(b.dir); err != nil {
 		errs = append(errs, err)
 	}
 	// Parents only if empty: other backends may live there.
 	_ = os.Remove(filepath.Dir(b.dir))
 	_ = os.Remove(filepath.Dir(filepath.Dir(b.dir)))
+	b.release()
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("ebpf: close: %w", err)
 	}

@@ -11,4 +11,8 @@ var (
 	// fit the longest tail-call chain the kernel runs, or host endpoints
 	// with more addresses or fail-safe ports than their programs compare.
 	ErrTooBig = errors.New("ebpf: policy too big for one endpoint")
+	// ErrPinsInUse is returned by New when another live backend of the
+	// same Options.Name in the same network namespace holds the pin
+	// directory: two backends must never write one set of maps.
+	ErrPinsInUse = errors.New("ebpf: pin directory in use")
 )

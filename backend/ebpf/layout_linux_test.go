@@ -21,11 +21,11 @@ func TestMapOfAnotherLayoutIsReplaced(t *testing.T) {
 	requireBPF(t)
 	ctx := context.Background()
 	name := "layouttest"
-	dir := PinDir(name)
 	b, err := New(ctx, backend.Options{Name: name})
 	if err != nil {
 		t.Fatal(err)
 	}
+	dir := b.PinDir()
 	// A set entry that must survive the restart, then a conntrack map of an
 	// older layout in its place.
 	key := srcKey(7, mustAddr("10.9.9.9"))

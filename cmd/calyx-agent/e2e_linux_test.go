@@ -134,14 +134,14 @@ func e2eDataplanes() []e2eDataplane {
 			{"program detached: the victim's ingress link", func(t *testing.T, l *lab.Lab, victim lab.Pod) {
 				// TCX egress of the host-side veth runs the pod's ingress
 				// policy; detach it through its pinned link.
-				p := filepath.Join(ebpf.PinDir(l.ID()), "link_"+victim.Interface()+"_eg")
+				p := filepath.Join(ebpfPinDir(t, l), "link_"+victim.Interface()+"_eg")
 				lk, err := link.LoadPinnedLink(p, nil)
 				require.NoError(t, err)
 				defer lk.Close()
 				require.NoError(t, lk.Detach(), p)
 			}},
 			{"program replaced: the victim's ingress link runs pod0's", func(t *testing.T, l *lab.Lab, victim lab.Pod) {
-				dir := ebpf.PinDir(l.ID())
+				dir := ebpfPinDir(t, l)
 				donor, err := link.LoadPinnedLink(filepath.Join(dir, "link_"+l.Spec().Pods[0].Interface()+"_eg"), nil)
 				require.NoError(t, err)
 				defer donor.Close()
@@ -172,7 +172,7 @@ func e2eDataplanes() []e2eDataplane {
 				t.Cleanup(func() { _ = lk.Close() })
 			}},
 		}, func(t *testing.T, l *lab.Lab) bool {
-			_, err := os.Stat(ebpf.PinDir(l.ID()))
+			_, err := os.Stat(ebpfPinDir(t, l))
 			return err == nil
 		}},
 	}
@@ -642,4 +642,12 @@ func (p *agentProc) lastApply(t *testing.T) time.Time {
 	st, ok := p.status(t)
 	require.True(t, ok, "no /status")
 	return st.LastApply
+}
+
+// ebpfPinDir is the pin directory of the lab node's eBPF backend.
+func ebpfPinDir(t *testing.T, l *lab.Lab) string {
+	t.Helper()
+	dir, err := ebpf.PinDir(l.ID(), l.NodeNS().Path())
+	require.NoError(t, err)
+	return dir
 }

@@ -55,7 +55,11 @@ type Config struct {
 	Node string
 	// Store is the datastore to watch.
 	Store datastore.Store
-	// Backend is the dataplane to program.
+	// Backend is the dataplane to program. The caller owns it: Run
+	// closes it only with UninstallOnExit. To hand a stopped agent's
+	// enforcement to another backend in the same process, Release it
+	// first if it is a backend.Releaser (the eBPF dataplane holds a lock
+	// on its pins until then).
 	Backend backend.Backend
 
 	// ReconcileInterval is how often drift is repaired (backends that are

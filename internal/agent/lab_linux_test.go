@@ -53,9 +53,11 @@ func dataplanes() []dataplane {
 		{"ebpf", ebpf.Open, func(t *testing.T, l *lab.Lab) {
 			// Detach every pod's egress program (the host veth's ingress
 			// hook) through its pinned link.
-			paths, err := filepath.Glob(filepath.Join(ebpf.PinDir(l.ID()), "link_*_in"))
+			dir, err := ebpf.PinDir(l.ID(), l.NodeNS().Path())
 			require.NoError(t, err)
-			require.NotEmpty(t, paths, "no pinned links in %s", ebpf.PinDir(l.ID()))
+			paths, err := filepath.Glob(filepath.Join(dir, "link_*_in"))
+			require.NoError(t, err)
+			require.NotEmpty(t, paths, "no pinned links in %s", dir)
 			for _, p := range paths {
 				lk, err := link.LoadPinnedLink(p, nil)
 				require.NoError(t, err)
@@ -133,6 +135,11 @@ func (r *labRig) start(t *testing.T, store datastore.Store) (*agent.Agent, func(
 		once.Do(func() {
 			cancel()
 			require.NoError(t, <-done)
+			// As the agent process's death would: enforcement stays,
+			// and the next agent's backend may adopt it.
+			if rel, ok := be.(backend.Releaser); ok {
+				require.NoError(t, rel.Release(context.Background()))
+			}
 		})
 	}
 	t.Cleanup(stop)

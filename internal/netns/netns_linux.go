@@ -122,6 +122,20 @@ func (n *NS) Fd() int {
 	return int(n.f.Fd())
 }
 
+// Inode returns the namespace's inode number, which names it for as long
+// as it exists (the number of /proc/PID/ns/net's "net:[N]"). The kernel
+// may give it to a new namespace once this one is gone.
+func (n *NS) Inode() (uint64, error) {
+	if n.f == nil {
+		return 0, fmt.Errorf("netns: %s: %w", n.path, os.ErrClosed)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(n.f.Fd()), &st); err != nil {
+		return 0, fmt.Errorf("netns: stat %s: %w", n.path, err)
+	}
+	return st.Ino, nil
+}
+
 // Close releases the descriptor. The namespace stays if it is named.
 func (n *NS) Close() error {
 	if n.f == nil {

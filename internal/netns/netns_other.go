@@ -37,6 +37,9 @@ func (n *NS) Path() string { return "" }
 // Fd returns -1.
 func (n *NS) Fd() int { return -1 }
 
+// Inode fails.
+func (n *NS) Inode() (uint64, error) { return 0, ErrNotSupported }
+
 // Close does nothing.
 func (n *NS) Close() error { return nil }
 
