@@ -48,6 +48,17 @@ func oneWay() *compile.Ruleset {
 	return b.RS
 }
 
+// allDenied is oneWay's endpoints with every direction denying: under it
+// a packet passes only by conntrack, and a packet judged afresh is dropped.
+func allDenied() *compile.Ruleset {
+	rs := oneWay()
+	for _, ep := range rs.Endpoints {
+		ep.Ingress.Tiers = []compile.TierPolicies{{Tier: "default", EndAction: compile.ActionDeny}}
+		ep.Egress.Tiers = []compile.TierPolicies{{Tier: "default", EndAction: compile.ActionDeny}}
+	}
+	return rs
+}
+
 // TestConntrack: replies, related ICMP errors, TCP states and timeouts,
 // driven through the real programs.
 func TestConntrack(t *testing.T) {
@@ -56,25 +67,127 @@ func TestConntrack(t *testing.T) {
 	fwd := model.Packet{Src: a4, Dst: b4, Protocol: 6, SrcPort: 40000, DstPort: 80}
 	rev := reverse(fwd)
 	steps := []struct {
+		// rs, when set, is applied before the step (conntrack stays).
+		rs   *compile.Ruleset
 		name string
 		p    *pkt
 		want bool
 	}{
-		{"reply before any flow is denied", &pkt{Packet: rev, tcpFlags: tcpSYN | tcpACK}, false},
-		{"SYN allowed by policy", &pkt{Packet: fwd, tcpFlags: tcpSYN}, true},
-		{"SYN-ACK is a reply", &pkt{Packet: rev, tcpFlags: tcpSYN | tcpACK}, true},
-		{"ACK", &pkt{Packet: fwd, tcpFlags: tcpACK}, true},
-		{"data back", &pkt{Packet: rev, tcpFlags: tcpACK}, true},
-		{"a SYN from the responder is no reply", &pkt{Packet: rev, tcpFlags: tcpSYN}, false},
-		{"RST from the responder", &pkt{Packet: rev, tcpFlags: tcpRST | tcpACK}, true},
-		{"after RST, data back within the close timeout", &pkt{Packet: rev, tcpFlags: tcpACK}, true},
-		{"a new SYN on the closed flow is judged (allowed)", &pkt{Packet: fwd, tcpFlags: tcpSYN}, true},
+		{nil, "reply before any flow is denied", &pkt{Packet: rev, tcpFlags: tcpSYN | tcpACK}, false},
+		{nil, "SYN allowed by policy", &pkt{Packet: fwd, tcpFlags: tcpSYN}, true},
+		{nil, "SYN-ACK is a reply", &pkt{Packet: rev, tcpFlags: tcpSYN | tcpACK}, true},
+		{nil, "ACK", &pkt{Packet: fwd, tcpFlags: tcpACK}, true},
+		{nil, "data back", &pkt{Packet: rev, tcpFlags: tcpACK}, true},
+		{nil, "a SYN from the responder is no reply", &pkt{Packet: rev, tcpFlags: tcpSYN}, false},
+		// From here on policy denies everything: what passes, conntrack
+		// passed; what is judged afresh is dropped.
+		{allDenied(), "under deny-all, a SYN on the established flow rides on it", &pkt{Packet: fwd, tcpFlags: tcpSYN}, true},
+		{nil, "RST from the responder", &pkt{Packet: rev, tcpFlags: tcpRST | tcpACK}, true},
+		{nil, "after RST, data back within the close timeout", &pkt{Packet: rev, tcpFlags: tcpACK}, true},
+		{nil, "after RST, data on within the close timeout", &pkt{Packet: fwd, tcpFlags: tcpACK}, true},
+		{nil, "a new SYN on the reset flow is judged afresh (denied by deny-all)", &pkt{Packet: fwd, tcpFlags: tcpSYN}, false},
+		{oneWay(), "a new SYN on the reset flow is judged afresh (allowed by the first policy)", &pkt{Packet: fwd, tcpFlags: tcpSYN}, true},
 	}
 	for _, s := range steps {
+		if s.rs != nil {
+			h.apply(s.rs)
+		}
 		if got := h.verdict(s.p); got != s.want {
 			t.Errorf("%s: %s flags %#x: allowed=%v, want %v", s.name, s.p.Packet, s.p.tcpFlags, got, s.want)
 		}
 	}
+
+	// FINs both ways make the flow closing: it still carries the last
+	// ACKs, lives TCPClosing after its last packet (one FIN alone does
+	// not shorten its life), and is then forgotten: its packets are
+	// judged as new, as the model judges them.
+	for _, first := range []string{"originator", "responder"} {
+		t.Run("fin both ways, "+first+" first", func(t *testing.T) {
+			h.apply(oneWay())
+			h.flush()
+			closer, other := fwd, rev
+			if first == "responder" {
+				closer, other = rev, fwd
+			}
+			for _, p := range []*pkt{{Packet: fwd, tcpFlags: tcpSYN}, {Packet: rev, tcpFlags: tcpSYN | tcpACK}, {Packet: fwd, tcpFlags: tcpACK}} {
+				if !h.verdict(p) {
+					t.Fatalf("handshake: %s flags %#x denied", p.Packet, p.tcpFlags)
+				}
+			}
+			closing := DefaultTimeouts().TCPClosing
+			denied := allDenied()
+			h.apply(denied)
+			for _, s := range []struct {
+				name string
+				age  time.Duration
+				p    *pkt
+				want bool
+			}{
+				{"first FIN", 0, &pkt{Packet: closer, tcpFlags: tcpFIN | tcpACK}, true},
+				{"half-closed: data from the other side", 0, &pkt{Packet: other, tcpFlags: tcpACK}, true},
+				{"half-closed: the closing timeout does not apply yet", closing + time.Second, &pkt{Packet: other, tcpFlags: tcpACK}, true},
+				{"FIN from the other side", 0, &pkt{Packet: other, tcpFlags: tcpFIN | tcpACK}, true},
+				{"closing: the last ACK passes", 0, &pkt{Packet: closer, tcpFlags: tcpACK}, true},
+				{"closing: a packet within the closing timeout passes", closing - time.Second, &pkt{Packet: other, tcpFlags: tcpACK}, true},
+				{"closing: a new SYN is judged afresh (denied)", 0, &pkt{Packet: fwd, tcpFlags: tcpSYN}, false},
+				{"after the closing timeout the closer's ACK is judged (denied)", closing + time.Second, &pkt{Packet: closer, tcpFlags: tcpACK}, false},
+				{"after the closing timeout the other's ACK is judged (denied)", 0, &pkt{Packet: other, tcpFlags: tcpACK}, false},
+			} {
+				h.age(s.age)
+				if got := h.verdict(s.p); got != s.want {
+					t.Errorf("%s: %s flags %#x: allowed=%v, want %v", s.name, s.p.Packet, s.p.tcpFlags, got, s.want)
+				}
+			}
+			// Forgotten, the flow's packets are judged as new flows: by
+			// the first policy the responder's ACK is denied and the
+			// originator's allowed (and opens a flow again).
+			rs := oneWay()
+			h.apply(rs)
+			for _, p := range []model.Packet{rev, fwd} {
+				if got, want := h.verdict(&pkt{Packet: p, tcpFlags: tcpACK}), h.idx.Allowed(p); got != want {
+					t.Errorf("forgotten flow, ACK %s: allowed=%v, model %v", p, got, want)
+				}
+			}
+		})
+	}
+
+	t.Run("icmp errors about a tcp flow", func(t *testing.T) {
+		h.apply(oneWay())
+		for _, c := range []struct {
+			name     string
+			flow     model.Packet
+			icmpErr  model.Packet
+			otherTCP model.Packet
+		}{
+			{"ipv4 fragmentation needed", model.Packet{Src: a4, Dst: b4, Protocol: 6, SrcPort: 40100, DstPort: 80},
+				model.Packet{Src: b4, Dst: a4, Protocol: 1, ICMPType: 3, ICMPCode: 4},
+				model.Packet{Src: a4, Dst: b4, Protocol: 6, SrcPort: 40101, DstPort: 80}},
+			{"ipv6 packet too big", model.Packet{Src: a6, Dst: b6, Protocol: 6, SrcPort: 40100, DstPort: 80},
+				model.Packet{Src: b6, Dst: a6, Protocol: 58, ICMPType: 2},
+				model.Packet{Src: a6, Dst: b6, Protocol: 6, SrcPort: 40101, DstPort: 80}},
+		} {
+			t.Run(c.name, func(t *testing.T) {
+				h.flush()
+				// Policy denies every packet from B to A: an error that
+				// passes, passes as related.
+				if h.idx.Allowed(c.icmpErr) {
+					t.Fatalf("the model allows %s: the test would prove nothing", c.icmpErr)
+				}
+				if h.verdict(&pkt{Packet: c.icmpErr, inner: &c.flow}) {
+					t.Errorf("ICMP error about a TCP flow that was never opened passed")
+				}
+				if !h.verdict(&pkt{Packet: c.flow, tcpFlags: tcpSYN}) {
+					t.Fatalf("SYN denied")
+				}
+				if !h.verdict(&pkt{Packet: c.icmpErr, inner: &c.flow}) {
+					t.Errorf("ICMP error about the open TCP flow denied")
+				}
+				if h.verdict(&pkt{Packet: c.icmpErr, inner: &c.otherTCP}) {
+					t.Errorf("ICMP error about another TCP port passed")
+				}
+			})
+		}
+	})
 
 	t.Run("udp reply and related ICMP error", func(t *testing.T) {
 		h.flush()

@@ -26,12 +26,18 @@ type Event struct {
 	Action compile.Action
 	// Reason says what decided the verdict.
 	Reason Reason
-	// Ifindex is the host-side interface; Egress is true for traffic from
-	// the pod (the pod's egress policy), false for traffic to it; for a
-	// host endpoint, Ifindex is the node's interface and Egress true for
-	// the node's traffic out of it (the host endpoint's egress policy).
-	Ifindex  int
-	Egress   bool
+	// Ifindex is the index of the interface whose program wrote the
+	// event: the pod's host-side veth, or for a host endpoint the node's
+	// interface.
+	Ifindex int
+	// Egress is true when the endpoint's egress policy judged the packet:
+	// traffic from the pod (TCX ingress of its veth), or for a host
+	// endpoint the node's traffic out of the interface (TCX egress);
+	// false for its ingress policy, traffic to the endpoint.
+	Egress bool
+	// Protocol is the packet's IP protocol number (6 TCP, 17 UDP, 1 ICMP,
+	// 58 ICMPv6, 132 SCTP ...); for an IPv6 packet, the one after its
+	// extension headers. Zero for ReasonFailClosed.
 	Protocol uint8
 	// Src and Dst are the packet's addresses and ports (zero for
 	// ReasonFailClosed: the deny-all program parses nothing).

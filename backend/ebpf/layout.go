@@ -23,6 +23,7 @@ const (
 
 func (h hook) opposite() hook { return 1 - h }
 
+// String returns "ingress" or "egress".
 func (h hook) String() string {
 	if h == hookIngress {
 		return "ingress"

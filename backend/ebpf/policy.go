@@ -68,11 +68,21 @@ const minRun = 2
 // maxRunPorts bounds the ports one rule of a run expands to.
 const maxRunPorts = 64
 
-// RuleRef names a rule for log events.
+// RuleRef names a rule for log and flow events.
 type RuleRef struct {
-	Tier   string
+	// Tier is the tier of the rule's policy (compile.Policy.Tier); empty
+	// for a profile's rule and for the end of the profiles.
+	Tier string
+	// Policy is the policy's display name (compile.Policy.Name); empty
+	// for the end of a tier or of the profiles.
 	Policy string
-	Index  int
+	// Index is the rule's position in the compiled policy's rules
+	// (compile.Policy.Rules); -1 for the end of a tier or of the
+	// profiles, which no rule decides.
+	Index int
+	// Origin is the rule's compile.Origin: the source policy, its kind,
+	// the rule's index and field path there. Zero when no rule decided
+	// (the end of a tier or of the profiles).
 	Origin compile.Origin
 }
 

@@ -253,7 +253,11 @@ func TestRunsEqualModel(t *testing.T) {
 // (a new value, every policy shared as the compiler shares them), the set
 // map holds exactly the planned entries, no program was reloaded, and
 // every verdict is the model's. This drives the incremental paths: set
-// entries by difference, run entries rule by rule.
+// entries by difference, run entries rule by rule. Besides the net sets
+// of runRuleset, a first tier on every ingress allows or denies TCP and
+// UDP to a named port whose members (address, protocol, port) change too.
+// (TestMembershipChangeReloadsNothing checks the same with a real Backend
+// in a lab.)
 func TestMembershipChangesEqualModel(t *testing.T) {
 	h := newHarness(t)
 	w := propertyWorld()
@@ -264,6 +268,20 @@ func TestMembershipChangesEqualModel(t *testing.T) {
 	all = append(all, w.External...)
 	rapid.Check(t, func(rt *rapid.T) {
 		rs := runRuleset(w).Draw(rt, "ruleset")
+		named := compile.SetID("np:named")
+		rs.Sets[named] = &compile.IPSet{ID: named, Kind: compile.SetNamedPorts, Selector: "all()", PortName: "named",
+			Ports: namedPortMembers(rt, w)}
+		pol := compile.PolicyID("in:np/named")
+		act := compile.ActionAllow
+		if rapid.Bool().Draw(rt, "namedDeny") {
+			act = compile.ActionDeny
+		}
+		rule := testgen.Rule(act, compile.Match{Dst: compile.PeerMatch{NamedPorts: []compile.SetID{named}}})
+		rule.Origin = compile.Origin{Tier: "np", Policy: "named", Kind: "GlobalNetworkPolicy"}
+		rs.Policies[pol] = &compile.Policy{ID: pol, Direction: compile.Ingress, Tier: "np", Name: "named", Rules: []compile.Rule{rule}}
+		for _, ep := range rs.Endpoints {
+			ep.Ingress.Tiers = append([]compile.TierPolicies{{Tier: "np", Policies: []compile.PolicyID{pol}, EndAction: compile.ActionPass}}, ep.Ingress.Tiers...)
+		}
 		h.apply(rs)
 		for range rapid.IntRange(1, 3).Draw(rt, "changes") {
 			loaded := len(h.progs)
@@ -272,13 +290,17 @@ func TestMembershipChangesEqualModel(t *testing.T) {
 			ids := slices.Sorted(maps.Keys(next.Sets))
 			id := rapid.SampledFrom(ids).Draw(rt, "set")
 			s := *next.Sets[id]
-			s.Nets = nil
-			for _, a := range all {
-				if rapid.Bool().Draw(rt, "member") {
-					s.Nets = append(s.Nets, netip.PrefixFrom(a, a.BitLen()))
+			if s.Kind == compile.SetNamedPorts {
+				s.Ports = namedPortMembers(rt, w)
+			} else {
+				s.Nets = nil
+				for _, a := range all {
+					if rapid.Bool().Draw(rt, "member") {
+						s.Nets = append(s.Nets, netip.PrefixFrom(a, a.BitLen()))
+					}
 				}
+				slices.SortFunc(s.Nets, func(a, b netip.Prefix) int { return a.Addr().Compare(b.Addr()) })
 			}
-			slices.SortFunc(s.Nets, func(a, b netip.Prefix) int { return a.Addr().Compare(b.Addr()) })
 			next.Sets[id] = &s
 			rs = &next
 			h.apply(rs)
@@ -308,4 +330,28 @@ func TestMembershipChangesEqualModel(t *testing.T) {
 			}
 		}
 	})
+}
+
+// namedPortMembers draws the members of a named port: some of the pods'
+// addresses, each with TCP or UDP and one of the world's ports.
+func namedPortMembers(t *rapid.T, w *testgen.IRWorld) []compile.PortMember {
+	var out []compile.PortMember
+	for _, p := range w.Pods {
+		for _, a := range p.Addrs {
+			if rapid.Bool().Draw(t, "namedMember") {
+				out = append(out, compile.PortMember{Addr: a, Protocol: rapid.SampledFrom([]uint8{6, 17}).Draw(t, "namedProto"),
+					Port: rapid.SampledFrom(w.Ports).Draw(t, "namedPort")})
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b compile.PortMember) int {
+		if c := a.Addr.Compare(b.Addr); c != 0 {
+			return c
+		}
+		if a.Protocol != b.Protocol {
+			return int(a.Protocol) - int(b.Protocol)
+		}
+		return int(a.Port) - int(b.Port)
+	})
+	return out
 }
