@@ -87,12 +87,16 @@ func checkName(name string) error {
 }
 
 // lockPins creates dir and takes an exclusive lock on it, held until the
-// returned file is closed (by Close or the process's death). A second
+// returned file is closed (by Close, Release or the process's death). A second
 // live backend of the same pins gets ErrPinsInUse instead of adopting
 // maps the first is still writing.
 func lockPins(dir string) (*os.File, error) {
 	for attempt := 0; ; attempt++ {
-		if err := os.MkdirAll(dir, 0o700); err != nil {
+		err := os.MkdirAll(dir, 0o700)
+		if errors.Is(err, os.ErrNotExist) && attempt < 5 {
+			continue // a closing backend removed a parent meanwhile
+		}
+		if err != nil {
 			return nil, fmt.Errorf("ebpf: pin directory: %w", err)
 		}
 		f, err := os.Open(dir)
@@ -452,14 +456,17 @@ func (b *Backend) dropForeignLinks() error {
 				}
 				if res != nil {
 					for _, p := range res.Programs {
-						if id, ok := p.LinkID(); ok {
-							ids[id] = true
+						id, ok := p.LinkID()
+						if !ok {
+							ids = nil // the kernel does not tell: keep every link
+							break
 						}
+						ids[id] = true
 					}
 				}
 				here[h] = ids
 			}
-			if ids[info.ID] {
+			if ids == nil || ids[info.ID] {
 				continue
 			}
 			b.log.Warn("ebpf: pinned link is attached in another network namespace: detaching it", "link", ak.String(), "id", info.ID)
@@ -1137,26 +1144,16 @@ func (b *Backend) Check(ctx context.Context, rs *compile.Ruleset) error {
 // Backend of the same name in the same namespace adopts it. Afterwards the
 // Backend returns backend.ErrClosed; Close after Release does nothing.
 func (b *Backend) Release(ctx context.Context) error {
-	// The watcher takes b.mu: stop it first, without holding it.
-	b.mu.Lock()
-	w := b.watch
-	b.mu.Unlock()
-	if w != nil {
-		w.stop()
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.closed {
-		return nil
-	}
-	b.closed = true
-	b.release()
-	return nil
+	return b.finish(func() error { b.release(); return nil })
 }
 
 // Close detaches and unpins everything the backend owns: its links,
 // programs and maps, and its pin directory. Closing twice is a no-op.
-func (b *Backend) Close(ctx context.Context) error {
+func (b *Backend) Close(ctx context.Context) error { return b.finish(b.uninstall) }
+
+// finish stops the link watcher, then, unless the backend is closed
+// already, marks it closed and runs fn holding b.mu.
+func (b *Backend) finish(fn func() error) error {
 	// The watcher takes b.mu: stop it first, without holding it.
 	b.mu.Lock()
 	w := b.watch
@@ -1170,6 +1167,11 @@ func (b *Backend) Close(ctx context.Context) error {
 		return nil
 	}
 	b.closed = true
+	return fn()
+}
+
+// uninstall is Close's work, under b.mu.
+func (b *Backend) uninstall() error {
 	for ak := range b.links {
 		b.detach(ak)
 	}
@@ -1186,8 +1188,9 @@ func (b *Backend) Close(ctx context.Context) error {
 		}
 		_ = os.Remove(filepath.Join(b.dir, name))
 	}
-	// Remove the directory while its lock is held, so a backend that
-	// opens the same pins meanwhile waits for none of them.
+	// Remove the directory before letting go of its lock: a backend
+	// opening the same name meanwhile gets ErrPinsInUse or a new
+	// directory, never half-removed pins.
 	if err := os.RemoveAll(b.dir); err != nil {
 		errs = append(errs, err)
 	}
