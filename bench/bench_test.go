@@ -272,3 +272,23 @@ func TestTrafficPaired(t *testing.T) {
 	}
 	t.Log("\n" + text)
 }
+
+// TestPairedFlags: -metrics picks the paired figures, -iperfslice must be
+// whole seconds; a wrong value is an error naming the flag.
+func TestPairedFlags(t *testing.T) {
+	got, err := parseMetrics(" gbit,rr ")
+	if err != nil || !reflect.DeepEqual(got, map[string]bool{"gbit": true, "rr": true}) {
+		t.Errorf("parseMetrics: %v, %v", got, err)
+	}
+	for _, args := range [][]string{
+		{"-metrics", "pps"},
+		{"-metrics", "rr,"},
+		{"-iperfslice", "1500ms"},
+		{"-iperfslice", "500ms"},
+	} {
+		err := run(context.Background(), append([]string{"-only", "traffic", "-paired"}, args...), &bytes.Buffer{})
+		if err == nil || !strings.Contains(err.Error(), args[0]) {
+			t.Errorf("%v: error %v, want one naming %s", args, err, args[0])
+		}
+	}
+}

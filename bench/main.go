@@ -36,6 +36,11 @@
 //
 //	go run ./bench -only traffic -dataplane ebpf -sizes 10000 -paired -rounds 30
 //
+// Throughput is the noisiest figure; -metrics and -iperfslice measure it
+// alone, in longer slices:
+//
+//	go run ./bench -only traffic -dataplane ebpf -sizes 10000 -paired -rounds 60 -metrics gbit -iperfslice 2s
+//
 // BenchmarkEstablished in backend/ebpf runs the same configurations'
 // programs on a packet of an established connection (BPF_PROG_TEST_RUN).
 package main
@@ -78,6 +83,10 @@ type config struct {
 	paired bool
 	rounds int
 	slice  time.Duration
+	// iperfSlice is the length of one iperf3 slice (whole seconds);
+	// metrics the paired figures to measure (nil: all).
+	iperfSlice time.Duration
+	metrics    map[string]bool
 }
 
 func run(ctx context.Context, args []string, out io.Writer) error {
@@ -94,7 +103,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs.BoolVar(&c.bpfStats, "bpfstats", false, "traffic: also report the eBPF programs' own run time per run (kernel BPF statistics, on during the run)")
 	fs.BoolVar(&c.paired, "paired", false, "traffic: every configuration at once on its own pair, measured in alternating slices; ratios per round")
 	fs.IntVar(&c.rounds, "rounds", 30, "traffic -paired: rounds (each measures every pair twice per figure)")
-	fs.DurationVar(&c.slice, "slice", 300*time.Millisecond, "traffic -paired: length of one RR or CRR slice (iperf3: whole seconds, at least 1s)")
+	fs.DurationVar(&c.slice, "slice", 300*time.Millisecond, "traffic -paired: length of one RR or CRR slice")
+	fs.DurationVar(&c.iperfSlice, "iperfslice", 0, "traffic -paired: length of one iperf3 slice, whole seconds (default: -slice rounded, at least 1s)")
+	metrics := fs.String("metrics", "rr,crr,gbit", "traffic -paired: figures to measure, comma-separated: rr, crr, gbit")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -112,6 +123,12 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		c.flowEvents = []bool{true, false}
 	default:
 		return fmt.Errorf("-flowevents: %q is not on, off or both", *events)
+	}
+	if c.metrics, err = parseMetrics(*metrics); err != nil {
+		return err
+	}
+	if c.iperfSlice != 0 && (c.iperfSlice < time.Second || c.iperfSlice%time.Second != 0) {
+		return fmt.Errorf("-iperfslice: %v is not a whole number of seconds", c.iperfSlice)
 	}
 	c.sizes = []int{100, 1000, 10000}
 	if *small {
@@ -165,4 +182,18 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		}
 	}
 	return nil
+}
+
+// parseMetrics reads the -metrics flag.
+func parseMetrics(s string) (map[string]bool, error) {
+	out := map[string]bool{}
+	for _, f := range strings.Split(s, ",") {
+		switch f = strings.TrimSpace(f); f {
+		case "rr", "crr", "gbit":
+			out[f] = true
+		default:
+			return nil, fmt.Errorf("-metrics: %q is not rr, crr or gbit", f)
+		}
+	}
+	return out, nil
 }

@@ -156,7 +156,8 @@ func summarize(v []float64, seed uint64) spread {
 
 // pairedMetric is one of the figures measured in slices.
 type pairedMetric struct {
-	name string
+	// key names it in -metrics; name in the output.
+	key, name string
 	// format prints one value.
 	format string
 	// measure measures pair p for one slice.
@@ -317,10 +318,13 @@ func measurePaired(c *config, pairs []*trafficPair, label string, n int, out io.
 			_ = p.rr.Close()
 		}
 	}()
-	iperfSlice := max(time.Second, c.slice.Round(time.Second))
+	iperfSlice := c.iperfSlice
+	if iperfSlice == 0 {
+		iperfSlice = max(time.Second, c.slice.Round(time.Second))
+	}
 	buf := []byte{1}
-	metrics := []pairedMetric{
-		{name: "RR/s", format: "%.0f", measure: func(p *trafficPair) (float64, error) {
+	all := []pairedMetric{
+		{key: "rr", name: "RR/s", format: "%.0f", measure: func(p *trafficPair) (float64, error) {
 			return rate(c.slice, func() error {
 				if _, err := p.rr.Write(buf); err != nil {
 					return err
@@ -329,7 +333,7 @@ func measurePaired(c *config, pairs []*trafficPair, label string, n int, out io.
 				return err
 			})
 		}},
-		{name: "CRR/s", format: "%.0f", measure: func(p *trafficPair) (float64, error) {
+		{key: "crr", name: "CRR/s", format: "%.0f", measure: func(p *trafficPair) (float64, error) {
 			var r float64
 			addr := netip.AddrPortFrom(p.server.IPs[0], rrPort).String()
 			err := p.cli.Do(func() (err error) {
@@ -339,9 +343,15 @@ func measurePaired(c *config, pairs []*trafficPair, label string, n int, out io.
 			})
 			return r, err
 		}},
-		{name: "Gbit/s", format: "%.2f", measure: func(p *trafficPair) (float64, error) {
+		{key: "gbit", name: "Gbit/s", format: "%.2f", measure: func(p *trafficPair) (float64, error) {
 			return iperfGbps(p.cli, p.server.IPs[0], iperfSlice)
 		}},
+	}
+	var metrics []pairedMetric
+	for _, m := range all {
+		if c.metrics == nil || c.metrics[m.key] {
+			metrics = append(metrics, m)
+		}
 	}
 	fmt.Fprintf(out, "== paired per-packet cost (%s, %d policies/rules): %d rounds; slices: iperf3 %v, RR and CRR %v; load %s\n",
 		label, n, c.rounds, iperfSlice, c.slice, loadavg())
