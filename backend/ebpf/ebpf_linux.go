@@ -67,10 +67,11 @@ func pinDir(name string, netnsInode uint64) string {
 // netnsInode returns the inode number of the network namespace at path,
 // or of the calling thread's if path is "".
 func netnsInode(path string) (uint64, error) {
-	if path == "" {
-		path = "/proc/thread-self/ns/net"
+	open := netns.Current
+	if path != "" {
+		open = func() (*netns.NS, error) { return netns.Open(path) }
 	}
-	ns, err := netns.Open(path)
+	ns, err := open()
 	if err != nil {
 		return 0, err
 	}

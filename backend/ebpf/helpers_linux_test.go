@@ -31,12 +31,23 @@ type rig struct {
 	b   *Backend
 }
 
+// newRig opens a backend named after a new lab of spec.
 func newRig(t *testing.T, spec lab.Spec, o ...Option) *rig {
 	t.Helper()
+	return rigNamed(t, spec, "", o...)
+}
+
+// rigNamed opens a backend named name (the lab's ID if empty) in a new
+// lab of spec.
+func rigNamed(t *testing.T, spec lab.Spec, name string, o ...Option) *rig {
+	t.Helper()
 	l := labtest.New(t, spec, lab.Options{ProbeTimeout: 400e6})
-	b, err := New(context.Background(), backend.Options{NetNS: l.NodeNS().Path(), Name: l.ID()}, o...)
+	if name == "" {
+		name = l.ID()
+	}
+	b, err := New(context.Background(), backend.Options{NetNS: l.NodeNS().Path(), Name: name}, o...)
 	if err != nil {
-		t.Fatalf("open backend: %v", err)
+		t.Fatalf("open backend %q: %v", name, err)
 	}
 	t.Cleanup(func() { _ = b.Close(context.Background()) })
 	return &rig{lab: l, b: b}

@@ -18,18 +18,6 @@ import (
 	"github.com/calyxnet/calyx/internal/lab/labtest"
 )
 
-// rigNamed opens a backend named name in a new lab of spec.
-func rigNamed(t *testing.T, spec lab.Spec, name string) *rig {
-	t.Helper()
-	l := labtest.New(t, spec, lab.Options{ProbeTimeout: 400e6})
-	b, err := New(context.Background(), backend.Options{NetNS: l.NodeNS().Path(), Name: name})
-	if err != nil {
-		t.Fatalf("open backend %q: %v", name, err)
-	}
-	t.Cleanup(func() { _ = b.Close(context.Background()) })
-	return &rig{lab: l, b: b}
-}
-
 // pinNames lists the pins in dir.
 func pinNames(t *testing.T, dir string) []string {
 	t.Helper()
