@@ -267,7 +267,11 @@ func checkKernel() error {
 	if err := unix.Uname(&u); err != nil {
 		return fmt.Errorf("ebpf: uname: %w", err)
 	}
-	rel := unix.ByteSliceToString(u.Release[:])
+	return kernelError(unix.ByteSliceToString(u.Release[:]))
+}
+
+// kernelError refuses a kernel release older than 6.6.
+func kernelError(rel string) error {
 	major, minor, ok := kernelVersion(rel)
 	if !ok {
 		return nil // unknown format: let the attach tell

@@ -4,9 +4,11 @@ package ebpf
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/cilium/ebpf"
@@ -70,17 +72,25 @@ func TestKernelVersion(t *testing.T) {
 		rel          string
 		major, minor int
 		ok           bool
+		refused      bool
 	}{
-		{"6.18.44-fc-v782", 6, 18, true},
-		{"6.6.0", 6, 6, true},
-		{"5.15.0-91-generic", 5, 15, true},
-		{"6.5-rc1", 6, 5, true},
-		{"weird", 0, 0, false},
+		{"6.18.44-fc-v782", 6, 18, true, false},
+		{"6.6.0", 6, 6, true, false},
+		{"5.15.0-91-generic", 5, 15, true, true},
+		{"6.5-rc1", 6, 5, true, true},
+		{"weird", 0, 0, false, false},
 	} {
 		t.Run(c.rel, func(t *testing.T) {
 			major, minor, ok := kernelVersion(c.rel)
 			if major != c.major || minor != c.minor || ok != c.ok {
 				t.Errorf("kernelVersion(%q) = %d, %d, %v", c.rel, major, minor, ok)
+			}
+			// Older than 6.6 is refused as not supported, naming the
+			// release; a release we cannot read is left to the attach.
+			err := kernelError(c.rel)
+			if c.refused != (err != nil) || err != nil && (!errors.Is(err, backend.ErrNotSupported) ||
+				!strings.Contains(err.Error(), c.rel) || !strings.Contains(err.Error(), "6.6")) {
+				t.Errorf("kernelError(%q) = %v", c.rel, err)
 			}
 		})
 	}
