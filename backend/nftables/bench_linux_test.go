@@ -14,6 +14,7 @@ import (
 	"github.com/calyxnet/calyx/backend"
 	"github.com/calyxnet/calyx/compile"
 	"github.com/calyxnet/calyx/internal/benchset"
+	"github.com/calyxnet/calyx/internal/netns"
 	"github.com/calyxnet/calyx/internal/netns/netnstest"
 )
 
@@ -166,14 +167,8 @@ func BenchmarkApplyLabelChange(b *testing.B) {
 // and applies rs.
 func benchBackend(b *testing.B, rs *compile.Ruleset) *Backend {
 	b.Helper()
-	ns := netnstest.New(b, "cxbench-")
-	ctx := context.Background()
-	be, err := New(ctx, backend.Options{NetNS: ns.Path()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = be.Close(ctx) })
-	if err := be.Apply(ctx, rs); err != nil {
+	be, _ := openBenchBackend(b, "cxbench-")
+	if err := be.Apply(context.Background(), rs); err != nil {
 		b.Fatal(err)
 	}
 	return be
@@ -188,4 +183,18 @@ func labelChange(base *compile.Ruleset, i int) *compile.Ruleset {
 	s.Nets = append(slices.Clone(s.Nets), netip.PrefixFrom(benchset.PodAddr(160+i%50), 32))
 	relabel.Sets[s.ID] = &s
 	return &relabel
+}
+
+// openBenchBackend opens a backend in a new namespace named with prefix,
+// closed when b ends; it returns the namespace too.
+func openBenchBackend(b *testing.B, prefix string) (*Backend, *netns.NS) {
+	b.Helper()
+	ns := netnstest.New(b, prefix)
+	ctx := context.Background()
+	be, err := New(ctx, backend.Options{NetNS: ns.Path()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = be.Close(ctx) })
+	return be, ns
 }

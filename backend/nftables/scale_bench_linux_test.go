@@ -14,7 +14,6 @@ import (
 
 	"github.com/google/nftables"
 
-	"github.com/calyxnet/calyx/backend"
 	"github.com/calyxnet/calyx/compile"
 	"github.com/calyxnet/calyx/internal/netns"
 	"github.com/calyxnet/calyx/internal/netns/netnstest"
@@ -56,13 +55,8 @@ func newScaleNode(b *testing.B) *scaleNode {
 		members += len(s.Nets) + len(s.Ports)
 	}
 	b.Logf("%d endpoints, %d policies, %d sets, %d set members", len(rs.Endpoints), len(rs.Policies), len(rs.Sets), members)
-	ns := netnstest.New(b, "cxscale-")
 	ctx := context.Background()
-	be, err := New(ctx, backend.Options{NetNS: ns.Path()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = be.Close(ctx) })
+	be, ns := openBenchBackend(b, "cxscale-")
 	start := time.Now()
 	if err := be.Apply(ctx, rs); err != nil {
 		b.Fatal(err)

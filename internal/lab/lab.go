@@ -3,6 +3,7 @@ package lab
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -395,12 +396,7 @@ func (m *Matrix) String() string {
 // key: the lab for a Ruleset when nothing better says what pods serve.
 func PodsFromRuleset(rs *compile.Ruleset, ports []Port) ([]Pod, error) {
 	var pods []Pod
-	keys := make([]string, 0, len(rs.Endpoints))
-	for k := range rs.Endpoints {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(rs.Endpoints)) {
 		ep := rs.Endpoints[k]
 		if ep.Kind != compile.WorkloadEndpoint {
 			continue

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -424,12 +425,7 @@ func (s *Store) encodeIndexLocked() []byte {
 	b := make([]byte, 0, 64+len(s.files)*160+n*72)
 	b = append(b, indexMagic+"\n"...)
 	// In path order: a store reading it need not sort.
-	paths := make([]string, 0, len(s.files))
-	for p := range s.files {
-		paths = append(paths, p)
-	}
-	slices.Sort(paths)
-	for _, p := range paths {
+	for _, p := range slices.Sorted(maps.Keys(s.files)) {
 		f := s.files[p]
 		if f.err != nil || f.truncated || f.sum == ([32]byte{}) {
 			continue
